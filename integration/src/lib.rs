@@ -1,0 +1,1 @@
+//! berth-integration harness. (being written)

@@ -1,0 +1,1 @@
+//! The CRI v1 protocol. (being written)
