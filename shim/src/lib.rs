@@ -1,0 +1,2 @@
+//! berth-shim. (being written)
+#![forbid(unsafe_code)]
