@@ -1,0 +1,26 @@
+//! Compiles `proto/api.proto` into tonic clients/servers and prost messages.
+//! protoc comes from `protoc-bin-vendored`, so no system protoc is needed.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/api.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    // prost-build reads PROTOC from the environment of this build script only.
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // The build script is single-threaded here, so changing its environment is fine.
+    std::env::set_var("PROTOC", protoc);
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        // The descriptor set is exported for gRPC reflection and for tests.
+        .file_descriptor_set_path(out_dir.join("runtime_v1_descriptor.bin"))
+        // AuthConfig carries registry secrets: lib.rs gives it a redacting Debug.
+        .skip_debug(["runtime.v1.AuthConfig"])
+        .compile_protos(&[proto], &["proto"])?;
+    Ok(())
+}
