@@ -1,1 +1,16 @@
-//! berth-integration harness. (being written)
+//! berth-integration: the harness every end-to-end test and benchmark uses.
+//!
+//! - [`registry::Registry`]: a real local OCI registry (Debian's `docker-registry`),
+//!   optionally with TLS and basic auth.
+//! - [`image_builder`] and [`test_images`]: reproducible OCI test images built from
+//!   busybox-static with our own code.
+//! - [`push::RegistryClient`]: pushes images over the distribution API, fetches
+//!   manifests back.
+//! - [`berthd::Berthd`]: the real daemon as a child process in a private tempdir.
+//! - [`client::Cri`]: typed CRI clients over a unix socket.
+
+pub mod error;
+pub mod image_builder;
+pub mod test_images;
+
+pub use error::{Error, Result};
