@@ -1,8 +1,15 @@
 //! berth-shim: the CRI daemon `berthd` and the operator CLI `berth`.
 //!
 //! `cri` holds the gRPC services (one file per RPC group), `store` the metadata
-//! database, `config` the daemon's configuration; see DESIGN.md for the map.
+//! database, `image` the image store, `config` the daemon's configuration;
+//! see DESIGN.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod cri;
 pub mod error;
+pub mod image;
+pub mod server;
 pub mod store;

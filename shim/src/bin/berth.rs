@@ -1,1 +1,21 @@
-fn main() {}
+//! berth: the operator CLI for the Berth container runtime.
+
+use clap::Parser;
+
+fn main() {
+    let cli = berth_shim::cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(berth_shim::cli::run(cli)) {
+        eprintln!("berth: {e}");
+        std::process::exit(1);
+    }
+}

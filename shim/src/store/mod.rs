@@ -56,9 +56,11 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         match t.get(key)? {
-            Some(v) => Ok(Some(
-                serde_json::from_slice(v.value()).map_err(|e| Error::Store(format!("{table_name}/{key}: {e}")))?,
-            )),
+            Some(v) => {
+                Ok(Some(serde_json::from_slice(v.value()).map_err(|e| {
+                    Error::Store(format!("{table_name}/{key}: {e}"))
+                })?))
+            }
             None => Ok(None),
         }
     }

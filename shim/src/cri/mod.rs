@@ -1,0 +1,74 @@
+//! The CRI services. `service.rs` is the tonic boundary; every other file holds
+//! the body of one RPC (or a tight group) as an inherent method of [`CriService`].
+
+use std::{
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+};
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    image::ImageService,
+    store::Store,
+};
+
+mod runtime_status;
+pub mod service;
+mod unimplemented;
+
+/// Server-streaming response type shared by every streaming RPC.
+pub type BoxStream<T> =
+    Pin<Box<dyn futures::Stream<Item = std::result::Result<T, tonic::Status>> + Send + 'static>>;
+
+/// Everything the RPC bodies share: configuration, metadata store, image store.
+pub struct CriService {
+    pub(crate) config: Arc<Config>,
+    #[allow(dead_code)] // used by the pod and container RPCs as they land
+    pub(crate) store: Arc<Store>,
+    #[allow(dead_code)] // used by the image RPCs as they land
+    pub(crate) images: Arc<ImageService>,
+    ready: AtomicBool,
+}
+
+impl CriService {
+    /// Opens the metadata and image stores under the configured root. The
+    /// service answers `UNAVAILABLE` until [`CriService::set_ready`] is called.
+    pub fn open(config: Config) -> Result<CriService> {
+        let root = config.root.clone();
+        std::fs::create_dir_all(&root).map_err(Error::io("create root directory", &root))?;
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(Error::io("create state directory", &config.state_dir))?;
+        let store = Arc::new(Store::open(&root.join("meta.redb"))?);
+        let images = Arc::new(ImageService::open(
+            &root,
+            store.clone(),
+            config.registry.clone(),
+        )?);
+        Ok(CriService {
+            config: Arc::new(config),
+            store,
+            images,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks start-up recovery as done: RPCs are served from now on.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Fails with `UNAVAILABLE` while start-up recovery is still running.
+    pub(crate) fn ready(&self) -> Result<()> {
+        if self.ready.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(Error::Unavailable(
+                "berthd is starting: recovering state, retry shortly".into(),
+            ))
+        }
+    }
+}

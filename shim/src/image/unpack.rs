@@ -1,0 +1,530 @@
+//! Unpacking one layer tarball into an empty snapshot directory.
+//!
+//! Each layer becomes its own overlayfs lower directory, so whiteouts are
+//! written in overlayfs' own form: `.wh.name` becomes a 0/0 character device
+//! `name`, `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory.
+//!
+//! Containment: an entry path must be relative without `..`; every parent
+//! component is looked up with `lstat` inside the snapshot and must be a real
+//! directory (created when missing) — a layer never legitimately writes through
+//! a symlink, so one in a parent position is refused, as is a hard link whose
+//! target is absolute, has `..` or goes through a symlink. A final component
+//! that already exists is removed before the new entry is created (files are
+//! opened `O_CREAT|O_EXCL|O_NOFOLLOW`), so nothing is ever written outside the
+//! directory. The unpacking runs in a private temp directory that only this
+//! thread touches, so the checks cannot be raced.
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use sha2::{Digest as _, Sha256};
+use tar::EntryType;
+
+use crate::error::{Error, Result};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+
+/// How a layer blob is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// A plain tar.
+    None,
+    /// gzip (the common case).
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+/// Picks the decompressor from the first bytes, checked against the media type.
+pub fn detect(media_type: &str, magic: &[u8]) -> Result<Compression> {
+    let by_magic = if magic.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    let claimed = if media_type.ends_with("gzip") {
+        Some(Compression::Gzip)
+    } else if media_type.ends_with("zstd") {
+        Some(Compression::Zstd)
+    } else {
+        None
+    };
+    match claimed {
+        Some(c) if c != by_magic => Err(Error::FailedPrecondition(format!(
+            "layer media type {media_type} does not match its content ({by_magic:?})"
+        ))),
+        _ => Ok(by_magic),
+    }
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Decompresses and unpacks `reader` into `dest` (an empty directory) and
+/// returns the layer's diff id (`sha256:` of the uncompressed tar).
+pub fn unpack_layer<R: Read>(reader: R, media_type: &str, dest: &Path) -> Result<String> {
+    let mut buf = BufReader::with_capacity(128 * 1024, reader);
+    let magic = buf.fill_buf().map_err(Error::io("read layer", dest))?;
+    let compression = detect(media_type, magic)?;
+    let decompressed: Box<dyn Read> = match compression {
+        Compression::None => Box::new(buf),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buf).map_err(Error::io("start zstd decoder", dest))?,
+        ),
+    };
+    let mut hashing = HashingReader {
+        inner: decompressed,
+        hasher: Sha256::new(),
+    };
+    unpack_tar(&mut hashing, dest)?;
+    // The diff id covers the whole stream, including padding after the
+    // end-of-archive blocks.
+    io::copy(&mut hashing, &mut io::sink()).map_err(Error::io("read layer", dest))?;
+    Ok(format!("sha256:{}", hex::encode(hashing.hasher.finalize())))
+}
+
+/// Unpacks an uncompressed tar stream into `dest`.
+pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    let mut dirs: Vec<(PathBuf, tar::Header)> = Vec::new();
+    let entries = archive.entries().map_err(Error::io("read layer", dest))?;
+    for entry in entries {
+        let mut entry = entry.map_err(Error::io("read layer entry", dest))?;
+        let raw = entry
+            .path()
+            .map_err(Error::io("read layer entry name", dest))?
+            .into_owned();
+        let name = raw.display().to_string();
+        let bad = |why: &str| Error::PermissionDenied(format!("layer entry {name:?}: {why}"));
+        let kind = entry.header().entry_type();
+        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+            continue;
+        }
+        let comps = clean(&raw).map_err(|e| bad(&e))?;
+        let Some((last, parents)) = comps.split_last() else {
+            continue; // "./": the snapshot root itself
+        };
+        let parent = walk_parents(dest, parents, true).map_err(|e| bad(&e))?;
+        let last_str = last.to_string_lossy();
+        if last_str == OPAQUE_MARKER {
+            xattr::set(&parent, "trusted.overlay.opaque", b"y")
+                .map_err(|e| bad(&format!("set opaque xattr: {e}")))?;
+            continue;
+        }
+        if let Some(hidden) = last_str.strip_prefix(WHITEOUT_PREFIX) {
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(bad("malformed whiteout"));
+            }
+            let target = parent.join(hidden);
+            remove_existing(&target).map_err(|e| bad(&e))?;
+            mknod(&target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0))
+                .map_err(|e| bad(&format!("create whiteout: {e}")))?;
+            continue;
+        }
+        let target = parent.join(last);
+        let header = entry.header().clone();
+        let mode = header.mode().map_err(Error::io("read layer entry mode", &target))? & 0o7777;
+        let io_err = |e: io::Error| bad(&e.to_string());
+        match kind {
+            EntryType::Directory => {
+                match fs::symlink_metadata(&target) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        remove_existing(&target).map_err(|e| bad(&e))?;
+                        fs::create_dir(&target).map_err(io_err)?;
+                    }
+                    Err(_) => fs::create_dir(&target).map_err(io_err)?,
+                }
+                dirs.push((target.clone(), header.clone()));
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                remove_existing(&target).map_err(|e| bad(&e))?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&target)
+                    .map_err(io_err)?;
+                io::copy(&mut entry, &mut f).map_err(io_err)?;
+            }
+            EntryType::Symlink => {
+                let link = entry
+                    .link_name()
+                    .map_err(io_err)?
+                    .ok_or_else(|| bad("symlink without target"))?
+                    .into_owned();
+                remove_existing(&target).map_err(|e| bad(&e))?;
+                std::os::unix::fs::symlink(&link, &target).map_err(io_err)?;
+            }
+            EntryType::Link => {
+                let link = entry
+                    .link_name()
+                    .map_err(io_err)?
+                    .ok_or_else(|| bad("hard link without target"))?
+                    .into_owned();
+                let lcomps = clean(&link).map_err(|e| bad(&format!("hard link target {}: {e}", link.display())))?;
+                let Some((llast, lparents)) = lcomps.split_last() else {
+                    return Err(bad("hard link to the root directory"));
+                };
+                let lparent = walk_parents(dest, lparents, false)
+                    .map_err(|e| bad(&format!("hard link target {}: {e}", link.display())))?;
+                let source = lparent.join(llast);
+                match fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_dir() => return Err(bad("hard link to a directory")),
+                    Ok(_) => {}
+                    Err(_) => {
+                        return Err(bad(&format!(
+                            "hard link target {} is not in this layer",
+                            link.display()
+                        )))
+                    }
+                }
+                if source != target {
+                    remove_existing(&target).map_err(|e| bad(&e))?;
+                    // linkat without AT_SYMLINK_FOLLOW: links the entry itself.
+                    fs::hard_link(&source, &target).map_err(io_err)?;
+                }
+                continue; // shares the source's metadata
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let flag = match kind {
+                    EntryType::Char => SFlag::S_IFCHR,
+                    EntryType::Block => SFlag::S_IFBLK,
+                    _ => SFlag::S_IFIFO,
+                };
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                remove_existing(&target).map_err(|e| bad(&e))?;
+                mknod(&target, flag, Mode::from_bits_truncate(mode), makedev(major.into(), minor.into()))
+                    .map_err(|e| bad(&format!("mknod: {e}")))?;
+            }
+            other => {
+                return Err(Error::Unimplemented(format!(
+                    "layer entry {name:?}: unsupported tar entry type {other:?}"
+                )))
+            }
+        }
+        // Owner before mode: chown clears set-id bits.
+        let uid = header.uid().map_err(io_err)? as u32;
+        let gid = header.gid().map_err(io_err)? as u32;
+        std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).map_err(io_err)?;
+        if kind != EntryType::Symlink {
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_err)?;
+        }
+        if let Some(exts) = entry.pax_extensions().map_err(io_err)? {
+            for ext in exts {
+                let ext = ext.map_err(io_err)?;
+                let Ok(key) = ext.key() else { continue };
+                if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
+                    xattr::set(&target, attr, ext.value_bytes())
+                        .map_err(|e| bad(&format!("set xattr {attr}: {e}")))?;
+                }
+            }
+        }
+        if kind != EntryType::Directory {
+            set_mtime(&target, &header).map_err(io_err)?;
+        }
+    }
+    // Directory times last: creating children changed them.
+    for (dir, header) in dirs.iter().rev() {
+        set_mtime(dir, header).map_err(Error::io("set directory time", dir))?;
+    }
+    Ok(())
+}
+
+fn set_mtime(path: &Path, header: &tar::Header) -> io::Result<()> {
+    let t = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+    filetime::set_symlink_file_times(path, t, t)
+}
+
+/// Splits an archive path into plain components, refusing absolute paths and `..`.
+fn clean(p: &Path) -> std::result::Result<Vec<OsString>, String> {
+    let mut out = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_os_string()),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("path has a '..' component".into()),
+            Component::RootDir | Component::Prefix(_) => return Err("absolute path".into()),
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves the parent directories of an entry inside `root` without
+/// following symlinks; missing ones are created when `create` is set.
+fn walk_parents(root: &Path, parents: &[OsString], create: bool) -> std::result::Result<PathBuf, String> {
+    let mut p = root.to_path_buf();
+    for c in parents {
+        p.push(c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!(
+                    "parent {} is a symlink; refusing to write through it",
+                    p.strip_prefix(root).unwrap_or(&p).display()
+                ))
+            }
+            Ok(_) => {
+                return Err(format!(
+                    "parent {} is not a directory",
+                    p.strip_prefix(root).unwrap_or(&p).display()
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                fs::create_dir(&p).map_err(|e| format!("create parent {}: {e}", p.display()))?;
+            }
+            Err(e) => return Err(format!("parent {}: {e}", p.strip_prefix(root).unwrap_or(&p).display())),
+        }
+    }
+    Ok(p)
+}
+
+/// Removes whatever is at `p` (never following a symlink); absent is fine.
+fn remove_existing(p: &Path) -> std::result::Result<(), String> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(_) => Ok(()),
+    }
+    .map_err(|e| format!("replace {}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    /// Builds a tar in memory from (path, kind) pairs.
+    enum E<'a> {
+        Dir(&'a str),
+        File(&'a str, &'a [u8]),
+        Sym(&'a str, &'a str),
+        Hard(&'a str, &'a str),
+        Char(&'a str, u32, u32),
+    }
+
+    fn tar_of(entries: &[E]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(1_600_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            let (path, data): (&str, &[u8]) = match e {
+                E::Dir(p) => {
+                    h.set_entry_type(EntryType::Directory);
+                    h.set_mode(0o755);
+                    (p, b"")
+                }
+                E::File(p, d) => {
+                    h.set_entry_type(EntryType::Regular);
+                    h.set_mode(0o644);
+                    (p, d)
+                }
+                E::Sym(p, t) | E::Hard(p, t) => {
+                    h.set_entry_type(if matches!(e, E::Sym(..)) { EntryType::Symlink } else { EntryType::Link });
+                    h.set_mode(0o777);
+                    h.set_link_name_literal(t).unwrap();
+                    (p, b"")
+                }
+                E::Char(p, maj, min) => {
+                    h.set_entry_type(EntryType::Char);
+                    h.set_mode(0o666);
+                    h.set_device_major(*maj).unwrap();
+                    h.set_device_minor(*min).unwrap();
+                    (p, b"")
+                }
+            };
+            h.set_size(data.len() as u64);
+            // Write the name bytes directly: the builder's own path setters
+            // refuse `..` and absolute names, which these tests need.
+            let name = path.as_bytes();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name);
+            h.set_cksum();
+            b.append(&h, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn unpack(entries: &[E]) -> (tempfile::TempDir, Result<()>) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("snap")).unwrap();
+        let r = unpack_tar(&tar_of(entries)[..], &d.path().join("snap"));
+        (d, r)
+    }
+
+    #[test]
+    fn files_links_devices_and_metadata() {
+        let (d, r) = unpack(&[
+            E::Dir("bin/"),
+            E::File("bin/tool", b"#!/bin/sh\n"),
+            E::Hard("bin/tool2", "bin/tool"),
+            E::Sym("bin/sh", "/bin/tool"),
+            E::Char("dev/null", 1, 3),
+            E::File("deep/new/file", b"x"),
+        ]);
+        r.unwrap();
+        let s = d.path().join("snap");
+        assert_eq!(fs::read(s.join("bin/tool")).unwrap(), b"#!/bin/sh\n");
+        let m1 = fs::metadata(s.join("bin/tool")).unwrap();
+        let m2 = fs::metadata(s.join("bin/tool2")).unwrap();
+        assert_eq!((m1.ino(), m1.nlink()), (m2.ino(), 2));
+        assert_eq!(m1.mode() & 0o7777, 0o644);
+        assert_eq!(m1.mtime(), 1_600_000_000);
+        assert_eq!(fs::read_link(s.join("bin/sh")).unwrap(), Path::new("/bin/tool"));
+        let dev = fs::symlink_metadata(s.join("dev/null")).unwrap();
+        assert!(dev.file_type().is_char_device());
+        assert_eq!(dev.rdev(), makedev(1, 3));
+        assert_eq!(fs::read(s.join("deep/new/file")).unwrap(), b"x");
+        assert_eq!(fs::metadata(s.join("bin")).unwrap().mtime(), 1_600_000_000);
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs() {
+        let (d, r) = unpack(&[
+            E::Dir("etc/"),
+            E::File("etc/.wh.motd", b""),
+            E::Dir("var/cache/"),
+            E::File("var/cache/.wh..wh..opq", b""),
+            E::File("var/cache/kept", b"k"),
+        ]);
+        r.unwrap();
+        let s = d.path().join("snap");
+        let wh = fs::symlink_metadata(s.join("etc/motd")).unwrap();
+        assert!(wh.file_type().is_char_device());
+        assert_eq!(wh.rdev(), 0);
+        assert!(!s.join("etc/.wh.motd").exists());
+        assert_eq!(
+            xattr::get(s.join("var/cache"), "trusted.overlay.opaque").unwrap().as_deref(),
+            Some(&b"y"[..])
+        );
+        assert!(!s.join("var/cache/.wh..wh..opq").exists());
+        assert_eq!(fs::read(s.join("var/cache/kept")).unwrap(), b"k");
+    }
+
+    fn assert_refused(entries: &[E], needle: &str, outside: &[&str]) {
+        let (d, r) = unpack(entries);
+        let err = r.expect_err("must be refused").to_string();
+        assert!(err.contains(needle), "{err} should name {needle}");
+        for o in outside {
+            assert!(!d.path().join(o).exists(), "{o} was written outside the snapshot");
+        }
+    }
+
+    #[test]
+    fn dotdot_escape_is_refused() {
+        assert_refused(&[E::File("../escaped", b"x")], "\"../escaped\"", &["escaped"]);
+        assert_refused(&[E::Dir("a/"), E::File("a/../../escaped", b"x")], "'..'", &["escaped"]);
+    }
+
+    #[test]
+    fn absolute_path_is_refused() {
+        let (_d, r) = unpack(&[E::File("/tmp/berth-abs-test", b"x")]);
+        assert!(r.unwrap_err().to_string().contains("absolute path"));
+        assert!(!Path::new("/tmp/berth-abs-test").exists());
+    }
+
+    #[test]
+    fn write_through_absolute_symlink_is_refused() {
+        let (d, _) = unpack(&[]);
+        let outside = d.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        let link_target = outside.to_str().unwrap().to_string();
+        assert_refused(
+            &[E::Sym("evil", &link_target), E::File("evil/pwned", b"x")],
+            "\"evil/pwned\"",
+            &["outside/pwned"],
+        );
+        // Also through a relative symlink climbing out.
+        assert_refused(
+            &[E::Sym("up", ".."), E::File("up/pwned", b"x")],
+            "symlink",
+            &["pwned"],
+        );
+    }
+
+    #[test]
+    fn symlink_then_file_replaces_the_link_not_its_target() {
+        let (d, _) = unpack(&[]);
+        fs::write(d.path().join("victim"), b"original").unwrap();
+        let victim = d.path().join("victim");
+        let (_d2, r) = {
+            let s = d.path().join("snap");
+            let r = unpack_tar(
+                &tar_of(&[E::Sym("f", victim.to_str().unwrap()), E::File("f", b"new")])[..],
+                &s,
+            );
+            ((), r)
+        };
+        r.unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"original");
+        assert_eq!(fs::read(d.path().join("snap/f")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn hard_link_outside_is_refused() {
+        assert_refused(&[E::Hard("passwd", "/etc/passwd")], "absolute path", &[]);
+        assert_refused(&[E::Hard("passwd", "../../../../etc/passwd")], "'..'", &[]);
+        let (d, _) = unpack(&[]);
+        let etc = d.path().join("hostetc");
+        fs::create_dir(&etc).unwrap();
+        fs::write(etc.join("passwd"), b"root").unwrap();
+        let (d2, r) = unpack(&[
+            E::Sym("etc", etc.to_str().unwrap()),
+            E::Hard("passwd", "etc/passwd"),
+        ]);
+        assert!(r.unwrap_err().to_string().contains("symlink"));
+        assert!(!d2.path().join("snap/passwd").exists());
+        assert_eq!(fs::metadata(etc.join("passwd")).unwrap().nlink(), 1);
+    }
+
+    #[test]
+    fn compression_detection() {
+        assert_eq!(detect("application/vnd.oci.image.layer.v1.tar", b"abc").unwrap(), Compression::None);
+        assert_eq!(detect("application/vnd.oci.image.layer.v1.tar", &[0x1f, 0x8b]).unwrap(), Compression::Gzip);
+        assert_eq!(
+            detect("application/vnd.oci.image.layer.v1.tar+zstd", &[0x28, 0xb5, 0x2f, 0xfd]).unwrap(),
+            Compression::Zstd
+        );
+        assert!(detect("application/vnd.docker.image.rootfs.diff.tar.gzip", b"plain").is_err());
+    }
+
+    #[test]
+    fn gzip_and_zstd_layers_give_the_tar_diff_id() {
+        let tar = tar_of(&[E::File("a", b"hello")]);
+        let want = crate::image::content::sha256_digest(&tar);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::encode_all(&tar[..], 1).unwrap();
+        for (mt, blob) in [
+            ("application/vnd.oci.image.layer.v1.tar+gzip", gz),
+            ("application/vnd.oci.image.layer.v1.tar+zstd", zs),
+            ("application/vnd.oci.image.layer.v1.tar", tar.clone()),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            assert_eq!(unpack_layer(&blob[..], mt, d.path()).unwrap(), want, "{mt}");
+            assert_eq!(fs::read(d.path().join("a")).unwrap(), b"hello");
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Binding the CRI socket and serving both services until shutdown.
+
+use std::{future::Future, os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use berth_proto::v1::{
+    image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer,
+};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::{
+    config::Config,
+    cri::{
+        service::{ImageApi, RuntimeApi},
+        CriService,
+    },
+    error::{Error, Result},
+};
+
+/// kubelet sends and accepts messages up to 16 MiB (e.g. ListContainers on a busy node).
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Serves the CRI on the configured socket until `shutdown` resolves, then
+/// removes the socket.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    let socket = config.socket_path()?;
+    // Check for a live owner before touching any state: a second berthd must not
+    // disturb the first one's store or socket.
+    refuse_if_live(&socket)?;
+    let svc = Arc::new(CriService::open(config)?);
+    let listener = bind(&socket)?;
+    tracing::info!(socket = %socket.display(), "serving CRI");
+    svc.set_ready();
+
+    let runtime = RuntimeServiceServer::new(RuntimeApi(svc.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let image = ImageServiceServer::new(ImageApi(svc.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let result = tonic::transport::Server::builder()
+        .add_service(runtime)
+        .add_service(image)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("stopped serving");
+    result.map_err(|e| Error::Internal(format!("grpc server: {e}")))
+}
+
+/// Errors when something already answers on `socket`.
+fn refuse_if_live(socket: &Path) -> Result<()> {
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        return Err(Error::AlreadyExists(format!(
+            "another berthd is already serving on {}: stop it first or use --listen",
+            socket.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Binds the socket with mode 0660, replacing a stale one left by a crash.
+fn bind(socket: &Path) -> Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io("create socket directory", dir))?;
+    }
+    match std::fs::symlink_metadata(socket) {
+        Ok(_) => {
+            // Nobody answered in refuse_if_live: the file is stale.
+            std::fs::remove_file(socket).map_err(Error::io("remove stale socket", socket))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("inspect socket", socket)(e)),
+    }
+    let listener = UnixListener::bind(socket).map_err(Error::io("bind socket", socket))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))
+        .map_err(Error::io("chmod socket", socket))?;
+    Ok(listener)
+}
