@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Berth's build, tests and quick start need.
+# Idempotent; needs root. The Rust toolchain (cargo) must already be present.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+  busybox-static              # test images are built from it
+  docker-registry             # the local OCI registry the tests push to and pull from
+  containernetworking-plugins # CNI: bridge, host-local, portmap, loopback (/usr/lib/cni)
+  iptables iproute2           # pod networking and its cleanup checks
+  runc containerd crun        # the incumbents, for side-by-side benchmarks
+  libseccomp-dev pkg-config   # seccomp filters in berth-runtime
+  ca-certificates openssl     # TLS registry tests
+  python3                     # independent protocol clients in tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# The Debian registry package starts a system service on install; the tests run
+# their own registries on free loopback ports, so the system one is not needed.
+if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+  systemctl stop docker-registry || true
+fi
