@@ -14,3 +14,6 @@ pub mod image_builder;
 pub mod test_images;
 
 pub use error::{Error, Result};
+pub mod push;
+pub mod registry;
+pub mod skip;
