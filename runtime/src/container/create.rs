@@ -1,0 +1,328 @@
+//! Creating a container: runs inside the (already detached) monitor process.
+//!
+//! Order: validate the spec, make the state dir, cgroup, stdio and exec fifo,
+//! join namespaces given by path (all but mount and user are joined by the
+//! monitor itself, which is harmless for it and lets the new namespaces of the
+//! clone be created in the right place), clone the init with the new namespaces,
+//! write its uid/gid maps and put it in the cgroup, tell it to go, wait for
+//! `ready`. Every step pushes an undo; a failure runs them in reverse, so a failed
+//! create leaves no cgroup, process or state dir behind.
+
+use super::init::{self, ChildStdio, InitArgs};
+use super::state::{self, StateFile, FIFO_FILE, STATE_FILE, STATE_VERSION};
+use crate::cgroups::{self, CgroupManager};
+use crate::error::{Error, Result};
+use crate::rootfs::HostInfo;
+use crate::security::SecurityOptions;
+use crate::spec::{self, ns_flag};
+use crate::sys::linux::LinuxSyscall;
+use crate::sys::process::{self, Fork};
+use crate::sys::Syscall;
+use oci_spec::runtime::LinuxNamespaceType;
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Inputs of `berth-monitor create`.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub state_dir: PathBuf,
+    /// Give the container a stdin pipe (held open by the monitor for attach);
+    /// otherwise stdin is /dev/null.
+    pub stdin: bool,
+    pub security: SecurityOptions,
+    /// Where cgroupfs is mounted; `/sys/fs/cgroup` outside tests.
+    pub cgroup_root: PathBuf,
+}
+
+/// The monitor's ends of the container's stdio.
+pub enum MonitorStdio {
+    Pipes {
+        stdin: Option<File>,
+        stdout: File,
+        stderr: File,
+    },
+    Pty {
+        master: File,
+    },
+}
+
+/// A created container, as the monitor holds it.
+pub struct Created {
+    pub state: StateFile,
+    pub stdio: MonitorStdio,
+    pub cgroup: Box<dyn CgroupManager>,
+    pub oom_baseline: u64,
+}
+
+/// A rollback stack (style habit 10).
+struct Undo(Vec<Box<dyn FnOnce()>>);
+
+impl Undo {
+    fn push(&mut self, f: impl FnOnce() + 'static) {
+        self.0.push(Box::new(f));
+    }
+    fn run(&mut self) {
+        while let Some(f) = self.0.pop() {
+            f();
+        }
+    }
+    fn disarm(&mut self) {
+        self.0.clear();
+    }
+}
+
+fn pipe() -> Result<(File, File)> {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("pipe", e.into()))?;
+    Ok((File::from(r), File::from(w)))
+}
+
+/// Validates `id` for use as a directory and cgroup name.
+pub fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > 1024
+        || id.starts_with('.')
+        || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(Error::InvalidArgument {
+            name: "id".into(),
+            msg: format!("{id:?} must be non-empty [A-Za-z0-9_.-] not starting with '.'"),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the container; on error everything it made is gone again.
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    let mut undo = Undo(Vec::new());
+    let r = create_inner(opts, &mut undo);
+    match r {
+        Ok(c) => {
+            undo.disarm();
+            Ok(c)
+        }
+        Err(e) => {
+            undo.run();
+            Err(e)
+        }
+    }
+}
+
+fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
+    validate_id(&opts.id)?;
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|e| Error::io(&opts.bundle, e))?;
+    let vs = spec::load_bundle(&bundle)?;
+    let spec = &vs.spec;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let process = spec.process().clone().unwrap_or_default();
+
+    if opts.state_dir.join(STATE_FILE).exists() {
+        return Err(Error::InvalidArgument {
+            name: "state-dir".into(),
+            msg: format!("{} already holds a container", opts.state_dir.display()),
+        });
+    }
+    let made_dir = !opts.state_dir.exists();
+    std::fs::create_dir_all(&opts.state_dir).map_err(|e| Error::io(&opts.state_dir, e))?;
+    {
+        let dir = opts.state_dir.clone();
+        undo.push(move || {
+            if made_dir {
+                let _ = std::fs::remove_dir_all(&dir);
+            } else {
+                for f in [FIFO_FILE, STATE_FILE, state::ATTACH_SOCKET] {
+                    let _ = std::fs::remove_file(dir.join(f));
+                }
+            }
+        });
+    }
+
+    let layout = cgroups::detect_layout(&opts.cgroup_root)?;
+    let cg_value = linux
+        .cgroups_path()
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let cg_rel = cgroups::parse_cgroups_path(&cg_value, &opts.id)
+        .map_err(|m| Error::spec("linux.cgroupsPath", m))?;
+    let cgroup = cgroups::manager(layout, &opts.cgroup_root, &cg_rel);
+    cgroup.create()?;
+    {
+        let cg = cgroups::manager(layout, &opts.cgroup_root, &cg_rel);
+        undo.push(move || {
+            for pid in cg.pids().unwrap_or_default() {
+                let _ = process::kill(pid, libc::SIGKILL);
+            }
+            let _ = cg.remove();
+        });
+    }
+    if let Some(res) = linux.resources() {
+        cgroup.apply(res)?;
+    }
+    let oom_baseline = cgroup.oom_kills().unwrap_or(0);
+
+    // stdio
+    let terminal = process.terminal() == Some(true);
+    let devnull = File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
+    let (monitor_stdio, child_stdio, _child_ends, console): (MonitorStdio, ChildStdio, Vec<OwnedFd>, Option<PathBuf>) =
+        if terminal {
+            let pty = nix::pty::openpty(None, None).map_err(|e| Error::sys("process.terminal: openpty", e.into()))?;
+            if let Some(size) = process.console_size() {
+                let _ = process::set_winsize(pty.master.as_raw_fd(), size.height() as u16, size.width() as u16);
+            }
+            let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).ok();
+            let slave_fd = pty.slave.as_raw_fd();
+            (
+                MonitorStdio::Pty { master: File::from(pty.master) },
+                ChildStdio::Pty { slave: slave_fd },
+                vec![pty.slave],
+                slave_path,
+            )
+        } else {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            let (stdin_w, stdin_r): (Option<File>, OwnedFd) = if opts.stdin {
+                let (r, w) = pipe()?;
+                (Some(w), r.into())
+            } else {
+                (None, devnull.try_clone().map_err(|e| Error::io("/dev/null", e))?.into())
+            };
+            let cs = ChildStdio::Pipes {
+                stdin: stdin_r.as_raw_fd(),
+                stdout: out_w.as_raw_fd(),
+                stderr: err_w.as_raw_fd(),
+            };
+            (
+                MonitorStdio::Pipes { stdin: stdin_w, stdout: out_r, stderr: err_r },
+                cs,
+                vec![stdin_r, out_w.into(), err_w.into()],
+                None,
+            )
+        };
+
+    let fifo = opts.state_dir.join(FIFO_FILE);
+    let _ = std::fs::remove_file(&fifo);
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e.into()))?;
+
+    // Namespaces.
+    let mut clone_flags = 0;
+    let mut new_cgroupns = false;
+    let mut new_userns = false;
+    let mut join_mnt: Option<File> = None;
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        let t = ns.typ();
+        match ns.path() {
+            None => match t {
+                LinuxNamespaceType::Cgroup => new_cgroupns = true,
+                LinuxNamespaceType::User => {
+                    new_userns = true;
+                    clone_flags |= ns_flag(t);
+                }
+                _ => clone_flags |= ns_flag(t),
+            },
+            Some(p) => {
+                let f = File::open(p).map_err(|e| {
+                    Error::spec(format!("linux.namespaces[{i}].path"), format!("{}: {e}", p.display()))
+                })?;
+                if t == LinuxNamespaceType::Mount {
+                    join_mnt = Some(f);
+                } else {
+                    LinuxSyscall.setns(f.as_raw_fd(), ns_flag(t)).map_err(|e| {
+                        Error::spec(format!("linux.namespaces[{i}].path"), format!("setns {}: {e}", p.display()))
+                    })?;
+                }
+            }
+        }
+    }
+    let host = HostInfo::detect(new_userns, console);
+
+    let (sync_parent, sync_child) = UnixStream::pair().map_err(|e| Error::sys("socketpair", e))?;
+    let pid = match process::clone_with_flags(clone_flags)
+        .map_err(|e| Error::sys(format!("clone with namespaces {clone_flags:#x}"), e))?
+    {
+        Fork::Child => {
+            drop(sync_parent);
+            init::run(InitArgs {
+                spec,
+                rootfs: &vs.rootfs,
+                stdio: child_stdio,
+                sync: &sync_child,
+                fifo: fifo.clone(),
+                join_mnt: join_mnt.as_ref().map(|f| f.as_raw_fd()),
+                new_cgroupns,
+                host,
+                security: opts.security,
+            })
+        }
+        Fork::Parent(pid) => pid,
+    };
+    drop(sync_child);
+    drop(_child_ends);
+    drop(devnull);
+    undo.push(move || {
+        let _ = process::kill(pid, libc::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    });
+
+    if new_userns {
+        write_id_maps(pid, &linux)?;
+    }
+    cgroup.add_pid(pid)?;
+    init::send_line(&sync_parent, "go").map_err(|e| Error::sys("write sync socket", e))?;
+    let answer = init::read_line(&sync_parent).map_err(|e| Error::sys("read sync socket", e))?;
+    if let Some(msg) = answer.strip_prefix("error ") {
+        return Err(Error::Init(msg.to_string()));
+    }
+    if answer != "ready" {
+        return Err(Error::Init("container init exited during set-up".into()));
+    }
+    let pid_start_time = state::pid_start_time(pid)
+        .ok_or_else(|| Error::Init("container init exited during set-up".into()))?;
+    let me = process::getpid();
+    let st = StateFile {
+        version: STATE_VERSION,
+        id: opts.id.clone(),
+        pid,
+        pid_start_time,
+        monitor_pid: me,
+        monitor_start_time: state::pid_start_time(me).unwrap_or(0),
+        created_at: crate::timefmt::now_nanos(),
+        bundle,
+        rootfs: vs.rootfs.clone(),
+        cgroup_layout: layout,
+        cgroup_root: opts.cgroup_root.clone(),
+        cgroup_path: cg_rel,
+        terminal,
+    };
+    let json = serde_json::to_vec_pretty(&st).map_err(|e| Error::Init(e.to_string()))?;
+    state::write_atomic(&opts.state_dir.join(STATE_FILE), &json)?;
+    Ok(Created {
+        state: st,
+        stdio: monitor_stdio,
+        cgroup,
+        oom_baseline,
+    })
+}
+
+fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    let fmt = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, field, maps) in [
+        ("uid_map", "linux.uidMappings", fmt(linux.uid_mappings())),
+        ("gid_map", "linux.gidMappings", fmt(linux.gid_mappings())),
+    ] {
+        let path = Path::new("/proc").join(pid.to_string()).join(file);
+        std::fs::write(&path, &maps)
+            .map_err(|e| Error::spec(field, format!("write {}: {e}", path.display())))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The container's first process, between clone and exec.
+//!
+//! Runs in the freshly cloned child of the monitor. Talks to the monitor over a
+//! socket pair with one-line messages: it waits for `go` (uid/gid maps and cgroup
+//! are in place), sets itself up, answers `ready` or `error <message>`, then
+//! blocks reading the exec fifo until `start()` writes a byte to it, and execs.
+
+use crate::error::{Error, Result};
+use crate::rootfs::{self, HostInfo};
+use crate::security::{self, SecurityOptions};
+use crate::sys::linux::LinuxSyscall;
+use crate::sys::process::{self, exit_now};
+use crate::sys::Syscall;
+use oci_spec::runtime::{Process, Spec};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// The container process's standard streams, as fds valid in the child.
+pub enum ChildStdio {
+    /// stdin (a pipe or /dev/null), stdout and stderr pipes.
+    Pipes { stdin: RawFd, stdout: RawFd, stderr: RawFd },
+    /// The slave side of a pty, made the controlling terminal.
+    Pty { slave: RawFd },
+}
+
+/// Everything the child needs, prepared by the monitor before clone.
+pub struct InitArgs<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub stdio: ChildStdio,
+    pub sync: &'a UnixStream,
+    pub fifo: PathBuf,
+    pub join_mnt: Option<RawFd>,
+    pub new_cgroupns: bool,
+    pub host: HostInfo,
+    pub security: SecurityOptions,
+}
+
+/// Sends one line to the other side of the sync socket.
+pub fn send_line(mut s: &UnixStream, line: &str) -> std::io::Result<()> {
+    let one = line.replace('\n', " ");
+    s.write_all(format!("{one}\n").as_bytes())
+}
+
+/// Reads one line; empty string on EOF.
+pub fn read_line(s: &UnixStream) -> std::io::Result<String> {
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}
+
+/// Child entry point; never returns.
+pub fn run(args: InitArgs<'_>) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    match prepare(&LinuxSyscall, &args) {
+        Err(e) => {
+            let _ = send_line(args.sync, &format!("error {e}"));
+            exit_now(1)
+        }
+        Ok((path, argv, env, mut fifo)) => {
+            if send_line(args.sync, "ready").is_err() {
+                exit_now(1);
+            }
+            // From here the container outlives its monitor.
+            let _ = nix::sys::prctl::set_pdeathsig(None);
+            let mut b = [0u8; 1];
+            match fifo.0.read(&mut b) {
+                Ok(1) => {}
+                _ => exit_now(1),
+            }
+            drop(fifo);
+            process::reset_signals();
+            let e = LinuxSyscall.execve(&path, &argv, &env);
+            let _ = writeln!(std::io::stderr(), "berth: exec {}: {e}", path.display());
+            exit_now(127)
+        }
+    }
+}
+
+/// The fifo ends held by the waiting init: read end first, write end so the
+/// read blocks rather than seeing EOF.
+pub struct FifoEnds(pub File, pub File);
+
+fn open_fifo(path: &Path) -> Result<FifoEnds> {
+    let r = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let w = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    process::set_nonblocking(r.as_raw_fd(), false).map_err(|e| Error::sys("exec fifo", e))?;
+    Ok(FifoEnds(r, w))
+}
+
+fn setup_stdio(stdio: &ChildStdio) -> Result<()> {
+    nix::unistd::setsid().map_err(|e| Error::sys("setsid", e.into()))?;
+    match *stdio {
+        ChildStdio::Pipes { stdin, stdout, stderr } => {
+            for (from, to) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
+                process::dup2(from, to).map_err(|e| Error::sys("dup2 stdio", e))?;
+            }
+        }
+        ChildStdio::Pty { slave } => {
+            for to in 0..3 {
+                process::dup2(slave, to).map_err(|e| Error::sys("dup2 pty", e))?;
+            }
+            process::set_controlling_tty(0)
+                .map_err(|e| Error::sys("process.terminal: TIOCSCTTY", e))?;
+        }
+    }
+    Ok(())
+}
+
+type Prepared = (PathBuf, Vec<String>, Vec<String>, FifoEnds);
+
+fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
+    let go = read_line(a.sync).map_err(|e| Error::sys("read sync socket", e))?;
+    if go != "go" {
+        return Err(Error::Init(format!("monitor aborted set-up ({go:?})")));
+    }
+    setup_stdio(&a.stdio)?;
+    let mut keep = vec![a.sync.as_raw_fd()];
+    keep.extend(a.join_mnt);
+    process::close_fds_from(3, &keep);
+
+    if a.new_cgroupns {
+        sys.unshare(libc::CLONE_NEWCGROUP)
+            .map_err(|e| Error::sys("linux.namespaces(cgroup): unshare", e))?;
+    }
+    if let Some(fd) = a.join_mnt {
+        sys.setns(fd, libc::CLONE_NEWNS)
+            .map_err(|e| Error::sys("linux.namespaces(mount).path: setns", e))?;
+    }
+    if a.host.userns {
+        sys.setgid(0).map_err(|e| Error::sys("user namespace: setgid 0", e))?;
+        sys.setuid(0).map_err(|e| Error::sys("user namespace: setuid 0", e))?;
+    }
+    let process: &Process = a
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::spec("process", "missing"))?;
+    security::set_oom_score_adj(sys, process, "process", a.security)?;
+    if let Some(h) = a.spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        sys.sethostname(h)
+            .map_err(|e| Error::sys(format!("hostname: sethostname {h}"), e))?;
+    }
+    if let Some(d) = a.spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        sys.setdomainname(d)
+            .map_err(|e| Error::sys(format!("domainname: setdomainname {d}"), e))?;
+    }
+    if let Some(linux) = a.spec.linux() {
+        for (k, v) in linux.sysctl().iter().flatten() {
+            let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+            sys.write_file(&path, v)
+                .map_err(|e| Error::sys(format!("linux.sysctl.{k}: write {v}"), e))?;
+        }
+    }
+    let fifo = open_fifo(&a.fifo)?;
+    rootfs::setup(sys, a.spec, a.rootfs, &a.host)?;
+
+    let exe = security::resolve_executable(process, "process")?;
+    security::set_rlimits(sys, process, "process")?;
+    sys.chdir(process.cwd())
+        .map_err(|e| Error::sys(format!("process.cwd: chdir {}", process.cwd().display()), e))?;
+    let filter = match a.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(security::build_seccomp(s)?),
+        None => None,
+    };
+    let setgroups_allowed = !a.host.userns
+        || std::fs::read_to_string("/proc/self/setgroups")
+            .map(|s| s.trim() == "allow")
+            .unwrap_or(true);
+    security::set_identity(sys, process, filter.as_ref(), "process", setgroups_allowed)?;
+    let argv = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    Ok((exe, argv, env, fifo))
+}

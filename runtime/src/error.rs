@@ -1,0 +1,82 @@
+//! The one error type of berth-runtime.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The OCI spec is unusable; `field` is a JSON path such as `linux.namespaces[2].path`.
+    #[error("{field}: {msg}")]
+    InvalidSpec { field: String, msg: String },
+    /// A command-line or API argument is unusable.
+    #[error("invalid argument {name}: {msg}")]
+    InvalidArgument { name: String, msg: String },
+    /// A kernel call failed; `op` names it and what it acted on.
+    #[error("{op}: {source}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A state or exit file exists but cannot be parsed.
+    #[error("{path}: corrupt state file: {msg}")]
+    CorruptState { path: PathBuf, msg: String },
+    /// No container state in this directory.
+    #[error("container state {0} not found")]
+    NotFound(PathBuf),
+    /// The container is in a state that does not allow the operation.
+    #[error("container {id}: cannot {op} a container that is {status}")]
+    BadState {
+        id: String,
+        op: &'static str,
+        status: String,
+    },
+    /// A cgroup operation failed.
+    #[error("cgroup {path}: {msg}")]
+    Cgroup { path: PathBuf, msg: String },
+    /// The container process reported a failure while setting itself up.
+    #[error("{0}")]
+    Init(String),
+    /// A feature the spec asks for is not available on this host or not implemented.
+    #[error("{field}: {msg}")]
+    Unsupported { field: String, msg: String },
+    /// Waiting for something timed out.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+}
+
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Builds an [`Error::InvalidSpec`].
+    pub fn spec(field: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::InvalidSpec {
+            field: field.into(),
+            msg: msg.into(),
+        }
+    }
+
+    /// Builds an [`Error::Sys`].
+    pub fn sys(op: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

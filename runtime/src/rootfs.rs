@@ -1,0 +1,535 @@
+//! The container's filesystem view: spec mounts, /dev, pivot_root, masked and
+//! read-only paths. Runs in the container's new mount namespace, before
+//! pivot_root, through [`Syscall`] so the sequence is unit-testable.
+
+use crate::error::{Error, Result};
+use crate::sys::Syscall;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use std::collections::VecDeque;
+use std::path::{Component, Path, PathBuf};
+
+const MS_RDONLY: u64 = libc::MS_RDONLY;
+const MS_NOSUID: u64 = libc::MS_NOSUID;
+const MS_NODEV: u64 = libc::MS_NODEV;
+const MS_NOEXEC: u64 = libc::MS_NOEXEC;
+const MS_REMOUNT: u64 = libc::MS_REMOUNT;
+const MS_BIND: u64 = libc::MS_BIND;
+const MS_REC: u64 = libc::MS_REC;
+const MS_PRIVATE: u64 = libc::MS_PRIVATE;
+const MS_SLAVE: u64 = libc::MS_SLAVE;
+const MS_SHARED: u64 = libc::MS_SHARED;
+const MS_UNBINDABLE: u64 = libc::MS_UNBINDABLE;
+
+/// What one mount option means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountOpt {
+    /// Sets (`true`) or clears a `MS_*` flag.
+    Flag(bool, u64),
+    /// A propagation change applied after the mount.
+    Propagation(u64),
+    /// Passed to the filesystem in the data string.
+    Data,
+    /// Accepted and deliberately ignored (runc extensions with no effect here).
+    Ignored,
+}
+
+/// Parses one `mounts[].options` entry; `None` for unknown options.
+pub fn mount_option(o: &str) -> Option<MountOpt> {
+    use MountOpt::*;
+    Some(match o {
+        "defaults" => Flag(false, 0),
+        "ro" => Flag(true, MS_RDONLY),
+        "rw" => Flag(false, MS_RDONLY),
+        "suid" => Flag(false, MS_NOSUID),
+        "nosuid" => Flag(true, MS_NOSUID),
+        "dev" => Flag(false, MS_NODEV),
+        "nodev" => Flag(true, MS_NODEV),
+        "exec" => Flag(false, MS_NOEXEC),
+        "noexec" => Flag(true, MS_NOEXEC),
+        "sync" => Flag(true, libc::MS_SYNCHRONOUS),
+        "async" => Flag(false, libc::MS_SYNCHRONOUS),
+        "dirsync" => Flag(true, libc::MS_DIRSYNC),
+        "remount" => Flag(true, MS_REMOUNT),
+        "mand" => Flag(true, libc::MS_MANDLOCK),
+        "nomand" => Flag(false, libc::MS_MANDLOCK),
+        "atime" => Flag(false, libc::MS_NOATIME),
+        "noatime" => Flag(true, libc::MS_NOATIME),
+        "diratime" => Flag(false, libc::MS_NODIRATIME),
+        "nodiratime" => Flag(true, libc::MS_NODIRATIME),
+        "bind" => Flag(true, MS_BIND),
+        "rbind" => Flag(true, MS_BIND | MS_REC),
+        "relatime" => Flag(true, libc::MS_RELATIME),
+        "norelatime" => Flag(false, libc::MS_RELATIME),
+        "strictatime" => Flag(true, libc::MS_STRICTATIME),
+        "nostrictatime" => Flag(false, libc::MS_STRICTATIME),
+        "private" => Propagation(MS_PRIVATE),
+        "rprivate" => Propagation(MS_PRIVATE | MS_REC),
+        "shared" => Propagation(MS_SHARED),
+        "rshared" => Propagation(MS_SHARED | MS_REC),
+        "slave" => Propagation(MS_SLAVE),
+        "rslave" => Propagation(MS_SLAVE | MS_REC),
+        "unbindable" => Propagation(MS_UNBINDABLE),
+        "runbindable" => Propagation(MS_UNBINDABLE | MS_REC),
+        "newinstance" => Data,
+        "tmpcopyup" => Ignored,
+        o if o.contains('=') => Data,
+        _ => return None,
+    })
+}
+
+/// Flags, propagation and data string of a mount's options.
+pub fn parse_options(opts: &[String]) -> (u64, u64, String) {
+    let mut flags = 0;
+    let mut prop = 0;
+    let mut data = Vec::new();
+    for o in opts {
+        match mount_option(o) {
+            Some(MountOpt::Flag(true, f)) => flags |= f,
+            Some(MountOpt::Flag(false, f)) => flags &= !f,
+            Some(MountOpt::Propagation(p)) => prop |= p,
+            Some(MountOpt::Data) => data.push(o.as_str()),
+            Some(MountOpt::Ignored) | None => {}
+        }
+    }
+    (flags, prop, data.join(","))
+}
+
+/// Joins `unsafe_path` under `root`, resolving symlinks as if `root` were `/`, so
+/// a symlink in the image cannot point a mount outside the rootfs.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> PathBuf {
+    let mut todo: VecDeque<PathBuf> = unsafe_path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(PathBuf::from(n)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .collect();
+    let mut parts: Vec<PathBuf> = Vec::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c.as_os_str() == ".." {
+            parts.pop();
+            continue;
+        }
+        let candidate: PathBuf = root.join(parts.iter().collect::<PathBuf>()).join(&c);
+        match std::fs::read_link(&candidate) {
+            Ok(target) if hops < 40 => {
+                hops += 1;
+                if target.is_absolute() {
+                    parts.clear();
+                }
+                let mut new: VecDeque<PathBuf> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(PathBuf::from(n)),
+                        Component::ParentDir => Some(PathBuf::from("..")),
+                        _ => None,
+                    })
+                    .collect();
+                new.extend(todo);
+                todo = new;
+            }
+            _ => parts.push(c),
+        }
+    }
+    root.join(parts.iter().collect::<PathBuf>())
+}
+
+/// A cgroup v1 hierarchy of the host: its directory name and mount options.
+#[derive(Debug, Clone)]
+pub struct CgroupHierarchy {
+    pub name: String,
+    pub options: String,
+}
+
+/// Host facts the rootfs setup needs, gathered before any namespace change.
+#[derive(Debug, Clone, Default)]
+pub struct HostInfo {
+    /// v1 hierarchies under /sys/fs/cgroup; empty on a pure v2 host.
+    pub cgroup_v1: Vec<CgroupHierarchy>,
+    /// Whether a cgroup2 tree exists (the root on v2, `unified` on hybrid).
+    pub cgroup_v2_dir: Option<String>,
+    /// Whether the container has its own user namespace (no mknod then).
+    pub userns: bool,
+    /// The pty slave to bind onto /dev/console.
+    pub console: Option<PathBuf>,
+}
+
+impl HostInfo {
+    /// Reads the cgroup mounts of the calling process.
+    pub fn detect(userns: bool, console: Option<PathBuf>) -> Self {
+        let mut info = HostInfo {
+            userns,
+            console,
+            ..Default::default()
+        };
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for line in text.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mountpoint = pre.split(' ').nth(4).unwrap_or("");
+            let mut post = post.split(' ');
+            let fstype = post.next().unwrap_or("");
+            let superopts = post.nth(1).unwrap_or("");
+            let Some(rest) = mountpoint.strip_prefix("/sys/fs/cgroup") else {
+                continue;
+            };
+            let name = rest.trim_start_matches('/').to_string();
+            match fstype {
+                "cgroup" if !name.is_empty() && !name.contains('/') => {
+                    let options = superopts
+                        .split(',')
+                        .filter(|o| !matches!(*o, "rw" | "ro"))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    info.cgroup_v1.push(CgroupHierarchy { name, options });
+                }
+                "cgroup2" => info.cgroup_v2_dir = Some(name),
+                _ => {}
+            }
+        }
+        info
+    }
+}
+
+fn sys_err(op: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::sys(op, e)
+}
+
+fn mount_cgroup(sys: &dyn Syscall, host: &HostInfo, dest: &Path, flags: u64, field: &str) -> Result<()> {
+    let base = flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    if host.cgroup_v1.is_empty() {
+        return sys
+            .mount(Some(Path::new("cgroup2")), dest, Some("cgroup2"), base, None)
+            .map_err(sys_err(format!("{field}: mount cgroup2 on {}", dest.display())));
+    }
+    sys.mount(
+        Some(Path::new("tmpfs")),
+        dest,
+        Some("tmpfs"),
+        MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(sys_err(format!("{field}: mount tmpfs on {}", dest.display())))?;
+    for h in &host.cgroup_v1 {
+        let d = dest.join(&h.name);
+        sys.mkdir_all(&d, 0o755)
+            .map_err(sys_err(format!("{field}: mkdir {}", d.display())))?;
+        sys.mount(Some(Path::new("cgroup")), &d, Some("cgroup"), base, Some(&h.options))
+            .map_err(sys_err(format!("{field}: mount cgroup {} on {}", h.options, d.display())))?;
+    }
+    if let Some(v2) = &host.cgroup_v2_dir {
+        if !v2.is_empty() {
+            let d = dest.join(v2);
+            sys.mkdir_all(&d, 0o755)
+                .map_err(sys_err(format!("{field}: mkdir {}", d.display())))?;
+            sys.mount(Some(Path::new("cgroup2")), &d, Some("cgroup2"), base, None)
+                .map_err(sys_err(format!("{field}: mount cgroup2 on {}", d.display())))?;
+        }
+    }
+    if flags & MS_RDONLY != 0 {
+        sys.mount(None, dest, None, MS_REMOUNT | MS_BIND | MS_RDONLY | base, None)
+            .map_err(sys_err(format!("{field}: remount {} read-only", dest.display())))?;
+    }
+    Ok(())
+}
+
+fn do_mount(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, m: &Mount, field: &str) -> Result<()> {
+    let dest = secure_join(rootfs, m.destination());
+    let opts = m.options().clone().unwrap_or_default();
+    let (flags, prop, data) = parse_options(&opts);
+    let typ = m.typ().clone().unwrap_or_default();
+    let is_bind = flags & MS_BIND != 0 || typ == "bind";
+    if is_bind {
+        let src = m.source().clone().unwrap_or_default();
+        if src.is_dir() {
+            sys.mkdir_all(&dest, 0o755)
+        } else {
+            if let Some(p) = dest.parent() {
+                sys.mkdir_all(p, 0o755)
+                    .map_err(sys_err(format!("{field}: mkdir {}", p.display())))?;
+            }
+            sys.create_file(&dest)
+        }
+        .map_err(sys_err(format!("{field}.destination: create {}", dest.display())))?;
+        let rec = if opts.iter().any(|o| o == "rbind") { MS_REC } else { 0 };
+        sys.mount(Some(&src), &dest, None, MS_BIND | rec, None)
+            .map_err(sys_err(format!("{field}: bind {} on {}", src.display(), dest.display())))?;
+        let extra = flags & !(MS_BIND | MS_REC | MS_REMOUNT);
+        if extra != 0 {
+            sys.mount(None, &dest, None, MS_BIND | MS_REMOUNT | rec | extra, None)
+                .map_err(sys_err(format!("{field}: remount {} with options", dest.display())))?;
+        }
+    } else {
+        sys.mkdir_all(&dest, 0o755)
+            .map_err(sys_err(format!("{field}.destination: mkdir {}", dest.display())))?;
+        if typ == "cgroup" || typ == "cgroup2" {
+            mount_cgroup(sys, host, &dest, flags, field)?;
+        } else {
+            let src = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+            let data = (!data.is_empty()).then_some(data.as_str());
+            sys.mount(Some(&src), &dest, Some(&typ), flags, data)
+                .map_err(sys_err(format!("{field}: mount {typ} on {}", dest.display())))?;
+        }
+    }
+    if prop != 0 {
+        sys.mount(None, &dest, None, prop, None)
+            .map_err(sys_err(format!("{field}: set propagation of {}", dest.display())))?;
+    }
+    Ok(())
+}
+
+struct Dev {
+    path: &'static str,
+    major: u64,
+    minor: u64,
+}
+
+const DEFAULT_DEVICES: [Dev; 6] = [
+    Dev { path: "dev/null", major: 1, minor: 3 },
+    Dev { path: "dev/zero", major: 1, minor: 5 },
+    Dev { path: "dev/full", major: 1, minor: 7 },
+    Dev { path: "dev/random", major: 1, minor: 8 },
+    Dev { path: "dev/urandom", major: 1, minor: 9 },
+    Dev { path: "dev/tty", major: 5, minor: 0 },
+];
+
+fn make_device(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, rel: &Path, mode: u32, major: u64, minor: u64, owner: Option<(u32, u32)>, field: &str) -> Result<()> {
+    let dest = rootfs.join(rel);
+    if let Some(p) = dest.parent() {
+        sys.mkdir_all(p, 0o755)
+            .map_err(sys_err(format!("{field}: mkdir {}", p.display())))?;
+    }
+    if host.userns {
+        // mknod is refused in a user namespace: bind the host's node instead.
+        sys.create_file(&dest)
+            .map_err(sys_err(format!("{field}: create {}", dest.display())))?;
+        let host_path = Path::new("/").join(rel);
+        return sys
+            .mount(Some(&host_path), &dest, None, MS_BIND, None)
+            .map_err(sys_err(format!("{field}: bind {}", host_path.display())));
+    }
+    match sys.mknod(&dest, mode, major, minor) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        r => r.map_err(sys_err(format!("{field}: mknod {}", dest.display())))?,
+    }
+    if let Some((uid, gid)) = owner {
+        sys.lchown(&dest, uid, gid)
+            .map_err(sys_err(format!("{field}: chown {}", dest.display())))?;
+    }
+    Ok(())
+}
+
+fn setup_dev(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, spec: &Spec) -> Result<()> {
+    let mounts = spec.mounts().clone().unwrap_or_default();
+    let has = |d: &str| mounts.iter().any(|m| m.destination() == Path::new(d));
+    if !has("/dev") {
+        // The image's own /dev is used as is; creating nodes in a lower layer
+        // would be surprising, so only spec devices are added.
+    } else {
+        for d in DEFAULT_DEVICES {
+            make_device(sys, host, rootfs, Path::new(d.path), libc::S_IFCHR | 0o666, d.major, d.minor, None, "linux.devices(default)")?;
+        }
+        for (link, target) in [
+            ("dev/fd", "/proc/self/fd"),
+            ("dev/stdin", "/proc/self/fd/0"),
+            ("dev/stdout", "/proc/self/fd/1"),
+            ("dev/stderr", "/proc/self/fd/2"),
+            ("dev/core", "/proc/kcore"),
+            ("dev/ptmx", "pts/ptmx"),
+        ] {
+            match sys.symlink(Path::new(target), &rootfs.join(link)) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::sys(format!("symlink /{link}"), e))
+                }
+                _ => {}
+            }
+        }
+        if !has("/dev/shm") {
+            let shm = rootfs.join("dev/shm");
+            sys.mkdir_all(&shm, 0o1777)
+                .map_err(sys_err("mkdir /dev/shm".to_string()))?;
+            sys.mount(
+                Some(Path::new("shm")),
+                &shm,
+                Some("tmpfs"),
+                MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                Some("mode=1777,size=65536k"),
+            )
+            .map_err(sys_err("mount tmpfs on /dev/shm".to_string()))?;
+        }
+    }
+    if let Some(console) = &host.console {
+        let dest = rootfs.join("dev/console");
+        sys.create_file(&dest)
+            .map_err(sys_err("process.terminal: create /dev/console".to_string()))?;
+        sys.mount(Some(console), &dest, None, MS_BIND, None)
+            .map_err(sys_err("process.terminal: bind /dev/console".to_string()))?;
+    }
+    let devices: Vec<LinuxDevice> = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default();
+    for (i, d) in devices.iter().enumerate() {
+        let kind = match d.typ() {
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            _ => libc::S_IFCHR,
+        };
+        let mode = kind | d.file_mode().unwrap_or(0o666) & 0o7777;
+        let rel = d.path().strip_prefix("/").unwrap_or(d.path());
+        let owner = Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0)));
+        make_device(sys, host, rootfs, rel, mode, d.major() as u64, d.minor() as u64, owner, &format!("linux.devices[{i}]"))?;
+    }
+    Ok(())
+}
+
+/// Everything from "make / private" to "root is read-only". Ends with the
+/// process's root and cwd at the new root.
+pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path, host: &HostInfo) -> Result<()> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    // Keep host mount events out of the container (and ours out of the host).
+    let prop = match linux.rootfs_propagation().as_deref() {
+        Some("shared") | Some("rshared") => MS_SHARED | MS_REC,
+        Some("private") | Some("rprivate") => MS_PRIVATE | MS_REC,
+        _ => MS_SLAVE | MS_REC,
+    };
+    sys.mount(None, Path::new("/"), None, prop, None)
+        .map_err(sys_err("linux.rootfsPropagation: make / a slave".to_string()))?;
+    sys.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)
+        .map_err(sys_err(format!("root.path: bind {} onto itself", rootfs.display())))?;
+    sys.umask(0);
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        do_mount(sys, host, rootfs, m, &format!("mounts[{i}]"))?;
+    }
+    setup_dev(sys, host, rootfs, spec)?;
+
+    sys.chdir(rootfs)
+        .map_err(sys_err(format!("root.path: chdir {}", rootfs.display())))?;
+    sys.pivot_root(Path::new("."), Path::new("."))
+        .map_err(sys_err("root.path: pivot_root".to_string()))?;
+    // The old root is stacked under the new one; detach it without telling the host.
+    sys.mount(None, Path::new("."), None, MS_SLAVE | MS_REC, None)
+        .map_err(sys_err("root.path: make old root a slave".to_string()))?;
+    sys.umount2(Path::new("."), libc::MNT_DETACH)
+        .map_err(sys_err("root.path: detach old root".to_string()))?;
+    sys.chdir(Path::new("/"))
+        .map_err(sys_err("root.path: chdir /".to_string()))?;
+
+    for (i, p) in linux.readonly_paths().iter().flatten().enumerate() {
+        let path = Path::new(p);
+        if !path.exists() {
+            continue;
+        }
+        sys.mount(Some(path), path, None, MS_BIND | MS_REC, None)
+            .and_then(|_| {
+                sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+            })
+            .map_err(sys_err(format!("linux.readonlyPaths[{i}]: {p}")))?;
+    }
+    for (i, p) in linux.masked_paths().iter().flatten().enumerate() {
+        let path = Path::new(p);
+        let r = if path.is_dir() {
+            sys.mount(Some(Path::new("tmpfs")), path, Some("tmpfs"), MS_RDONLY, None)
+        } else if path.exists() {
+            sys.mount(Some(Path::new("/dev/null")), path, None, MS_BIND, None)
+        } else {
+            continue;
+        };
+        r.map_err(sys_err(format!("linux.maskedPaths[{i}]: {p}")))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        sys.mount(None, Path::new("/"), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
+            .map_err(sys_err("root.readonly: remount / read-only".to_string()))?;
+    }
+    if let Some(p) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+        if let Some(MountOpt::Propagation(f)) = mount_option(p) {
+            sys.mount(None, Path::new("/"), None, f, None)
+                .map_err(sys_err("linux.rootfsPropagation".to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::fake::RecordingSyscall;
+
+    #[test]
+    fn parses_flags_propagation_and_data() {
+        let opts: Vec<String> = ["nosuid", "noexec", "rslave", "mode=755", "size=64k", "ro"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (f, p, d) = parse_options(&opts);
+        assert_eq!(f, MS_NOSUID | MS_NOEXEC | MS_RDONLY);
+        assert_eq!(p, MS_SLAVE | MS_REC);
+        assert_eq!(d, "mode=755,size=64k");
+        assert_eq!(mount_option("bogus"), None);
+    }
+
+    #[test]
+    fn secure_join_keeps_symlinks_inside_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("/real", root.path().join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../etc", root.path().join("escape")).unwrap();
+        assert_eq!(
+            secure_join(root.path(), Path::new("/abs/x")),
+            root.path().join("real/x")
+        );
+        assert_eq!(
+            secure_join(root.path(), Path::new("/escape/passwd")),
+            root.path().join("etc/passwd")
+        );
+        assert_eq!(
+            secure_join(root.path(), Path::new("/../../x")),
+            root.path().join("x")
+        );
+    }
+
+    #[test]
+    fn setup_pivots_and_applies_readonly_root() {
+        let root = tempfile::tempdir().unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": root.path(), "readonly": true},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc",
+                        "options": ["nosuid", "noexec", "nodev"]}],
+            "linux": {"maskedPaths": [], "readonlyPaths": []}
+        }))
+        .unwrap();
+        let sys = RecordingSyscall::new();
+        setup(&sys, &spec, root.path(), &HostInfo::default()).unwrap();
+        let calls = sys.calls();
+        let proc_mount = format!("mount proc {}/proc proc 0xe -", root.path().display());
+        let pos = |prefix: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no call {prefix} in {calls:#?}"))
+        };
+        assert!(pos(&proc_mount) < pos("pivot_root . ."));
+        assert!(pos("pivot_root . .") < pos("umount2 . 2"));
+        assert_eq!(calls.last().unwrap(), "mount - / - 0x1021 -");
+    }
+
+    #[test]
+    fn mount_failure_names_the_mount() {
+        let root = tempfile::tempdir().unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": root.path()},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        }))
+        .unwrap();
+        let sys = RecordingSyscall::new();
+        sys.fail_on("mount proc", libc::EPERM);
+        let e = setup(&sys, &spec, root.path(), &HostInfo::default()).unwrap_err();
+        assert!(e.to_string().starts_with("mounts[0]: mount proc on"), "{e}");
+    }
+}
