@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(rd(&format!("{c}cpu.max")), "20000 100000");
         assert_eq!(rd(&format!("{c}cpuset.cpus")), "0");
         assert_eq!(rd(&format!("{c}pids.max")), "42");
-        assert_eq!(rd(&format!("{c}io.weight")), "default 5000");
+        assert_eq!(rd(&format!("{c}io.weight")), "default 4950");
     }
 
     #[test]
