@@ -156,8 +156,10 @@ enum Never {}
 fn child(p: &Process, tty: bool, parent: i32, userns: bool, filter: Option<&crate::sys::seccomp::Filter>) -> Result<Never> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| Error::sys("prctl(PR_SET_PDEATHSIG)", e.into()))?;
-    // The helper may have died between fork and prctl.
-    if nix::unistd::getppid().as_raw() != parent {
+    // The helper may have died between fork and prctl. It lives outside the
+    // container's pid namespace, where getppid() reports 0.
+    let pp = nix::unistd::getppid().as_raw();
+    if pp != 0 && pp != parent {
         exit_now(137);
     }
     if tty {

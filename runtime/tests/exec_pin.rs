@@ -1,0 +1,255 @@
+//! Root tests for `berth-monitor exec`, `pin-ns` and the attach socket.
+
+mod common;
+
+use berth_runtime::monitor::attach;
+use common::*;
+use serde_json::json;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn exec(f: &Fixture, process: serde_json::Value) -> std::process::Output {
+    let p = f.tmp.path().join("process.json");
+    std::fs::write(&p, process.to_string()).unwrap();
+    Command::new(MONITOR)
+        .arg("exec")
+        .arg("--state-dir")
+        .arg(f.state_dir())
+        .arg("--process")
+        .arg(&p)
+        .output()
+        .unwrap()
+}
+
+fn proc_json(script: &str) -> serde_json::Value {
+    let caps = all_caps();
+    json!({
+        "args": ["sh", "-c", script], "cwd": "/tmp", "env": ["PATH=/bin", "X=y"],
+        "user": {"uid": 0, "gid": 0},
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": true
+    })
+}
+
+#[test]
+fn exec_runs_inside_the_container_with_its_exit_code() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("exec");
+    f.args("echo started; exec sleep 1000");
+    let c = f.create();
+    c.start().unwrap();
+    let out = exec(&f, proc_json("hostname; echo pid=$$; pwd; echo $X; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '; echo oops >&2; exit 4"));
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "berth-test");
+    let pid: u32 = lines[1].strip_prefix("pid=").unwrap().parse().unwrap();
+    assert!(pid > 1 && pid < 100, "exec'd pid {pid} is not in the container's pid namespace");
+    assert_eq!(lines[2], "/tmp");
+    assert_eq!(lines[3], "y");
+    let visible: u32 = lines[4].parse().unwrap();
+    assert!(visible <= 5, "sees {visible} processes");
+    assert_eq!(lines[5].trim(), "sleep 1000");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    // The exec'd process joined the container's cgroup.
+    assert!(c.stats().unwrap().pids >= 1);
+
+    let out = exec(&f, proc_json("kill -9 $$"));
+    assert_eq!(out.status.code(), Some(137));
+
+    let mut p = proc_json("");
+    p["args"] = json!(["/bin/nope"]);
+    let out = exec(&f, p);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("process.args[0]"));
+    c.delete(true).unwrap();
+}
+
+#[test]
+fn killing_exec_helper_kills_the_execd_process() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("exectimeout");
+    f.args("exec sleep 1000");
+    let c = f.create();
+    c.start().unwrap();
+    let p = f.tmp.path().join("process.json");
+    std::fs::write(&p, proc_json("exec sleep 777").to_string()).unwrap();
+    let mut child = Command::new(MONITOR)
+        .args(["exec", "--state-dir"])
+        .arg(f.state_dir())
+        .arg("--process")
+        .arg(&p)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let find = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| c == b"sleep\x00777\x00")
+                    .unwrap_or(false)
+            })
+    };
+    wait_for("exec'd sleep to start", find);
+    child.kill().unwrap();
+    let _ = child.wait();
+    wait_for("exec'd sleep to die with its helper", || !find());
+    c.delete(true).unwrap();
+}
+
+#[test]
+fn pinned_namespaces_are_joined_by_path() {
+    if !can_run() {
+        return;
+    }
+    let f0 = Fixture::new("pin");
+    let dir = f0.tmp.path().join("ns");
+    let out = Command::new(MONITOR)
+        .args(["pin-ns", "--dir"])
+        .arg(&dir)
+        .args(["--net", "--ipc", "--uts", "--hostname", "podhost"])
+        .args(["--sysctl", "net.ipv4.ip_unprivileged_port_start=42"])
+        .args(["--sysctl", "kernel.shmmni=1234"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for ns in ["net", "ipc", "uts"] {
+        assert!(dir.join(ns).exists());
+    }
+    let net_ino = std::fs::metadata(dir.join("net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+
+    let mut runs = Vec::new();
+    for name in ["pinned-a", "pinned-b"] {
+        let mut f = Fixture::new(name);
+        f.spec["hostname"] = json!(null);
+        f.spec["linux"]["namespaces"] = json!([
+            {"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": dir.join("net")},
+            {"type": "ipc", "path": dir.join("ipc")},
+            {"type": "uts", "path": dir.join("uts")}
+        ]);
+        f.args("hostname; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; cat /proc/sys/kernel/shmmni; grep -c : /proc/net/dev; cat /sys/class/net/lo/operstate 2>/dev/null || ip link show lo | head -1; readlink /proc/self/ns/net");
+        let st = f.run();
+        assert_eq!(st.exit.unwrap().code, 0, "{}", f.log());
+        runs.push(f.log_lines("stdout"));
+    }
+    for out in &runs {
+        assert_eq!(out[0], "podhost");
+        assert_eq!(out[1], "42");
+        assert_eq!(out[2], "1234");
+        assert_eq!(out[3], "1", "only lo in a pinned netns: {out:?}");
+        assert_eq!(out[5], format!("net:[{net_ino}]"));
+    }
+    // The host was not touched.
+    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap().trim(), "1234");
+
+    berth_runtime::unpin_namespaces(&dir).unwrap();
+    assert!(!dir.exists());
+    berth_runtime::unpin_namespaces(&dir).unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(dir.to_str().unwrap()));
+}
+
+#[test]
+fn pin_ns_failure_leaves_nothing() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("pinfail");
+    let dir = f.tmp.path().join("ns");
+    let out = Command::new(MONITOR)
+        .args(["pin-ns", "--dir"])
+        .arg(&dir)
+        .args(["--net", "--uts", "--sysctl", "net.no.such.key=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("net.no.such.key"));
+    assert!(!dir.exists());
+    let out = Command::new(MONITOR)
+        .args(["pin-ns", "--dir"])
+        .arg(&dir)
+        .args(["--net", "--sysctl", "vm.swappiness=1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vm.swappiness"));
+    assert!(!dir.exists());
+}
+
+fn read_frame(s: &mut UnixStream) -> (u8, Vec<u8>) {
+    let mut hdr = [0u8; 5];
+    s.read_exact(&mut hdr).unwrap();
+    let len = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).unwrap();
+    (hdr[0], p)
+}
+
+#[test]
+fn attach_socket_carries_stdin_and_output() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("attach");
+    f.args("while read line; do echo got:$line; echo err:$line >&2; done; echo bye; exit 3");
+    let out = f.create_raw(&["--stdin"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c = berth_runtime::Container::load(&f.state_dir()).unwrap();
+    let mut s = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    c.start().unwrap();
+    s.write_all(&attach::encode(attach::STDIN, b"hello\n")).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        got.push(read_frame(&mut s));
+    }
+    got.sort();
+    assert_eq!(got, vec![(attach::STDOUT, b"got:hello\n".to_vec()), (attach::STDERR, b"err:hello\n".to_vec())]);
+    s.write_all(&attach::encode(attach::STDIN_CLOSE, b"")).unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let fr = read_frame(&mut s);
+        let done = fr.0 == attach::EXIT;
+        frames.push(fr);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(frames.last().unwrap().1, 3i32.to_be_bytes().to_vec());
+    assert!(frames.contains(&(attach::STDOUT, b"bye\n".to_vec())));
+    assert_eq!(wait_stopped(&c).exit.unwrap().code, 3);
+    assert_eq!(f.log_lines("stdout"), vec!["got:hello", "bye"]);
+}
+
+#[test]
+fn terminal_container_gets_a_pty_and_resizes() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("tty");
+    f.spec["process"]["terminal"] = json!(true);
+    f.spec["process"]["consoleSize"] = json!({"height": 30, "width": 100});
+    f.args("tty; stty size; read x; stty size; exit 0");
+    let c = f.create();
+    let mut s = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    c.start().unwrap();
+    wait_for("first stty output", || f.log().contains("30 100"));
+    s.write_all(&attach::encode(attach::RESIZE, &[0, 40, 0, 120])).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(&attach::encode(attach::STDIN, b"go\r")).unwrap();
+    let st = wait_stopped(&c);
+    assert_eq!(st.exit.unwrap().code, 0);
+    let out = f.log_lines("stdout");
+    assert!(out[0].starts_with("/dev/pts/") || out[0] == "/dev/console", "{out:?}");
+    assert!(out.iter().any(|l| l.trim() == "40 120"), "{out:?}");
+}
