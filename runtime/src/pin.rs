@@ -42,7 +42,11 @@ fn check(o: &PinOptions) -> Result<()> {
     for (k, _) in &o.sysctls {
         let ok = if k.starts_with("net.") {
             o.net
-        } else if k.starts_with("kernel.shm") || k.starts_with("kernel.msg") || k == "kernel.sem" || k.starts_with("fs.mqueue.") {
+        } else if k.starts_with("kernel.shm")
+            || k.starts_with("kernel.msg")
+            || k == "kernel.sem"
+            || k.starts_with("fs.mqueue.")
+        {
             o.ipc
         } else {
             false
@@ -114,7 +118,9 @@ fn pin_inner(o: &PinOptions) -> Result<()> {
             .map_err(|e| Error::io(&target, e))?;
         let src = PathBuf::from(format!("/proc/self/ns/{name}"));
         sys.mount(Some(&src), &target, None, libc::MS_BIND, None)
-            .map_err(|e| Error::sys(format!("bind {} on {}", src.display(), target.display()), e))?;
+            .map_err(|e| {
+                Error::sys(format!("bind {} on {}", src.display(), target.display()), e)
+            })?;
     }
     Ok(())
 }

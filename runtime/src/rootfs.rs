@@ -198,12 +198,27 @@ fn sys_err(op: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::sys(op, e)
 }
 
-fn mount_cgroup(sys: &dyn Syscall, host: &HostInfo, dest: &Path, flags: u64, field: &str) -> Result<()> {
+fn mount_cgroup(
+    sys: &dyn Syscall,
+    host: &HostInfo,
+    dest: &Path,
+    flags: u64,
+    field: &str,
+) -> Result<()> {
     let base = flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
     if host.cgroup_v1.is_empty() {
         return sys
-            .mount(Some(Path::new("cgroup2")), dest, Some("cgroup2"), base, None)
-            .map_err(sys_err(format!("{field}: mount cgroup2 on {}", dest.display())));
+            .mount(
+                Some(Path::new("cgroup2")),
+                dest,
+                Some("cgroup2"),
+                base,
+                None,
+            )
+            .map_err(sys_err(format!(
+                "{field}: mount cgroup2 on {}",
+                dest.display()
+            )));
     }
     sys.mount(
         Some(Path::new("tmpfs")),
@@ -212,13 +227,26 @@ fn mount_cgroup(sys: &dyn Syscall, host: &HostInfo, dest: &Path, flags: u64, fie
         MS_NOSUID | MS_NODEV | MS_NOEXEC,
         Some("mode=755"),
     )
-    .map_err(sys_err(format!("{field}: mount tmpfs on {}", dest.display())))?;
+    .map_err(sys_err(format!(
+        "{field}: mount tmpfs on {}",
+        dest.display()
+    )))?;
     for h in &host.cgroup_v1 {
         let d = dest.join(&h.name);
         sys.mkdir_all(&d, 0o755)
             .map_err(sys_err(format!("{field}: mkdir {}", d.display())))?;
-        sys.mount(Some(Path::new("cgroup")), &d, Some("cgroup"), base, Some(&h.options))
-            .map_err(sys_err(format!("{field}: mount cgroup {} on {}", h.options, d.display())))?;
+        sys.mount(
+            Some(Path::new("cgroup")),
+            &d,
+            Some("cgroup"),
+            base,
+            Some(&h.options),
+        )
+        .map_err(sys_err(format!(
+            "{field}: mount cgroup {} on {}",
+            h.options,
+            d.display()
+        )))?;
     }
     if let Some(v2) = &host.cgroup_v2_dir {
         if !v2.is_empty() {
@@ -226,17 +254,35 @@ fn mount_cgroup(sys: &dyn Syscall, host: &HostInfo, dest: &Path, flags: u64, fie
             sys.mkdir_all(&d, 0o755)
                 .map_err(sys_err(format!("{field}: mkdir {}", d.display())))?;
             sys.mount(Some(Path::new("cgroup2")), &d, Some("cgroup2"), base, None)
-                .map_err(sys_err(format!("{field}: mount cgroup2 on {}", d.display())))?;
+                .map_err(sys_err(format!(
+                    "{field}: mount cgroup2 on {}",
+                    d.display()
+                )))?;
         }
     }
     if flags & MS_RDONLY != 0 {
-        sys.mount(None, dest, None, MS_REMOUNT | MS_BIND | MS_RDONLY | base, None)
-            .map_err(sys_err(format!("{field}: remount {} read-only", dest.display())))?;
+        sys.mount(
+            None,
+            dest,
+            None,
+            MS_REMOUNT | MS_BIND | MS_RDONLY | base,
+            None,
+        )
+        .map_err(sys_err(format!(
+            "{field}: remount {} read-only",
+            dest.display()
+        )))?;
     }
     Ok(())
 }
 
-fn do_mount(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, m: &Mount, field: &str) -> Result<()> {
+fn do_mount(
+    sys: &dyn Syscall,
+    host: &HostInfo,
+    rootfs: &Path,
+    m: &Mount,
+    field: &str,
+) -> Result<()> {
     let dest = secure_join(rootfs, m.destination());
     let opts = m.options().clone().unwrap_or_default();
     let (flags, prop, data) = parse_options(&opts);
@@ -253,30 +299,52 @@ fn do_mount(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, m: &Mount, field:
             }
             sys.create_file(&dest)
         }
-        .map_err(sys_err(format!("{field}.destination: create {}", dest.display())))?;
-        let rec = if opts.iter().any(|o| o == "rbind") { MS_REC } else { 0 };
+        .map_err(sys_err(format!(
+            "{field}.destination: create {}",
+            dest.display()
+        )))?;
+        let rec = if opts.iter().any(|o| o == "rbind") {
+            MS_REC
+        } else {
+            0
+        };
         sys.mount(Some(&src), &dest, None, MS_BIND | rec, None)
-            .map_err(sys_err(format!("{field}: bind {} on {}", src.display(), dest.display())))?;
+            .map_err(sys_err(format!(
+                "{field}: bind {} on {}",
+                src.display(),
+                dest.display()
+            )))?;
         let extra = flags & !(MS_BIND | MS_REC | MS_REMOUNT);
         if extra != 0 {
             sys.mount(None, &dest, None, MS_BIND | MS_REMOUNT | rec | extra, None)
-                .map_err(sys_err(format!("{field}: remount {} with options", dest.display())))?;
+                .map_err(sys_err(format!(
+                    "{field}: remount {} with options",
+                    dest.display()
+                )))?;
         }
     } else {
-        sys.mkdir_all(&dest, 0o755)
-            .map_err(sys_err(format!("{field}.destination: mkdir {}", dest.display())))?;
+        sys.mkdir_all(&dest, 0o755).map_err(sys_err(format!(
+            "{field}.destination: mkdir {}",
+            dest.display()
+        )))?;
         if typ == "cgroup" || typ == "cgroup2" {
             mount_cgroup(sys, host, &dest, flags, field)?;
         } else {
             let src = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
             let data = (!data.is_empty()).then_some(data.as_str());
             sys.mount(Some(&src), &dest, Some(&typ), flags, data)
-                .map_err(sys_err(format!("{field}: mount {typ} on {}", dest.display())))?;
+                .map_err(sys_err(format!(
+                    "{field}: mount {typ} on {}",
+                    dest.display()
+                )))?;
         }
     }
     if prop != 0 {
         sys.mount(None, &dest, None, prop, None)
-            .map_err(sys_err(format!("{field}: set propagation of {}", dest.display())))?;
+            .map_err(sys_err(format!(
+                "{field}: set propagation of {}",
+                dest.display()
+            )))?;
     }
     Ok(())
 }
@@ -288,15 +356,61 @@ struct Dev {
 }
 
 const DEFAULT_DEVICES: [Dev; 6] = [
-    Dev { path: "dev/null", major: 1, minor: 3 },
-    Dev { path: "dev/zero", major: 1, minor: 5 },
-    Dev { path: "dev/full", major: 1, minor: 7 },
-    Dev { path: "dev/random", major: 1, minor: 8 },
-    Dev { path: "dev/urandom", major: 1, minor: 9 },
-    Dev { path: "dev/tty", major: 5, minor: 0 },
+    Dev {
+        path: "dev/null",
+        major: 1,
+        minor: 3,
+    },
+    Dev {
+        path: "dev/zero",
+        major: 1,
+        minor: 5,
+    },
+    Dev {
+        path: "dev/full",
+        major: 1,
+        minor: 7,
+    },
+    Dev {
+        path: "dev/random",
+        major: 1,
+        minor: 8,
+    },
+    Dev {
+        path: "dev/urandom",
+        major: 1,
+        minor: 9,
+    },
+    Dev {
+        path: "dev/tty",
+        major: 5,
+        minor: 0,
+    },
 ];
 
-fn make_device(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, rel: &Path, mode: u32, major: u64, minor: u64, owner: Option<(u32, u32)>, field: &str) -> Result<()> {
+/// One device node to create under the rootfs.
+struct Node<'a> {
+    rel: &'a Path,
+    mode: u32,
+    major: u64,
+    minor: u64,
+    owner: Option<(u32, u32)>,
+}
+
+fn make_device(
+    sys: &dyn Syscall,
+    host: &HostInfo,
+    rootfs: &Path,
+    node: Node<'_>,
+    field: &str,
+) -> Result<()> {
+    let Node {
+        rel,
+        mode,
+        major,
+        minor,
+        owner,
+    } = node;
     let dest = rootfs.join(rel);
     if let Some(p) = dest.parent() {
         sys.mkdir_all(p, 0o755)
@@ -330,7 +444,19 @@ fn setup_dev(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, spec: &Spec) -> 
         // would be surprising, so only spec devices are added.
     } else {
         for d in DEFAULT_DEVICES {
-            make_device(sys, host, rootfs, Path::new(d.path), libc::S_IFCHR | 0o666, d.major, d.minor, None, "linux.devices(default)")?;
+            make_device(
+                sys,
+                host,
+                rootfs,
+                Node {
+                    rel: Path::new(d.path),
+                    mode: libc::S_IFCHR | 0o666,
+                    major: d.major,
+                    minor: d.minor,
+                    owner: None,
+                },
+                "linux.devices(default)",
+            )?;
         }
         for (link, target) in [
             ("dev/fd", "/proc/self/fd"),
@@ -382,7 +508,19 @@ fn setup_dev(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, spec: &Spec) -> 
         let mode = kind | d.file_mode().unwrap_or(0o666) & 0o7777;
         let rel = d.path().strip_prefix("/").unwrap_or(d.path());
         let owner = Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0)));
-        make_device(sys, host, rootfs, rel, mode, d.major() as u64, d.minor() as u64, owner, &format!("linux.devices[{i}]"))?;
+        make_device(
+            sys,
+            host,
+            rootfs,
+            Node {
+                rel,
+                mode,
+                major: d.major() as u64,
+                minor: d.minor() as u64,
+                owner,
+            },
+            &format!("linux.devices[{i}]"),
+        )?;
     }
     Ok(())
 }
@@ -398,9 +536,14 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path, host: &HostInfo) -> 
         _ => MS_SLAVE | MS_REC,
     };
     sys.mount(None, Path::new("/"), None, prop, None)
-        .map_err(sys_err("linux.rootfsPropagation: make / a slave".to_string()))?;
+        .map_err(sys_err(
+            "linux.rootfsPropagation: make / a slave".to_string(),
+        ))?;
     sys.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)
-        .map_err(sys_err(format!("root.path: bind {} onto itself", rootfs.display())))?;
+        .map_err(sys_err(format!(
+            "root.path: bind {} onto itself",
+            rootfs.display()
+        )))?;
     sys.umask(0);
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         do_mount(sys, host, rootfs, m, &format!("mounts[{i}]"))?;
@@ -426,14 +569,26 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path, host: &HostInfo) -> 
         }
         sys.mount(Some(path), path, None, MS_BIND | MS_REC, None)
             .and_then(|_| {
-                sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+                sys.mount(
+                    None,
+                    path,
+                    None,
+                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    None,
+                )
             })
             .map_err(sys_err(format!("linux.readonlyPaths[{i}]: {p}")))?;
     }
     for (i, p) in linux.masked_paths().iter().flatten().enumerate() {
         let path = Path::new(p);
         let r = if path.is_dir() {
-            sys.mount(Some(Path::new("tmpfs")), path, Some("tmpfs"), MS_RDONLY, None)
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                path,
+                Some("tmpfs"),
+                MS_RDONLY,
+                None,
+            )
         } else if path.exists() {
             sys.mount(Some(Path::new("/dev/null")), path, None, MS_BIND, None)
         } else {
@@ -442,10 +597,20 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path, host: &HostInfo) -> 
         r.map_err(sys_err(format!("linux.maskedPaths[{i}]: {p}")))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        sys.mount(None, Path::new("/"), None, MS_BIND | MS_REMOUNT | MS_RDONLY, None)
-            .map_err(sys_err("root.readonly: remount / read-only".to_string()))?;
+        sys.mount(
+            None,
+            Path::new("/"),
+            None,
+            MS_BIND | MS_REMOUNT | MS_RDONLY,
+            None,
+        )
+        .map_err(sys_err("root.readonly: remount / read-only".to_string()))?;
     }
-    if let Some(p) = linux.rootfs_propagation().as_deref().filter(|p| !p.is_empty()) {
+    if let Some(p) = linux
+        .rootfs_propagation()
+        .as_deref()
+        .filter(|p| !p.is_empty())
+    {
         if let Some(MountOpt::Propagation(f)) = mount_option(p) {
             sys.mount(None, Path::new("/"), None, f, None)
                 .map_err(sys_err("linux.rootfsPropagation".to_string()))?;

@@ -42,8 +42,12 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<Scmp
         }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
-        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno.unwrap_or(libc::EPERM as u32) as i32),
-        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16),
+        LinuxSeccompAction::ScmpActErrno => {
+            ScmpAction::Errno(errno.unwrap_or(libc::EPERM as u32) as i32)
+        }
+        LinuxSeccompAction::ScmpActTrace => {
+            ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16)
+        }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
@@ -74,14 +78,19 @@ fn seccomp_err(field: &str) -> impl Fn(libseccomp::error::SeccompError) -> Error
 /// as profiles list syscalls that only some architectures or kernels have.
 pub fn build_seccomp(s: &LinuxSeccomp) -> Result<Filter> {
     let field = "linux.seccomp";
-    let default = action(s.default_action(), s.default_errno_ret(), "linux.seccomp.defaultAction")?;
+    let default = action(
+        s.default_action(),
+        s.default_errno_ret(),
+        "linux.seccomp.defaultAction",
+    )?;
     let mut ctx = ScmpFilterContext::new(default).map_err(seccomp_err(field))?;
     // no_new_privs is the spec's decision, applied separately.
     ctx.set_ctl_nnp(false).map_err(seccomp_err(field))?;
     for a in s.architectures().iter().flatten() {
         if let Some(a) = arch(*a) {
             if a != ScmpArch::native() {
-                ctx.add_arch(a).map_err(seccomp_err("linux.seccomp.architectures"))?;
+                ctx.add_arch(a)
+                    .map_err(seccomp_err("linux.seccomp.architectures"))?;
             }
         }
     }
@@ -136,7 +145,12 @@ pub struct SecurityOptions {
 }
 
 /// Writes oom_score_adj for the calling process.
-pub fn set_oom_score_adj(sys: &dyn Syscall, p: &Process, field: &str, opts: SecurityOptions) -> Result<()> {
+pub fn set_oom_score_adj(
+    sys: &dyn Syscall,
+    p: &Process,
+    field: &str,
+    opts: SecurityOptions,
+) -> Result<()> {
     let Some(want) = p.oom_score_adj() else {
         return Ok(());
     };
@@ -145,7 +159,11 @@ pub fn set_oom_score_adj(sys: &dyn Syscall, p: &Process, field: &str, opts: Secu
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0);
-    let value = if opts.restrict_oom_score_adj && want < cur { cur } else { want };
+    let value = if opts.restrict_oom_score_adj && want < cur {
+        cur
+    } else {
+        want
+    };
     sys.write_file(file, &value.to_string()).map_err(|e| {
         if value < cur {
             Error::spec(
@@ -177,7 +195,13 @@ pub fn set_rlimits(sys: &dyn Syscall, p: &Process, field: &str) -> Result<()> {
 /// plus no_new_privs and seccomp in the order that keeps them loadable:
 /// without no_new_privs the filter needs CAP_SYS_ADMIN, so it goes in before the
 /// capabilities are dropped; with it, as late as possible.
-pub fn set_identity(sys: &dyn Syscall, p: &Process, seccomp: Option<&Filter>, field: &str, setgroups_allowed: bool) -> Result<()> {
+pub fn set_identity(
+    sys: &dyn Syscall,
+    p: &Process,
+    seccomp: Option<&Filter>,
+    field: &str,
+    setgroups_allowed: bool,
+) -> Result<()> {
     let nnp = p.no_new_privileges() == Some(true);
     if let (Some(f), false) = (seccomp, nnp) {
         sys.load_seccomp(f)
@@ -186,8 +210,12 @@ pub fn set_identity(sys: &dyn Syscall, p: &Process, seccomp: Option<&Filter>, fi
     let user = p.user();
     if setgroups_allowed {
         let gids = user.additional_gids().clone().unwrap_or_default();
-        sys.setgroups(&gids)
-            .map_err(|e| Error::sys(format!("{field}.user.additionalGids: setgroups {gids:?}"), e))?;
+        sys.setgroups(&gids).map_err(|e| {
+            Error::sys(
+                format!("{field}.user.additionalGids: setgroups {gids:?}"),
+                e,
+            )
+        })?;
     }
     sys.setgid(user.gid())
         .map_err(|e| Error::sys(format!("{field}.user.gid: setgid {}", user.gid()), e))?;
@@ -294,20 +322,28 @@ mod tests {
 
     #[test]
     fn seccomp_goes_first_without_no_new_privs() {
-        let p = process(serde_json::json!({"cwd": "/", "args": ["x"], "user": {"uid": 0, "gid": 0}}));
+        let p =
+            process(serde_json::json!({"cwd": "/", "args": ["x"], "user": {"uid": 0, "gid": 0}}));
         let sys = RecordingSyscall::new();
-        let f = Filter { ctx: None, summary: "test".into() };
+        let f = Filter {
+            ctx: None,
+            summary: "test".into(),
+        };
         set_identity(&sys, &p, Some(&f), "process", true).unwrap();
         assert_eq!(sys.calls()[0], "load_seccomp test");
     }
 
     #[test]
     fn setuid_failure_names_the_field() {
-        let p = process(serde_json::json!({"cwd": "/", "args": ["x"], "user": {"uid": 7, "gid": 0}}));
+        let p =
+            process(serde_json::json!({"cwd": "/", "args": ["x"], "user": {"uid": 7, "gid": 0}}));
         let sys = RecordingSyscall::new();
         sys.fail_on("setuid", libc::EPERM);
         let e = set_identity(&sys, &p, None, "process", true).unwrap_err();
-        assert!(e.to_string().starts_with("process.user.uid: setuid 7"), "{e}");
+        assert!(
+            e.to_string().starts_with("process.user.uid: setuid 7"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -328,16 +364,40 @@ mod tests {
 
     #[test]
     fn oom_score_adj_clamps_when_restricted() {
-        let p = process(serde_json::json!({"cwd": "/", "args": ["x"], "user": {"uid": 0, "gid": 0}, "oomScoreAdj": -1000}));
-        let cur: i32 = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
+        let p = process(
+            serde_json::json!({"cwd": "/", "args": ["x"], "user": {"uid": 0, "gid": 0}, "oomScoreAdj": -1000}),
+        );
+        let cur: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         let sys = RecordingSyscall::new();
-        set_oom_score_adj(&sys, &p, "process", SecurityOptions { restrict_oom_score_adj: true }).unwrap();
-        assert_eq!(sys.calls(), vec![format!("write_file /proc/self/oom_score_adj {}", cur.max(-1000))]);
+        set_oom_score_adj(
+            &sys,
+            &p,
+            "process",
+            SecurityOptions {
+                restrict_oom_score_adj: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            sys.calls(),
+            vec![format!(
+                "write_file /proc/self/oom_score_adj {}",
+                cur.max(-1000)
+            )]
+        );
         let sys = RecordingSyscall::new();
         sys.fail_on("write_file", libc::EACCES);
         if cur > -1000 {
             let e = set_oom_score_adj(&sys, &p, "process", SecurityOptions::default()).unwrap_err();
-            assert!(e.to_string().starts_with("process.oomScoreAdj: cannot lower"), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with("process.oomScoreAdj: cannot lower"),
+                "{e}"
+            );
         }
     }
 }

@@ -40,7 +40,13 @@ pub fn capability_from_name(name: &str) -> Option<caps::Capability> {
     caps::Capability::from_str(&format!("CAP_{upper}")).ok()
 }
 
-const CAP_SETS: [&str; 5] = ["bounding", "effective", "inheritable", "permitted", "ambient"];
+const CAP_SETS: [&str; 5] = [
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+];
 const NS_TYPES: [&str; 10] = [
     "pid", "network", "net", "mount", "mnt", "ipc", "uts", "user", "cgroup", "time",
 ];
@@ -54,7 +60,9 @@ pub fn validate_raw(raw: &Value) -> Result<()> {
             };
             for (i, v) in list.iter().enumerate() {
                 let field = format!("process.capabilities.{set}[{i}]");
-                let name = v.as_str().ok_or_else(|| Error::spec(&field, "not a string"))?;
+                let name = v
+                    .as_str()
+                    .ok_or_else(|| Error::spec(&field, "not a string"))?;
                 if capability_from_name(name).is_none() {
                     return Err(Error::spec(field, format!("unknown capability {name:?}")));
                 }
@@ -312,14 +320,24 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     ] {
         for (i, p) in list.iter().flatten().enumerate() {
             if !p.starts_with('/') {
-                return Err(Error::spec(format!("{name}[{i}]"), format!("{p} is not absolute")));
+                return Err(Error::spec(
+                    format!("{name}[{i}]"),
+                    format!("{p} is not absolute"),
+                ));
             }
         }
     }
     if let Some(p) = linux.rootfs_propagation() {
         if !matches!(
             p.as_str(),
-            "" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable" | "runbindable"
+            "" | "private"
+                | "rprivate"
+                | "slave"
+                | "rslave"
+                | "shared"
+                | "rshared"
+                | "unbindable"
+                | "runbindable"
         ) {
             return Err(Error::spec(
                 "linux.rootfsPropagation",
@@ -474,7 +492,10 @@ mod tests {
 
         let mut c = base();
         c["hostname"] = json!("x");
-        assert_eq!(err_of(c), "hostname: setting a hostname needs a uts namespace");
+        assert_eq!(
+            err_of(c),
+            "hostname: setting a hostname needs a uts namespace"
+        );
 
         let mut c = base();
         c["linux"]["sysctl"] = json!({"vm.swappiness": "1"});
@@ -482,7 +503,10 @@ mod tests {
 
         let mut c = base();
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]);
-        assert_eq!(err_of(c), "process.rlimits[0].type: unknown rlimit \"RLIMIT_BOGUS\"");
+        assert_eq!(
+            err_of(c),
+            "process.rlimits[0].type: unknown rlimit \"RLIMIT_BOGUS\""
+        );
 
         let mut c = base();
         c["linux"]["namespaces"] = json!([{"type": "mount"}, {"type": "user"}]);

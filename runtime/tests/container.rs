@@ -43,11 +43,17 @@ fn exit_codes_and_signals_are_recorded() {
     assert_eq!(st.status, Status::Running);
     assert!(st.started_at.is_some());
     assert!(c.start().is_err(), "second start must fail");
-    assert!(c.delete(false).is_err(), "delete of a running container needs force");
+    assert!(
+        c.delete(false).is_err(),
+        "delete of a running container needs force"
+    );
     c.kill(libc::SIGKILL, false).unwrap();
     let st = wait_stopped(&c);
     let exit = st.exit.unwrap();
-    assert_eq!((exit.code, exit.signal, exit.oom_killed), (137, Some(9), false));
+    assert_eq!(
+        (exit.code, exit.signal, exit.oom_killed),
+        (137, Some(9), false)
+    );
     assert!(exit.finished_at >= st.created_at);
     c.delete(false).unwrap();
     assert!(!f.state_dir().exists());
@@ -104,7 +110,9 @@ fn memory_limit_oom_kill_is_recorded() {
     f.spec["linux"]["resources"]["memory"] = json!({"limit": limit, "swap": limit});
     let c = f.create();
     let lim = std::fs::read_to_string(
-        Path::new("/sys/fs/cgroup/memory").join(f.cgroup_rel()).join("memory.limit_in_bytes"),
+        Path::new("/sys/fs/cgroup/memory")
+            .join(f.cgroup_rel())
+            .join("memory.limit_in_bytes"),
     )
     .unwrap();
     assert_eq!(lim.trim(), limit.to_string());
@@ -126,9 +134,14 @@ fn pids_limit_stops_a_fork_bomb() {
     f.spec["linux"]["resources"]["pids"] = json!({"limit": 10});
     let c = f.create();
     c.start().unwrap();
-    wait_for("the fork bomb to hit the limit", || f.log().contains("inner="));
+    wait_for("the fork bomb to hit the limit", || {
+        f.log().contains("inner=")
+    });
     let pids = c.stats().unwrap().pids;
-    assert!((2..=10).contains(&pids), "{pids} processes under a pids limit of 10");
+    assert!(
+        (2..=10).contains(&pids),
+        "{pids} processes under a pids limit of 10"
+    );
     assert_ne!(f.log_lines("stdout")[0], "inner=0");
     c.kill(libc::SIGKILL, false).unwrap();
     wait_stopped(&c);
@@ -171,7 +184,10 @@ fn chown_fails_without_cap_chown() {
         return;
     }
     let mut f = Fixture::new("caps");
-    let caps: Vec<&str> = all_caps().into_iter().filter(|c| *c != "CAP_CHOWN").collect();
+    let caps: Vec<&str> = all_caps()
+        .into_iter()
+        .filter(|c| *c != "CAP_CHOWN")
+        .collect();
     f.spec["process"]["capabilities"] =
         json!({"bounding": caps, "effective": caps, "permitted": caps});
     f.args("touch /tmp/f; chown 1:1 /tmp/f && echo chowned || echo denied; grep CapEff /proc/self/status");
@@ -189,7 +205,8 @@ fn runs_as_user_1000_with_groups_env_and_cwd() {
         return;
     }
     let mut f = Fixture::new("user");
-    f.spec["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [2000, 3000], "umask": 63});
+    f.spec["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [2000, 3000], "umask": 63});
     f.spec["process"]["cwd"] = json!("/home/user");
     f.spec["process"]["env"] = json!(["PATH=/bin", "GREETING=hello world"]);
     f.spec["process"]["capabilities"] = json!({});
@@ -214,7 +231,11 @@ fn monitor_outlives_sigkill_of_the_create_caller() {
     use std::os::unix::process::CommandExt;
     let mut f = Fixture::new("detach");
     f.args("sleep 1; exit 5");
-    std::fs::write(f.bundle().join("config.json"), serde_json::to_vec(&f.spec).unwrap()).unwrap();
+    std::fs::write(
+        f.bundle().join("config.json"),
+        serde_json::to_vec(&f.spec).unwrap(),
+    )
+    .unwrap();
     let script = format!(
         "{MONITOR} create --id {} --bundle {} --state-dir {} --log-path {}; sleep 1000",
         f.id,
@@ -237,7 +258,9 @@ fn monitor_outlives_sigkill_of_the_create_caller() {
     let _ = caller.wait();
     assert_eq!(c.state().unwrap().status, Status::Created);
     c.start().unwrap();
-    let exit = wait_stopped(&c).exit.expect("the monitor recorded the exit");
+    let exit = wait_stopped(&c)
+        .exit
+        .expect("the monitor recorded the exit");
     assert_eq!(exit.code, 5);
 }
 
@@ -251,10 +274,16 @@ fn dead_monitor_is_reported_sensibly() {
     let c = f.create();
     c.start().unwrap();
     let mon = c.state_file().monitor_pid;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mon), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mon),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     wait_for("monitor to die", || {
         !Path::new(&format!("/proc/{mon}")).exists()
-            || std::fs::read_to_string(format!("/proc/{mon}/stat")).unwrap_or_default().contains(") Z")
+            || std::fs::read_to_string(format!("/proc/{mon}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
     });
     assert_eq!(c.state().unwrap().status, Status::Running);
     c.kill(libc::SIGKILL, false).unwrap();
@@ -284,12 +313,20 @@ fn stats_and_update_read_and_write_the_cgroup() {
     .unwrap();
     c.update(&res).unwrap();
     let rd = |ctl: &str, file: &str| {
-        std::fs::read_to_string(Path::new("/sys/fs/cgroup").join(ctl).join(f.cgroup_rel()).join(file))
-            .unwrap()
-            .trim()
-            .to_string()
+        std::fs::read_to_string(
+            Path::new("/sys/fs/cgroup")
+                .join(ctl)
+                .join(f.cgroup_rel())
+                .join(file),
+        )
+        .unwrap()
+        .trim()
+        .to_string()
     };
-    assert_eq!(rd("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(
+        rd("memory", "memory.limit_in_bytes"),
+        (64u64 << 20).to_string()
+    );
     assert_eq!(rd("cpu", "cpu.shares"), "256");
     assert_eq!(rd("cpu", "cpu.cfs_quota_us"), "50000");
     assert_eq!(rd("pids", "pids.max"), "50");
@@ -316,11 +353,19 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
     }
     let mut f = Fixture::new("badns");
     f.spec["linux"]["namespaces"][1] = json!({"type": "network", "path": "/proc/999999999/ns/net"});
-    assert_clean_failure(&f, &[], "linux.namespaces[1].path: /proc/999999999/ns/net does not exist");
+    assert_clean_failure(
+        &f,
+        &[],
+        "linux.namespaces[1].path: /proc/999999999/ns/net does not exist",
+    );
 
     let mut f = Fixture::new("badcap");
     f.spec["process"]["capabilities"]["effective"] = json!(["CAP_KILL", "CAP_NOT_REAL"]);
-    assert_clean_failure(&f, &[], "process.capabilities.effective[1]: unknown capability");
+    assert_clean_failure(
+        &f,
+        &[],
+        "process.capabilities.effective[1]: unknown capability",
+    );
 
     let mut f = Fixture::new("badmount");
     f.spec["mounts"][0]["destination"] = json!("proc");
@@ -340,11 +385,26 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
 
     let mut f = Fixture::new("oomadj");
     f.spec["process"]["oomScoreAdj"] = json!(-1000);
-    let cur: i32 = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap().trim().parse().unwrap();
-    if cur > -1000 && !caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE).unwrap() {
+    let cur: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if cur > -1000
+        && !caps::has_cap(
+            None,
+            caps::CapSet::Effective,
+            caps::Capability::CAP_SYS_RESOURCE,
+        )
+        .unwrap()
+    {
         assert_clean_failure(&f, &[], "process.oomScoreAdj: cannot lower oom_score_adj");
         // With the option, the value is clamped and the container runs.
         let out = f.create_raw(&["--restrict-oom-score-adj"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

@@ -43,12 +43,20 @@ fn exec_runs_inside_the_container_with_its_exit_code() {
     let c = f.create();
     c.start().unwrap();
     let out = exec(&f, proc_json("hostname; echo pid=$$; pwd; echo $X; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '; echo oops >&2; exit 4"));
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "berth-test");
     let pid: u32 = lines[1].strip_prefix("pid=").unwrap().parse().unwrap();
-    assert!(pid > 1 && pid < 100, "exec'd pid {pid} is not in the container's pid namespace");
+    assert!(
+        pid > 1 && pid < 100,
+        "exec'd pid {pid} is not in the container's pid namespace"
+    );
     assert_eq!(lines[2], "/tmp");
     assert_eq!(lines[3], "y");
     let visible: u32 = lines[4].parse().unwrap();
@@ -89,14 +97,11 @@ fn killing_exec_helper_kills_the_execd_process() {
         .spawn()
         .unwrap();
     let find = || {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .any(|e| {
-                std::fs::read(e.path().join("cmdline"))
-                    .map(|c| c == b"sleep\x00777\x00")
-                    .unwrap_or(false)
-            })
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| c == b"sleep\x00777\x00")
+                .unwrap_or(false)
+        })
     };
     wait_for("exec'd sleep to start", find);
     child.kill().unwrap();
@@ -120,11 +125,17 @@ fn pinned_namespaces_are_joined_by_path() {
         .args(["--sysctl", "kernel.shmmni=1234"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for ns in ["net", "ipc", "uts"] {
         assert!(dir.join(ns).exists());
     }
-    let net_ino = std::fs::metadata(dir.join("net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let net_ino = std::fs::metadata(dir.join("net"))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
 
     let mut runs = Vec::new();
     for name in ["pinned-a", "pinned-b"] {
@@ -149,7 +160,12 @@ fn pinned_namespaces_are_joined_by_path() {
         assert_eq!(out[5], format!("net:[{net_ino}]"));
     }
     // The host was not touched.
-    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/shmmni").unwrap().trim(), "1234");
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmni")
+            .unwrap()
+            .trim(),
+        "1234"
+    );
 
     berth_runtime::unpin_namespaces(&dir).unwrap();
     assert!(!dir.exists());
@@ -202,19 +218,31 @@ fn attach_socket_carries_stdin_and_output() {
     let mut f = Fixture::new("attach");
     f.args("while read line; do echo got:$line; echo err:$line >&2; done; echo bye; exit 3");
     let out = f.create_raw(&["--stdin"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let c = berth_runtime::Container::load(&f.state_dir()).unwrap();
     let mut s = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     c.start().unwrap();
-    s.write_all(&attach::encode(attach::STDIN, b"hello\n")).unwrap();
+    s.write_all(&attach::encode(attach::STDIN, b"hello\n"))
+        .unwrap();
     let mut got = Vec::new();
     while got.len() < 2 {
         got.push(read_frame(&mut s));
     }
     got.sort();
-    assert_eq!(got, vec![(attach::STDOUT, b"got:hello\n".to_vec()), (attach::STDERR, b"err:hello\n".to_vec())]);
-    s.write_all(&attach::encode(attach::STDIN_CLOSE, b"")).unwrap();
+    assert_eq!(
+        got,
+        vec![
+            (attach::STDOUT, b"got:hello\n".to_vec()),
+            (attach::STDERR, b"err:hello\n".to_vec())
+        ]
+    );
+    s.write_all(&attach::encode(attach::STDIN_CLOSE, b""))
+        .unwrap();
     let mut frames = Vec::new();
     loop {
         let fr = read_frame(&mut s);
@@ -244,12 +272,17 @@ fn terminal_container_gets_a_pty_and_resizes() {
     s.set_read_timeout(Some(WAIT)).unwrap();
     c.start().unwrap();
     wait_for("first stty output", || f.log().contains("30 100"));
-    s.write_all(&attach::encode(attach::RESIZE, &[0, 40, 0, 120])).unwrap();
+    s.write_all(&attach::encode(attach::RESIZE, &[0, 40, 0, 120]))
+        .unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    s.write_all(&attach::encode(attach::STDIN, b"go\r")).unwrap();
+    s.write_all(&attach::encode(attach::STDIN, b"go\r"))
+        .unwrap();
     let st = wait_stopped(&c);
     assert_eq!(st.exit.unwrap().code, 0);
     let out = f.log_lines("stdout");
-    assert!(out[0].starts_with("/dev/pts/") || out[0] == "/dev/console", "{out:?}");
+    assert!(
+        out[0].starts_with("/dev/pts/") || out[0] == "/dev/console",
+        "{out:?}"
+    );
     assert!(out.iter().any(|l| l.trim() == "40 120"), "{out:?}");
 }

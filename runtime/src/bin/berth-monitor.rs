@@ -30,8 +30,16 @@ struct Args {
 }
 
 const VALUE_FLAGS: [&str; 10] = [
-    "--id", "--bundle", "--state-dir", "--log-path", "--cgroup-root", "--process", "--dir",
-    "--hostname", "--sysctl", "--signal",
+    "--id",
+    "--bundle",
+    "--state-dir",
+    "--log-path",
+    "--cgroup-root",
+    "--process",
+    "--dir",
+    "--hostname",
+    "--sysctl",
+    "--signal",
 ];
 
 impl Args {
@@ -117,8 +125,13 @@ fn abs(p: String) -> PathBuf {
 fn cmd_create(a: &Args) -> i32 {
     let parsed = (|| -> Result<(CreateOptions, Option<PathBuf>), String> {
         a.check_known(&[
-            "--id", "--bundle", "--state-dir", "--log-path", "--stdin",
-            "--restrict-oom-score-adj", "--cgroup-root",
+            "--id",
+            "--bundle",
+            "--state-dir",
+            "--log-path",
+            "--stdin",
+            "--restrict-oom-score-adj",
+            "--cgroup-root",
         ])?;
         Ok((
             CreateOptions {
@@ -157,8 +170,15 @@ fn cmd_create(a: &Args) -> i32 {
                     0
                 }
                 None => {
-                    let m = msg.trim_end().strip_prefix("error ").unwrap_or(msg.trim_end());
-                    let m = if m.is_empty() { "monitor exited during create" } else { m };
+                    let m = msg
+                        .trim_end()
+                        .strip_prefix("error ")
+                        .unwrap_or(msg.trim_end());
+                    let m = if m.is_empty() {
+                        "monitor exited during create"
+                    } else {
+                        m
+                    };
                     let _ = writeln!(std::io::stderr(), "{m}");
                     1
                 }
@@ -175,7 +195,11 @@ fn cmd_create(a: &Args) -> i32 {
 fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::File) -> ! {
     let _ = nix::unistd::setsid();
     // Let go of the caller's stdio so it sees EOF once `create` returns.
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         for fd in 0..3 {
             let _ = process::dup2(null.as_raw_fd(), fd);
         }
@@ -232,7 +256,9 @@ fn cmd_pin(a: &Args) -> i32 {
         a.check_known(&["--dir", "--net", "--ipc", "--uts", "--hostname", "--sysctl"])?;
         let mut sysctls = Vec::new();
         for s in a.all("--sysctl") {
-            let (k, v) = s.split_once('=').ok_or(format!("--sysctl {s:?} is not KEY=VALUE"))?;
+            let (k, v) = s
+                .split_once('=')
+                .ok_or(format!("--sysctl {s:?} is not KEY=VALUE"))?;
             sysctls.push((k.to_string(), v.to_string()));
         }
         Ok(PinOptions {

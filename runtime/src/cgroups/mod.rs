@@ -69,7 +69,7 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 pub fn detect_layout(root: &Path) -> Result<Layout> {
     let magic = |p: &Path| {
         nix::sys::statfs::statfs(p)
-            .map(|s| s.filesystem_type().0 as i64)
+            .map(|s| s.filesystem_type().0)
             .ok()
     };
     if magic(root) == Some(CGROUP2_SUPER_MAGIC) {
@@ -185,6 +185,24 @@ pub fn blkio_to_io_weight(w: u16) -> u64 {
     1 + ((w - 10) * 9999) / 990
 }
 
+/// Device-cgroup allows every container gets after a deny-all (the devices the
+/// runtime itself creates under /dev), as `devices.allow` lines.
+pub(crate) fn default_device_rules() -> Vec<String> {
+    [
+        "c 1:3 rwm",   // null
+        "c 1:5 rwm",   // zero
+        "c 1:7 rwm",   // full
+        "c 1:8 rwm",   // random
+        "c 1:9 rwm",   // urandom
+        "c 5:0 rwm",   // tty
+        "c 5:2 rwm",   // ptmx
+        "c 136:* rwm", // pts
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,22 +235,4 @@ mod tests {
             assert_eq!(l, Layout::Hybrid);
         }
     }
-}
-
-/// Device-cgroup allows every container gets after a deny-all (the devices the
-/// runtime itself creates under /dev), as `devices.allow` lines.
-pub(crate) fn default_device_rules() -> Vec<String> {
-    [
-        "c 1:3 rwm",   // null
-        "c 1:5 rwm",   // zero
-        "c 1:7 rwm",   // full
-        "c 1:8 rwm",   // random
-        "c 1:9 rwm",   // urandom
-        "c 5:0 rwm",   // tty
-        "c 5:2 rwm",   // ptmx
-        "c 136:* rwm", // pts
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
 }

@@ -37,7 +37,11 @@ fn systemd_path(value: &str) -> Result<String, String> {
     if name.is_empty() {
         return Err(format!("{value:?}: systemd cgroup name is empty"));
     }
-    let slice = if slice.is_empty() { "system.slice" } else { slice };
+    let slice = if slice.is_empty() {
+        "system.slice"
+    } else {
+        slice
+    };
     let mut out = expand_slice(slice)?;
     let unit = if name.ends_with(".slice") {
         name.to_string()
@@ -63,8 +67,7 @@ fn expand_slice(slice: &str) -> Result<String, String> {
     if base == "-" {
         return Ok(String::new());
     }
-    if base.contains('/') || base.starts_with('-') || base.ends_with('-') || base.contains("--")
-    {
+    if base.contains('/') || base.starts_with('-') || base.ends_with('-') || base.contains("--") {
         return Err(format!("{slice:?} is not a valid slice name"));
     }
     let mut dirs = Vec::new();

@@ -6,8 +6,19 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use std::path::{Path, PathBuf};
 
 const CONTROLLERS: [&str; 13] = [
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "hugetlb",
-    "perf_event", "net_cls", "net_prio", "systemd",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "hugetlb",
+    "perf_event",
+    "net_cls",
+    "net_prio",
+    "systemd",
 ];
 
 /// A container cgroup on a v1 or hybrid host.
@@ -244,10 +255,22 @@ impl CgroupManager for V1Cgroup {
                 write(&f, &w.to_string())?;
             }
             let throttles = [
-                ("blkio.throttle.read_bps_device", b.throttle_read_bps_device()),
-                ("blkio.throttle.write_bps_device", b.throttle_write_bps_device()),
-                ("blkio.throttle.read_iops_device", b.throttle_read_iops_device()),
-                ("blkio.throttle.write_iops_device", b.throttle_write_iops_device()),
+                (
+                    "blkio.throttle.read_bps_device",
+                    b.throttle_read_bps_device(),
+                ),
+                (
+                    "blkio.throttle.write_bps_device",
+                    b.throttle_write_bps_device(),
+                ),
+                (
+                    "blkio.throttle.read_iops_device",
+                    b.throttle_read_iops_device(),
+                ),
+                (
+                    "blkio.throttle.write_iops_device",
+                    b.throttle_write_iops_device(),
+                ),
             ];
             for (file, list) in throttles {
                 for t in list.iter().flatten() {
@@ -330,7 +353,10 @@ impl CgroupManager for V1Cgroup {
     }
 
     fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
     }
 }
 
@@ -363,7 +389,12 @@ mod tests {
             "0-1"
         );
         let res = LinuxResourcesBuilder::default()
-            .memory(LinuxMemoryBuilder::default().limit(64 << 20).build().unwrap())
+            .memory(
+                LinuxMemoryBuilder::default()
+                    .limit(64 << 20)
+                    .build()
+                    .unwrap(),
+            )
             .cpu(
                 LinuxCpuBuilder::default()
                     .shares(512u64)
@@ -392,7 +423,10 @@ mod tests {
             .unwrap();
         cg.apply(&res).unwrap();
         let rd = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
-        assert_eq!(rd("memory/kubepods/pod1/c1/memory.limit_in_bytes"), "67108864");
+        assert_eq!(
+            rd("memory/kubepods/pod1/c1/memory.limit_in_bytes"),
+            "67108864"
+        );
         assert_eq!(rd("cpu/kubepods/pod1/c1/cpu.shares"), "512");
         assert_eq!(rd("cpu/kubepods/pod1/c1/cpu.cfs_quota_us"), "50000");
         assert_eq!(rd("cpu/kubepods/pod1/c1/cpu.cfs_period_us"), "100000");
@@ -427,7 +461,10 @@ mod tests {
         w("cpuacct/c/cpuacct.usage", "12345\n");
         w("memory/c/memory.usage_in_bytes", "1000\n");
         w("memory/c/memory.stat", "cache 5\ntotal_inactive_file 300\n");
-        w("memory/c/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
+        w(
+            "memory/c/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        );
         w("pids/c/pids.current", "3\n");
         let s = cg.stats().unwrap();
         assert_eq!(

@@ -28,7 +28,8 @@ impl V2Cgroup {
     // Controllers must be enabled in every ancestor's subtree_control for the
     // interface files to appear in the leaf.
     fn enable_controllers(&self) -> Result<()> {
-        let avail = std::fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
+        let avail =
+            std::fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
         let wanted: Vec<&str> = avail
             .split_whitespace()
             .filter(|c| ["cpu", "cpuset", "memory", "io", "pids", "hugetlb"].contains(c))
@@ -168,9 +169,9 @@ impl CgroupManager for V2Cgroup {
         if let Some(rules) = res.devices() {
             // Allow-everything (or nothing) needs no program; anything else would
             // need an eBPF device filter, which is not implemented.
-            let trivial = rules
-                .iter()
-                .all(|r| r.allow() && r.typ().is_none_or(|t| t.as_str() == "a") && r.major().is_none());
+            let trivial = rules.iter().all(|r| {
+                r.allow() && r.typ().is_none_or(|t| t.as_str() == "a") && r.major().is_none()
+            });
             if !trivial {
                 return Err(Error::Unsupported {
                     field: "linux.resources.devices".into(),
@@ -243,13 +244,23 @@ mod tests {
     #[test]
     fn translates_resources_to_unified_files() {
         let root = tempfile::tempdir().unwrap();
-        std::fs::write(root.path().join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        std::fs::write(
+            root.path().join("cgroup.controllers"),
+            "cpu io memory pids\n",
+        )
+        .unwrap();
         let cg = V2Cgroup::new(root.path(), Path::new("kubepods/pod1/c1"));
         cg.create().unwrap();
         let rd = |p: &str| std::fs::read_to_string(root.path().join(p)).unwrap();
         assert_eq!(rd("cgroup.subtree_control"), "+cpu +io +memory +pids");
-        assert_eq!(rd("kubepods/pod1/cgroup.subtree_control"), "+cpu +io +memory +pids");
-        assert!(!root.path().join("kubepods/pod1/c1/cgroup.subtree_control").exists());
+        assert_eq!(
+            rd("kubepods/pod1/cgroup.subtree_control"),
+            "+cpu +io +memory +pids"
+        );
+        assert!(!root
+            .path()
+            .join("kubepods/pod1/c1/cgroup.subtree_control")
+            .exists());
         let res = LinuxResourcesBuilder::default()
             .memory(
                 LinuxMemoryBuilder::default()
@@ -268,7 +279,12 @@ mod tests {
                     .unwrap(),
             )
             .pids(LinuxPidsBuilder::default().limit(42).build().unwrap())
-            .block_io(LinuxBlockIoBuilder::default().weight(500u16).build().unwrap())
+            .block_io(
+                LinuxBlockIoBuilder::default()
+                    .weight(500u16)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap();
         cg.apply(&res).unwrap();

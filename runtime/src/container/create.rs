@@ -86,7 +86,9 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty()
         || id.len() > 1024
         || id.starts_with('.')
-        || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         return Err(Error::InvalidArgument {
             name: "id".into(),
@@ -168,41 +170,63 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     // stdio
     let terminal = process.terminal() == Some(true);
     let devnull = File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
-    let (monitor_stdio, child_stdio, _child_ends, console): (MonitorStdio, ChildStdio, Vec<OwnedFd>, Option<PathBuf>) =
-        if terminal {
-            let pty = nix::pty::openpty(None, None).map_err(|e| Error::sys("process.terminal: openpty", e.into()))?;
-            if let Some(size) = process.console_size() {
-                let _ = process::set_winsize(pty.master.as_raw_fd(), size.height() as u16, size.width() as u16);
-            }
-            let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).ok();
-            let slave_fd = pty.slave.as_raw_fd();
-            (
-                MonitorStdio::Pty { master: File::from(pty.master) },
-                ChildStdio::Pty { slave: slave_fd },
-                vec![pty.slave],
-                slave_path,
-            )
+    let (monitor_stdio, child_stdio, _child_ends, console): (
+        MonitorStdio,
+        ChildStdio,
+        Vec<OwnedFd>,
+        Option<PathBuf>,
+    ) = if terminal {
+        let pty = nix::pty::openpty(None, None)
+            .map_err(|e| Error::sys("process.terminal: openpty", e.into()))?;
+        if let Some(size) = process.console_size() {
+            let _ = process::set_winsize(
+                pty.master.as_raw_fd(),
+                size.height() as u16,
+                size.width() as u16,
+            );
+        }
+        let slave_path =
+            std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).ok();
+        let slave_fd = pty.slave.as_raw_fd();
+        (
+            MonitorStdio::Pty {
+                master: File::from(pty.master),
+            },
+            ChildStdio::Pty { slave: slave_fd },
+            vec![pty.slave],
+            slave_path,
+        )
+    } else {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (stdin_w, stdin_r): (Option<File>, OwnedFd) = if opts.stdin {
+            let (r, w) = pipe()?;
+            (Some(w), r.into())
         } else {
-            let (out_r, out_w) = pipe()?;
-            let (err_r, err_w) = pipe()?;
-            let (stdin_w, stdin_r): (Option<File>, OwnedFd) = if opts.stdin {
-                let (r, w) = pipe()?;
-                (Some(w), r.into())
-            } else {
-                (None, devnull.try_clone().map_err(|e| Error::io("/dev/null", e))?.into())
-            };
-            let cs = ChildStdio::Pipes {
-                stdin: stdin_r.as_raw_fd(),
-                stdout: out_w.as_raw_fd(),
-                stderr: err_w.as_raw_fd(),
-            };
             (
-                MonitorStdio::Pipes { stdin: stdin_w, stdout: out_r, stderr: err_r },
-                cs,
-                vec![stdin_r, out_w.into(), err_w.into()],
                 None,
+                devnull
+                    .try_clone()
+                    .map_err(|e| Error::io("/dev/null", e))?
+                    .into(),
             )
         };
+        let cs = ChildStdio::Pipes {
+            stdin: stdin_r.as_raw_fd(),
+            stdout: out_w.as_raw_fd(),
+            stderr: err_w.as_raw_fd(),
+        };
+        (
+            MonitorStdio::Pipes {
+                stdin: stdin_w,
+                stdout: out_r,
+                stderr: err_r,
+            },
+            cs,
+            vec![stdin_r, out_w.into(), err_w.into()],
+            None,
+        )
+    };
 
     let fifo = opts.state_dir.join(FIFO_FILE);
     let _ = std::fs::remove_file(&fifo);
@@ -227,13 +251,19 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
             },
             Some(p) => {
                 let f = File::open(p).map_err(|e| {
-                    Error::spec(format!("linux.namespaces[{i}].path"), format!("{}: {e}", p.display()))
+                    Error::spec(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{}: {e}", p.display()),
+                    )
                 })?;
                 if t == LinuxNamespaceType::Mount {
                     join_mnt = Some(f);
                 } else {
                     LinuxSyscall.setns(f.as_raw_fd(), ns_flag(t)).map_err(|e| {
-                        Error::spec(format!("linux.namespaces[{i}].path"), format!("setns {}: {e}", p.display()))
+                        Error::spec(
+                            format!("linux.namespaces[{i}].path"),
+                            format!("setns {}: {e}", p.display()),
+                        )
                     })?;
                 }
             }

@@ -133,8 +133,8 @@ fn spec_seccomp(bundle: &Path) -> Result<Option<oci_spec::runtime::LinuxSeccomp>
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let spec: oci_spec::runtime::Spec = serde_json::from_slice(&text)
-        .map_err(|e| Error::spec("config.json", e.to_string()))?;
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_slice(&text).map_err(|e| Error::spec("config.json", e.to_string()))?;
     Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
 }
 
@@ -153,7 +153,13 @@ fn wait_code(pid: i32) -> Result<i32> {
 
 enum Never {}
 
-fn child(p: &Process, tty: bool, parent: i32, userns: bool, filter: Option<&crate::sys::seccomp::Filter>) -> Result<Never> {
+fn child(
+    p: &Process,
+    tty: bool,
+    parent: i32,
+    userns: bool,
+    filter: Option<&crate::sys::seccomp::Filter>,
+) -> Result<Never> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| Error::sys("prctl(PR_SET_PDEATHSIG)", e.into()))?;
     // The helper may have died between fork and prctl. It lives outside the
@@ -167,7 +173,14 @@ fn child(p: &Process, tty: bool, parent: i32, userns: bool, filter: Option<&crat
         process::set_controlling_tty(0).map_err(|e| Error::sys("--tty: TIOCSCTTY on stdin", e))?;
     }
     let sys = LinuxSyscall;
-    security::set_oom_score_adj(&sys, p, "process", SecurityOptions { restrict_oom_score_adj: true })?;
+    security::set_oom_score_adj(
+        &sys,
+        p,
+        "process",
+        SecurityOptions {
+            restrict_oom_score_adj: true,
+        },
+    )?;
     let exe = security::resolve_executable(p, "process")?;
     security::set_rlimits(&sys, p, "process")?;
     sys.chdir(p.cwd())
@@ -181,5 +194,8 @@ fn child(p: &Process, tty: bool, parent: i32, userns: bool, filter: Option<&crat
     let argv = p.args().clone().unwrap_or_default();
     let env = p.env().clone().unwrap_or_default();
     let e = sys.execve(&exe, &argv, &env);
-    Err(Error::sys(format!("process.args[0]: exec {}", exe.display()), e))
+    Err(Error::sys(
+        format!("process.args[0]: exec {}", exe.display()),
+        e,
+    ))
 }

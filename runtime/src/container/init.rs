@@ -22,7 +22,11 @@ use std::path::{Path, PathBuf};
 /// The container process's standard streams, as fds valid in the child.
 pub enum ChildStdio {
     /// stdin (a pipe or /dev/null), stdout and stderr pipes.
-    Pipes { stdin: RawFd, stdout: RawFd, stderr: RawFd },
+    Pipes {
+        stdin: RawFd,
+        stdout: RawFd,
+        stderr: RawFd,
+    },
     /// The slave side of a pty, made the controlling terminal.
     Pty { slave: RawFd },
 }
@@ -104,7 +108,11 @@ fn open_fifo(path: &Path) -> Result<FifoEnds> {
 fn setup_stdio(stdio: &ChildStdio) -> Result<()> {
     nix::unistd::setsid().map_err(|e| Error::sys("setsid", e.into()))?;
     match *stdio {
-        ChildStdio::Pipes { stdin, stdout, stderr } => {
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
             for (from, to) in [(stdin, 0), (stdout, 1), (stderr, 2)] {
                 process::dup2(from, to).map_err(|e| Error::sys("dup2 stdio", e))?;
             }
@@ -141,8 +149,10 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
             .map_err(|e| Error::sys("linux.namespaces(mount).path: setns", e))?;
     }
     if a.host.userns {
-        sys.setgid(0).map_err(|e| Error::sys("user namespace: setgid 0", e))?;
-        sys.setuid(0).map_err(|e| Error::sys("user namespace: setuid 0", e))?;
+        sys.setgid(0)
+            .map_err(|e| Error::sys("user namespace: setgid 0", e))?;
+        sys.setuid(0)
+            .map_err(|e| Error::sys("user namespace: setuid 0", e))?;
     }
     let process: &Process = a
         .spec

@@ -194,8 +194,9 @@ impl Container {
             });
         }
         if let Some(fd) = pidfd {
-            process::pidfd_send_signal(&fd, signal)
-                .map_err(|e| Error::sys(format!("kill {} with signal {signal}", self.file.pid), e))?;
+            process::pidfd_send_signal(&fd, signal).map_err(|e| {
+                Error::sys(format!("kill {} with signal {signal}", self.file.pid), e)
+            })?;
         }
         Ok(())
     }

@@ -43,8 +43,8 @@ pub fn decode(buf: &mut Vec<u8>) -> Result<Vec<(u8, Vec<u8>)>, String> {
     let mut out = Vec::new();
     let mut off = 0;
     while buf.len() - off >= 5 {
-        let len = u32::from_be_bytes([buf[off + 1], buf[off + 2], buf[off + 3], buf[off + 4]])
-            as usize;
+        let len =
+            u32::from_be_bytes([buf[off + 1], buf[off + 2], buf[off + 3], buf[off + 4]]) as usize;
         if len > MAX_PAYLOAD {
             return Err(format!("frame of {len} bytes is too large"));
         }
@@ -69,7 +69,10 @@ mod tests {
         let tail = encode(STDIN_CLOSE, b"");
         buf.extend_from_slice(&tail[..3]);
         let frames = decode(&mut buf).unwrap();
-        assert_eq!(frames, vec![(STDIN, b"abc".to_vec()), (RESIZE, vec![0, 24, 0, 80])]);
+        assert_eq!(
+            frames,
+            vec![(STDIN, b"abc".to_vec()), (RESIZE, vec![0, 24, 0, 80])]
+        );
         assert_eq!(buf.len(), 3);
         buf.extend_from_slice(&tail[3..]);
         assert_eq!(decode(&mut buf).unwrap(), vec![(STDIN_CLOSE, vec![])]);

@@ -53,12 +53,7 @@ impl CriLog {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            self.file = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            );
+            self.file = Some(OpenOptions::new().create(true).append(true).open(p)?);
         }
         Ok(())
     }

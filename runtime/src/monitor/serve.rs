@@ -52,11 +52,16 @@ pub fn block_signals() -> Result<SigSet> {
 }
 
 /// Runs until the container's init has exited and its exit is recorded.
-pub fn serve(created: Created, state_dir: &Path, log_path: Option<PathBuf>, sigs: SigSet) -> Result<ExitInfo> {
+pub fn serve(
+    created: Created,
+    state_dir: &Path,
+    log_path: Option<PathBuf>,
+    sigs: SigSet,
+) -> Result<ExitInfo> {
     let sfd = SignalFd::with_flags(&sigs, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| Error::sys("signalfd", e.into()))?;
-    let mut log = CriLog::open(log_path.clone())
-        .map_err(|e| Error::io(log_path.unwrap_or_default(), e))?;
+    let mut log =
+        CriLog::open(log_path.clone()).map_err(|e| Error::io(log_path.unwrap_or_default(), e))?;
     let sock_path = state_dir.join(ATTACH_SOCKET);
     let _ = std::fs::remove_file(&sock_path);
     let listener = UnixListener::bind(&sock_path).map_err(|e| Error::io(&sock_path, e))?;
@@ -66,10 +71,22 @@ pub fn serve(created: Created, state_dir: &Path, log_path: Option<PathBuf>, sigs
 
     let pid = created.state.pid;
     let (mut outputs, mut stdin, pty) = match created.stdio {
-        MonitorStdio::Pipes { stdin, stdout, stderr } => (
+        MonitorStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => (
             vec![
-                Output { file: stdout, stream: Stream::Stdout, frame: attach::STDOUT },
-                Output { file: stderr, stream: Stream::Stderr, frame: attach::STDERR },
+                Output {
+                    file: stdout,
+                    stream: Stream::Stdout,
+                    frame: attach::STDOUT,
+                },
+                Output {
+                    file: stderr,
+                    stream: Stream::Stderr,
+                    frame: attach::STDERR,
+                },
             ],
             stdin,
             None,
@@ -78,7 +95,11 @@ pub fn serve(created: Created, state_dir: &Path, log_path: Option<PathBuf>, sigs
             let input = master.try_clone().map_err(|e| Error::sys("dup pty", e))?;
             let raw = master.as_raw_fd();
             (
-                vec![Output { file: master, stream: Stream::Stdout, frame: attach::STDOUT }],
+                vec![Output {
+                    file: master,
+                    stream: Stream::Stdout,
+                    frame: attach::STDOUT,
+                }],
                 Some(input),
                 Some(raw),
             )
@@ -130,7 +151,9 @@ pub fn serve(created: Created, state_dir: &Path, log_path: Option<PathBuf>, sigs
         let listen_ready = ready(&fds[1]);
         let out_ready: Vec<bool> = (0..outputs.len()).map(|i| ready(&fds[2 + i])).collect();
         let stdin_ready = want_stdin && ready(&fds[stdin_idx]);
-        let client_ready: Vec<bool> = (0..clients.len()).map(|i| ready(&fds[clients_idx + i])).collect();
+        let client_ready: Vec<bool> = (0..clients.len())
+            .map(|i| ready(&fds[clients_idx + i]))
+            .collect();
         drop(fds);
 
         if sig_ready {
@@ -153,7 +176,8 @@ pub fn serve(created: Created, state_dir: &Path, log_path: Option<PathBuf>, sigs
                     log.write(o.stream, &buf[..n]);
                     broadcast(&mut clients, o.frame, &buf[..n]);
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::WouldBlock => {}
+                Err(e)
+                    if e.kind() == ErrorKind::Interrupted || e.kind() == ErrorKind::WouldBlock => {}
                 // EIO: the pty's last slave fd is gone.
                 Err(_) => closed.push(i),
             }
@@ -165,7 +189,10 @@ pub fn serve(created: Created, state_dir: &Path, log_path: Option<PathBuf>, sigs
         if listen_ready {
             while let Ok((sock, _)) = listener.accept() {
                 if sock.set_nonblocking(true).is_ok() {
-                    clients.push(Client { sock, buf: Vec::new() });
+                    clients.push(Client {
+                        sock,
+                        buf: Vec::new(),
+                    });
                 }
             }
         }
@@ -207,7 +234,8 @@ pub fn serve(created: Created, state_dir: &Path, log_path: Option<PathBuf>, sigs
                         }
                     }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => gone.push(i),
             }
         }
@@ -268,7 +296,11 @@ fn reap(pid: i32, status: &mut Option<(i32, Option<i32>, i64)>) {
                 *status = Some((code, None, crate::timefmt::now_nanos()));
             }
             Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
-                *status = Some((128 + sig as i32, Some(sig as i32), crate::timefmt::now_nanos()));
+                *status = Some((
+                    128 + sig as i32,
+                    Some(sig as i32),
+                    crate::timefmt::now_nanos(),
+                ));
             }
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => {}

@@ -121,10 +121,7 @@ impl Syscall for RecordingSyscall {
         let _ = self.record(format!("umask {mask:o}"));
     }
     fn mknod(&self, path: &Path, mode: u32, major: u64, minor: u64) -> io::Result<()> {
-        self.record(format!(
-            "mknod {} {mode:o} {major}:{minor}",
-            path.display()
-        ))
+        self.record(format!("mknod {} {mode:o} {major}:{minor}", path.display()))
     }
     fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
         self.record(format!("lchown {} {uid} {gid}", path.display()))

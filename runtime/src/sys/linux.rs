@@ -200,7 +200,8 @@ impl Syscall for LinuxSyscall {
     }
 
     fn execve(&self, path: &Path, args: &[String], env: &[String]) -> io::Error {
-        let to_c = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+        let to_c =
+            |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
         let path = match to_c(&path.to_string_lossy()) {
             Ok(p) => p,
             Err(e) => return e,

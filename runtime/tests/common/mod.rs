@@ -104,7 +104,10 @@ impl Fixture {
             "create failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("pid on stdout");
+        let pid: i32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("pid on stdout");
         let c = Container::load(&self.state_dir()).expect("load");
         assert_eq!(c.pid(), pid);
         c
@@ -136,9 +139,12 @@ impl Fixture {
     }
 
     pub fn cgroup_exists(&self) -> bool {
-        ["memory", "pids", "cpu", "unified"]
-            .iter()
-            .any(|c| Path::new("/sys/fs/cgroup").join(c).join(self.cgroup_rel()).exists())
+        ["memory", "pids", "cpu", "unified"].iter().any(|c| {
+            Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join(self.cgroup_rel())
+                .exists()
+        })
     }
 }
 
@@ -147,7 +153,11 @@ impl Drop for Fixture {
         if let Ok(c) = Container::load(&self.state_dir()) {
             let _ = c.delete(true);
         }
-        for c in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for c in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let d = c.path().join("berth-test").join(&self.id);
             let _ = std::fs::remove_dir(&d);
         }
@@ -175,7 +185,16 @@ pub fn wait_stopped(c: &Container) -> ContainerState {
 
 /// A busybox rootfs whose applets are hard links (busybox runs applets in-process).
 pub fn build_rootfs(root: &Path) {
-    for d in ["bin", "proc", "dev", "sys", "tmp", "etc", "root", "home/user"] {
+    for d in [
+        "bin",
+        "proc",
+        "dev",
+        "sys",
+        "tmp",
+        "etc",
+        "root",
+        "home/user",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     let bb = root.join("bin/busybox");
@@ -186,15 +205,34 @@ pub fn build_rootfs(root: &Path) {
             let _ = std::fs::hard_link(&bb, root.join("bin").join(applet));
         }
     }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n").unwrap();
-    std::fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\nextra:x:2000:\n").unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nuser:x:1000:\nextra:x:2000:\n",
+    )
+    .unwrap();
 }
 
 pub fn all_caps() -> Vec<&'static str> {
     vec![
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
     ]
 }
 
