@@ -1,0 +1,81 @@
+"""deploy/: the default config file and the systemd unit, checked by berthd and
+by systemd's own parser."""
+
+import re
+import shutil
+import subprocess
+import tomllib
+
+import pytest
+
+from conftest import DEPLOY, berthd_default_config, flat_keys, require_fresh_berthd
+
+CONFIG = DEPLOY / "config.toml"
+UNIT = DEPLOY / "berthd.service"
+
+
+def test_every_key_in_the_default_config_exists_in_berthd():
+    documented = flat_keys(tomllib.loads(CONFIG.read_text()))
+    known = flat_keys(berthd_default_config())
+    assert not documented - known, f"deploy/config.toml has keys berthd rejects: {sorted(documented - known)}"
+
+
+def test_every_berthd_key_is_documented_in_the_default_config():
+    documented = flat_keys(tomllib.loads(CONFIG.read_text()))
+    known = flat_keys(berthd_default_config())
+    assert not known - documented, f"add these keys to deploy/config.toml: {sorted(known - documented)}"
+
+
+def test_default_config_values_are_berthd_defaults():
+    # The file documents the defaults: loading it must change nothing.
+    berthd = require_fresh_berthd()
+    res = subprocess.run([berthd, "config", "dump", "--config", CONFIG], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert tomllib.loads(res.stdout) == berthd_default_config()
+
+
+def verify_unit(tmp_path, text):
+    unit = tmp_path / "berthd.service"
+    # verify insists that ExecStart's binary exists: point it at a real one.
+    berthd = shutil.which("true")
+    unit.write_text(text.replace("/usr/local/bin/berthd", berthd))
+    res = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True)
+    return res.returncode, res.stderr.strip()
+
+
+@pytest.fixture
+def systemd_analyze():
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed (Debian package systemd)")
+
+
+def test_unit_passes_systemd_analyze_verify(systemd_analyze, tmp_path):
+    rc, err = verify_unit(tmp_path, UNIT.read_text())
+    assert rc == 0 and err == "", err
+
+
+def test_systemd_analyze_reports_a_broken_unit(systemd_analyze, tmp_path):
+    rc, err = verify_unit(tmp_path, UNIT.read_text().replace("KillMode=process", "KillMode=procss"))
+    assert "procss" in err
+
+
+def unit_settings():
+    out = {}
+    for line in UNIT.read_text().splitlines():
+        m = re.match(r"^([A-Za-z]+)=(.*)$", line)
+        if m:
+            out.setdefault(m.group(1), []).append(m.group(2))
+    return out
+
+
+def test_unit_keeps_containers_across_restarts_and_runs_berthd_with_the_config():
+    s = unit_settings()
+    assert s["ExecStart"] == ["/usr/local/bin/berthd --config /etc/berth/config.toml"]
+    # Only berthd is signalled on stop/restart: monitors (and containers) live on.
+    assert s["KillMode"] == ["process"]
+    assert s["Delegate"] == ["yes"]
+    assert s["Type"] == ["simple"], "berthd does not send sd_notify READY=1 yet"
+    assert s["Restart"] == ["always"]
+    assert s["OOMScoreAdjust"] == ["-999"]
+    assert int(s["LimitNOFILE"][0]) >= 1048576
+    assert s["WantedBy"] == ["multi-user.target"]
