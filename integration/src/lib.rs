@@ -17,3 +17,5 @@ pub use error::{Error, Result};
 pub mod push;
 pub mod registry;
 pub mod skip;
+pub mod client;
+pub mod berthd;

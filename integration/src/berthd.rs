@@ -1,0 +1,506 @@
+//! The real `berthd` as a child process, with its root, state dir, socket, config
+//! and log in a private tempdir. Stopped and cleaned up on drop, also when the test
+//! panics; the log is printed then so a failing test shows what the daemon said.
+//!
+//! # Finding the binary
+//!
+//! 1. `$BERTHD`, if set, must name the berthd executable; it is used as is.
+//! 2. Otherwise the harness runs `cargo build --bins -p berth-shim -p berth-runtime`
+//!    once per test process (a no-op when up to date; `BERTH_NO_BUILD=1` skips it)
+//!    into the target dir this test executable was built in, so `berth-monitor`
+//!    lands next to `berthd`, and uses `<target>/<profile>/berthd`.
+//!    `cargo test` releases its build lock before running tests, so this nests.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::client::Cri;
+use crate::error::{Error, Result};
+use crate::registry::tail;
+
+/// How long berthd may take to answer Version after start.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a SIGTERM'd berthd may take to exit before it gets SIGKILL.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to start a [`Berthd`].
+#[derive(Clone, Debug)]
+pub struct BerthdOptions {
+    /// Extra TOML for berthd's config file (`listen`, `root` and `state_dir` are
+    /// passed as flags and win over the file).
+    pub config_toml: String,
+    /// `--log-level`.
+    pub log_level: String,
+    /// Further command-line arguments.
+    pub extra_args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for BerthdOptions {
+    fn default() -> Self {
+        BerthdOptions {
+            config_toml: String::new(),
+            log_level: "debug".into(),
+            extra_args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl BerthdOptions {
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config_toml = toml.into();
+        self
+    }
+
+    pub fn log_level(mut self, level: &str) -> Self {
+        self.log_level = level.into();
+        self
+    }
+
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra_args.push(arg.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A running (or deliberately stopped) berthd.
+#[derive(Debug)]
+pub struct Berthd {
+    child: Option<Child>,
+    binary: PathBuf,
+    options: BerthdOptions,
+    socket: PathBuf,
+    root: PathBuf,
+    state_dir: PathBuf,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    // Last field: removed after the processes are gone and mounts detached.
+    dir: tempfile::TempDir,
+}
+
+/// Locates (building if needed) the berthd binary; see the module docs.
+pub fn berthd_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("BERTHD") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Error::BerthdNotFound(format!(
+                "BERTHD={} is not a file",
+                p.display()
+            )))
+        };
+    }
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(build_berthd)
+        .clone()
+        .map_err(Error::BerthdNotFound)
+}
+
+/// `<target>/<profile>` of the running executable: tests live in
+/// `<target>/<profile>/deps/`, binaries such as berth-bench in `<target>/<profile>/`.
+fn profile_dir() -> std::result::Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", exe.display()))?;
+    Ok(if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    })
+}
+
+fn build_berthd() -> std::result::Result<PathBuf, String> {
+    let profile_dir = profile_dir()?;
+    let candidate = profile_dir.join("berthd");
+    if std::env::var_os("BERTH_NO_BUILD").is_some() {
+        return if candidate.is_file() {
+            Ok(candidate)
+        } else {
+            Err(format!(
+                "{} missing and BERTH_NO_BUILD is set; run `cargo build -p berth-shim -p berth-runtime --bins` with the same CARGO_TARGET_DIR or set BERTHD",
+                candidate.display()
+            ))
+        };
+    }
+    let target_dir = profile_dir
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", profile_dir.display()))?;
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--bins", "-p", "berth-shim", "-p", "berth-runtime"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .env("CARGO_TARGET_DIR", target_dir);
+    match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => {}
+        Some("release") => {
+            cmd.arg("--release");
+        }
+        Some(other) => {
+            cmd.args(["--profile", other]);
+        }
+        None => {}
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("run cargo to build berthd: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build of berthd failed ({}):\n{}",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr), 60)
+        ));
+    }
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(format!("cargo built, but {} is missing", candidate.display()))
+    }
+}
+
+impl Berthd {
+    /// Starts berthd with default options and waits until it answers Version.
+    pub async fn start() -> Result<Berthd> {
+        Self::start_with(BerthdOptions::default()).await
+    }
+
+    /// Starts berthd with `options` and waits until it answers Version.
+    pub async fn start_with(options: BerthdOptions) -> Result<Berthd> {
+        let binary = berthd_binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("berthd-")
+            .tempdir()
+            .map_err(Error::io(std::env::temp_dir()))?;
+        let root = dir.path().join("root");
+        let state_dir = dir.path().join("state");
+        for d in [&root, &state_dir] {
+            std::fs::create_dir(d).map_err(Error::io(d))?;
+        }
+        // Always pass a config file so the host's /etc/berth/config.toml never leaks
+        // into a test.
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, &options.config_toml).map_err(Error::io(&config_path))?;
+        let mut berthd = Berthd {
+            child: None,
+            binary,
+            options,
+            socket: dir.path().join("berth.sock"),
+            root,
+            state_dir,
+            config_path,
+            log_path: dir.path().join("berthd.log"),
+            dir,
+        };
+        berthd.spawn_and_wait().await?;
+        Ok(berthd)
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<()> {
+        // A stale socket from a killed instance must not count as "ready".
+        let _ = std::fs::remove_file(&self.socket);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .map_err(Error::io(&self.log_path))?;
+        let log2 = log.try_clone().map_err(Error::io(&self.log_path))?;
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--listen")
+            .arg(self.endpoint())
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--log-level")
+            .arg(&self.options.log_level)
+            .args(&self.options.extra_args)
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            program: self.binary.clone(),
+            source,
+        })?;
+        self.child = Some(child);
+        self.wait_ready().await
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Err(Error::ExitedEarly {
+                    what: "berthd".into(),
+                    status,
+                    log: tail(&self.log(), 200),
+                });
+            }
+            if self.socket.exists() {
+                if let Ok(mut cri) = crate::client::connect(&self.socket).await {
+                    let req = berth_proto::v1::VersionRequest {
+                        version: "v1".into(),
+                    };
+                    if cri.runtime.version(req).await.is_ok() {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(Error::NotReady {
+                    what: "berthd".into(),
+                    seconds: READY_TIMEOUT.as_secs(),
+                    log: tail(&self.log(), 200),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Connects CRI clients to this berthd.
+    pub async fn client(&self) -> Result<Cri> {
+        crate::client::connect(&self.socket).await
+    }
+
+    /// The CRI socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `unix:///…/berth.sock`, as kubelet and crictl take it.
+    pub fn endpoint(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    /// `--root`: persistent state (metadata, content, snapshots).
+    pub fn root_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// `--state-dir`: volatile state (monitor sockets, namespace pins, exit files).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// The config file berthd reads.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The tempdir holding everything above.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The berthd executable in use.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// berthd's stdout+stderr file (appended across restarts).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Everything berthd logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The daemon's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the daemon process is still alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL. Returns the exit status
+    /// (None if it was not running). Containers are left alone, as on a real node.
+    pub fn stop(&mut self) -> Result<Option<ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        let pid = child.id() as i32;
+        if matches!(child.try_wait(), Ok(None)) {
+            kill(Pid::from_raw(pid), Signal::SIGTERM)
+                .map_err(|source| Error::Signal { pid, source })?;
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+            }
+        }
+        child
+            .wait()
+            .map(Some)
+            .map_err(Error::io(format!("wait for berthd pid {pid}")))
+    }
+
+    /// SIGKILL the daemon, as a crash would, and reap it. State on disk, the
+    /// socket file and every container are left as they are.
+    pub fn kill9(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = child.id() as i32;
+        let _ = child.kill();
+        child
+            .wait()
+            .map(|_| ())
+            .map_err(Error::io(format!("wait for berthd pid {pid}")))
+    }
+
+    /// Stops berthd (gracefully if it runs; after [`Berthd::kill9`] it just
+    /// starts) and starts it again on the same dirs, waiting until it answers.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.spawn_and_wait().await
+    }
+
+    /// Kills everything this instance left behind: berthd, every process whose
+    /// command line names our tempdir (monitors), every process in another mount
+    /// namespace whose mounts reference our tempdir (containers), then detaches
+    /// mounts under it, deepest first. Called by drop; idempotent.
+    pub fn cleanup(&mut self) {
+        let _ = self.kill9();
+        let dir = self.dir.path().to_path_buf();
+        for _ in 0..20 {
+            if kill_processes_under(&dir) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unmount_under(&dir);
+    }
+}
+
+impl Drop for Berthd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- berthd log ({}) ----\n{}",
+                self.log_path.display(),
+                tail(&self.log(), 300)
+            );
+        }
+        self.cleanup();
+    }
+}
+
+/// SIGKILLs processes that belong to the instance in `dir`; returns how many it
+/// signalled.
+fn kill_processes_under(dir: &Path) -> usize {
+    let needle = dir.to_string_lossy().into_owned();
+    let own_mnt_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let own_pid = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == own_pid {
+            continue;
+        }
+        let proc_dir = entry.path();
+        let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
+        let mut ours = String::from_utf8_lossy(&cmdline).contains(&needle);
+        if !ours {
+            // A process in the host's mount namespace sees every container rootfs
+            // mount too, so mountinfo only identifies processes in other namespaces.
+            let mnt_ns = std::fs::read_link(proc_dir.join("ns/mnt")).ok();
+            if mnt_ns.is_some() && mnt_ns != own_mnt_ns {
+                let mounts = std::fs::read_to_string(proc_dir.join("mountinfo")).unwrap_or_default();
+                ours = mounts.contains(&needle);
+            }
+        }
+        if ours && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+/// Lazily unmounts every mount point at or below `dir` in our mount namespace.
+fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    // Deepest first so parents are not busy.
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> PathBuf {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 3 < bytes.len() {
+            if let Some(v) = s.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsString::from(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&out),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(
+            unescape_mountinfo(r"/tmp/a\040b\011c\134d"),
+            PathBuf::from("/tmp/a b\tc\\d")
+        );
+        assert_eq!(unescape_mountinfo(r"/plain"), PathBuf::from("/plain"));
+        assert_eq!(unescape_mountinfo(r"/end\04"), PathBuf::from(r"/end\04"));
+    }
+}

@@ -1,0 +1,107 @@
+//! The berthd harness against the real daemon: start, Version, Status, restart,
+//! crash, cleanup.
+
+use berth_integration::berthd::{Berthd, BerthdOptions};
+use berth_integration::{skip, skip_if};
+use berth_proto::v1::{StatusRequest, VersionRequest};
+
+async fn version(berthd: &Berthd) -> berth_proto::v1::VersionResponse {
+    let mut cri = berthd.client().await.unwrap();
+    cri.runtime
+        .version(VersionRequest {
+            version: "v1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn version_and_status_answer_over_the_socket() {
+    skip_if!(skip::not_root());
+    let berthd = Berthd::start().await.unwrap();
+    assert!(berthd.socket_path().starts_with(berthd.dir()));
+    let v = version(&berthd).await;
+    assert_eq!(v.runtime_name, "berth");
+    assert_eq!(v.runtime_api_version, "v1");
+    assert!(!v.runtime_version.is_empty());
+
+    let mut cri = berthd.client().await.unwrap();
+    let status = cri
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let conditions = status.status.unwrap().conditions;
+    let runtime_ready = conditions
+        .iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .unwrap_or_else(|| panic!("no RuntimeReady in {conditions:?}"));
+    assert!(runtime_ready.status, "{runtime_ready:?}");
+    assert!(
+        conditions.iter().any(|c| c.r#type == "NetworkReady"),
+        "{conditions:?}"
+    );
+    // The image service shares the socket.
+    assert!(berthd.log().len() > 0 || berthd.pid().is_some());
+}
+
+#[tokio::test]
+async fn restart_and_kill9_bring_up_a_new_daemon_on_the_same_dirs() {
+    skip_if!(skip::not_root());
+    let mut berthd = Berthd::start().await.unwrap();
+    let first = berthd.pid().unwrap();
+    berthd.restart().await.unwrap();
+    let second = berthd.pid().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(version(&berthd).await.runtime_name, "berth");
+
+    berthd.kill9().unwrap();
+    assert!(!berthd.is_running());
+    assert!(berthd.client().await.is_err() || {
+        // A connect may succeed lazily; an RPC must not.
+        let mut cri = berthd.client().await.unwrap();
+        cri.runtime
+            .version(VersionRequest { version: "v1".into() })
+            .await
+            .is_err()
+    });
+    berthd.restart().await.unwrap();
+    assert_ne!(berthd.pid().unwrap(), second);
+    assert_eq!(version(&berthd).await.runtime_api_version, "v1");
+}
+
+#[tokio::test]
+async fn graceful_stop_exits_cleanly() {
+    skip_if!(skip::not_root());
+    let mut berthd = Berthd::start().await.unwrap();
+    let status = berthd.stop().unwrap().unwrap();
+    assert!(status.success(), "berthd exited with {status} on SIGTERM:\n{}", berthd.log());
+    assert_eq!(berthd.stop().unwrap(), None);
+}
+
+#[tokio::test]
+async fn drop_kills_berthd_and_removes_its_dir() {
+    skip_if!(skip::not_root());
+    let berthd = Berthd::start().await.unwrap();
+    let pid = berthd.pid().unwrap();
+    let dir = berthd.dir().to_path_buf();
+    drop(berthd);
+    assert!(!dir.exists(), "{} left behind", dir.display());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "berthd pid {pid} still exists"
+    );
+}
+
+#[tokio::test]
+async fn bad_config_fails_start_with_the_daemons_message() {
+    skip_if!(skip::not_root());
+    let err = Berthd::start_with(BerthdOptions::default().config("log_format = \"yaml\"\n"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("exited early"), "{err}");
+    assert!(err.contains("log_format"), "{err}");
+}
