@@ -35,6 +35,8 @@ KUBELET_FLAGS_FILE=${KUBELET_FLAGS_FILE:-/var/lib/kubelet/kubeadm-flags.env}
 KUBELET_CONFIG_FILE=${KUBELET_CONFIG_FILE:-/var/lib/kubelet/config.yaml}
 KUBELET_SERVICE=${KUBELET_SERVICE:-kubelet}
 READY_TIMEOUT=${READY_TIMEOUT:-60}
+# Seconds the kubelet gets to stay up after a restart before it counts as failed.
+KUBELET_SETTLE_SECS=${KUBELET_SETTLE_SECS:-5}
 # Runs a command in the host's namespaces (PID 1's), where systemd lives.
 HOST_EXEC=${HOST_EXEC:-nsenter -t 1 -m -u -i -n -p --}
 # 1: do the work and exit instead of sleeping (tests, one-off runs).
@@ -154,7 +156,7 @@ start_berthd() {
 	if ((unit_changed)); then
 		host systemctl daemon-reload
 	fi
-	host systemctl enable berthd.service >/dev/null 2>&1 || host systemctl enable berthd.service
+	host systemctl enable berthd.service
 	if ((restart)); then
 		log "restarting berthd (running containers are kept)"
 		host systemctl restart berthd.service
@@ -212,7 +214,7 @@ points_at_berth() {
 
 restart_kubelet() {
 	host systemctl restart "$KUBELET_SERVICE"
-	sleep "${KUBELET_SETTLE_SECS:-5}"
+	sleep "$KUBELET_SETTLE_SECS"
 	host systemctl is-active --quiet "$KUBELET_SERVICE"
 }
 

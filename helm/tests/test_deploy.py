@@ -79,3 +79,33 @@ def test_unit_keeps_containers_across_restarts_and_runs_berthd_with_the_config()
     assert s["OOMScoreAdjust"] == ["-999"]
     assert int(s["LimitNOFILE"][0]) >= 1048576
     assert s["WantedBy"] == ["multi-user.target"]
+
+
+def test_installer_script_passes_shellcheck():
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed (Debian package shellcheck)")
+    res = subprocess.run(["shellcheck", "--severity=warning", DEPLOY / "install.sh"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+def test_image_layout_matches_the_installer_and_the_chart():
+    """Docker cannot build here: check that the Dockerfile, the installer's
+    defaults and the chart agree on where things are in the image."""
+    docker = (DEPLOY / "Dockerfile").read_text()
+    repo = DEPLOY.parent
+    # The binaries the image carries are the workspace's.
+    for b, src in [("berthd", "shim/src/bin/berthd.rs"), ("berth", "shim/src/bin/berth.rs"),
+                   ("berth-monitor", "runtime/src/bin/berth-monitor.rs")]:
+        assert f"target/release/{b}" in docker and (repo / src).is_file(), b
+    assert "COPY --from=build /out/bin/ /opt/berth/bin/" in docker
+    assert "COPY deploy/berthd.service /opt/berth/berthd.service" in docker
+    assert "COPY deploy/install.sh /usr/local/bin/berth-install" in docker
+    assert 'ENTRYPOINT ["/usr/local/bin/berth-install"]' in docker
+    assert "util-linux" in docker, "nsenter"
+    script = (DEPLOY / "install.sh").read_text()
+    assert "BERTH_SRC=${BERTH_SRC:-/opt/berth}" in script
+    assert "CHART_CONFIG=${CHART_CONFIG:-/etc/berth-chart}" in script
+    ds = (repo / "helm/berth/templates/daemonset.yaml").read_text()
+    assert "- /opt/berth/bin/berth\n" in ds and "mountPath: /etc/berth-chart" in ds
+    ignored = (repo / ".dockerignore").read_text().split()
+    assert {"target", "target-*", ".git"} <= set(ignored)
