@@ -1,0 +1,197 @@
+//! The in-memory index of records, one [`Entry`] per object. An entry pairs an
+//! operation lock (held across a whole RPC that changes the object, so two
+//! changes never interleave) with the last persisted record (read without
+//! waiting for that lock, so listings never stall behind a slow stop).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// One object: its operation lock and its current (persisted) record.
+pub struct Entry<R> {
+    op: tokio::sync::Mutex<()>,
+    rec: RwLock<R>,
+}
+
+/// Proof that the caller holds an entry's operation lock.
+pub type OpGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
+
+impl<R: Clone + Serialize> Entry<R> {
+    fn new(rec: R) -> Entry<R> {
+        Entry {
+            op: tokio::sync::Mutex::new(()),
+            rec: RwLock::new(rec),
+        }
+    }
+
+    /// A copy of the current record.
+    pub fn get(&self) -> R {
+        self.rec.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits for the operation lock.
+    pub async fn lock(&self) -> OpGuard<'_> {
+        self.op.lock().await
+    }
+
+    /// Applies `f` to a copy of the record, persists the copy, and only then makes
+    /// it current: a failed write leaves memory and disk agreeing on the old one.
+    pub fn update(
+        &self,
+        _held: &OpGuard<'_>,
+        store: &Store,
+        table: &str,
+        id: &str,
+        f: impl FnOnce(&mut R),
+    ) -> Result<R> {
+        let mut next = self.get();
+        f(&mut next);
+        store.put(table, id, &next)?;
+        *self.rec.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        Ok(next)
+    }
+}
+
+/// All objects of one kind, by id.
+pub struct Objects<R> {
+    table: &'static str,
+    kind: &'static str,
+    map: RwLock<BTreeMap<String, Arc<Entry<R>>>>,
+}
+
+impl<R: Clone + Serialize + DeserializeOwned> Objects<R> {
+    /// An empty index persisting into store table `table`; `kind` names the
+    /// objects in messages ("pod sandbox", "container").
+    pub fn new(table: &'static str, kind: &'static str) -> Objects<R> {
+        Objects {
+            table,
+            kind,
+            map: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// The store table.
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+
+    /// Persists a new record and indexes it.
+    pub fn insert(&self, store: &Store, id: &str, rec: R) -> Result<Arc<Entry<R>>> {
+        store.put(self.table, id, &rec)?;
+        Ok(self.insert_loaded(id, rec))
+    }
+
+    /// Indexes a record that is already in the store (recovery).
+    pub fn insert_loaded(&self, id: &str, rec: R) -> Arc<Entry<R>> {
+        let e = Arc::new(Entry::new(rec));
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), e.clone());
+        e
+    }
+
+    /// Deletes the record from the store, then from the index.
+    pub fn remove(&self, store: &Store, id: &str) -> Result<()> {
+        store.delete(self.table, id)?;
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(())
+    }
+
+    /// The entry with exactly this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Entry<R>>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Finds an object by full id or unique id prefix (crictl and operators use
+    /// short ids). `Ok(None)` when nothing matches.
+    pub fn find(&self, id: &str) -> Result<Option<(String, Arc<Entry<R>>)>> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get(id) {
+            return Ok(Some((id.to_string(), e.clone())));
+        }
+        let mut hits = map
+            .range(id.to_string()..)
+            .take_while(|(k, _)| k.starts_with(id));
+        let first = hits.next().map(|(k, e)| (k.clone(), e.clone()));
+        if hits.next().is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{} id prefix {id:?} is ambiguous",
+                self.kind
+            )));
+        }
+        Ok(first)
+    }
+
+    /// Like [`Objects::find`], but a miss is `NOT_FOUND` naming the id.
+    pub fn must_find(&self, id: &str) -> Result<(String, Arc<Entry<R>>)> {
+        self.find(id)?
+            .ok_or_else(|| Error::NotFound(format!("{} {id:?} not found", self.kind)))
+    }
+
+    /// Copies of every current record, in id order.
+    pub fn records(&self) -> Vec<R> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|e| e.get())
+            .collect()
+    }
+
+    /// Every `(id, entry)`, in id order.
+    pub fn entries(&self) -> Vec<(String, Arc<Entry<R>>)> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn update_persists_before_it_becomes_visible_and_find_takes_unique_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.redb")).unwrap();
+        let objs: Objects<u32> = Objects::new("t", "thing");
+        objs.insert(&store, "abc1", 1).unwrap();
+        objs.insert(&store, "abd2", 2).unwrap();
+        let (id, e) = objs.must_find("abc").unwrap();
+        assert_eq!(id, "abc1");
+        let g = e.lock().await;
+        e.update(&g, &store, "t", "abc1", |v| *v = 7).unwrap();
+        drop(g);
+        assert_eq!(e.get(), 7);
+        assert_eq!(store.get::<u32>("t", "abc1").unwrap(), Some(7));
+        assert!(objs.find("ab").is_err_and(|e| e.to_string().contains("ambiguous")));
+        assert!(objs.find("zz").unwrap().is_none());
+        assert!(objs.find("").unwrap().is_none());
+        let Err(e) = objs.must_find("nope") else {
+            panic!("unknown id found")
+        };
+        assert!(e.to_string().contains("thing \"nope\" not found"), "{e}");
+        objs.remove(&store, "abc1").unwrap();
+        assert!(objs.get("abc1").is_none());
+        assert_eq!(store.get::<u32>("t", "abc1").unwrap(), None);
+        assert_eq!(objs.records(), vec![2]);
+    }
+}

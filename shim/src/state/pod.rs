@@ -1,0 +1,177 @@
+//! The persisted record of a pod sandbox and its state machine.
+
+use std::path::PathBuf;
+
+use berth_proto::v1::{self, PodSandboxConfig};
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a pod sandbox (see the module diagram in [`crate::state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodState {
+    /// RunPodSandbox is still working on it; recovery rolls it back.
+    Creating,
+    /// Namespaces are pinned; containers may be created.
+    Ready,
+    /// Stopped: containers killed, namespaces released.
+    NotReady,
+}
+
+impl PodState {
+    /// Whether CreateContainer may add a container to the pod.
+    pub fn can_create_container(self) -> bool {
+        self == PodState::Ready
+    }
+    /// Whether StopPodSandbox has work to do.
+    pub fn can_stop(self) -> bool {
+        self == PodState::Ready
+    }
+    /// Whether RemovePodSandbox may proceed (a pod still being created may not).
+    pub fn can_remove(self) -> bool {
+        self != PodState::Creating
+    }
+    /// The CRI state.
+    pub fn to_cri(self) -> v1::PodSandboxState {
+        match self {
+            PodState::Ready => v1::PodSandboxState::SandboxReady,
+            PodState::Creating | PodState::NotReady => v1::PodSandboxState::SandboxNotready,
+        }
+    }
+}
+
+/// Where a pod's pinned namespaces are; `None` means the node's namespace is used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodNamespacePaths {
+    pub net: Option<PathBuf>,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+}
+
+/// Everything berthd keeps about one pod sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// [`crate::state::RECORD_VERSION`] when written.
+    pub version: u32,
+    /// 64 hex digits.
+    pub id: String,
+    /// The reserved name, `name_namespace_uid_attempt`.
+    pub name: String,
+    /// The request's config: metadata, labels, annotations, DNS, linux options.
+    #[serde(with = "super::proto_bytes")]
+    pub config: PodSandboxConfig,
+    /// RuntimeClass handler it was created for.
+    pub runtime_handler: String,
+    pub state: PodState,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    /// `<state_dir>/pods/<id>`: hostname, hosts, resolv.conf.
+    pub pod_dir: PathBuf,
+    /// Directory of the namespace pins, when berthd created any.
+    pub ns_dir: Option<PathBuf>,
+    pub namespaces: PodNamespacePaths,
+    /// Cgroup parent of the pod's containers.
+    pub cgroup_parent: String,
+}
+
+impl PodRecord {
+    /// The pod's metadata (always present: RunPodSandbox refuses a config without it).
+    pub fn metadata(&self) -> v1::PodSandboxMetadata {
+        self.config.metadata.clone().unwrap_or_default()
+    }
+
+    /// kubelet's unique pod sandbox name: `name_namespace_uid_attempt`.
+    pub fn reservation_name(md: &v1::PodSandboxMetadata) -> String {
+        format!("{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt)
+    }
+
+    /// The namespace options the pod was created with (absent means all POD).
+    pub fn namespace_options(&self) -> v1::NamespaceOption {
+        self.config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default()
+    }
+
+    /// The short form used by ListPodSandbox.
+    pub fn to_cri(&self) -> v1::PodSandbox {
+        v1::PodSandbox {
+            id: self.id.clone(),
+            metadata: Some(self.metadata()),
+            state: self.state.to_cri() as i32,
+            created_at: self.created_at,
+            labels: self.config.labels.clone(),
+            annotations: self.config.annotations.clone(),
+            runtime_handler: self.runtime_handler.clone(),
+        }
+    }
+
+    /// The full status (network status stays empty until CNI is wired).
+    pub fn to_status(&self) -> v1::PodSandboxStatus {
+        v1::PodSandboxStatus {
+            id: self.id.clone(),
+            metadata: Some(self.metadata()),
+            state: self.state.to_cri() as i32,
+            created_at: self.created_at,
+            network: Some(v1::PodSandboxNetworkStatus::default()),
+            linux: Some(v1::LinuxPodSandboxStatus {
+                namespaces: Some(v1::Namespace {
+                    options: Some(self.namespace_options()),
+                }),
+            }),
+            labels: self.config.labels.clone(),
+            annotations: self.config.annotations.clone(),
+            runtime_handler: self.runtime_handler.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_follow_the_diagram() {
+        use PodState::*;
+        assert!(Ready.can_create_container());
+        assert!(!NotReady.can_create_container());
+        assert!(!Creating.can_create_container());
+        assert!(Ready.can_stop() && !NotReady.can_stop());
+        assert!(Ready.can_remove() && NotReady.can_remove() && !Creating.can_remove());
+        assert_eq!(Creating.to_cri(), v1::PodSandboxState::SandboxNotready);
+        assert_eq!(Ready.to_cri(), v1::PodSandboxState::SandboxReady);
+    }
+
+    #[test]
+    fn record_round_trips_through_json_with_its_config() {
+        let mut config = PodSandboxConfig {
+            metadata: Some(v1::PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 2,
+            }),
+            hostname: "web-0".into(),
+            ..Default::default()
+        };
+        config.labels.insert("app".into(), "web".into());
+        let rec = PodRecord {
+            version: crate::state::RECORD_VERSION,
+            id: "a".repeat(64),
+            name: PodRecord::reservation_name(config.metadata.as_ref().unwrap()),
+            config,
+            runtime_handler: String::new(),
+            state: PodState::Ready,
+            created_at: 5,
+            pod_dir: "/run/berth/pods/a".into(),
+            ns_dir: None,
+            namespaces: PodNamespacePaths::default(),
+            cgroup_parent: "/berth".into(),
+        };
+        assert_eq!(rec.name, "web_default_u1_2");
+        let json = serde_json::to_string(&rec).unwrap();
+        let back: PodRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(back.to_cri().labels["app"], "web");
+    }
+}
