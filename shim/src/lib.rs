@@ -12,4 +12,5 @@ pub mod cri;
 pub mod error;
 pub mod image;
 pub mod server;
+pub mod state;
 pub mod store;
