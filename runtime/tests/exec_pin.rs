@@ -286,3 +286,32 @@ fn terminal_container_gets_a_pty_and_resizes() {
     );
     assert!(out.iter().any(|l| l.trim() == "40 120"), "{out:?}");
 }
+
+#[test]
+fn log_is_reopened_on_sigusr1_and_on_request() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("reopen");
+    f.args("i=0; while :; do echo line$i; i=$((i+1)); sleep 0.02; done");
+    let c = f.create();
+    c.start().unwrap();
+    wait_for("first lines", || f.log().contains("line2"));
+    let rotated = f.log_path().with_extension("log.1");
+    std::fs::rename(f.log_path(), &rotated).unwrap();
+    let mon = c.state_file().monitor_pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(mon),
+        nix::sys::signal::Signal::SIGUSR1,
+    )
+    .unwrap();
+    wait_for("a new log file after SIGUSR1", || f.log().contains("line"));
+    std::fs::rename(f.log_path(), &rotated).unwrap();
+    let mut s = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
+    s.write_all(&attach::encode(attach::REOPEN_LOG, b""))
+        .unwrap();
+    wait_for("a new log file after REOPEN_LOG", || {
+        f.log().contains("line")
+    });
+    c.delete(true).unwrap();
+}

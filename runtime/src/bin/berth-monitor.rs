@@ -29,7 +29,7 @@ struct Args {
     values: Vec<(String, Option<String>)>,
 }
 
-const VALUE_FLAGS: [&str; 10] = [
+const VALUE_FLAGS: [&str; 16] = [
     "--id",
     "--bundle",
     "--state-dir",
@@ -40,6 +40,12 @@ const VALUE_FLAGS: [&str; 10] = [
     "--hostname",
     "--sysctl",
     "--signal",
+    "--oom-baseline",
+    "--fd-stdout",
+    "--fd-stderr",
+    "--fd-stdin",
+    "--fd-pty",
+    "--fd-attach",
 ];
 
 impl Args {
@@ -107,6 +113,7 @@ fn main() {
         "create" => cmd_create(&args),
         "exec" => cmd_exec(&args),
         "pin-ns" => cmd_pin(&args),
+        "__serve" => cmd_serve(&args),
         "start" | "state" | "stats" | "kill" | "delete" => cmd_lib(&args),
         other => fail(&format!("unknown subcommand {other:?}"), 2),
     };
@@ -221,9 +228,109 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
     };
     let _ = writeln!(report, "ok {}", created.state.pid);
     drop(report);
+    // Start over as a fresh image: the pages touched while parsing and creating
+    // are dropped, which is most of the monitor's resident memory. Blocked and
+    // pending signals survive exec, so no SIGCHLD is lost.
+    let created = reexec_serve(created, &opts.state_dir, log_path.as_deref());
     match serve::serve(created, &opts.state_dir, log_path, sigs) {
         Ok(_) => process::exit_now(0),
         Err(_) => process::exit_now(1),
+    }
+}
+
+/// Execs `berth-monitor __serve` with the stdio fds; returns only if exec failed.
+fn reexec_serve(
+    created: create::Created,
+    state_dir: &std::path::Path,
+    log_path: Option<&std::path::Path>,
+) -> create::Created {
+    let mut argv = vec![
+        "berth-monitor".to_string(),
+        "__serve".into(),
+        "--state-dir".into(),
+        state_dir.to_string_lossy().into_owned(),
+        "--oom-baseline".into(),
+        created.oom_baseline.to_string(),
+    ];
+    if let Some(l) = log_path {
+        argv.push("--log-path".into());
+        argv.push(l.to_string_lossy().into_owned());
+    }
+    let mut fds = vec![("--fd-attach", created.attach.as_raw_fd())];
+    match &created.stdio {
+        create::MonitorStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            fds.push(("--fd-stdout", stdout.as_raw_fd()));
+            fds.push(("--fd-stderr", stderr.as_raw_fd()));
+            if let Some(s) = stdin {
+                fds.push(("--fd-stdin", s.as_raw_fd()));
+            }
+        }
+        create::MonitorStdio::Pty { master } => fds.push(("--fd-pty", master.as_raw_fd())),
+    }
+    for (flag, fd) in fds {
+        if process::clear_cloexec(fd).is_err() {
+            return created;
+        }
+        argv.push(flag.into());
+        argv.push(fd.to_string());
+    }
+    let _ = berth_runtime::sys::Syscall::execve(
+        &berth_runtime::sys::linux::LinuxSyscall,
+        std::path::Path::new("/proc/self/exe"),
+        &argv,
+        &[],
+    );
+    created
+}
+
+/// The re-exec'd monitor: rebuilds its view from state.json and the fds.
+fn cmd_serve(a: &Args) -> i32 {
+    let fd = |k: &str| -> Option<std::fs::File> {
+        a.get(k)
+            .and_then(|v| v.parse().ok())
+            .and_then(|n| process::inherited_file(n).ok())
+    };
+    let Some(dir) = a.get("--state-dir").map(abs) else {
+        return 2;
+    };
+    let stdio = match (fd("--fd-pty"), fd("--fd-stdout"), fd("--fd-stderr")) {
+        (Some(master), _, _) => create::MonitorStdio::Pty { master },
+        (None, Some(stdout), Some(stderr)) => create::MonitorStdio::Pipes {
+            stdin: fd("--fd-stdin"),
+            stdout,
+            stderr,
+        },
+        _ => return 2,
+    };
+    let Ok(c) = Container::load(&dir) else {
+        return 1;
+    };
+    let Some(attach) = fd("--fd-attach")
+        .map(|f| std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(f)))
+    else {
+        return 2;
+    };
+    let st = c.state_file().clone();
+    let created = create::Created {
+        cgroup: berth_runtime::cgroups::manager(st.cgroup_layout, &st.cgroup_root, &st.cgroup_path),
+        state: st,
+        stdio,
+        oom_baseline: a
+            .get("--oom-baseline")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        attach,
+    };
+    let Ok(sigs) = serve::block_signals() else {
+        return 1;
+    };
+    match serve::serve(created, &dir, a.get("--log-path").map(PathBuf::from), sigs) {
+        Ok(_) => 0,
+        Err(_) => 1,
     }
 }
 

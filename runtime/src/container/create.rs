@@ -56,6 +56,9 @@ pub struct Created {
     pub stdio: MonitorStdio,
     pub cgroup: Box<dyn CgroupManager>,
     pub oom_baseline: u64,
+    /// The attach socket, bound before create reports success so clients can
+    /// connect as soon as `create` returns.
+    pub attach: std::os::unix::net::UnixListener,
 }
 
 /// A rollback stack (style habit 10).
@@ -232,6 +235,7 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     let _ = std::fs::remove_file(&fifo);
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
         .map_err(|e| Error::sys(format!("mkfifo {}", fifo.display()), e.into()))?;
+    let fifo_ends = init::open_fifo(&fifo)?;
 
     // Namespaces.
     let mut clone_flags = 0;
@@ -282,7 +286,7 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
                 rootfs: &vs.rootfs,
                 stdio: child_stdio,
                 sync: &sync_child,
-                fifo: fifo.clone(),
+                fifo: fifo_ends,
                 join_mnt: join_mnt.as_ref().map(|f| f.as_raw_fd()),
                 new_cgroupns,
                 host,
@@ -293,6 +297,7 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     };
     drop(sync_child);
     drop(_child_ends);
+    drop(fifo_ends);
     drop(devnull);
     undo.push(move || {
         let _ = process::kill(pid, libc::SIGKILL);
@@ -329,9 +334,16 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         cgroup_path: cg_rel,
         terminal,
     };
+    let sock = opts.state_dir.join(state::ATTACH_SOCKET);
+    let _ = std::fs::remove_file(&sock);
+    let attach = std::os::unix::net::UnixListener::bind(&sock).map_err(|e| Error::io(&sock, e))?;
+    attach
+        .set_nonblocking(true)
+        .map_err(|e| Error::io(&sock, e))?;
     let json = serde_json::to_vec_pretty(&st).map_err(|e| Error::Init(e.to_string()))?;
     state::write_atomic(&opts.state_dir.join(STATE_FILE), &json)?;
     Ok(Created {
+        attach,
         state: st,
         stdio: monitor_stdio,
         cgroup,

@@ -37,7 +37,8 @@ pub struct InitArgs<'a> {
     pub rootfs: &'a Path,
     pub stdio: ChildStdio,
     pub sync: &'a UnixStream,
-    pub fifo: PathBuf,
+    /// The exec fifo, opened by the monitor (the init may not be allowed to).
+    pub fifo: FifoEnds,
     pub join_mnt: Option<RawFd>,
     pub new_cgroupns: bool,
     pub host: HostInfo,
@@ -66,7 +67,8 @@ pub fn run(args: InitArgs<'_>) -> ! {
             let _ = send_line(args.sync, &format!("error {e}"));
             exit_now(1)
         }
-        Ok((path, argv, env, mut fifo)) => {
+        Ok((path, argv, env)) => {
+            let mut fifo = args.fifo;
             if send_line(args.sync, "ready").is_err() {
                 exit_now(1);
             }
@@ -90,7 +92,8 @@ pub fn run(args: InitArgs<'_>) -> ! {
 /// read blocks rather than seeing EOF.
 pub struct FifoEnds(pub File, pub File);
 
-fn open_fifo(path: &Path) -> Result<FifoEnds> {
+/// Opens both ends of the exec fifo.
+pub fn open_fifo(path: &Path) -> Result<FifoEnds> {
     let r = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -128,7 +131,7 @@ fn setup_stdio(stdio: &ChildStdio) -> Result<()> {
     Ok(())
 }
 
-type Prepared = (PathBuf, Vec<String>, Vec<String>, FifoEnds);
+type Prepared = (PathBuf, Vec<String>, Vec<String>);
 
 fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
     let go = read_line(a.sync).map_err(|e| Error::sys("read sync socket", e))?;
@@ -136,7 +139,11 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
         return Err(Error::Init(format!("monitor aborted set-up ({go:?})")));
     }
     setup_stdio(&a.stdio)?;
-    let mut keep = vec![a.sync.as_raw_fd()];
+    let mut keep = vec![
+        a.sync.as_raw_fd(),
+        a.fifo.0.as_raw_fd(),
+        a.fifo.1.as_raw_fd(),
+    ];
     keep.extend(a.join_mnt);
     process::close_fds_from(3, &keep);
 
@@ -175,7 +182,6 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
                 .map_err(|e| Error::sys(format!("linux.sysctl.{k}: write {v}"), e))?;
         }
     }
-    let fifo = open_fifo(&a.fifo)?;
     rootfs::setup(sys, a.spec, a.rootfs, &a.host)?;
 
     let exe = security::resolve_executable(process, "process")?;
@@ -193,5 +199,5 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
     security::set_identity(sys, process, filter.as_ref(), "process", setgroups_allowed)?;
     let argv = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
-    Ok((exe, argv, env, fifo))
+    Ok((exe, argv, env))
 }

@@ -63,11 +63,7 @@ pub fn serve(
     let mut log =
         CriLog::open(log_path.clone()).map_err(|e| Error::io(log_path.unwrap_or_default(), e))?;
     let sock_path = state_dir.join(ATTACH_SOCKET);
-    let _ = std::fs::remove_file(&sock_path);
-    let listener = UnixListener::bind(&sock_path).map_err(|e| Error::io(&sock_path, e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::io(&sock_path, e))?;
+    let listener: UnixListener = created.attach;
 
     let pid = created.state.pid;
     let (mut outputs, mut stdin, pty) = match created.stdio {
