@@ -35,6 +35,8 @@ pub struct Config {
     pub restrict_oom_score_adj: bool,
     /// Registry access: mirrors, plain-HTTP hosts and CAs (containerd's hosts.toml layout).
     pub registry: crate::image::RegistryConfig,
+    /// Pod networking: CNI config dir, plugin dirs, result cache, plugin timeout.
+    pub cni: crate::network::CniConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             monitor_path: String::new(),
             restrict_oom_score_adj: false,
             registry: Default::default(),
+            cni: Default::default(),
         }
     }
 }

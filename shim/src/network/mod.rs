@@ -1,0 +1,28 @@
+//! Pod networking through CNI, as every Kubernetes runtime does it, so Calico,
+//! Cilium, Flannel and the reference plugins work unchanged.
+//!
+//! berthd pins each pod's network namespace at a file; [`Cni::setup`] runs the
+//! configured plugin list against it (ADD) and returns the pod's addresses,
+//! [`Cni::teardown`] undoes it (DEL, idempotent, survives restarts through the
+//! on-disk result cache), [`Cni::status`] is the CRI `NetworkReady` condition.
+//! [`write_pod_files`] writes the pod's hostname, hosts and resolv.conf.
+//!
+//! Layout: `conf` finds and parses the config list, `plugin` runs one plugin
+//! binary, `result` reads its output, `cache` persists ADD results, `cni`
+//! ties them together, `pod_files` writes the /etc files, `types` holds the
+//! data exchanged with the pod lifecycle.
+
+mod cache;
+mod cni;
+mod conf;
+mod plugin;
+mod pod_files;
+mod result;
+mod types;
+
+pub use cni::{Cni, NOT_READY_REASON};
+pub use pod_files::{write_pod_files, PodFiles};
+pub use types::{
+    Bandwidth, CniConfig, DnsSettings, NetworkStatus, PodIps, PodNetwork, PortMapping,
+    EGRESS_BANDWIDTH_ANNOTATION, INGRESS_BANDWIDTH_ANNOTATION,
+};
