@@ -341,7 +341,9 @@ impl Berthd {
 
     /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL. Returns the exit status
     /// (None if it was not running). Containers are left alone, as on a real node.
-    pub fn stop(&mut self) -> Result<Option<ExitStatus>> {
+    /// Async so that client connections on this runtime can answer the daemon's
+    /// GOAWAY while it drains them.
+    pub async fn stop(&mut self) -> Result<Option<ExitStatus>> {
         let Some(mut child) = self.child.take() else {
             return Ok(None);
         };
@@ -351,7 +353,7 @@ impl Berthd {
                 .map_err(|source| Error::Signal { pid, source })?;
             let deadline = Instant::now() + STOP_TIMEOUT;
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             if matches!(child.try_wait(), Ok(None)) {
                 let _ = child.kill();
@@ -380,7 +382,7 @@ impl Berthd {
     /// Stops berthd (gracefully if it runs; after [`Berthd::kill9`] it just
     /// starts) and starts it again on the same dirs, waiting until it answers.
     pub async fn restart(&mut self) -> Result<()> {
-        self.stop()?;
+        self.stop().await?;
         self.spawn_and_wait().await
     }
 
@@ -391,13 +393,7 @@ impl Berthd {
     pub fn cleanup(&mut self) {
         let _ = self.kill9();
         let dir = self.dir.path().to_path_buf();
-        for _ in 0..20 {
-            if kill_processes_under(&dir) == 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        unmount_under(&dir);
+        crate::cleanup::kill_and_unmount_under(&dir);
     }
 }
 
@@ -414,93 +410,3 @@ impl Drop for Berthd {
     }
 }
 
-/// SIGKILLs processes that belong to the instance in `dir`; returns how many it
-/// signalled.
-fn kill_processes_under(dir: &Path) -> usize {
-    let needle = dir.to_string_lossy().into_owned();
-    let own_mnt_ns = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let own_pid = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut killed = 0;
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == own_pid {
-            continue;
-        }
-        let proc_dir = entry.path();
-        let cmdline = std::fs::read(proc_dir.join("cmdline")).unwrap_or_default();
-        let mut ours = String::from_utf8_lossy(&cmdline).contains(&needle);
-        if !ours {
-            // A process in the host's mount namespace sees every container rootfs
-            // mount too, so mountinfo only identifies processes in other namespaces.
-            let mnt_ns = std::fs::read_link(proc_dir.join("ns/mnt")).ok();
-            if mnt_ns.is_some() && mnt_ns != own_mnt_ns {
-                let mounts = std::fs::read_to_string(proc_dir.join("mountinfo")).unwrap_or_default();
-                ours = mounts.contains(&needle);
-            }
-        }
-        if ours && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
-            killed += 1;
-        }
-    }
-    killed
-}
-
-/// Lazily unmounts every mount point at or below `dir` in our mount namespace.
-fn unmount_under(dir: &Path) {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mountinfo)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    // Deepest first so parents are not busy.
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    points.dedup();
-    for p in points {
-        let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> PathBuf {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            if let Some(v) = s.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    PathBuf::from(std::ffi::OsString::from(
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&out),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(
-            unescape_mountinfo(r"/tmp/a\040b\011c\134d"),
-            PathBuf::from("/tmp/a b\tc\\d")
-        );
-        assert_eq!(unescape_mountinfo(r"/plain"), PathBuf::from("/plain"));
-        assert_eq!(unescape_mountinfo(r"/end\04"), PathBuf::from(r"/end\04"));
-    }
-}

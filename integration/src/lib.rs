@@ -19,3 +19,5 @@ pub mod registry;
 pub mod skip;
 pub mod client;
 pub mod berthd;
+pub mod cleanup;
+pub mod containerd;

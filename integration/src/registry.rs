@@ -258,6 +258,25 @@ impl Registry {
         RegistryClient::with_options(&self.host(), self.ca_cert_pem(), self.basic_auth.clone())
     }
 
+    /// Writes `<certs_d>/<host>/hosts.toml` (containerd's registry host layout,
+    /// which berthd's `registry.config_path` reads too) so that pulls of
+    /// `127.0.0.1:PORT/...` go to this registry over plain HTTP, or over HTTPS
+    /// trusting its CA. Returns the file written.
+    pub fn write_hosts_toml(&self, certs_d: &Path) -> Result<PathBuf> {
+        let dir = certs_d.join(self.host());
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        let url = self.url();
+        let mut text = format!(
+            "server = \"{url}\"\n\n[host.\"{url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        if let Some(t) = &self.tls {
+            text.push_str(&format!("  ca = \"{}\"\n", t.ca_cert_path.display()));
+        }
+        let path = dir.join("hosts.toml");
+        std::fs::write(&path, text).map_err(Error::io(&path))?;
+        Ok(path)
+    }
+
     /// The registry's stdout and stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
