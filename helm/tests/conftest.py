@@ -66,6 +66,20 @@ def flat_keys(table, prefix=""):
     return keys
 
 
+def chart_files(values):
+    """The installer's /etc/berth-chart as the kubelet would project the
+    chart's ConfigMap: relative path -> content."""
+    import helm_python as helm
+
+    with helm.Chart.load(str(CHART)) as c:
+        out = c.render(values, name="berth", namespace="berth-system")
+    docs = [d for p, t in out.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")
+    vol = next(v for v in ds["spec"]["template"]["spec"]["volumes"] if v["name"] == "chart-config")
+    return {i["path"]: cm["data"][i["key"]] for i in vol["configMap"]["items"]}
+
+
 def load_values(name):
     return yaml.safe_load((TESTS / name).read_text())
 

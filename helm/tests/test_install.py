@@ -12,11 +12,10 @@ import sys
 import tomllib
 from pathlib import Path
 
-import helm_python as helm
 import pytest
 import yaml
 
-from conftest import CHART, DEPLOY, TESTS, require_binary
+from conftest import DEPLOY, TESTS, chart_files, require_binary
 
 INSTALL = DEPLOY / "install.sh"
 CONTAINERD = "unix:///var/run/containerd/containerd.sock"
@@ -30,17 +29,6 @@ imageServiceEndpoint: {CONTAINERD}
 clusterDNS:
   - 10.96.0.10
 """
-
-
-def chart_files(values):
-    """The installer's /etc/berth-chart as the kubelet projects the ConfigMap."""
-    with helm.Chart.load(str(CHART)) as c:
-        out = c.render(values, name="berth", namespace="berth-system")
-    docs = [d for p, t in out.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
-    cm = next(d for d in docs if d["kind"] == "ConfigMap")
-    ds = next(d for d in docs if d["kind"] == "DaemonSet")
-    vol = next(v for v in ds["spec"]["template"]["spec"]["volumes"] if v["name"] == "chart-config")
-    return {i["path"]: cm["data"][i["key"]] for i in vol["configMap"]["items"]}
 
 
 class Node:

@@ -165,6 +165,9 @@ header = { {{ join ", " $pairs }} }
 server = {{ toJson . }}
 {{- end }}
 {{- include "berth.hostSettings" (dict "s" .r "dir" $dir "prefix" "server") }}
+
+# Always present: containerd 1.6 (and 1.7 before its fix) rejects a file without it.
+[host]
 {{- range $i, $m := .r.mirrors }}
 
 [host.{{ toJson $m.url }}]
