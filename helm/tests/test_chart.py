@@ -256,7 +256,7 @@ def test_full_config_toml_carries_every_value(full_render, full_values):
     assert cfg["listen"] == c["listen"] and cfg["root"] == c["root"] and cfg["state_dir"] == c["stateDir"]
     assert cfg["log_level"] == c["logLevel"] and cfg["log_format"] == "json"
     assert cfg["cgroup_driver"] == "systemd" and cfg["monitor_path"] == c["monitorPath"]
-    assert cfg["restrict_oom_score_adj"] is True
+    assert cfg["restrict_oom_score_adj"] is True and cfg["cgroup_parent"] == "/berth-pods"
     assert cfg["registry"] == {"config_path": "/etc/containerd/certs.d", "max_concurrent_downloads": 5}
     assert cfg["cni"] == {"conf_dir": "/etc/cni/custom.d", "bin_dirs": ["/opt/cni/bin", "/usr/lib/cni"],
                           "cache_dir": "/var/lib/cni/berth", "plugin_timeout_secs": 30}
@@ -304,7 +304,7 @@ def test_default_values_render_no_registry_files_and_a_minimal_config(default_re
     files = configmap_files(default_render[0])
     assert list(files) == ["config.toml"]
     cfg = tomllib.loads(files["config.toml"])
-    assert "cni" not in cfg and "streaming" not in cfg and "metrics" not in cfg
+    assert "cni" not in cfg and "streaming" not in cfg and "metrics" not in cfg and "cgroup_parent" not in cfg
 
 
 def run_berthd_dump(tmp_path, text):
@@ -323,8 +323,7 @@ def test_berthd_accepts_the_default_rendered_config(default_render, tmp_path):
 
 # Chart values whose berthd key does not exist yet: they render only when set,
 # so a default install never carries them. Remove an entry once berthd knows it.
-PENDING_KEYS = {"streaming.address", "streaming.port", "metrics.address",
-                "cni.conf_dir", "cni.bin_dirs", "cni.cache_dir", "cni.plugin_timeout_secs"}
+PENDING_KEYS = {"streaming.address", "streaming.port", "metrics.address"}
 
 
 def test_every_rendered_key_is_known_to_berthd(full_render):

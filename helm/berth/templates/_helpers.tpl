@@ -77,6 +77,9 @@ log_format = {{ $c.logFormat | toJson }}
 cgroup_driver = {{ $c.cgroupDriver | toJson }}
 monitor_path = {{ $c.monitorPath | toJson }}
 restrict_oom_score_adj = {{ $c.restrictOomScoreAdj }}
+{{- with $c.cgroupParent }}
+cgroup_parent = {{ toJson . }}
+{{- end }}
 
 [registry]
 config_path = {{ .Values.registry.configPath | toJson }}
