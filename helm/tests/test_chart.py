@@ -289,7 +289,7 @@ def test_registry_hosts_render_to_valid_hosts_toml(full_render, full_values):
     private = hosts["registry.example.com:5443"]
     assert private["skip_verify"] is True
     assert private["ca"] == [f"{base}/registry.example.com:5443/server-ca0.crt", "/etc/pki/internal-ca.pem"]
-    assert private["header"] == {"Authorization": "Basic dXNlcjpwYXNz"}
+    assert private["header"] == {"X-Registry-Region": "eu-1"}
     assert list(hosts["_default"]["host"]) == ["https://catch-all.example.internal"]
 
     # Inline CAs land where hosts.toml says they are.
@@ -339,3 +339,15 @@ def test_every_berthd_key_can_be_set_from_the_chart(full_render):
     missing = known - rendered
     assert not missing, f"berthd keys with no chart value (add them to values.yaml and _helpers.tpl): {sorted(missing)}"
 
+
+
+@pytest.mark.parametrize("switch", [False, True])
+def test_notes_tell_what_happens_to_the_kubelet(switch):
+    _, out = render({"kubelet": {"switchRuntime": switch}})
+    notes = out["berth/templates/NOTES.txt"]
+    assert "rollout status daemonset/berth" in notes
+    if switch:
+        assert "kubelet.switchRuntime is ON" in notes and "berth.dev/switch=true" in notes
+        assert "--set kubelet.switchRuntime=false" in notes, "the rollback must be spelt out"
+    else:
+        assert "kubelets are not touched" in notes
