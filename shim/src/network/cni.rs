@@ -164,7 +164,11 @@ impl Cni {
         let _guard = self.lock_pod(&pod.pod_id).await;
         // Plugins treat an empty CNI_NETNS as "namespace gone, release addresses only".
         let netns_alive = !pod.netns.as_os_str().is_empty() && pod.netns.exists();
-        let netns: &Path = if netns_alive { &pod.netns } else { Path::new("") };
+        let netns: &Path = if netns_alive {
+            &pod.netns
+        } else {
+            Path::new("")
+        };
         let entries = cache::find(&self.cfg.cache_dir, &pod.pod_id)?;
         if entries.is_empty() {
             // ADD may have died before caching: DEL with today's config.
@@ -253,9 +257,8 @@ impl Cni {
             // File-system timestamps are coarse: a change within the same tick
             // as the last read would keep the mtime, so only trust a snapshot
             // taken well after the last change (as git does with its index).
-            let settled = |t: Option<SystemTime>| {
-                t.is_some_and(|t| s.taken_at >= t + Duration::from_secs(1))
-            };
+            let settled =
+                |t: Option<SystemTime>| t.is_some_and(|t| s.taken_at >= t + Duration::from_secs(1));
             let file_settled = file_mtime.is_none() || settled(file_mtime);
             if s.dir_mtime == dir_mtime
                 && s.file_mtime == file_mtime
@@ -311,7 +314,10 @@ impl Cni {
                     )))
                 }
             };
-            for (field, port) in [("host_port", pm.host_port), ("container_port", pm.container_port)] {
+            for (field, port) in [
+                ("host_port", pm.host_port),
+                ("container_port", pm.container_port),
+            ] {
                 if !(1..=65535).contains(&port) {
                     return Err(Error::InvalidArgument(format!(
                         "port_mappings[{i}].{field}: {port} is not a port"
@@ -479,7 +485,11 @@ fn validate(pod: &PodNetwork) -> Result<()> {
             pod.pod_id, pod.netns
         )));
     }
-    for (field, v) in [("name", &pod.name), ("namespace", &pod.namespace), ("uid", &pod.uid)] {
+    for (field, v) in [
+        ("name", &pod.name),
+        ("namespace", &pod.namespace),
+        ("uid", &pod.uid),
+    ] {
         if v.contains([';', '=', '\0']) {
             return Err(Error::InvalidArgument(format!(
                 "pod {}: {field} {v:?} contains ';', '=' or NUL",
@@ -570,7 +580,8 @@ mod tests {
         .unwrap();
         let prev = json!({"cniVersion":"1.0.0","ips":[]});
         let s: Value =
-            serde_json::from_slice(&plugin_stdin(&net, &net.plugins[1], Some(&prev), &caps)).unwrap();
+            serde_json::from_slice(&plugin_stdin(&net, &net.plugins[1], Some(&prev), &caps))
+                .unwrap();
         assert_eq!(s["name"], "n");
         assert_eq!(s["cniVersion"], "1.0.0");
         assert_eq!(s["prevResult"], prev);
@@ -602,7 +613,11 @@ mod tests {
             protocol: "icmp".into(),
             host_ip: String::new(),
         }];
-        assert!(cni.capability_args(&p).unwrap_err().to_string().contains("protocol"));
+        assert!(cni
+            .capability_args(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("protocol"));
         p.port_mappings[0].protocol = "udp".into();
         p.port_mappings[0].container_port = 70000;
         assert!(cni
@@ -612,7 +627,11 @@ mod tests {
             .contains("container_port"));
         p.port_mappings[0].container_port = 80;
         p.port_mappings[0].host_ip = "localhost".into();
-        assert!(cni.capability_args(&p).unwrap_err().to_string().contains("host_ip"));
+        assert!(cni
+            .capability_args(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("host_ip"));
 
         for id in ["", "../x", "a/b", ".hidden", "-x"] {
             assert!(validate_id(id).is_err(), "{id:?}");
@@ -644,7 +663,11 @@ mod tests {
         let s = cni.status();
         assert!(!s.ready);
         assert_eq!(s.reason, NOT_READY_REASON);
-        assert!(s.message.contains(&conf_dir.display().to_string()), "{}", s.message);
+        assert!(
+            s.message.contains(&conf_dir.display().to_string()),
+            "{}",
+            s.message
+        );
         std::fs::create_dir(&conf_dir).unwrap();
         assert!(!cni.status().ready);
         std::fs::write(

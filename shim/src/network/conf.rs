@@ -29,7 +29,8 @@ pub struct NetworkList {
 impl NetworkList {
     /// Parses a list (`plugins` present) or a single-plugin config.
     pub fn parse(bytes: &[u8]) -> Result<NetworkList, String> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid json: {e}"))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid json: {e}"))?;
         Self::from_value(value)
     }
 
@@ -127,7 +128,8 @@ pub fn valid_name(n: &str) -> bool {
         && n.len() <= 200
         && n != "."
         && n != ".."
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 /// A plugin type is a binary name looked up in the bin dirs, never a path.
@@ -146,7 +148,11 @@ pub fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
             Some("conflist" | "conf" | "json")
         );
         // Follow symlinks: operators (and Helm charts) often link configs in.
-        if ext_ok && std::fs::metadata(&path).map(|m| m.is_file()).unwrap_or(false) {
+        if ext_ok
+            && std::fs::metadata(&path)
+                .map(|m| m.is_file())
+                .unwrap_or(false)
+        {
             files.push(path);
         }
     }
@@ -168,12 +174,7 @@ pub enum Loaded {
 pub fn load_dir(dir: &Path) -> Loaded {
     let files = match config_files(dir) {
         Ok(f) => f,
-        Err(e) => {
-            return Loaded::NotReady(format!(
-                "cni config dir {}: {e}",
-                dir.display()
-            ))
-        }
+        Err(e) => return Loaded::NotReady(format!("cni config dir {}: {e}", dir.display())),
     };
     let mut rejected = Vec::new();
     for file in files {
@@ -225,11 +226,26 @@ mod tests {
 
         for (bad, want) in [
             (&br#"[1]"#[..], "object"),
-            (br#"{"cniVersion":"1.0.0","name":"a","plugins":[]}"#, "empty"),
-            (br#"{"cniVersion":"1.0.0","name":"a","plugins":[{}]}"#, "type"),
-            (br#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"../x"}]}"#, "plain file"),
-            (br#"{"cniVersion":"0.2.0","name":"a","type":"bridge"}"#, "not supported"),
-            (br#"{"cniVersion":"1.0.0","name":"a/b","type":"bridge"}"#, "name"),
+            (
+                br#"{"cniVersion":"1.0.0","name":"a","plugins":[]}"#,
+                "empty",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","name":"a","plugins":[{}]}"#,
+                "type",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"../x"}]}"#,
+                "plain file",
+            ),
+            (
+                br#"{"cniVersion":"0.2.0","name":"a","type":"bridge"}"#,
+                "not supported",
+            ),
+            (
+                br#"{"cniVersion":"1.0.0","name":"a/b","type":"bridge"}"#,
+                "name",
+            ),
             (br#"{"cniVersion":"1.0.0","type":"bridge"}"#, "name"),
             (br#"{"cniVersion":"1.0.0","name":"a"}"#, "neither"),
             (b"{", "invalid json"),
@@ -242,7 +258,9 @@ mod tests {
     #[test]
     fn first_valid_file_by_name_wins() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(load_dir(dir.path()), Loaded::NotReady(m) if m.contains(&dir.path().display().to_string())));
+        assert!(
+            matches!(load_dir(dir.path()), Loaded::NotReady(m) if m.contains(&dir.path().display().to_string()))
+        );
         std::fs::write(dir.path().join("README"), "x").unwrap();
         std::fs::write(dir.path().join("05-broken.conflist"), "{").unwrap();
         std::fs::write(

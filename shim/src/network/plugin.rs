@@ -85,9 +85,8 @@ pub async fn run(
             join_paths(&inv.bin_dirs)
         ))
     })?;
-    let mut child = spawn(inv, cmd, &path).map_err(|e| {
-        Error::Internal(format!("{what}: cannot start {}: {e}", path.display()))
-    })?;
+    let mut child = spawn(inv, cmd, &path)
+        .map_err(|e| Error::Internal(format!("{what}: cannot start {}: {e}", path.display())))?;
     let pid = child.id();
     let mut child_in = child.stdin.take().expect("stdin is piped");
     let child_out = child.stdout.take().expect("stdout is piped");
@@ -232,9 +231,15 @@ mod tests {
             "echoer",
             r#"printf '{"cmd":"%s","id":"%s","netns":"%s","if":"%s","args":"%s","path":"%s","stdin":' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$CNI_ARGS" "$CNI_PATH"; cat; printf '}'"#,
         );
-        let out = run(&inv(dir.path(), 5000), Command::Check, "echoer", "n", br#"{"a":1}"#.to_vec())
-            .await
-            .unwrap();
+        let out = run(
+            &inv(dir.path(), 5000),
+            Command::Check,
+            "echoer",
+            "n",
+            br#"{"a":1}"#.to_vec(),
+        )
+        .await
+        .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["cmd"], "CHECK");
         assert_eq!(v["id"], "pod1");
@@ -243,7 +248,11 @@ mod tests {
         assert_eq!(v["args"], "IgnoreUnknown=1");
         assert_eq!(
             v["path"],
-            format!("{}:{}", dir.path().join("missing").display(), dir.path().display())
+            format!(
+                "{}:{}",
+                dir.path().join("missing").display(),
+                dir.path().display()
+            )
         );
         assert_eq!(v["stdin"]["a"], 1);
     }
@@ -261,14 +270,24 @@ mod tests {
             .await
             .unwrap_err()
             .to_string();
-        for want in ["bad", "net1", "ADD", "pod1", "code 11: try again (busy)", "stderr: oops"] {
+        for want in [
+            "bad",
+            "net1",
+            "ADD",
+            "pod1",
+            "code 11: try again (busy)",
+            "stderr: oops",
+        ] {
             assert!(e.contains(want), "{e:?} lacks {want:?}");
         }
         let e = run(&inv(dir.path(), 5000), Command::Add, "crash", "n", vec![])
             .await
             .unwrap_err()
             .to_string();
-        assert!(e.contains("exit status: 3") && e.contains("not-json"), "{e}");
+        assert!(
+            e.contains("exit status: 3") && e.contains("not-json"),
+            "{e}"
+        );
         let e = run(&inv(dir.path(), 5000), Command::Add, "absent", "n", vec![])
             .await
             .unwrap_err()
@@ -291,7 +310,10 @@ mod tests {
             .unwrap_err();
         assert!(start.elapsed() < Duration::from_secs(5));
         assert!(matches!(e, Error::DeadlineExceeded(_)), "{e}");
-        assert!(e.to_string().contains("hang") && e.to_string().contains("0.3s"), "{e}");
+        assert!(
+            e.to_string().contains("hang") && e.to_string().contains("0.3s"),
+            "{e}"
+        );
         let pid = std::fs::read_to_string(&marker).unwrap();
         // The backgrounded sleep was in the plugin's process group, so it is gone
         // (or a zombie about to be reaped by init).

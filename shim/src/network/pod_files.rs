@@ -62,18 +62,21 @@ fn write_pod_files_from(
 ) -> Result<PodFiles> {
     if hostname.is_empty()
         || hostname.len() > 253
-        || hostname.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#')
+        || hostname
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '#')
     {
         return Err(Error::InvalidArgument(format!(
             "hostname: {hostname:?} is not a host name"
         )));
     }
-    let ip = match ip.filter(|s| !s.is_empty()) {
-        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
-            Error::InvalidArgument(format!("pod ip: {s:?} is not an ip address"))
-        })?),
-        None => None,
-    };
+    let ip =
+        match ip.filter(|s| !s.is_empty()) {
+            Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+                Error::InvalidArgument(format!("pod ip: {s:?} is not an ip address"))
+            })?),
+            None => None,
+        };
     let resolv = if dns.is_empty() {
         read_or_empty(host_resolv)?
     } else {
@@ -166,7 +169,8 @@ fn read_or_empty(p: &Path) -> Result<Vec<u8>> {
 fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = dest.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(Error::io("create temp file", dir))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(Error::io("create temp file", dir))?;
     tmp.write_all(bytes)
         .and_then(|()| {
             tmp.as_file()
@@ -193,7 +197,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dns = DnsSettings {
             servers: vec!["10.96.0.10".into(), "fd00::a".into()],
-            searches: vec!["default.svc.cluster.local".into(), "svc.cluster.local".into()],
+            searches: vec![
+                "default.svc.cluster.local".into(),
+                "svc.cluster.local".into(),
+            ],
             options: vec!["ndots:5".into(), "edns0".into()],
         };
         let out = dir.path().join("pod1");
@@ -203,7 +210,10 @@ mod tests {
         let hosts = read(&f.hosts);
         assert!(hosts.starts_with("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n"));
         assert!(hosts.contains("::1\tlocalhost ip6-localhost ip6-loopback\n"));
-        assert!(hosts.ends_with("fe00::2\tip6-allrouters\n10.250.1.5\tweb-0\n"), "{hosts}");
+        assert!(
+            hosts.ends_with("fe00::2\tip6-allrouters\n10.250.1.5\tweb-0\n"),
+            "{hosts}"
+        );
         assert_eq!(
             read(&f.resolv_conf),
             "nameserver 10.96.0.10\nnameserver fd00::a\n\
@@ -211,7 +221,11 @@ mod tests {
         );
         let mode = std::fs::metadata(&f.hosts).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o644);
-        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 3, "temp files left");
+        assert_eq!(
+            std::fs::read_dir(&out).unwrap().count(),
+            3,
+            "temp files left"
+        );
     }
 
     #[test]
@@ -226,8 +240,16 @@ mod tests {
         assert_eq!(read(&f.hosts), "127.0.0.1 localhost\n192.168.0.9 node1\n");
         assert_eq!(read(&f.resolv_conf), "nameserver 192.168.0.1\n");
         // A pod-network pod without DNSConfig still resolves like the node.
-        let f = write_pod_files_from(&out, "p", Some("10.0.0.2"), &DnsSettings::default(), false, &hh, &hr)
-            .unwrap();
+        let f = write_pod_files_from(
+            &out,
+            "p",
+            Some("10.0.0.2"),
+            &DnsSettings::default(),
+            false,
+            &hh,
+            &hr,
+        )
+        .unwrap();
         assert!(read(&f.hosts).ends_with("10.0.0.2\tp\n"));
         assert_eq!(read(&f.resolv_conf), "nameserver 192.168.0.1\n");
         // A node without the files still gets working ones.

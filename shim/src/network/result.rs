@@ -41,7 +41,11 @@ pub fn pod_ips(result: &Value) -> Result<PodIps, String> {
     let mut ips: Vec<IpAddr> = Vec::new();
     for ip in &raw.ips {
         if let Some(i) = ip.interface {
-            if raw.interfaces.get(i).is_some_and(|itf| itf.sandbox.is_empty()) {
+            if raw
+                .interfaces
+                .get(i)
+                .is_some_and(|itf| itf.sandbox.is_empty())
+            {
                 continue;
             }
         }
@@ -155,7 +159,9 @@ mod tests {
         assert!(pod_ips(&json!({"ips": [{"address": "nonsense"}]}))
             .unwrap_err()
             .contains("nonsense"));
-        assert!(pod_ips(&json!({"ips": "x"})).unwrap_err().contains("malformed"));
+        assert!(pod_ips(&json!({"ips": "x"}))
+            .unwrap_err()
+            .contains("malformed"));
     }
 
     #[test]

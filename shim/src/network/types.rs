@@ -164,7 +164,11 @@ fn parse_quantity(s: &str) -> Option<u64> {
         return None;
     }
     let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let frac_value: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let frac_value: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let scale = 10u128.pow(frac.len() as u32);
     let whole = int.checked_mul(multiplier)?;
     let part = (frac_value * multiplier).div_ceil(scale);
@@ -210,7 +214,15 @@ mod tests {
         assert_eq!(parse_quantity("1.5k"), Some(1_500));
         assert_eq!(parse_quantity("1Mi"), Some(1_048_576));
         assert_eq!(parse_quantity("0.0001k"), Some(1));
-        for bad in ["", "M", "1.2.3", "10X", "-1", "1e3", "99999999999999999999999E"] {
+        for bad in [
+            "",
+            "M",
+            "1.2.3",
+            "10X",
+            "-1",
+            "1e3",
+            "99999999999999999999999E",
+        ] {
             assert_eq!(parse_quantity(bad), None, "{bad:?}");
         }
     }
