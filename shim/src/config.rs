@@ -35,6 +35,8 @@ pub struct Config {
     pub restrict_oom_score_adj: bool,
     /// Registry access: mirrors, plain-HTTP hosts and CAs (containerd's hosts.toml layout).
     pub registry: crate::image::RegistryConfig,
+    /// Streaming server for Exec/Attach/PortForward (address, port, token and idle timeouts).
+    pub streaming: crate::streaming::StreamingConfig,
     /// Pod networking: CNI config dir, plugin dirs, result cache, plugin timeout.
     pub cni: crate::network::CniConfig,
 }
@@ -51,6 +53,7 @@ impl Default for Config {
             monitor_path: String::new(),
             restrict_oom_score_adj: false,
             registry: Default::default(),
+            streaming: Default::default(),
             cni: Default::default(),
         }
     }

@@ -1,0 +1,54 @@
+//! Idle detection for one upgraded connection: every frame read or written
+//! touches the clock; a watchdog cancels the connection once nothing moved for
+//! the configured idle timeout (what kubelet's stream idle timeout does).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+/// Last time a frame went either way on a connection.
+pub(crate) struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// Records traffic now.
+    pub(crate) fn touch(&self) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+
+    /// Cancels `cancel` once the connection was idle for `timeout`; ends with the connection.
+    pub(crate) fn spawn_watchdog(self: &Arc<Self>, timeout: Duration, cancel: CancellationToken) {
+        let activity = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let idle = activity.idle_for();
+                if idle >= timeout {
+                    tracing::debug!(?timeout, "streaming connection idle, closing");
+                    cancel.cancel();
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(timeout - idle) => {}
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,11 @@
+//! SPDY/3.1 as Kubernetes uses it: a multiplexing layer with client-created
+//! streams, zlib-compressed header blocks and per-stream half-close. Only the
+//! server side is implemented; the frame codec is shared with the tests' client.
+
+pub mod dictionary;
+pub mod frame;
+pub mod headers;
+pub mod session;
+
+pub use frame::{Frame, FrameCodec};
+pub use session::{IncomingStream, Session, SpdyWriter};
