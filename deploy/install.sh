@@ -151,6 +151,12 @@ wait_ready() {
 	die "berthd does not answer on $BERTH_ENDPOINT after ${READY_TIMEOUT}s; on the node: journalctl -u berthd"
 }
 
+# sd_booted(3)'s test, through the host's /run/systemd mount.
+require_systemd() {
+	[[ -d $HOST_ROOT/run/systemd/system ]] ||
+		die "the node does not run systemd (no /run/systemd/system); run berthd under the node's own service manager (docs/deploy.md, \"Without Helm\")"
+}
+
 start_berthd() {
 	local restart=$1 unit_changed=$2
 	if ((unit_changed)); then
@@ -167,7 +173,8 @@ start_berthd() {
 
 check_cni() {
 	local conf=$HOST_ROOT$CNI_CONF_DIR
-	if ! compgen -G "$conf/*.conf" >/dev/null && ! compgen -G "$conf/*.conflist" >/dev/null; then
+	if ! compgen -G "$conf/*.conf" >/dev/null && ! compgen -G "$conf/*.conflist" >/dev/null &&
+		! compgen -G "$conf/*.json" >/dev/null; then
 		log "warning: no CNI network config in $CNI_CONF_DIR; pods that are not host-network fail until a network plugin installs one"
 	fi
 }
@@ -265,6 +272,7 @@ main() {
 	local restart=0 unit_changed=0
 	case $KUBELET_MODE in none | switch | restore) ;; *) die "KUBELET_MODE=$KUBELET_MODE is not one of none, switch, restore" ;; esac
 
+	require_systemd
 	CHANGED=0
 	install_binaries
 	restart=$CHANGED

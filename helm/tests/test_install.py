@@ -39,7 +39,7 @@ class Node:
         self.src = tmp / "image"
         self.chart = tmp / "chart"
         self.state = tmp / "fake-host"
-        for d in (self.root, self.src / "bin", self.chart, self.state):
+        for d in (self.root / "run/systemd/system", self.src / "bin", self.chart, self.state):
             d.mkdir(parents=True)
         # Copies, not links: other builds may replace the originals mid-test.
         for b in ("berthd", "berth", "berth-monitor"):
@@ -233,3 +233,20 @@ def test_unknown_mode_is_refused(node):
     res = node.install("sideways")
     assert res.returncode != 0 and "sideways" in res.stderr
     assert not node.host("/usr/local/bin/berthd").exists()
+
+
+def test_a_node_without_systemd_is_refused_before_anything_is_copied(node):
+    (node.root / "run/systemd/system").rmdir()
+    res = node.install()
+    assert res.returncode != 0 and "does not run systemd" in res.stderr
+    assert not node.host("/usr/local/bin/berthd").exists() and node.calls() == []
+
+
+def test_cni_config_presence_is_reported(node):
+    res = ok(node.install())
+    assert "no CNI network config in /etc/cni/net.d" in res.stderr
+    conf = node.host("/etc/cni/net.d")
+    conf.mkdir(parents=True)
+    (conf / "10-bridge.conflist").write_text('{"cniVersion": "1.0.0", "name": "n", "plugins": []}')
+    res = ok(node.install())
+    assert "no CNI network config" not in res.stderr
