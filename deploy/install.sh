@@ -209,7 +209,13 @@ rewrite_endpoint() {
 			-e "s#^containerRuntimeEndpoint:.*#containerRuntimeEndpoint: $BERTH_ENDPOINT#" \
 			-e "s#^imageServiceEndpoint:.*#imageServiceEndpoint: $BERTH_ENDPOINT#" \
 			"$file" >"$tmp"
-		grep -q '^containerRuntimeEndpoint:' "$tmp" || echo "containerRuntimeEndpoint: $BERTH_ENDPOINT" >>"$tmp"
+		if ! grep -q '^containerRuntimeEndpoint:' "$tmp"; then
+			# A last line without its newline must not swallow the new key.
+			if [[ -s $tmp && -n $(tail -c 1 "$tmp") ]]; then
+				echo >>"$tmp"
+			fi
+			echo "containerRuntimeEndpoint: $BERTH_ENDPOINT" >>"$tmp"
+		fi
 	fi
 	chmod --reference="$file" "$tmp"
 	mv -f "$tmp" "$file"

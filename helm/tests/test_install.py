@@ -204,7 +204,7 @@ def test_switch_edits_kubelet_configuration_when_no_flag_is_set(node):
     assert conf.read_text() == KUBELET_CONFIG
 
     # A config without the key (the kubelet's own default) gets it added.
-    bare = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n"
+    bare = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration"  # no final newline
     conf.write_text(bare)
     ok(node.install("switch"))
     assert yaml.safe_load(conf.read_text())["containerRuntimeEndpoint"] == BERTH
