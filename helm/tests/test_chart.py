@@ -260,7 +260,8 @@ def test_full_config_toml_carries_every_value(full_render, full_values):
     assert cfg["registry"] == {"config_path": "/etc/containerd/certs.d", "max_concurrent_downloads": 5}
     assert cfg["cni"] == {"conf_dir": "/etc/cni/custom.d", "bin_dirs": ["/opt/cni/bin", "/usr/lib/cni"],
                           "cache_dir": "/var/lib/cni/berth", "plugin_timeout_secs": 30}
-    assert cfg["streaming"] == {"address": "0.0.0.0", "port": 10010}
+    assert cfg["streaming"] == {"address": "0.0.0.0", "port": 10010, "token_ttl_secs": 120,
+                                "idle_timeout_secs": 3600, "stream_creation_timeout_secs": 15}
     assert cfg["metrics"] == {"address": "127.0.0.1:9338"}
 
 
@@ -323,7 +324,7 @@ def test_berthd_accepts_the_default_rendered_config(default_render, tmp_path):
 
 # Chart values whose berthd key does not exist yet: they render only when set,
 # so a default install never carries them. Remove an entry once berthd knows it.
-PENDING_KEYS = {"streaming.address", "streaming.port", "metrics.address"}
+PENDING_KEYS = {"metrics.address"}
 
 
 def test_every_rendered_key_is_known_to_berthd(full_render):

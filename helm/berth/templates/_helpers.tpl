@@ -103,14 +103,24 @@ cache_dir = {{ toJson . }}
 plugin_timeout_secs = {{ int . }}
 {{- end }}
 {{- end }}
-{{- if or .Values.streaming.address .Values.streaming.port }}
+{{- $st := .Values.streaming }}
+{{- if or $st.address $st.port $st.tokenTtlSecs $st.idleTimeoutSecs $st.streamCreationTimeoutSecs }}
 
 [streaming]
-{{- with .Values.streaming.address }}
+{{- with $st.address }}
 address = {{ toJson . }}
 {{- end }}
-{{- with .Values.streaming.port }}
+{{- with $st.port }}
 port = {{ int . }}
+{{- end }}
+{{- with $st.tokenTtlSecs }}
+token_ttl_secs = {{ int . }}
+{{- end }}
+{{- with $st.idleTimeoutSecs }}
+idle_timeout_secs = {{ int . }}
+{{- end }}
+{{- with $st.streamCreationTimeoutSecs }}
+stream_creation_timeout_secs = {{ int . }}
 {{- end }}
 {{- end }}
 {{- with .Values.metrics.address }}
