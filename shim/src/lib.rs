@@ -13,6 +13,7 @@ pub mod error;
 pub mod image;
 pub mod network;
 pub mod server;
+pub mod spec;
 pub mod state;
 pub mod store;
 pub mod streaming;
