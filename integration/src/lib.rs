@@ -21,3 +21,4 @@ pub mod client;
 pub mod berthd;
 pub mod cleanup;
 pub mod containerd;
+pub mod bench;

@@ -1,0 +1,323 @@
+//! Side-by-side CRI benchmarks: the same workload against any CRI endpoint
+//! (berthd, containerd), timed per RPC, summarised as p50/p95/max.
+
+use std::time::{Duration, Instant};
+
+use berth_proto::v1 as cri;
+use tonic::Code;
+
+use crate::client::Cri;
+
+/// Timings of one operation on one runtime, or why there are none.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Samples(Vec<Duration>),
+    /// The runtime answered UNIMPLEMENTED.
+    Unimplemented,
+    /// Any other failure, with the message.
+    Failed(String),
+    /// Never attempted because an earlier step of the workload failed.
+    NotRun,
+}
+
+impl Outcome {
+    /// The `q` quantile (0..=1, nearest rank) of the samples.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let Outcome::Samples(s) = self else {
+            return None;
+        };
+        if s.is_empty() {
+            return None;
+        }
+        let mut v = s.clone();
+        v.sort();
+        let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+        Some(v[rank - 1])
+    }
+
+    /// `p50 / p95 / max` in milliseconds, or the reason there are none.
+    pub fn summary(&self, runtime: &str) -> String {
+        match self {
+            Outcome::Samples(_) => {
+                let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    ms(self.quantile(0.5)),
+                    ms(self.quantile(0.95)),
+                    ms(self.quantile(1.0))
+                )
+            }
+            Outcome::Unimplemented => format!("n/a ({runtime}: UNIMPLEMENTED)"),
+            Outcome::Failed(m) => format!("error ({runtime}): {m}"),
+            Outcome::NotRun => "not run (an earlier step failed)".into(),
+        }
+    }
+}
+
+/// Ratio of the p50s (`a / b`), when both have samples.
+pub fn p50_ratio(a: &Outcome, b: &Outcome) -> Option<f64> {
+    let (a, b) = (a.quantile(0.5)?, b.quantile(0.5)?);
+    (b.as_nanos() > 0).then(|| a.as_secs_f64() / b.as_secs_f64())
+}
+
+/// Collects samples of one operation; the first error ends collection.
+#[derive(Default)]
+struct Recorder {
+    samples: Vec<Duration>,
+    error: Option<Outcome>,
+}
+
+impl Recorder {
+    fn record(&mut self, took: Duration, result: Result<(), tonic::Status>) -> bool {
+        match result {
+            Ok(()) => {
+                self.samples.push(took);
+                true
+            }
+            Err(s) => {
+                if self.error.is_none() {
+                    self.error = Some(if s.code() == Code::Unimplemented {
+                        Outcome::Unimplemented
+                    } else {
+                        Outcome::Failed(format!("{:?}: {}", s.code(), s.message()))
+                    });
+                }
+                false
+            }
+        }
+    }
+
+    fn outcome(self) -> Outcome {
+        match self.error {
+            Some(e) if self.samples.is_empty() => e,
+            Some(Outcome::Unimplemented) => Outcome::Unimplemented,
+            Some(e) => e,
+            None if self.samples.is_empty() => Outcome::NotRun,
+            None => Outcome::Samples(self.samples),
+        }
+    }
+}
+
+async fn timed<T>(
+    fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> (Duration, Result<T, tonic::Status>) {
+    let start = Instant::now();
+    let r = fut.await;
+    (start.elapsed(), r.map(tonic::Response::into_inner))
+}
+
+fn image_spec(image: &str) -> Option<cri::ImageSpec> {
+    Some(cri::ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    })
+}
+
+/// Removes `image` (absent is fine) then times a PullImage, `iterations` times:
+/// every pull is cold as far as the runtime's image store goes.
+pub async fn pull_cold(client: &mut Cri, image: &str, iterations: usize) -> Outcome {
+    let mut rec = Recorder::default();
+    for _ in 0..iterations {
+        let rm = client
+            .image
+            .remove_image(cri::RemoveImageRequest {
+                image: image_spec(image),
+            })
+            .await;
+        if let Err(s) = rm {
+            if s.code() != Code::NotFound && !rec.record(Duration::ZERO, Err(s)) {
+                break;
+            }
+        }
+        let (took, r) = timed(client.image.pull_image(cri::PullImageRequest {
+            image: image_spec(image),
+            ..Default::default()
+        }))
+        .await;
+        if !rec.record(took, r.map(|_| ())) {
+            break;
+        }
+    }
+    rec.outcome()
+}
+
+/// The RPCs of one pod's life, timed separately.
+pub const POD_OPS: &[&str] = &[
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+];
+
+/// Runs `iterations` pods (host network, one busybox container sleeping) through
+/// their whole life; returns one outcome per entry of [`POD_OPS`]. `image` must
+/// already be pulled; `log_dir` is the pods' log directory.
+pub async fn pod_lifecycle(
+    client: &mut Cri,
+    image: &str,
+    log_dir: &std::path::Path,
+    iterations: usize,
+) -> Vec<Outcome> {
+    let mut recs: Vec<Recorder> = POD_OPS.iter().map(|_| Recorder::default()).collect();
+    'pods: for i in 0..iterations {
+        let pod_config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: format!("bench-{i}"),
+                uid: format!("bench-uid-{}-{i}", std::process::id()),
+                namespace: "bench".into(),
+                attempt: 0,
+            }),
+            // Host-network pods share the node's UTS namespace: no hostname.
+            log_directory: log_dir.join(format!("pod-{i}")).to_string_lossy().into(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: cri::NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (took, r) = timed(client.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(pod_config.clone()),
+            ..Default::default()
+        }))
+        .await;
+        let pod_id = match r {
+            Ok(resp) => {
+                recs[0].record(took, Ok(()));
+                resp.pod_sandbox_id
+            }
+            Err(s) => {
+                recs[0].record(took, Err(s));
+                break;
+            }
+        };
+        let container_config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: "sleeper".into(),
+                attempt: 0,
+            }),
+            image: image_spec(image),
+            command: vec!["sleep".into(), "3600".into()],
+            log_path: "sleeper.log".into(),
+            ..Default::default()
+        };
+        let (took, r) = timed(client.runtime.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod_id.clone(),
+            config: Some(container_config),
+            sandbox_config: Some(pod_config),
+        }))
+        .await;
+        let mut container_id = None;
+        match r {
+            Ok(resp) => {
+                recs[1].record(took, Ok(()));
+                container_id = Some(resp.container_id);
+            }
+            Err(s) => {
+                recs[1].record(took, Err(s));
+            }
+        }
+        if let Some(id) = &container_id {
+            let steps: [(usize, _); 3] = [(2, 0), (3, 1), (4, 2)];
+            for (slot, step) in steps {
+                let (took, r) = match step {
+                    0 => {
+                        let (t, r) = timed(client.runtime.start_container(
+                            cri::StartContainerRequest {
+                                container_id: id.clone(),
+                            },
+                        ))
+                        .await;
+                        (t, r.map(|_| ()))
+                    }
+                    1 => {
+                        let (t, r) = timed(client.runtime.stop_container(
+                            cri::StopContainerRequest {
+                                container_id: id.clone(),
+                                timeout: 0,
+                            },
+                        ))
+                        .await;
+                        (t, r.map(|_| ()))
+                    }
+                    _ => {
+                        let (t, r) = timed(client.runtime.remove_container(
+                            cri::RemoveContainerRequest {
+                                container_id: id.clone(),
+                            },
+                        ))
+                        .await;
+                        (t, r.map(|_| ()))
+                    }
+                };
+                if !recs[slot].record(took, r) {
+                    break;
+                }
+            }
+        }
+        let (took, r) = timed(client.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.clone(),
+        }))
+        .await;
+        let stopped = recs[5].record(took, r.map(|_| ()));
+        let (took, r) = timed(client.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id,
+        }))
+        .await;
+        let removed = recs[6].record(took, r.map(|_| ()));
+        if container_id.is_none() || !stopped || !removed {
+            break 'pods;
+        }
+    }
+    recs.into_iter().map(Recorder::outcome).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Outcome {
+        Outcome::Samples(v.iter().map(|m| Duration::from_millis(*m)).collect())
+    }
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let o = ms(&[5, 1, 4, 2, 3, 6, 7, 8, 9, 10]);
+        assert_eq!(o.quantile(0.5), Some(Duration::from_millis(5)));
+        assert_eq!(o.quantile(0.95), Some(Duration::from_millis(10)));
+        assert_eq!(o.quantile(1.0), Some(Duration::from_millis(10)));
+        assert_eq!(ms(&[7]).quantile(0.5), Some(Duration::from_millis(7)));
+        assert_eq!(ms(&[]).quantile(0.5), None);
+    }
+
+    #[test]
+    fn ratio_and_summaries() {
+        assert_eq!(p50_ratio(&ms(&[10, 10]), &ms(&[20, 20])), Some(0.5));
+        assert_eq!(p50_ratio(&Outcome::Unimplemented, &ms(&[1])), None);
+        assert_eq!(
+            Outcome::Unimplemented.summary("berthd"),
+            "n/a (berthd: UNIMPLEMENTED)"
+        );
+        assert_eq!(ms(&[1, 2, 3]).summary("x"), "2.0 / 3.0 / 3.0");
+    }
+
+    #[test]
+    fn recorder_reports_unimplemented_only_without_samples() {
+        let mut r = Recorder::default();
+        r.record(Duration::ZERO, Err(tonic::Status::unimplemented("no")));
+        assert!(matches!(r.outcome(), Outcome::Unimplemented));
+        let mut r = Recorder::default();
+        r.record(Duration::from_millis(1), Ok(()));
+        r.record(Duration::ZERO, Err(tonic::Status::internal("boom")));
+        assert!(matches!(r.outcome(), Outcome::Failed(m) if m.contains("boom")));
+        assert!(matches!(Recorder::default().outcome(), Outcome::NotRun));
+    }
+}
