@@ -12,7 +12,8 @@ packages=(
   runc containerd crun        # the incumbents, for side-by-side benchmarks
   libseccomp-dev pkg-config   # seccomp filters in berth-runtime
   ca-certificates openssl     # TLS registry tests
-  python3                     # independent protocol clients in tests
+  python3 python3-pip         # independent protocol clients and the chart tests
+  systemd shellcheck          # systemd-analyze verify of the unit; installer script lint
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,3 +28,10 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
 fi
+
+# Python packages for the chart tests (a real Helm engine, Kubernetes schemas)
+# and the independent WebSocket client used by the streaming tests.
+here="$(cd "$(dirname "$0")/.." && pwd)"
+req="$here/helm/tests/requirements.txt"
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$req" \
+  || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --break-system-packages -r "$req"
