@@ -33,6 +33,8 @@ pub struct Config {
     /// Clamp a requested oom_score_adj to berthd's own instead of failing
     /// (for nodes where berthd lacks CAP_SYS_RESOURCE).
     pub restrict_oom_score_adj: bool,
+    /// Cgroup parent of containers whose pod names none (cgroupfs path).
+    pub cgroup_parent: String,
     /// Registry access: mirrors, plain-HTTP hosts and CAs (containerd's hosts.toml layout).
     pub registry: crate::image::RegistryConfig,
     /// Streaming server for Exec/Attach/PortForward (address, port, token and idle timeouts).
@@ -52,6 +54,7 @@ impl Default for Config {
             cgroup_driver: "cgroupfs".into(),
             monitor_path: String::new(),
             restrict_oom_score_adj: false,
+            cgroup_parent: "/berth".into(),
             registry: Default::default(),
             streaming: Default::default(),
             cni: Default::default(),

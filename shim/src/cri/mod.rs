@@ -16,7 +16,22 @@ use crate::{
     store::Store,
 };
 
+mod container_create;
+mod container_exit;
+mod container_remove;
+pub(crate) mod container_runtime;
+mod container_start;
+mod container_status;
+mod container_stop;
+mod container_update;
+mod events;
+mod exec_sync;
+mod recovery;
 mod runtime_status;
+mod sandbox_remove;
+mod sandbox_run;
+mod sandbox_status;
+mod sandbox_stop;
 pub mod service;
 mod unimplemented;
 
@@ -31,6 +46,8 @@ pub struct CriService {
     pub(crate) store: Arc<Store>,
     #[allow(dead_code)] // used by the image RPCs as they land
     pub(crate) images: Arc<ImageService>,
+    /// Pods, containers, names and events (the pod and container RPCs).
+    pub(crate) lifecycle: Arc<container_runtime::Lifecycle>,
     ready: AtomicBool,
 }
 
@@ -48,8 +65,17 @@ impl CriService {
             store.clone(),
             config.registry.clone(),
         )?);
+        let config = Arc::new(config);
+        let lifecycle = Arc::new(container_runtime::Lifecycle::new(
+            config.clone(),
+            store.clone(),
+            images.clone(),
+        ));
+        // Start-up recovery: before the service can be marked ready.
+        lifecycle.recover()?;
         Ok(CriService {
-            config: Arc::new(config),
+            lifecycle,
+            config,
             store,
             images,
             ready: AtomicBool::new(false),
@@ -58,6 +84,9 @@ impl CriService {
 
     /// Marks start-up recovery as done: RPCs are served from now on.
     pub fn set_ready(&self) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            container_exit::spawn_exit_watcher(self.lifecycle.clone());
+        }
         self.ready.store(true, Ordering::Release);
     }
 

@@ -14,99 +14,6 @@ fn unimplemented<T>(rpc: &str) -> Result<T> {
 }
 
 impl CriService {
-    pub(crate) async fn run_pod_sandbox(
-        &self,
-        _req: RunPodSandboxRequest,
-    ) -> Result<RunPodSandboxResponse> {
-        unimplemented("RunPodSandbox")
-    }
-    pub(crate) async fn stop_pod_sandbox(
-        &self,
-        _req: StopPodSandboxRequest,
-    ) -> Result<StopPodSandboxResponse> {
-        unimplemented("StopPodSandbox")
-    }
-    pub(crate) async fn remove_pod_sandbox(
-        &self,
-        _req: RemovePodSandboxRequest,
-    ) -> Result<RemovePodSandboxResponse> {
-        unimplemented("RemovePodSandbox")
-    }
-    pub(crate) async fn pod_sandbox_status(
-        &self,
-        _req: PodSandboxStatusRequest,
-    ) -> Result<PodSandboxStatusResponse> {
-        unimplemented("PodSandboxStatus")
-    }
-    pub(crate) async fn list_pod_sandbox(
-        &self,
-        _req: ListPodSandboxRequest,
-    ) -> Result<ListPodSandboxResponse> {
-        unimplemented("ListPodSandbox")
-    }
-    pub(crate) async fn stream_pod_sandboxes(
-        &self,
-        _req: StreamPodSandboxesRequest,
-    ) -> Result<BoxStream<StreamPodSandboxesResponse>> {
-        unimplemented("StreamPodSandboxes")
-    }
-    pub(crate) async fn create_container(
-        &self,
-        _req: CreateContainerRequest,
-    ) -> Result<CreateContainerResponse> {
-        unimplemented("CreateContainer")
-    }
-    pub(crate) async fn start_container(
-        &self,
-        _req: StartContainerRequest,
-    ) -> Result<StartContainerResponse> {
-        unimplemented("StartContainer")
-    }
-    pub(crate) async fn stop_container(
-        &self,
-        _req: StopContainerRequest,
-    ) -> Result<StopContainerResponse> {
-        unimplemented("StopContainer")
-    }
-    pub(crate) async fn remove_container(
-        &self,
-        _req: RemoveContainerRequest,
-    ) -> Result<RemoveContainerResponse> {
-        unimplemented("RemoveContainer")
-    }
-    pub(crate) async fn list_containers(
-        &self,
-        _req: ListContainersRequest,
-    ) -> Result<ListContainersResponse> {
-        unimplemented("ListContainers")
-    }
-    pub(crate) async fn stream_containers(
-        &self,
-        _req: StreamContainersRequest,
-    ) -> Result<BoxStream<StreamContainersResponse>> {
-        unimplemented("StreamContainers")
-    }
-    pub(crate) async fn container_status(
-        &self,
-        _req: ContainerStatusRequest,
-    ) -> Result<ContainerStatusResponse> {
-        unimplemented("ContainerStatus")
-    }
-    pub(crate) async fn update_container_resources(
-        &self,
-        _req: UpdateContainerResourcesRequest,
-    ) -> Result<UpdateContainerResourcesResponse> {
-        unimplemented("UpdateContainerResources")
-    }
-    pub(crate) async fn reopen_container_log(
-        &self,
-        _req: ReopenContainerLogRequest,
-    ) -> Result<ReopenContainerLogResponse> {
-        unimplemented("ReopenContainerLog")
-    }
-    pub(crate) async fn exec_sync(&self, _req: ExecSyncRequest) -> Result<ExecSyncResponse> {
-        unimplemented("ExecSync")
-    }
     pub(crate) async fn exec(&self, _req: ExecRequest) -> Result<ExecResponse> {
         unimplemented("Exec")
     }
@@ -166,12 +73,6 @@ impl CriService {
         _req: CheckpointContainerRequest,
     ) -> Result<CheckpointContainerResponse> {
         unimplemented("CheckpointContainer")
-    }
-    pub(crate) async fn get_container_events(
-        &self,
-        _req: GetEventsRequest,
-    ) -> Result<BoxStream<ContainerEventResponse>> {
-        unimplemented("GetContainerEvents")
     }
     pub(crate) async fn list_metric_descriptors(
         &self,

@@ -38,6 +38,11 @@ impl<R: Clone + Serialize> Entry<R> {
         self.op.lock().await
     }
 
+    /// The operation lock if nobody holds it.
+    pub fn try_lock(&self) -> Option<OpGuard<'_>> {
+        self.op.try_lock().ok()
+    }
+
     /// Applies `f` to a copy of the record, persists the copy, and only then makes
     /// it current: a failed write leaves memory and disk agreeing on the old one.
     pub fn update(

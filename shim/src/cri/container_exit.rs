@@ -1,0 +1,139 @@
+//! Learning that a container's process ended. The monitor records every exit in
+//! the container's state dir; berthd folds that into the record when it looks
+//! (status, stop, remove) and, for GetContainerEvents, from one watcher task
+//! that polls the live containers. The same fold runs at start-up for exits
+//! that happened while berthd was down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_proto::v1::ContainerEventType;
+
+use super::container_runtime::{blocking, Lifecycle};
+use crate::error::Result;
+use crate::state::{ContainerRecord, ContainerState, Entry, OpGuard};
+
+/// How often the watcher looks at live containers.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// What the runtime says about a container right now.
+pub(crate) enum Observed {
+    Created,
+    Running { started_at: i64 },
+    Exited { code: i32, finished_at: i64, oom_killed: bool },
+    /// Stopped with no exit recorded (its monitor died), or the state is gone.
+    Lost(String),
+}
+
+/// Reads the runtime's view of the container in `state_dir` (blocking).
+pub(crate) fn observe(state_dir: &std::path::Path) -> Observed {
+    use berth_runtime::{Container, Error as R, Status};
+    let c = match Container::load(state_dir) {
+        Ok(c) => c,
+        Err(R::NotFound(_)) => return Observed::Lost("the container's runtime state is gone (node rebooted?)".into()),
+        Err(e) => return Observed::Lost(format!("cannot load runtime state: {e}")),
+    };
+    match c.state() {
+        Ok(s) => match s.status {
+            Status::Created => Observed::Created,
+            Status::Running => Observed::Running {
+                started_at: s.started_at.unwrap_or(0),
+            },
+            Status::Stopped => match s.exit {
+                Some(x) => Observed::Exited {
+                    code: x.code,
+                    finished_at: x.finished_at,
+                    oom_killed: x.oom_killed,
+                },
+                None => Observed::Lost("the container's monitor ended without recording the exit".into()),
+            },
+        },
+        Err(e) => Observed::Lost(format!("cannot read runtime state: {e}")),
+    }
+}
+
+impl Lifecycle {
+    /// Brings a live record up to date with the runtime; emits STARTED/STOPPED
+    /// for transitions it finds. Caller holds the entry's operation lock.
+    pub(crate) async fn refresh_locked(
+        &self,
+        id: &str,
+        entry: &Entry<ContainerRecord>,
+        op: &OpGuard<'_>,
+    ) -> Result<ContainerRecord> {
+        let rec = entry.get();
+        if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
+            return Ok(rec);
+        }
+        let dir = rec.state_dir.clone();
+        let seen = blocking(move || Ok(observe(&dir))).await?;
+        let (next, event) = match seen {
+            Observed::Created => return Ok(rec),
+            Observed::Running { .. } if rec.state == ContainerState::Running => return Ok(rec),
+            Observed::Running { started_at } => {
+                let r = entry.update(op, &self.store, self.containers.table(), id, |r| {
+                    r.state = ContainerState::Running;
+                    r.started_at = started_at;
+                })?;
+                (r, ContainerEventType::ContainerStartedEvent)
+            }
+            Observed::Exited {
+                code,
+                finished_at,
+                oom_killed,
+            } => {
+                let r = entry.update(op, &self.store, self.containers.table(), id, |r| {
+                    r.set_exited(code, finished_at, oom_killed)
+                })?;
+                (r, ContainerEventType::ContainerStoppedEvent)
+            }
+            Observed::Lost(msg) => {
+                let r = entry.update(op, &self.store, self.containers.table(), id, |r| {
+                    r.set_exit_unknown(&msg)
+                })?;
+                (r, ContainerEventType::ContainerStoppedEvent)
+            }
+        };
+        if next.state == ContainerState::Exited {
+            tracing::info!(container_id = %id, exit_code = next.exit_code, reason = %next.reason, "container exited");
+        }
+        self.emit(event, &next);
+        Ok(next)
+    }
+
+    /// Refreshes one container by id, waiting for its lock.
+    pub(crate) async fn refresh(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        let Some(entry) = self.containers.get(id) else {
+            return Ok(None);
+        };
+        let op = entry.lock().await;
+        if self.containers.get(id).is_none() {
+            return Ok(None);
+        }
+        self.refresh_locked(id, &entry, &op).await.map(Some)
+    }
+}
+
+/// Polls live containers so exits become records (and events) promptly even
+/// when nobody asks. Containers busy in another RPC are skipped for a round.
+pub(crate) fn spawn_exit_watcher(lc: Arc<Lifecycle>) {
+    let weak = Arc::downgrade(&lc);
+    drop(lc);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(lc) = weak.upgrade() else { return };
+            for (id, entry) in lc.containers.entries() {
+                if !entry.get().state.is_running() {
+                    continue;
+                }
+                let Some(op) = entry.try_lock() else { continue };
+                if let Err(e) = lc.refresh_locked(&id, &entry, &op).await {
+                    tracing::warn!(container_id = %id, error = %e, "refreshing container state failed");
+                }
+            }
+        }
+    });
+}

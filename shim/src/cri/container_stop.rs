@@ -1,0 +1,106 @@
+//! StopContainer: the stop signal, `timeout` seconds of grace, then SIGKILL to
+//! everything in the container's cgroup. Stopping a stopped container succeeds.
+
+use std::time::{Duration, Instant};
+
+use berth_proto::v1::{StopContainerRequest, StopContainerResponse};
+
+use super::container_exit::{observe, Observed};
+use super::container_runtime::{blocking, Lifecycle};
+use super::CriService;
+use crate::error::{Error, Result};
+use crate::state::{ContainerRecord, Entry, OpGuard};
+
+/// How long SIGKILL may take to end a container before the stop fails.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How often a stop looks for the exit.
+const POLL: Duration = Duration::from_millis(20);
+
+impl CriService {
+    pub(crate) async fn stop_container(
+        &self,
+        req: StopContainerRequest,
+    ) -> Result<StopContainerResponse> {
+        if req.timeout < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "timeout: {} is negative",
+                req.timeout
+            )));
+        }
+        let lc = &self.lifecycle;
+        let (id, entry) = lc.containers.must_find(&req.container_id)?;
+        let op = entry.lock().await;
+        if lc.containers.get(&id).is_none() {
+            return Err(Error::NotFound(format!("container {id:?} not found")));
+        }
+        lc.stop_locked(&id, &entry, &op, req.timeout).await?;
+        Ok(StopContainerResponse {})
+    }
+}
+
+impl Lifecycle {
+    /// Stops a container whose operation lock the caller holds; returns the
+    /// record with its exit recorded.
+    pub(crate) async fn stop_locked(
+        &self,
+        id: &str,
+        entry: &Entry<ContainerRecord>,
+        op: &OpGuard<'_>,
+        timeout_secs: i64,
+    ) -> Result<ContainerRecord> {
+        let rec = self.refresh_locked(id, entry, op).await?;
+        if !rec.state.can_stop() {
+            return Ok(rec);
+        }
+        let dir = rec.state_dir.clone();
+        if timeout_secs > 0 && rec.state.is_running() {
+            let sig = rec.stop_signal;
+            let d = dir.clone();
+            // An already-gone init is not an error: the wait below sees the exit.
+            let _ = blocking(move || {
+                let c = berth_runtime::Container::load(&d)
+                    .map_err(super::container_runtime::runtime_error)?;
+                c.kill(sig, false)
+                    .map_err(super::container_runtime::runtime_error)
+            })
+            .await;
+            let grace = Duration::from_secs(timeout_secs.min(i64::from(u32::MAX)) as u64);
+            if wait_exit(&dir, grace).await? {
+                return self.refresh_locked(id, entry, op).await;
+            }
+            tracing::info!(container_id = %id, "grace period over, killing");
+        }
+        let d = dir.clone();
+        let _ = blocking(move || {
+            let c = berth_runtime::Container::load(&d)
+                .map_err(super::container_runtime::runtime_error)?;
+            let _ = c.kill(libc::SIGKILL, false);
+            c.kill(libc::SIGKILL, true)
+                .map_err(super::container_runtime::runtime_error)
+        })
+        .await;
+        if !wait_exit(&dir, KILL_WAIT).await? {
+            return Err(Error::DeadlineExceeded(format!(
+                "container {id} did not exit within {}s of SIGKILL",
+                KILL_WAIT.as_secs()
+            )));
+        }
+        self.refresh_locked(id, entry, op).await
+    }
+}
+
+/// Waits until the container in `dir` is no longer alive; false on timeout.
+async fn wait_exit(dir: &std::path::Path, limit: Duration) -> Result<bool> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let d = dir.to_path_buf();
+        let seen = blocking(move || Ok(observe(&d))).await?;
+        if matches!(seen, Observed::Exited { .. } | Observed::Lost(_)) {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,485 @@
+//! RunPodSandbox: a pod without a pause process. berthd writes the pod's
+//! hostname, hosts and resolv.conf files, mounts its shared `/dev/shm`, and has
+//! `berth-monitor pin-ns` create and pin its network, IPC and UTS namespaces
+//! (unless the pod uses the node's). Every step pushes its undo; a failure
+//! undoes them all, so a failed call leaves nothing behind.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_proto::v1::{NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
+
+use super::container_runtime::{blocking, detached, runtime_error, Lifecycle, Rollback};
+use super::CriService;
+use crate::error::{Error, Result};
+use crate::state::{
+    new_id, now_nanos, outcome_error, wait_outcome, PodNamespacePaths, PodRecord, PodState,
+    Reservation, RECORD_VERSION,
+};
+
+/// Size of a pod's shared `/dev/shm` (Docker's and containerd's default).
+const SHM_SIZE: &str = "size=65536k";
+
+impl CriService {
+    pub(crate) async fn run_pod_sandbox(
+        &self,
+        req: RunPodSandboxRequest,
+    ) -> Result<RunPodSandboxResponse> {
+        let lc = self.lifecycle.clone();
+        let id = detached(async move { lc.run_pod_sandbox(req).await }).await?;
+        Ok(RunPodSandboxResponse { pod_sandbox_id: id })
+    }
+}
+
+impl Lifecycle {
+    async fn run_pod_sandbox(self: Arc<Self>, req: RunPodSandboxRequest) -> Result<String> {
+        let config = req
+            .config
+            .ok_or_else(|| Error::InvalidArgument("config: missing".into()))?;
+        validate(&config, &req.runtime_handler)?;
+        let md = config.metadata.clone().unwrap_or_default();
+        let name = PodRecord::reservation_name(&md);
+        let id = new_id()?;
+        let mut guard = match self.pod_names.reserve(&name, &id) {
+            Reservation::Fresh(g) => g,
+            Reservation::InFlight { done, .. } => {
+                // kubelet's retry of a call that is still running: same outcome.
+                return wait_outcome(done).await.map_err(outcome_error);
+            }
+            Reservation::Taken { id } => {
+                return Err(Error::AlreadyExists(format!(
+                    "pod sandbox name {name:?} is already used by pod sandbox {id}"
+                )))
+            }
+        };
+        let mut rollback = Rollback::default();
+        match self.create_pod(&id, &name, config, req.runtime_handler, &mut rollback).await {
+            Ok(()) => {
+                rollback.disarm();
+                guard.commit();
+                tracing::info!(pod_sandbox_id = %id, name, "pod sandbox ready");
+                Ok(id)
+            }
+            Err(e) => {
+                guard.fail(&e);
+                if !rollback.run().await {
+                    tracing::error!(pod_sandbox_id = %id, "pod sandbox rollback was incomplete");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn create_pod(
+        self: &Arc<Self>,
+        id: &str,
+        name: &str,
+        config: PodSandboxConfig,
+        runtime_handler: String,
+        rollback: &mut Rollback,
+    ) -> Result<()> {
+        let ns_opts = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.security_context.as_ref())
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_default();
+        let host_net = ns_opts.network == NamespaceMode::Node as i32;
+        let host_ipc = ns_opts.ipc == NamespaceMode::Node as i32;
+        let pod_dir = self.pod_dir(id);
+        let ns_dir = self.ns_dir(id);
+        let cgroup_parent = config
+            .linux
+            .as_ref()
+            .map(|l| l.cgroup_parent.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| self.config.cgroup_parent.clone());
+        let namespaces = PodNamespacePaths {
+            net: (!host_net).then(|| ns_dir.join("net")),
+            ipc: (!host_ipc).then(|| ns_dir.join("ipc")),
+            uts: (!host_net).then(|| ns_dir.join("uts")),
+        };
+        let pinned = !(host_net && host_ipc);
+        let rec = PodRecord {
+            version: RECORD_VERSION,
+            id: id.to_string(),
+            name: name.to_string(),
+            config: config.clone(),
+            runtime_handler,
+            state: PodState::Creating,
+            created_at: now_nanos(),
+            pod_dir: pod_dir.clone(),
+            ns_dir: pinned.then(|| ns_dir.clone()),
+            namespaces,
+            cgroup_parent,
+        };
+
+        // The record comes first: if berthd dies mid-way, recovery finds a
+        // `Creating` pod and cleans up after it.
+        let entry = self.pods.insert(&self.store, id, rec)?;
+        let op = entry.lock().await;
+        {
+            let lc = self.clone();
+            let id = id.to_string();
+            rollback.push("delete pod record", move || async move { lc.pods.remove(&lc.store, &id) });
+        }
+
+        std::fs::create_dir_all(&pod_dir).map_err(Error::io("create pod directory", &pod_dir))?;
+        {
+            let dir = pod_dir.clone();
+            rollback.push("remove pod directory", move || async move {
+                remove_dir_if_exists(&dir)
+            });
+        }
+        write_pod_files(&pod_dir, &config, host_net)?;
+        if !host_ipc {
+            mount_shm(&pod_dir.join("shm"))?;
+            let shm = pod_dir.join("shm");
+            rollback.push("unmount pod shm", move || async move { unmount(&shm) });
+        }
+
+        if pinned {
+            let mut args = vec!["pin-ns".to_string(), "--dir".into(), ns_dir.display().to_string()];
+            if !host_net {
+                args.extend(["--net".into(), "--uts".into()]);
+                if !config.hostname.is_empty() {
+                    args.extend(["--hostname".into(), config.hostname.clone()]);
+                }
+            }
+            if !host_ipc {
+                args.push("--ipc".into());
+            }
+            for (k, v) in pod_sysctls(&config, host_net, host_ipc) {
+                args.extend(["--sysctl".into(), format!("{k}={v}")]);
+            }
+            let dir = ns_dir.clone();
+            // Registered before the call: pin-ns cleans up after itself on
+            // failure, and unpinning what is not there is a no-op.
+            rollback.push("unpin namespaces", move || async move {
+                blocking(move || berth_runtime::unpin_namespaces(&dir).map_err(runtime_error)).await
+            });
+            self.run_monitor(&args).await?;
+        }
+
+        self.network_setup(id).await?;
+        {
+            let lc = self.clone();
+            let id = id.to_string();
+            rollback.push("tear down pod network", move || async move { lc.network_teardown(&id).await });
+        }
+
+        entry.update(&op, &self.store, self.pods.table(), id, |r| r.state = PodState::Ready)?;
+        Ok(())
+    }
+
+    /// Where CNI ADD goes once pod networking lands. A non-host-network pod has
+    /// its own network namespace with only loopback up until then.
+    pub(crate) async fn network_setup(&self, _pod_id: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Where CNI DEL goes (idempotent: called on stop, remove and rollback).
+    pub(crate) async fn network_teardown(&self, _pod_id: &str) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
+    let md = config
+        .metadata
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("config.metadata: missing".into()))?;
+    for (field, value) in [("name", &md.name), ("namespace", &md.namespace), ("uid", &md.uid)] {
+        if value.is_empty() {
+            return Err(Error::InvalidArgument(format!("config.metadata.{field}: empty")));
+        }
+        if value.contains('/') || value.contains('\0') {
+            return Err(Error::InvalidArgument(format!(
+                "config.metadata.{field}: {value:?} contains '/' or NUL"
+            )));
+        }
+    }
+    if !runtime_handler.is_empty() {
+        return Err(Error::NotFound(format!(
+            "runtime_handler: {runtime_handler:?} is not configured (berth has only the default handler)"
+        )));
+    }
+    if config.hostname.len() > 64 || config.hostname.contains(['/', '\0', '\n']) {
+        return Err(Error::InvalidArgument(format!(
+            "config.hostname: {:?} is not a valid hostname",
+            config.hostname
+        )));
+    }
+    if !config.log_directory.is_empty() && !config.log_directory.starts_with('/') {
+        return Err(Error::InvalidArgument(format!(
+            "config.log_directory: {:?} is not an absolute path",
+            config.log_directory
+        )));
+    }
+    if let Some(dns) = &config.dns_config {
+        for (i, s) in dns.servers.iter().enumerate() {
+            if s.parse::<IpAddr>().is_err() {
+                return Err(Error::InvalidArgument(format!(
+                    "config.dns_config.servers[{i}]: {s:?} is not an IP address"
+                )));
+            }
+        }
+        for (list, field) in [(&dns.searches, "searches"), (&dns.options, "options")] {
+            if let Some(i) = list.iter().position(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+                return Err(Error::InvalidArgument(format!(
+                    "config.dns_config.{field}[{i}]: {:?} is empty or contains whitespace",
+                    list[i]
+                )));
+            }
+        }
+    }
+    let ns = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.clone())
+        .unwrap_or_default();
+    for (field, v) in [("network", ns.network), ("ipc", ns.ipc), ("pid", ns.pid)] {
+        let mode = NamespaceMode::try_from(v).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "config.linux.security_context.namespace_options.{field}: unknown mode {v}"
+            ))
+        })?;
+        if field != "pid" && !matches!(mode, NamespaceMode::Pod | NamespaceMode::Node) {
+            return Err(Error::InvalidArgument(format!(
+                "config.linux.security_context.namespace_options.{field}: a pod's namespace is POD or NODE, not {}",
+                mode.as_str_name()
+            )));
+        }
+    }
+    if ns.pid == NamespaceMode::Pod as i32 {
+        return Err(Error::Unimplemented(
+            "config.linux.security_context.namespace_options.pid: POD (a PID namespace shared by the pod's containers, also the default when namespace_options is absent) is not supported yet; use CONTAINER or NODE".into(),
+        ));
+    }
+    if let Some(u) = &ns.userns_options {
+        if u.mode != NamespaceMode::Node as i32 {
+            return Err(Error::Unimplemented(
+                "config.linux.security_context.namespace_options.userns_options: user namespaces are not supported yet".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The pod sysctls that belong to the namespaces berthd pins (the rest are
+/// applied per container by the runtime, or refused there).
+fn pod_sysctls(config: &PodSandboxConfig, host_net: bool, host_ipc: bool) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = config
+        .linux
+        .as_ref()
+        .map(|l| l.sysctls.clone().into_iter().collect())
+        .unwrap_or_default();
+    out.retain(|(k, _)| {
+        let k = k.replace('/', ".");
+        if k.starts_with("net.") {
+            !host_net
+        } else if k.starts_with("kernel.shm") || k.starts_with("kernel.msg") || k == "kernel.sem" || k.starts_with("fs.mqueue.") {
+            !host_ipc
+        } else {
+            false
+        }
+    });
+    for kv in &mut out {
+        kv.0 = kv.0.replace('/', ".");
+    }
+    out.sort();
+    out
+}
+
+/// hostname, hosts and resolv.conf, bind-mounted into every container of the pod.
+fn write_pod_files(dir: &Path, config: &PodSandboxConfig, host_net: bool) -> Result<()> {
+    let write = |name: &str, data: &[u8]| -> Result<()> {
+        let p = dir.join(name);
+        std::fs::write(&p, data).map_err(Error::io("write pod file", &p))
+    };
+    let hostname = if config.hostname.is_empty() && host_net {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    } else {
+        config.hostname.clone()
+    };
+    write("hostname", format!("{hostname}\n").as_bytes())?;
+    let hosts = if host_net {
+        std::fs::read("/etc/hosts").unwrap_or_default()
+    } else {
+        b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_vec()
+    };
+    write("hosts", &hosts)?;
+    let resolv = match &config.dns_config {
+        Some(d) if !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()) => {
+            resolv_conf(&d.servers, &d.searches, &d.options)
+        }
+        _ => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+    };
+    write("resolv.conf", &resolv)
+}
+
+fn resolv_conf(servers: &[String], searches: &[String], options: &[String]) -> Vec<u8> {
+    let mut s = String::new();
+    if !searches.is_empty() {
+        s.push_str(&format!("search {}\n", searches.join(" ")));
+    }
+    for n in servers {
+        s.push_str(&format!("nameserver {n}\n"));
+    }
+    if !options.is_empty() {
+        s.push_str(&format!("options {}\n", options.join(" ")));
+    }
+    s.into_bytes()
+}
+
+fn mount_shm(path: &PathBuf) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(path).map_err(Error::io("create pod shm", path))?;
+    mount(
+        Some("shm"),
+        path,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
+    )
+    .map_err(|e| Error::io("mount pod shm", path)(e.into()))
+}
+
+/// Detaches whatever is mounted at `path` (all layers); nothing mounted is fine.
+pub(crate) fn unmount(path: &Path) -> Result<()> {
+    use nix::mount::{umount2, MntFlags};
+    loop {
+        match umount2(path, MntFlags::MNT_DETACH) {
+            Ok(()) => continue,
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => return Ok(()),
+            Err(e) => return Err(Error::io("unmount", path)(e.into())),
+        }
+    }
+}
+
+pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove directory", dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::{
+        DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
+        PodSandboxMetadata,
+    };
+
+    fn config() -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "web".into(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        pid: NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn err(c: &PodSandboxConfig) -> String {
+        validate(c, "").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn malformed_configs_are_refused_naming_the_field() {
+        assert!(validate(&config(), "").is_ok());
+        let mut c = config();
+        c.metadata = None;
+        assert!(err(&c).starts_with("config.metadata"));
+        let mut c = config();
+        c.metadata.as_mut().unwrap().uid.clear();
+        assert!(err(&c).starts_with("config.metadata.uid"));
+        let mut c = config();
+        c.metadata.as_mut().unwrap().name = "a/b".into();
+        assert!(err(&c).starts_with("config.metadata.name"));
+        let mut c = config();
+        c.dns_config = Some(DnsConfig {
+            servers: vec!["1.1.1.1".into(), "nope".into()],
+            ..Default::default()
+        });
+        assert!(err(&c).starts_with("config.dns_config.servers[1]"));
+        let mut c = config();
+        c.log_directory = "relative/logs".into();
+        assert!(err(&c).starts_with("config.log_directory"));
+        assert!(validate(&config(), "kata")
+            .unwrap_err()
+            .to_string()
+            .starts_with("runtime_handler"));
+    }
+
+    #[test]
+    fn shared_pid_namespace_is_refused_as_unimplemented() {
+        let mut c = config();
+        c.linux = Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: NamespaceMode::Pod as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(matches!(validate(&c, ""), Err(Error::Unimplemented(_))));
+        // Absent namespace options mean POD for every namespace.
+        c.linux = None;
+        assert!(matches!(validate(&c, ""), Err(Error::Unimplemented(_))));
+    }
+
+    #[test]
+    fn resolv_conf_lists_search_servers_and_options() {
+        let text = String::from_utf8(resolv_conf(
+            &["10.0.0.10".into(), "fd00::a".into()],
+            &["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
+            &["ndots:5".into()],
+        ))
+        .unwrap();
+        assert_eq!(
+            text,
+            "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\nnameserver fd00::a\noptions ndots:5\n"
+        );
+    }
+
+    #[test]
+    fn only_sysctls_of_pinned_namespaces_go_to_pin_ns() {
+        let mut c = config();
+        let mut l = LinuxPodSandboxConfig::default();
+            for (k, v) in [("net.ipv4.ip_forward", "1"), ("kernel.shmmax", "9"), ("vm.swappiness", "1"), ("net/core/somaxconn", "64")] {
+            l.sysctls.insert(k.into(), v.into());
+        }
+        c.linux = Some(l);
+        let got = pod_sysctls(&c, false, false);
+        assert_eq!(
+            got,
+            vec![
+                ("kernel.shmmax".to_string(), "9".to_string()),
+                ("net.core.somaxconn".into(), "64".into()),
+                ("net.ipv4.ip_forward".into(), "1".into())
+            ]
+        );
+        assert_eq!(pod_sysctls(&c, true, false), vec![("kernel.shmmax".to_string(), "9".to_string())]);
+    }
+}

@@ -1,0 +1,144 @@
+//! PodSandboxStatus, ListPodSandbox and StreamPodSandboxes.
+
+use std::collections::HashMap;
+
+use berth_proto::v1::{
+    ListPodSandboxRequest, ListPodSandboxResponse, PodSandbox, PodSandboxFilter,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, StreamPodSandboxesRequest,
+    StreamPodSandboxesResponse,
+};
+
+use super::container_status::STREAM_PAGE;
+use super::{BoxStream, CriService};
+use crate::error::{Error, Result};
+use crate::state::{id_matches, labels_match, now_nanos, PodRecord, PodState};
+
+impl CriService {
+    pub(crate) async fn pod_sandbox_status(
+        &self,
+        req: PodSandboxStatusRequest,
+    ) -> Result<PodSandboxStatusResponse> {
+        let lc = &self.lifecycle;
+        let (id, entry) = lc.pods.must_find(&req.pod_sandbox_id)?;
+        let rec = entry.get();
+        if rec.state == PodState::Creating {
+            return Err(Error::NotFound(format!(
+                "pod sandbox {id} is still being created"
+            )));
+        }
+        let containers_statuses = lc
+            .containers
+            .records()
+            .into_iter()
+            .filter(|c| c.pod_id == id)
+            .map(|c| c.to_status())
+            .collect();
+        let mut info = HashMap::new();
+        if req.verbose {
+            info.insert("info".to_string(), verbose_info(&rec)?);
+        }
+        Ok(PodSandboxStatusResponse {
+            status: Some(rec.to_status()),
+            info,
+            containers_statuses,
+            timestamp: now_nanos(),
+        })
+    }
+
+    pub(crate) async fn list_pod_sandbox(
+        &self,
+        req: ListPodSandboxRequest,
+    ) -> Result<ListPodSandboxResponse> {
+        Ok(ListPodSandboxResponse {
+            items: self.matching_pods(req.filter.as_ref()),
+        })
+    }
+
+    pub(crate) async fn stream_pod_sandboxes(
+        &self,
+        req: StreamPodSandboxesRequest,
+    ) -> Result<BoxStream<StreamPodSandboxesResponse>> {
+        let all = self.matching_pods(req.filter.as_ref());
+        let pages: Vec<_> = all
+            .chunks(STREAM_PAGE)
+            .map(|c| {
+                Ok(StreamPodSandboxesResponse {
+                    pod_sandboxes: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Box::pin(futures::stream::iter(pages)))
+    }
+
+    fn matching_pods(&self, filter: Option<&PodSandboxFilter>) -> Vec<PodSandbox> {
+        self.lifecycle
+            .pods
+            .records()
+            .into_iter()
+            .filter(|r| r.state != PodState::Creating)
+            .filter(|r| filter.is_none_or(|f| pod_matches(f, r)))
+            .map(|r| r.to_cri())
+            .collect()
+    }
+}
+
+/// Whether a pod passes every set field of `f`.
+pub(crate) fn pod_matches(f: &PodSandboxFilter, r: &PodRecord) -> bool {
+    id_matches(&f.id, &r.id)
+        && f.state.as_ref().is_none_or(|s| s.state == r.state.to_cri() as i32)
+        && labels_match(&f.label_selector, &r.config.labels)
+}
+
+fn verbose_info(rec: &PodRecord) -> Result<String> {
+    serde_json::to_string(&serde_json::json!({
+        "name": rec.name,
+        "podDir": rec.pod_dir,
+        "namespaceDir": rec.ns_dir,
+        "namespaces": rec.namespaces,
+        "cgroupParent": rec.cgroup_parent,
+        "hostname": rec.config.hostname,
+        "logDirectory": rec.config.log_directory,
+        "runtimeHandler": rec.runtime_handler,
+    }))
+    .map_err(|e| Error::Internal(format!("verbose pod info: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_proto::v1::{PodSandboxConfig, PodSandboxState, PodSandboxStateValue};
+
+    fn rec(id: &str, state: PodState, app: &str) -> PodRecord {
+        let mut config = PodSandboxConfig::default();
+        config.labels.insert("app".into(), app.into());
+        PodRecord {
+            version: 1,
+            id: id.into(),
+            name: id.into(),
+            config,
+            runtime_handler: String::new(),
+            state,
+            created_at: 0,
+            pod_dir: "/p".into(),
+            ns_dir: None,
+            namespaces: Default::default(),
+            cgroup_parent: "/berth".into(),
+        }
+    }
+
+    #[test]
+    fn filters_combine_id_prefix_state_and_labels() {
+        let a = rec("aa11", PodState::Ready, "web");
+        let b = rec("ab22", PodState::NotReady, "db");
+        let f = PodSandboxFilter { id: "ab".into(), ..Default::default() };
+        assert!(!pod_matches(&f, &a) && pod_matches(&f, &b));
+        let f = PodSandboxFilter {
+            state: Some(PodSandboxStateValue { state: PodSandboxState::SandboxReady as i32 }),
+            ..Default::default()
+        };
+        assert!(pod_matches(&f, &a) && !pod_matches(&f, &b));
+        let mut f = PodSandboxFilter::default();
+        f.label_selector.insert("app".into(), "web".into());
+        assert!(pod_matches(&f, &a) && !pod_matches(&f, &b));
+    }
+}
