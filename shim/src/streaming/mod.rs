@@ -19,6 +19,8 @@
 //! runtime must turn into killing the exec'd process.
 
 pub mod channel;
+pub mod netns;
+pub mod process;
 pub mod remotecommand;
 pub mod server;
 pub mod spdy;

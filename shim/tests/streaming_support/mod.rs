@@ -8,20 +8,17 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::os::unix::process::ExitStatusExt;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_shim::error::{Error, Result};
 use berth_shim::streaming::spdy::{Frame, FrameCodec};
 use berth_shim::streaming::{
-    AsyncReadWrite, ProcessIo, StreamRuntime, StreamingConfig, StreamingServer, TermSize,
+    process, AsyncReadWrite, ProcessIo, StreamRuntime, StreamingConfig, StreamingServer,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 /// Test double of the container runtime: local processes, loopback TCP.
 #[derive(Default)]
@@ -32,91 +29,21 @@ pub struct LocalRuntime {
     pub forwards: Mutex<Vec<(String, u16)>>,
 }
 
-fn spawn_failed(e: std::io::Error) -> Error {
-    Error::Runtime(format!("test double: spawn: {e}"))
-}
-
 impl LocalRuntime {
     fn run(&self, cmd: Vec<String>, tty: bool, stdin: bool) -> Result<ProcessIo> {
         let (argv0, args) = cmd
             .split_first()
             .ok_or_else(|| Error::InvalidArgument("cmd: empty".into()))?;
         let mut command = tokio::process::Command::new(argv0);
-        command.args(args).kill_on_drop(true);
-        if tty {
-            return self.run_tty(command, stdin);
-        }
-        command
-            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().map_err(spawn_failed)?;
-        self.pids.lock().unwrap().push(child.id().unwrap_or(0));
-        let io = ProcessIo {
-            stdin: child.stdin.take().map(|s| Box::new(s) as _),
-            stdout: child.stdout.take().map(|s| Box::new(s) as _),
-            stderr: child.stderr.take().map(|s| Box::new(s) as _),
-            resize: None,
-            exit: Box::pin(async move { wait(child).await }),
+        command.args(args);
+        let (io, pid) = if tty {
+            process::spawn_with_pty(command, stdin)?
+        } else {
+            process::spawn_piped(command, stdin)?
         };
+        self.pids.lock().unwrap().push(pid.unwrap_or(0));
         Ok(io)
     }
-
-    fn run_tty(&self, mut command: tokio::process::Command, stdin: bool) -> Result<ProcessIo> {
-        use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
-        let io_err = |e: rustix::io::Errno| Error::Runtime(format!("test double: pty: {e}"));
-        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-            .map_err(io_err)?;
-        grantpt(&master).map_err(io_err)?;
-        unlockpt(&master).map_err(io_err)?;
-        let name = ptsname(&master, Vec::new()).map_err(io_err)?;
-        let slave = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(name.to_str().unwrap())
-            .map_err(spawn_failed)?;
-        command
-            .stdin(Stdio::from(slave.try_clone().map_err(spawn_failed)?))
-            .stdout(Stdio::from(slave.try_clone().map_err(spawn_failed)?))
-            .stderr(Stdio::from(slave));
-        let child = command.spawn().map_err(spawn_failed)?;
-        // The Command holds the slave fds: drop it so the master sees EOF/EIO
-        // once the process is gone.
-        drop(command);
-        self.pids.lock().unwrap().push(child.id().unwrap_or(0));
-        let master = std::fs::File::from(master);
-        let reader = tokio::fs::File::from_std(master.try_clone().map_err(spawn_failed)?);
-        let writer = tokio::fs::File::from_std(master.try_clone().map_err(spawn_failed)?);
-        let (tx, mut rx) = mpsc::channel::<TermSize>(4);
-        tokio::spawn(async move {
-            while let Some(size) = rx.recv().await {
-                let ws = rustix::termios::Winsize {
-                    ws_row: size.height,
-                    ws_col: size.width,
-                    ws_xpixel: 0,
-                    ws_ypixel: 0,
-                };
-                let _ = rustix::termios::tcsetwinsize(&master, ws);
-            }
-        });
-        Ok(ProcessIo {
-            stdin: stdin.then(|| Box::new(writer) as _),
-            stdout: Some(Box::new(reader)),
-            stderr: None,
-            resize: Some(tx),
-            exit: Box::pin(async move { wait(child).await }),
-        })
-    }
-}
-
-async fn wait(mut child: tokio::process::Child) -> Result<i32> {
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| Error::Runtime(format!("test double: wait: {e}")))?;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 #[async_trait::async_trait]

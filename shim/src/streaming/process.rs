@@ -1,0 +1,111 @@
+//! [`ProcessIo`] for a locally spawned helper process, the shape the real
+//! runtime glue needs for `berth-monitor exec`: either piped stdio, or a pty
+//! whose slave becomes the helper's stdio while berthd keeps the master
+//! (resizes are applied to the master with `TIOCSWINSZ`).
+//!
+//! The helper (not berthd) must make the terminal its controlling terminal
+//! (`setsid` + `TIOCSCTTY` on stdin) before running the user's command, so
+//! that ^C typed by the client becomes a SIGINT; berthd never runs code
+//! between fork and exec.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::{ProcessIo, TermSize};
+use crate::error::{Error, Result};
+
+fn wait_error(e: std::io::Error) -> Error {
+    Error::Runtime(format!("wait for exec helper: {e}"))
+}
+
+async fn exit_code(mut child: Child) -> Result<i32> {
+    let status = child.wait().await.map_err(wait_error)?;
+    // Killed by a signal: report it the way shells do.
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
+
+/// Spawns `cmd` with piped stdio (stdin only if `stdin`); returns its I/O and
+/// pid. Dropping the returned `exit` future kills the process.
+pub fn spawn_piped(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Option<u32>)> {
+    cmd.kill_on_drop(true)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Runtime(format!("spawn exec helper: {e}")))?;
+    let pid = child.id();
+    let io = ProcessIo {
+        stdin: child.stdin.take().map(|s| Box::new(s) as _),
+        stdout: child.stdout.take().map(|s| Box::new(s) as _),
+        stderr: child.stderr.take().map(|s| Box::new(s) as _),
+        resize: None,
+        exit: Box::pin(exit_code(child)),
+    };
+    Ok((io, pid))
+}
+
+/// Spawns `cmd` on a new pty (the slave is its stdin, stdout and stderr).
+/// Output comes from the master; stdin writes go to the master when `stdin`.
+/// Returns the I/O and the pid; dropping `exit` kills the process.
+pub fn spawn_with_pty(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Option<u32>)> {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    let pty_err = |e: rustix::io::Errno| Error::Runtime(format!("allocate pty: {e}"));
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .map_err(pty_err)?;
+    grantpt(&master).map_err(pty_err)?;
+    unlockpt(&master).map_err(pty_err)?;
+    let name = ptsname(&master, Vec::new()).map_err(pty_err)?;
+    let slave_path = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(name.as_bytes()));
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&slave_path)
+        .map_err(Error::io("open pty slave", &slave_path))?;
+    let dup = |f: &std::fs::File| {
+        f.try_clone()
+            .map_err(|e| Error::Runtime(format!("duplicate pty fd: {e}")))
+    };
+    cmd.kill_on_drop(true)
+        .stdin(Stdio::from(dup(&slave)?))
+        .stdout(Stdio::from(dup(&slave)?))
+        .stderr(Stdio::from(slave));
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::Runtime(format!("spawn exec helper: {e}")))?;
+    // The Command still holds the slave: drop it so reading the master ends
+    // (EIO) once the process and its children are gone.
+    drop(cmd);
+    let pid = child.id();
+    let master = std::fs::File::from(master);
+    let reader = tokio::fs::File::from_std(dup(&master)?);
+    let writer = tokio::fs::File::from_std(dup(&master)?);
+    let (tx, mut rx) = mpsc::channel::<TermSize>(8);
+    tokio::spawn(async move {
+        while let Some(size) = rx.recv().await {
+            let ws = rustix::termios::Winsize {
+                ws_row: size.height,
+                ws_col: size.width,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            if let Err(e) = rustix::termios::tcsetwinsize(&master, ws) {
+                tracing::debug!(error = %e, "pty resize failed");
+            }
+        }
+    });
+    let io = ProcessIo {
+        stdin: stdin.then(|| Box::new(writer) as _),
+        stdout: Some(Box::new(reader)),
+        stderr: None,
+        resize: Some(tx),
+        exit: Box::pin(exit_code(child)),
+    };
+    Ok((io, pid))
+}
