@@ -209,11 +209,15 @@ pub async fn pod_lifecycle(
             log_path: "sleeper.log".into(),
             ..Default::default()
         };
-        let (took, r) = timed(client.runtime.create_container(cri::CreateContainerRequest {
-            pod_sandbox_id: pod_id.clone(),
-            config: Some(container_config),
-            sandbox_config: Some(pod_config),
-        }))
+        let (took, r) = timed(
+            client
+                .runtime
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod_id.clone(),
+                    config: Some(container_config),
+                    sandbox_config: Some(pod_config),
+                }),
+        )
         .await;
         let mut container_id = None;
         match r {
@@ -226,51 +230,41 @@ pub async fn pod_lifecycle(
             }
         }
         if let Some(id) = &container_id {
-            let steps: [(usize, _); 3] = [(2, 0), (3, 1), (4, 2)];
-            for (slot, step) in steps {
-                let (took, r) = match step {
-                    0 => {
-                        let (t, r) = timed(client.runtime.start_container(
-                            cri::StartContainerRequest {
-                                container_id: id.clone(),
-                            },
-                        ))
-                        .await;
-                        (t, r.map(|_| ()))
-                    }
-                    1 => {
-                        let (t, r) = timed(client.runtime.stop_container(
-                            cri::StopContainerRequest {
-                                container_id: id.clone(),
-                                timeout: 0,
-                            },
-                        ))
-                        .await;
-                        (t, r.map(|_| ()))
-                    }
-                    _ => {
-                        let (t, r) = timed(client.runtime.remove_container(
-                            cri::RemoveContainerRequest {
-                                container_id: id.clone(),
-                            },
-                        ))
-                        .await;
-                        (t, r.map(|_| ()))
-                    }
-                };
-                if !recs[slot].record(took, r) {
-                    break;
-                }
+            let (took, r) = timed(client.runtime.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            }))
+            .await;
+            if recs[2].record(took, r.map(|_| ())) {
+                let (took, r) = timed(client.runtime.stop_container(cri::StopContainerRequest {
+                    container_id: id.clone(),
+                    timeout: 0,
+                }))
+                .await;
+                recs[3].record(took, r.map(|_| ()));
             }
+            // Remove even after a failed start or stop, so the pod can go too.
+            let (took, r) = timed(
+                client
+                    .runtime
+                    .remove_container(cri::RemoveContainerRequest {
+                        container_id: id.clone(),
+                    }),
+            )
+            .await;
+            recs[4].record(took, r.map(|_| ()));
         }
         let (took, r) = timed(client.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
             pod_sandbox_id: pod_id.clone(),
         }))
         .await;
         let stopped = recs[5].record(took, r.map(|_| ()));
-        let (took, r) = timed(client.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id,
-        }))
+        let (took, r) = timed(
+            client
+                .runtime
+                .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                    pod_sandbox_id: pod_id,
+                }),
+        )
         .await;
         let removed = recs[6].record(took, r.map(|_| ()));
         if container_id.is_none() || !stopped || !removed {

@@ -170,7 +170,10 @@ fn build_berthd() -> std::result::Result<PathBuf, String> {
     if candidate.is_file() {
         Ok(candidate)
     } else {
-        Err(format!("cargo built, but {} is missing", candidate.display()))
+        Err(format!(
+            "cargo built, but {} is missing",
+            candidate.display()
+        ))
     }
 }
 
@@ -247,7 +250,11 @@ impl Berthd {
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Err(Error::ExitedEarly {
                     what: "berthd".into(),
@@ -409,4 +416,3 @@ impl Drop for Berthd {
         self.cleanup();
     }
 }
-

@@ -30,7 +30,11 @@ pub fn kill_processes_under(dir: &Path) -> usize {
     };
     let mut killed = 0;
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         if pid == own_pid {
@@ -44,7 +48,8 @@ pub fn kill_processes_under(dir: &Path) -> usize {
             // mount too, so mountinfo only identifies processes in other namespaces.
             let mnt_ns = std::fs::read_link(proc_dir.join("ns/mnt")).ok();
             if mnt_ns.is_some() && mnt_ns != own_mnt_ns {
-                let mounts = std::fs::read_to_string(proc_dir.join("mountinfo")).unwrap_or_default();
+                let mounts =
+                    std::fs::read_to_string(proc_dir.join("mountinfo")).unwrap_or_default();
                 ours = mounts.contains(&needle);
             }
         }
@@ -81,7 +86,10 @@ fn unescape_mountinfo(s: &str) -> PathBuf {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'\\' && i + 3 < bytes.len() {
-            if let Some(v) = s.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok()) {
+            if let Some(v) = s
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
                 out.push(v);
                 i += 4;
                 continue;

@@ -52,7 +52,10 @@ impl Containerd {
     pub fn unavailable_reason() -> Option<String> {
         let bin = Self::binary();
         if !bin.is_file() {
-            return Some(format!("{} not found (apt-get install containerd runc)", bin.display()));
+            return Some(format!(
+                "{} not found (apt-get install containerd runc)",
+                bin.display()
+            ));
         }
         crate::skip::not_root()
     }
@@ -82,7 +85,14 @@ impl Containerd {
             .clone()
             .unwrap_or_else(|| d.join("certs.d"));
         let socket = d.join("containerd.sock");
-        let config = render_config(d, &socket, &options.sandbox_image, &cni_conf, &cni_bin, &registry);
+        let config = render_config(
+            d,
+            &socket,
+            &options.sandbox_image,
+            &cni_conf,
+            &cni_bin,
+            &registry,
+        );
         let config_path = d.join("config.toml");
         std::fs::write(&config_path, config).map_err(Error::io(&config_path))?;
 
@@ -114,7 +124,11 @@ impl Containerd {
     async fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Err(Error::ExitedEarly {
                     what: "containerd".into(),

@@ -185,7 +185,13 @@ impl LayerBuilder {
     }
 
     /// A regular file owned by `uid:uid`.
-    pub fn file_owned(&mut self, path: &str, mode: u32, uid: u64, data: &[u8]) -> Result<&mut Self> {
+    pub fn file_owned(
+        &mut self,
+        path: &str,
+        mode: u32,
+        uid: u64,
+        data: &[u8],
+    ) -> Result<&mut Self> {
         let h = Self::header(tar::EntryType::Regular, mode, uid, data.len() as u64);
         self.append(h, path, data)
     }
@@ -297,8 +303,11 @@ impl ImageConfig {
             c.insert("ExposedPorts".into(), Value::Object(ports));
         }
         if !self.volumes.is_empty() {
-            let vols: serde_json::Map<String, Value> =
-                self.volumes.iter().map(|p| (p.clone(), json!({}))).collect();
+            let vols: serde_json::Map<String, Value> = self
+                .volumes
+                .iter()
+                .map(|p| (p.clone(), json!({})))
+                .collect();
             c.insert("Volumes".into(), Value::Object(vols));
         }
         Value::Object(c)
@@ -595,7 +604,10 @@ mod tests {
             assert_eq!(sha256_digest(&raw), l.diff_id, "{c:?}");
             assert_eq!(l.blob.digest, sha256_digest(&l.blob.data));
         }
-        assert_eq!(layer(Compression::Zstd).blob.media_type, MEDIA_OCI_LAYER_ZSTD);
+        assert_eq!(
+            layer(Compression::Zstd).blob.media_type,
+            MEDIA_OCI_LAYER_ZSTD
+        );
         assert_eq!(layer(Compression::None).blob.media_type, MEDIA_OCI_LAYER);
     }
 

@@ -14,11 +14,11 @@ pub mod image_builder;
 pub mod test_images;
 
 pub use error::{Error, Result};
+pub mod bench;
+pub mod berthd;
+pub mod cleanup;
+pub mod client;
+pub mod containerd;
 pub mod push;
 pub mod registry;
 pub mod skip;
-pub mod client;
-pub mod berthd;
-pub mod cleanup;
-pub mod containerd;
-pub mod bench;

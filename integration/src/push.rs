@@ -129,14 +129,18 @@ impl RegistryClient {
     /// is required and no or wrong credentials were sent).
     pub async fn ping(&self) -> Result<u16> {
         let url = self.url("v2/");
-        let resp = self.send("GET", &url, self.request(Method::GET, url.clone())).await?;
+        let resp = self
+            .send("GET", &url, self.request(Method::GET, url.clone()))
+            .await?;
         Ok(resp.status().as_u16())
     }
 
     /// `HEAD /v2/<repo>/blobs/<digest>`: whether the registry holds the blob.
     pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"));
-        let resp = self.send("HEAD", &url, self.request(Method::HEAD, url.clone())).await?;
+        let resp = self
+            .send("HEAD", &url, self.request(Method::HEAD, url.clone()))
+            .await?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -294,7 +298,8 @@ impl RegistryClient {
             source,
         })?;
         let digest = sha256_digest(&data);
-        let expected = claimed.or_else(|| reference.starts_with("sha256:").then(|| reference.into()));
+        let expected =
+            claimed.or_else(|| reference.starts_with("sha256:").then(|| reference.into()));
         if let Some(expected) = expected {
             if expected != digest {
                 return Err(Error::BadResponse {
@@ -314,7 +319,9 @@ impl RegistryClient {
     /// tamper with blobs want to see what the registry really serves).
     pub async fn fetch_blob(&self, repo: &str, digest: &str) -> Result<Vec<u8>> {
         let url = self.url(&format!("v2/{repo}/blobs/{digest}"));
-        let resp = self.send("GET", &url, self.request(Method::GET, url.clone())).await?;
+        let resp = self
+            .send("GET", &url, self.request(Method::GET, url.clone()))
+            .await?;
         let resp = Self::expect("GET", &url, resp, &[StatusCode::OK]).await?;
         let data = resp.bytes().await.map_err(|source| Error::Http {
             method: "GET",
@@ -330,7 +337,13 @@ impl RegistryClient {
         let resp = self
             .send("DELETE", &url, self.request(Method::DELETE, url.clone()))
             .await?;
-        Self::expect("DELETE", &url, resp, &[StatusCode::ACCEPTED, StatusCode::OK]).await?;
+        Self::expect(
+            "DELETE",
+            &url,
+            resp,
+            &[StatusCode::ACCEPTED, StatusCode::OK],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -338,16 +351,22 @@ impl RegistryClient {
 /// Pushes `image` to the plain-HTTP registry at `host` as `repo:tag`; returns the
 /// manifest digest.
 pub async fn push_image(host: &str, repo: &str, tag: &str, image: &Image) -> Result<String> {
-    RegistryClient::new(host)?.push_image(repo, tag, image).await
+    RegistryClient::new(host)?
+        .push_image(repo, tag, image)
+        .await
 }
 
 /// Pushes a multi-platform index to the plain-HTTP registry at `host` as `repo:tag`;
 /// returns the index digest.
 pub async fn push_index(host: &str, repo: &str, tag: &str, index: &ImageIndex) -> Result<String> {
-    RegistryClient::new(host)?.push_index(repo, tag, index).await
+    RegistryClient::new(host)?
+        .push_index(repo, tag, index)
+        .await
 }
 
 /// Fetches `repo:reference` (tag or digest) from the plain-HTTP registry at `host`.
 pub async fn fetch_manifest(host: &str, repo: &str, reference: &str) -> Result<FetchedManifest> {
-    RegistryClient::new(host)?.fetch_manifest(repo, reference).await
+    RegistryClient::new(host)?
+        .fetch_manifest(repo, reference)
+        .await
 }

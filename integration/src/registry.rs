@@ -91,7 +91,9 @@ impl Registry {
         for _ in 0..3 {
             match Self::start_once(&options).await {
                 Ok(r) => return Ok(r),
-                Err(e @ Error::ExitedEarly { .. }) if e.to_string().contains("address already in use") => {
+                Err(e @ Error::ExitedEarly { .. })
+                    if e.to_string().contains("address already in use") =>
+                {
                     last = Some(e)
                 }
                 Err(e) => return Err(e),
@@ -315,7 +317,12 @@ pub fn free_port() -> Result<u16> {
     Ok(port)
 }
 
-fn render_config(storage: &Path, port: u16, tls: Option<&TlsFiles>, htpasswd: Option<&Path>) -> String {
+fn render_config(
+    storage: &Path,
+    port: u16,
+    tls: Option<&TlsFiles>,
+    htpasswd: Option<&Path>,
+) -> String {
     let mut c = format!(
         "version: 0.1\n\
          log:\n  level: info\n  formatter: text\n\

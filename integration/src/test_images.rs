@@ -22,18 +22,126 @@ pub const IMAGE_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr
 
 /// Applets linked into `/bin` of every busybox-based image.
 pub const APPLETS: &[&str] = &[
-    "sh", "ash", "sleep", "httpd", "wget", "echo", "cat", "ls", "id", "true", "false", "env",
-    "pwd", "hostname", "ps", "mount", "umount", "stty", "test", "[", "printf", "grep", "sed",
-    "awk", "head", "tail", "wc", "mkdir", "rmdir", "rm", "touch", "cp", "mv", "ln", "chmod",
-    "chown", "kill", "dd", "df", "du", "find", "uname", "date", "whoami", "nc", "ip", "ifconfig",
-    "ping", "nslookup", "sort", "uniq", "tee", "tr", "cut", "xargs", "yes", "seq", "stat",
-    "readlink", "realpath", "sync", "timeout", "nproc", "free", "top", "cmp", "diff",
-    "sha256sum", "md5sum", "basename", "dirname", "expr", "mkfifo", "mknod", "hexdump", "od",
-    "tty", "setsid", "nsenter", "unshare", "usleep", "which", "uptime", "vi", "tar", "gzip",
-    "gunzip", "zcat", "groups", "su", "chroot", "pidof", "killall", "base64", "dmesg",
-    "netstat", "route", "arp", "traceroute", "telnet", "mktemp", "less", "more", "tac", "rev",
-    "fold", "nl", "xxd", "bc", "dc", "truncate", "fallocate", "ionice", "renice", "taskset",
-    "time", "watch", "sysctl", "cttyhack", "setpriv",
+    "sh",
+    "ash",
+    "sleep",
+    "httpd",
+    "wget",
+    "echo",
+    "cat",
+    "ls",
+    "id",
+    "true",
+    "false",
+    "env",
+    "pwd",
+    "hostname",
+    "ps",
+    "mount",
+    "umount",
+    "stty",
+    "test",
+    "[",
+    "printf",
+    "grep",
+    "sed",
+    "awk",
+    "head",
+    "tail",
+    "wc",
+    "mkdir",
+    "rmdir",
+    "rm",
+    "touch",
+    "cp",
+    "mv",
+    "ln",
+    "chmod",
+    "chown",
+    "kill",
+    "dd",
+    "df",
+    "du",
+    "find",
+    "uname",
+    "date",
+    "whoami",
+    "nc",
+    "ip",
+    "ifconfig",
+    "ping",
+    "nslookup",
+    "sort",
+    "uniq",
+    "tee",
+    "tr",
+    "cut",
+    "xargs",
+    "yes",
+    "seq",
+    "stat",
+    "readlink",
+    "realpath",
+    "sync",
+    "timeout",
+    "nproc",
+    "free",
+    "top",
+    "cmp",
+    "diff",
+    "sha256sum",
+    "md5sum",
+    "basename",
+    "dirname",
+    "expr",
+    "mkfifo",
+    "mknod",
+    "hexdump",
+    "od",
+    "tty",
+    "setsid",
+    "nsenter",
+    "unshare",
+    "usleep",
+    "which",
+    "uptime",
+    "vi",
+    "tar",
+    "gzip",
+    "gunzip",
+    "zcat",
+    "groups",
+    "su",
+    "chroot",
+    "pidof",
+    "killall",
+    "base64",
+    "dmesg",
+    "netstat",
+    "route",
+    "arp",
+    "traceroute",
+    "telnet",
+    "mktemp",
+    "less",
+    "more",
+    "tac",
+    "rev",
+    "fold",
+    "nl",
+    "xxd",
+    "bc",
+    "dc",
+    "truncate",
+    "fallocate",
+    "ionice",
+    "renice",
+    "taskset",
+    "time",
+    "watch",
+    "sysctl",
+    "cttyhack",
+    "setpriv",
 ];
 
 /// `/etc/passwd` of the busybox images: root and an unprivileged `user` (1000).
@@ -73,7 +181,9 @@ pub fn busybox_layer() -> Result<Layer> {
 
 fn build_busybox_layer() -> Result<Layer> {
     let mut b = LayerBuilder::new();
-    for d in ["bin", "etc", "root", "home", "usr", "usr/bin", "var", "dev", "proc", "sys"] {
+    for d in [
+        "bin", "etc", "root", "home", "usr", "usr/bin", "var", "dev", "proc", "sys",
+    ] {
         b.dir(d, 0o755)?;
     }
     b.dir("root", 0o700)?;
@@ -109,18 +219,23 @@ macro_rules! cached {
             let build = || -> Result<$ty> { $build };
             build().map_err(|e| e.to_string())
         })
-            .as_ref()
-            .map_err(|message| Error::Build {
-                image: $name.into(),
-                message: message.clone(),
-            })
+        .as_ref()
+        .map_err(|message| Error::Build {
+            image: $name.into(),
+            message: message.clone(),
+        })
     }};
 }
 
 /// `busybox`: the busybox root filesystem, `Cmd ["sh"]`.
 pub fn busybox() -> Result<&'static Image> {
     cached!("busybox", Image, {
-        Image::build("busybox", vec![busybox_layer()?], &base_config(), Platform::host())
+        Image::build(
+            "busybox",
+            vec![busybox_layer()?],
+            &base_config(),
+            Platform::host(),
+        )
     })
 }
 
@@ -169,8 +284,8 @@ const LAYERED_DIR_FILES: usize = 50;
 /// opaque (`.wh..wh..opq`) with one new file, and rewrites `changed.txt`.
 pub fn layered() -> Result<&'static Image> {
     cached!("layered", Image, {
-        let (lower, upper) = layered_layers(Compression::Gzip, Compression::Gzip)
-            .map_err(err("layered"))?;
+        let (lower, upper) =
+            layered_layers(Compression::Gzip, Compression::Gzip).map_err(err("layered"))?;
         Image::build(
             "layered",
             vec![busybox_layer()?, lower, upper],
@@ -184,8 +299,8 @@ pub fn layered() -> Result<&'static Image> {
 /// zstd, to exercise every layer media type.
 pub fn mixed() -> Result<&'static Image> {
     cached!("mixed", Image, {
-        let (lower, upper) = layered_layers(Compression::None, Compression::Zstd)
-            .map_err(err("mixed"))?;
+        let (lower, upper) =
+            layered_layers(Compression::None, Compression::Zstd).map_err(err("mixed"))?;
         Image::build(
             "mixed",
             vec![busybox_layer()?, lower, upper],
@@ -231,7 +346,10 @@ fn layered_layers(lower_c: Compression, upper_c: Compression) -> Result<(Layer, 
 pub fn configured_config() -> ImageConfig {
     let mut labels = BTreeMap::new();
     labels.insert("org.berth.test".to_string(), "configured".to_string());
-    labels.insert("org.opencontainers.image.title".to_string(), "configured".to_string());
+    labels.insert(
+        "org.opencontainers.image.title".to_string(),
+        "configured".to_string(),
+    );
     ImageConfig {
         user: Some("1000".into()),
         working_dir: Some("/work".into()),
@@ -287,7 +405,10 @@ pub fn multiarch_docker() -> Result<&'static ImageIndex> {
 
 fn multiarch_index(format: ManifestFormat) -> Result<ImageIndex> {
     let mut images = Vec::new();
-    for arch in [crate::image_builder::host_architecture(), foreign_architecture()] {
+    for arch in [
+        crate::image_builder::host_architecture(),
+        foreign_architecture(),
+    ] {
         let mut b = LayerBuilder::new();
         b.dir("etc", 0o755)?;
         b.file("etc/arch", 0o644, format!("{arch}\n").as_bytes())?;
@@ -366,7 +487,10 @@ fn cached_large_layer(index: usize) -> Result<Layer> {
     let dir = large_cache_dir();
     let blob_path = dir.join(format!("layer{index}.blob"));
     let meta_path = dir.join(format!("layer{index}.meta"));
-    if let (Ok(meta), Ok(data)) = (std::fs::read_to_string(&meta_path), std::fs::read(&blob_path)) {
+    if let (Ok(meta), Ok(data)) = (
+        std::fs::read_to_string(&meta_path),
+        std::fs::read(&blob_path),
+    ) {
         let parts: Vec<&str> = meta.split_whitespace().collect();
         if let [digest, diff_id, size] = parts[..] {
             if size.parse::<usize>().ok() == Some(data.len()) {
@@ -399,7 +523,12 @@ fn write_cache_entry(
     std::fs::write(tmp.path(), &layer.blob.data)?;
     tmp.persist(blob_path).map_err(|e| e.error)?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    let meta = format!("{} {} {}\n", layer.blob.digest, layer.diff_id, layer.blob.size());
+    let meta = format!(
+        "{} {} {}\n",
+        layer.blob.digest,
+        layer.diff_id,
+        layer.blob.size()
+    );
     std::fs::write(tmp.path(), meta)?;
     tmp.persist(meta_path).map_err(|e| e.error)?;
     Ok(())
@@ -472,9 +601,20 @@ mod tests {
             let mut opaque_done = Vec::new();
             for e in ar.entries().unwrap() {
                 let mut e = e.unwrap();
-                let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+                let path = e
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_end_matches('/')
+                    .to_string();
                 let (dir, name) = path.rsplit_once('/').unwrap_or(("", &path));
-                let prefix = |d: &str| if d.is_empty() { String::new() } else { format!("{d}/") };
+                let prefix = |d: &str| {
+                    if d.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{d}/")
+                    }
+                };
                 if name == ".wh..wh..opq" {
                     let p = prefix(dir);
                     fs.retain(|k, _| !k.starts_with(&p));
@@ -516,8 +656,16 @@ mod tests {
             }
             assert!(fs.contains_key("data/opaque"));
         }
-        let kinds: Vec<_> = mixed().unwrap().layers.iter().map(|l| l.compression).collect();
-        assert_eq!(kinds, [Compression::Gzip, Compression::None, Compression::Zstd]);
+        let kinds: Vec<_> = mixed()
+            .unwrap()
+            .layers
+            .iter()
+            .map(|l| l.compression)
+            .collect();
+        assert_eq!(
+            kinds,
+            [Compression::Gzip, Compression::None, Compression::Zstd]
+        );
     }
 
     #[test]
@@ -536,12 +684,22 @@ mod tests {
         for e in ar.entries().unwrap() {
             let e = e.unwrap();
             if e.header().entry_type() == tar::EntryType::Link {
-                let target = e.link_name().unwrap().unwrap().to_string_lossy().into_owned();
+                let target = e
+                    .link_name()
+                    .unwrap()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 links.insert(e.path().unwrap().to_string_lossy().into_owned(), target);
             }
         }
-        for applet in ["sh", "sleep", "httpd", "wget", "ps", "mount", "stty", "hostname"] {
-            assert_eq!(links.get(&format!("bin/{applet}")).map(String::as_str), Some("bin/busybox"));
+        for applet in [
+            "sh", "sleep", "httpd", "wget", "ps", "mount", "stty", "hostname",
+        ] {
+            assert_eq!(
+                links.get(&format!("bin/{applet}")).map(String::as_str),
+                Some("bin/busybox")
+            );
         }
     }
 

@@ -57,14 +57,18 @@ async fn restart_and_kill9_bring_up_a_new_daemon_on_the_same_dirs() {
 
     berthd.kill9().unwrap();
     assert!(!berthd.is_running());
-    assert!(berthd.client().await.is_err() || {
-        // A connect may succeed lazily; an RPC must not.
-        let mut cri = berthd.client().await.unwrap();
-        cri.runtime
-            .version(VersionRequest { version: "v1".into() })
-            .await
-            .is_err()
-    });
+    assert!(
+        berthd.client().await.is_err() || {
+            // A connect may succeed lazily; an RPC must not.
+            let mut cri = berthd.client().await.unwrap();
+            cri.runtime
+                .version(VersionRequest {
+                    version: "v1".into(),
+                })
+                .await
+                .is_err()
+        }
+    );
     berthd.restart().await.unwrap();
     assert_ne!(berthd.pid().unwrap(), second);
     assert_eq!(version(&berthd).await.runtime_api_version, "v1");
@@ -76,7 +80,11 @@ async fn graceful_stop_exits_cleanly() {
     let mut berthd = Berthd::start().await.unwrap();
     let _cri = berthd.client().await.unwrap();
     let status = berthd.stop().await.unwrap().unwrap();
-    assert!(status.success(), "berthd exited with {status} on SIGTERM:\n{}", berthd.log());
+    assert!(
+        status.success(),
+        "berthd exited with {status} on SIGTERM:\n{}",
+        berthd.log()
+    );
     assert_eq!(berthd.stop().await.unwrap(), None);
 }
 

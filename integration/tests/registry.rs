@@ -19,7 +19,10 @@ fn prerequisites() -> Option<String> {
 async fn assert_image_served(client: &RegistryClient, repo: &str, reference: &str, image: &Image) {
     let m = client.fetch_manifest(repo, reference).await.unwrap();
     assert_eq!(m.digest, image.digest(), "{repo}:{reference}");
-    assert_eq!(m.media_type, image.manifest.media_type, "{repo}:{reference}");
+    assert_eq!(
+        m.media_type, image.manifest.media_type,
+        "{repo}:{reference}"
+    );
     assert_eq!(m.data, image.manifest.data);
     let json = m.json().unwrap();
     assert_eq!(json["schemaVersion"], 2);
@@ -89,7 +92,10 @@ async fn docker_v2_manifest_keeps_its_media_types() {
     );
     // Same layer bytes as the OCI busybox image, different manifest.
     let oci = test_images::busybox().unwrap();
-    assert_eq!(json["layers"][0]["digest"], oci.layers[0].blob.digest.as_str());
+    assert_eq!(
+        json["layers"][0]["digest"],
+        oci.layers[0].blob.digest.as_str()
+    );
     assert_ne!(m.digest, oci.digest());
 }
 
@@ -99,7 +105,10 @@ async fn configured_image_carries_its_runtime_config() {
     let registry = Registry::start().await.unwrap();
     let client = registry.client().unwrap();
     let image = test_images::configured().unwrap();
-    client.push_image("configured", "latest", image).await.unwrap();
+    client
+        .push_image("configured", "latest", image)
+        .await
+        .unwrap();
     let config = client.fetch_blob("configured", image.id()).await.unwrap();
     let config: Value = serde_json::from_slice(&config).unwrap();
     let c = &config["config"];
@@ -109,7 +118,12 @@ async fn configured_image_carries_its_runtime_config() {
     assert_eq!(c["Cmd"], serde_json::json!(["echo hello"]));
     assert_eq!(c["StopSignal"], "SIGQUIT");
     assert_eq!(c["Labels"]["org.berth.test"], "configured");
-    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let env: Vec<&str> = c["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert!(env.contains(&"FOO=bar"), "{env:?}");
     assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
 }
@@ -139,19 +153,22 @@ async fn check_index(client: &RegistryClient, repo: &str, index_media: &str, man
     let foreign = test_images::foreign_architecture().to_string();
     assert_eq!(
         platforms,
-        [("linux".to_string(), host.clone()), ("linux".to_string(), foreign.clone())]
+        [
+            ("linux".to_string(), host.clone()),
+            ("linux".to_string(), foreign.clone())
+        ]
     );
-    assert!(["amd64", "arm64"].iter().all(|a| platforms.iter().any(|p| p.1 == *a)));
+    assert!(["amd64", "arm64"]
+        .iter()
+        .all(|a| platforms.iter().any(|p| p.1 == *a)));
     for (entry, arch) in entries.iter().zip([host, foreign]) {
         let child_digest = entry["digest"].as_str().unwrap();
         let child = client.fetch_manifest(repo, child_digest).await.unwrap();
         assert_eq!(child.media_type, manifest_media);
         let image = index.image_for(&Platform::linux(&arch)).unwrap();
         assert_eq!(child.digest, image.digest());
-        let config: Value = serde_json::from_slice(
-            &client.fetch_blob(repo, image.id()).await.unwrap(),
-        )
-        .unwrap();
+        let config: Value =
+            serde_json::from_slice(&client.fetch_blob(repo, image.id()).await.unwrap()).unwrap();
         assert_eq!(config["architecture"], arch.as_str());
     }
 }
@@ -162,7 +179,13 @@ async fn multiarch_index_lists_both_platforms() {
     let registry = Registry::start().await.unwrap();
     let client = registry.client().unwrap();
     check_index(&client, "multiarch", MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST).await;
-    check_index(&client, "multiarch-docker", MEDIA_DOCKER_LIST, MEDIA_DOCKER_MANIFEST).await;
+    check_index(
+        &client,
+        "multiarch-docker",
+        MEDIA_DOCKER_LIST,
+        MEDIA_DOCKER_MANIFEST,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -182,7 +205,10 @@ async fn large_image_is_about_100_mb_in_the_registry() {
     assert!((100_000_000..110_000_000).contains(&total), "total {total}");
     // The registry serves exactly the bytes we built.
     let layer = &image.layers[1];
-    let served = client.fetch_blob("large", &layer.blob.digest).await.unwrap();
+    let served = client
+        .fetch_blob("large", &layer.blob.digest)
+        .await
+        .unwrap();
     assert_eq!(sha256_digest(&served), layer.blob.digest);
 }
 
@@ -208,7 +234,9 @@ async fn tampered_blob_is_served_under_its_old_digest() {
 #[tokio::test]
 async fn tls_and_basic_auth_registry_requires_both() {
     skip_if!(prerequisites());
-    let options = RegistryOptions::default().tls().basic_auth("berth", "s3cret");
+    let options = RegistryOptions::default()
+        .tls()
+        .basic_auth("berth", "s3cret");
     let registry = Registry::start_with(options).await.unwrap();
     assert_eq!(registry.scheme(), "https");
     let ca = registry.ca_cert_pem().unwrap();
@@ -232,7 +260,10 @@ async fn tls_and_basic_auth_registry_requires_both() {
     // HTTPS server", never a registry answer.
     let plain = RegistryClient::with_options(&registry.host(), None, None).unwrap();
     let answer = plain.ping().await;
-    assert!(!matches!(answer, Ok(200) | Ok(401)), "plain http answered {answer:?}");
+    assert!(
+        !matches!(answer, Ok(200) | Ok(401)),
+        "plain http answered {answer:?}"
+    );
     let https_without_ca = reqwest::Client::builder()
         .use_rustls_tls()
         .build()
@@ -240,10 +271,16 @@ async fn tls_and_basic_auth_registry_requires_both() {
         .get(format!("{}/v2/", registry.url()))
         .send()
         .await;
-    assert!(https_without_ca.is_err(), "self-made certificate was trusted without its CA");
+    assert!(
+        https_without_ca.is_err(),
+        "self-made certificate was trusted without its CA"
+    );
 
     let image = test_images::busybox().unwrap();
-    assert!(anonymous.push_image("busybox", "latest", image).await.is_err());
+    assert!(anonymous
+        .push_image("busybox", "latest", image)
+        .await
+        .is_err());
     let digest = client.push_image("busybox", "latest", image).await.unwrap();
     let m = client.fetch_manifest("busybox", &digest).await.unwrap();
     assert_eq!(m.data, image.manifest.data);
@@ -255,9 +292,16 @@ async fn drop_kills_the_registry_and_removes_its_dir() {
     let registry = Registry::start().await.unwrap();
     let dir = registry.dir().to_path_buf();
     let host = registry.host();
-    assert!(registry.log().contains("listening on"), "{}", registry.log());
+    assert!(
+        registry.log().contains("listening on"),
+        "{}",
+        registry.log()
+    );
     drop(registry);
     assert!(!dir.exists(), "{} left behind", dir.display());
     let client = RegistryClient::new(&host).unwrap();
-    assert!(client.ping().await.is_err(), "registry still answers on {host}");
+    assert!(
+        client.ping().await.is_err(),
+        "registry still answers on {host}"
+    );
 }

@@ -18,7 +18,10 @@ use berth_integration::test_images;
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "berth-bench", about = "CRI benchmarks: berthd side by side with containerd")]
+#[command(
+    name = "berth-bench",
+    about = "CRI benchmarks: berthd side by side with containerd"
+)]
 struct Args {
     /// Use this running berthd (unix:///path) instead of starting one. It must be
     /// able to pull from the bench's registry (see --certs-d).
@@ -40,7 +43,11 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     large_iterations: usize,
     /// Workloads to run (comma separated): pull-small, pull-large, pod-lifecycle.
-    #[arg(long, value_delimiter = ',', default_value = "pull-small,pull-large,pod-lifecycle")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pull-small,pull-large,pod-lifecycle"
+    )]
     workloads: Vec<String>,
 }
 
@@ -102,9 +109,12 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("building test images and starting the registry…");
     let registry = Registry::start().await?;
     let reg = registry.client()?;
-    reg.push_image("busybox", "latest", test_images::busybox()?).await?;
-    reg.push_image("large", "latest", test_images::large()?).await?;
-    reg.push_image("pause", "latest", test_images::pause()?).await?;
+    reg.push_image("busybox", "latest", test_images::busybox()?)
+        .await?;
+    reg.push_image("large", "latest", test_images::large()?)
+        .await?;
+    reg.push_image("pause", "latest", test_images::pause()?)
+        .await?;
     let small = registry.image_ref("busybox", "latest");
     let large = registry.image_ref("large", "latest");
     let pause = registry.image_ref("pause", "latest");
@@ -164,7 +174,8 @@ async fn main() -> anyhow::Result<()> {
                 let mut c = client::connect(client::socket_path(&endpoint)).await?;
                 eprintln!("running workloads against containerd ({endpoint})…");
                 let log_dir = work.path().join("containerd-logs");
-                containerd_rows = Some(run_workloads(&mut c, &args, &small, &large, &log_dir).await);
+                containerd_rows =
+                    Some(run_workloads(&mut c, &args, &small, &large, &log_dir).await);
                 drop(handle);
             }
             Err(reason) => containerd_note = Some(reason),
@@ -187,8 +198,8 @@ async fn main() -> anyhow::Result<()> {
 
 fn print_report(rows: &[Row], containerd_note: Option<&str>) {
     println!(
-        "{:<28} {:<18} {:<34} {:<34} {}",
-        "workload", "operation", "berth p50/p95/max ms", "containerd p50/p95/max ms", "berth/containerd p50"
+        "{:<28} {:<18} {:<34} {:<34} berth/containerd p50",
+        "workload", "operation", "berth p50/p95/max ms", "containerd p50/p95/max ms",
     );
     for r in rows {
         let c = match &r.containerd {

@@ -1,0 +1,734 @@
+//! Pod sandboxes and containers end to end: the real berthd, a real local
+//! registry, the busybox test images pulled over gRPC, and real namespaces,
+//! cgroups and overlay mounts, driven the way kubelet drives a runtime.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_integration::berthd::{Berthd, BerthdOptions};
+use berth_integration::client::Cri;
+use berth_integration::registry::Registry;
+use berth_integration::{push, skip, skip_if, test_images};
+use berth_proto::v1::*;
+
+/// A registry with the test images, a berthd that has pulled them, a client.
+struct Env {
+    _registry: Registry,
+    berthd: Berthd,
+    cri: Cri,
+    busybox: String,
+    configured: String,
+    logs: tempfile::TempDir,
+}
+
+fn skip_reason() -> Option<String> {
+    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
+}
+
+async fn env() -> Env {
+    let registry = Registry::start().await.unwrap();
+    push::push_image(&registry.host(), "busybox", "latest", test_images::busybox().unwrap())
+        .await
+        .unwrap();
+    push::push_image(&registry.host(), "configured", "v1", test_images::configured().unwrap())
+        .await
+        .unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
+        "[registry]\nconfig_path = \"{}\"\n",
+        certs.path().display()
+    )))
+    .await
+    .unwrap();
+    let mut cri = berthd.client().await.unwrap();
+    let busybox = registry.image_ref("busybox", "latest");
+    let configured = registry.image_ref("configured", "v1");
+    for image in [&busybox, &configured] {
+        cri.image
+            .pull_image(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: image.clone(),
+                    ..Default::default()
+                }),
+                auth: None,
+                sandbox_config: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("pull {image}: {e}"));
+    }
+    Env {
+        _registry: registry,
+        berthd,
+        cri,
+        busybox,
+        configured,
+        logs: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn ns_options(network: NamespaceMode) -> NamespaceOption {
+    NamespaceOption {
+        network: network as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+        target_id: String::new(),
+        userns_options: None,
+    }
+}
+
+fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
+    let mut labels = HashMap::new();
+    labels.insert("app".to_string(), name.to_string());
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: env.logs.path().join(name).display().to_string(),
+        labels,
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(ns_options(NamespaceMode::Pod)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
+    ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        linux: Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(ns_options(NamespaceMode::Pod)),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(cri: &mut Cri, config: &PodSandboxConfig) -> String {
+    cri.runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+}
+
+async fn create(cri: &mut Cri, pod: &str, pod_config: &PodSandboxConfig, c: ContainerConfig) -> String {
+    cri.runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(c),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id
+}
+
+async fn start(cri: &mut Cri, id: &str) {
+    cri.runtime
+        .start_container(StartContainerRequest {
+            container_id: id.into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn status(cri: &mut Cri, id: &str) -> ContainerStatus {
+    cri.runtime
+        .container_status(ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+async fn wait_exited(cri: &mut Cri, id: &str, limit: Duration) -> ContainerStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        let s = status(cri, id).await;
+        if s.state == ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "container {id} still {:?}", s.state);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn exec(cri: &mut Cri, id: &str, cmd: &[&str], timeout: i64) -> Result<ExecSyncResponse, tonic::Status> {
+    cri.runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn teardown_pod(cri: &mut Cri, pod: &str) {
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// The CRI log lines' payloads of one stream (`<time> <stream> <tag> <line>`).
+fn log_lines(path: &Path, stream: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let (_, s, _, msg) = (parts.next()?, parts.next()?, parts.next()?, parts.next().unwrap_or(""));
+            (s == stream).then(|| msg.to_string())
+        })
+        .collect()
+}
+
+/// What a removed pod or container might leave behind, named so a failure says which.
+fn leftovers(berthd: &Berthd, ids: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let dir = berthd.dir().display().to_string();
+    for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+        if line.contains(&dir) {
+            out.push(format!("mount: {line}"));
+        }
+    }
+    for id in ids {
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let p = ctrl.path().join("berth").join(id);
+            if p.exists() {
+                out.push(format!("cgroup: {}", p.display()));
+            }
+        }
+        for p in [
+            berthd.state_dir().join("ns").join(id),
+            berthd.state_dir().join("pods").join(id),
+            berthd.state_dir().join("containers").join(id),
+            berthd.root_dir().join("containers").join(id),
+        ] {
+            if p.exists() {
+                out.push(format!("path: {}", p.display()));
+            }
+        }
+        for proc_ in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmd = std::fs::read(proc_.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("berth-monitor") && cmd.contains(id) {
+                out.push(format!("process {}: {cmd}", proc_.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+fn code(e: &tonic::Status) -> tonic::Code {
+    e.code()
+}
+
+#[tokio::test]
+async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
+    skip_if!(skip_reason());
+    let mut env = env().await;
+    let mut cri = env.cri.clone();
+    let mut events = cri
+        .runtime
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+
+    let pc = pod_config(&env, "web");
+    let pod = run_pod(&mut cri, &pc).await;
+    assert_eq!(pod.len(), 64);
+    let ps = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let st = ps.status.unwrap();
+    assert_eq!(st.state, PodSandboxState::SandboxReady as i32);
+    assert_eq!(st.metadata.unwrap().name, "web");
+    assert_eq!(st.labels["app"], "web");
+    assert!(ps.info.contains_key("info"));
+    assert!(env.berthd.state_dir().join("ns").join(&pod).join("net").exists());
+
+    let c = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("app", &env.busybox, &["sh", "-c", "echo started; hostname; exec sleep 3600"]),
+    )
+    .await;
+    let s = status(&mut cri, &c).await;
+    assert_eq!(s.state, ContainerState::ContainerCreated as i32);
+    assert!(s.image_id.starts_with("sha256:"), "{}", s.image_id);
+    start(&mut cri, &c).await;
+    let s = status(&mut cri, &c).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32);
+    assert!(s.started_at >= s.created_at && s.created_at > 0);
+
+    // ExecSync: output, exit codes, the container's hostname, timeouts.
+    let r = exec(&mut cri, &c, &["sh", "-c", "echo out; echo err >&2; hostname"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "out\nweb\n");
+    assert_eq!(String::from_utf8_lossy(&r.stderr), "err\n");
+    assert_eq!(r.exit_code, 0);
+    assert_eq!(exec(&mut cri, &c, &["sh", "-c", "exit 3"], 10).await.unwrap().exit_code, 3);
+    let t0 = Instant::now();
+    let e = exec(&mut cri, &c, &["sleep", "30"], 1).await.unwrap_err();
+    assert_eq!(code(&e), tonic::Code::DeadlineExceeded, "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+
+    // Listing with filters.
+    let list = |f: ContainerFilter| {
+        let mut cri = cri.clone();
+        async move {
+            cri.runtime
+                .list_containers(ListContainersRequest { filter: Some(f) })
+                .await
+                .unwrap()
+                .into_inner()
+                .containers
+        }
+    };
+    assert_eq!(list(ContainerFilter { id: c[..8].into(), ..Default::default() }).await.len(), 1);
+    assert_eq!(list(ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() }).await.len(), 1);
+    assert_eq!(list(ContainerFilter { pod_sandbox_id: "ffff".into(), ..Default::default() }).await.len(), 0);
+    let exited = ContainerFilter {
+        state: Some(ContainerStateValue { state: ContainerState::ContainerExited as i32 }),
+        ..Default::default()
+    };
+    assert_eq!(list(exited.clone()).await.len(), 0);
+
+    // The log got the container's output.
+    let log = PathBuf::from(&pc.log_directory).join("app/0.log");
+    assert_eq!(s.log_path, log.display().to_string());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log_lines(&log, "stdout") != ["started", "web"] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(log_lines(&log, "stdout"), ["started", "web"]);
+
+    // Stop: sleep as pid 1 ignores SIGTERM, so the grace runs out and SIGKILL ends it.
+    let t0 = Instant::now();
+    cri.runtime
+        .stop_container(StopContainerRequest { container_id: c.clone(), timeout: 1 })
+        .await
+        .unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
+    let s = status(&mut cri, &c).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert_eq!(s.exit_code, 137);
+    assert_eq!(s.reason, "Error");
+    assert!(s.finished_at >= s.started_at);
+    assert_eq!(list(exited).await.len(), 1);
+    // Stopping again is fine.
+    cri.runtime
+        .stop_container(StopContainerRequest { container_id: c.clone(), timeout: 0 })
+        .await
+        .unwrap();
+
+    cri.runtime
+        .remove_container(RemoveContainerRequest { container_id: c.clone() })
+        .await
+        .unwrap();
+    let e = cri
+        .runtime
+        .container_status(ContainerStatusRequest { container_id: c.clone(), verbose: false })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    // Removing an unknown container succeeds.
+    cri.runtime
+        .remove_container(RemoveContainerRequest { container_id: c.clone() })
+        .await
+        .unwrap();
+
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .await
+        .unwrap();
+    let st = cri
+        .runtime
+        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(st.state, PodSandboxState::SandboxNotready as i32);
+    // Stop is idempotent.
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .await
+        .unwrap();
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .await
+        .unwrap();
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .await
+        .unwrap();
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{pods:?}");
+    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+
+    // Events, in order: created, started, stopped, deleted.
+    let mut kinds = Vec::new();
+    while kinds.len() < 4 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), events.message())
+            .await
+            .expect("event")
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.container_id, c);
+        kinds.push(ev.container_event_type);
+    }
+    assert_eq!(
+        kinds,
+        [
+            ContainerEventType::ContainerCreatedEvent as i32,
+            ContainerEventType::ContainerStartedEvent as i32,
+            ContainerEventType::ContainerStoppedEvent as i32,
+            ContainerEventType::ContainerDeletedEvent as i32
+        ]
+    );
+    env.cri = cri;
+}
+
+#[tokio::test]
+async fn containers_of_a_pod_share_its_network_and_ipc() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "shared");
+    let pod = run_pod(&mut cri, &pc).await;
+    let server = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config(
+            "server",
+            &env.busybox,
+            &["sh", "-c", "mkdir -p /www && echo shared-net > /www/index.html && echo ipc > /dev/shm/mark && exec httpd -f -p 8080 -h /www"],
+        ),
+    )
+    .await;
+    start(&mut cri, &server).await;
+    let client = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config(
+            "client",
+            &env.busybox,
+            &["sh", "-c", "i=0; while [ $i -lt 100 ]; do wget -qO- http://127.0.0.1:8080/ && cat /dev/shm/mark && exit 0; i=$((i+1)); sleep 0.1; done; exit 1"],
+        ),
+    )
+    .await;
+    start(&mut cri, &client).await;
+    let s = wait_exited(&mut cri, &client, Duration::from_secs(30)).await;
+    let log = PathBuf::from(&pc.log_directory).join("client/0.log");
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "log: {:?}", std::fs::read_to_string(&log));
+    assert_eq!(log_lines(&log, "stdout"), ["shared-net", "ipc"]);
+
+    // Same namespaces, seen from inside: a second live container.
+    let peer = create(&mut cri, &pod, &pc, container_config("peer", &env.busybox, &["sleep", "3600"])).await;
+    start(&mut cri, &peer).await;
+    let ns = |id: String| {
+        let mut cri = cri.clone();
+        async move {
+            let r = exec(&mut cri, &id, &["ls", "-l", "/proc/self/ns/net", "/proc/self/ns/ipc", "/proc/self/ns/uts", "/proc/self/ns/mnt"], 10)
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&r.stdout)
+                .lines()
+                .map(|l| l.rsplit(' ').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let (a, b) = (ns(server.clone()).await, ns(peer.clone()).await);
+    assert_eq!(a.len(), 4, "{a:?}");
+    assert_eq!(a[..3], b[..3], "net, ipc and uts are the pod's");
+    assert_ne!(a[3], b[3], "each container has its own mount namespace");
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod, &server, &client, &peer]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "merge");
+    let pod = run_pod(&mut cri, &pc).await;
+    // No command and no args: the image's ENTRYPOINT + CMD (`sh -c "echo hello"`).
+    let plain = create(&mut cri, &pod, &pc, container_config("plain", &env.configured, &[])).await;
+    start(&mut cri, &plain).await;
+    let s = wait_exited(&mut cri, &plain, Duration::from_secs(20)).await;
+    assert_eq!(s.exit_code, 0);
+    assert_eq!(log_lines(&PathBuf::from(&pc.log_directory).join("plain/0.log"), "stdout"), ["hello"]);
+    // Args only: they replace CMD and go to the image's ENTRYPOINT.
+    let mut cfg = container_config("args", &env.configured, &[]);
+    cfg.args = vec!["id -u; pwd; echo $FOO $EXTRA".into()];
+    cfg.envs = vec![KeyValue { key: "EXTRA".into(), value: "x".into() }];
+    let args = create(&mut cri, &pod, &pc, cfg).await;
+    start(&mut cri, &args).await;
+    let s = wait_exited(&mut cri, &args, Duration::from_secs(20)).await;
+    assert_eq!(s.exit_code, 0);
+    assert_eq!(
+        log_lines(&PathBuf::from(&pc.log_directory).join("args/0.log"), "stdout"),
+        ["1000", "/work", "bar x"]
+    );
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod, &plain, &args]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "oom");
+    let pod = run_pod(&mut cri, &pc).await;
+    let mut cfg = container_config("hog", &env.busybox, &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]);
+    cfg.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        memory_limit_in_bytes: 32 << 20,
+        memory_swap_limit_in_bytes: 32 << 20,
+        ..Default::default()
+    });
+    let c = create(&mut cri, &pod, &pc, cfg).await;
+    start(&mut cri, &c).await;
+    let s = wait_exited(&mut cri, &c, Duration::from_secs(30)).await;
+    assert_eq!(s.reason, "OOMKilled", "{s:?}");
+    assert_eq!(s.exit_code, 137);
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered() {
+    skip_if!(skip_reason());
+    let mut env = env().await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "crash");
+    let pod = run_pod(&mut cri, &pc).await;
+    let long = create(&mut cri, &pod, &pc, container_config("long", &env.busybox, &["sleep", "3600"])).await;
+    start(&mut cri, &long).await;
+    let short = create(&mut cri, &pod, &pc, container_config("short", &env.busybox, &["sh", "-c", "sleep 2; exit 7"])).await;
+    start(&mut cri, &short).await;
+    let created = create(&mut cri, &pod, &pc, container_config("idle", &env.busybox, &["true"])).await;
+
+    env.berthd.kill9().unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    env.berthd.restart().await.unwrap();
+    let mut cri = env.berthd.client().await.unwrap();
+
+    let s = status(&mut cri, &long).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32, "{s:?}");
+    let s = status(&mut cri, &short).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32, "{s:?}");
+    assert_eq!((s.exit_code, s.reason.as_str()), (7, "Error"));
+    assert!(s.finished_at > s.started_at);
+    assert_eq!(status(&mut cri, &created).await.state, ContainerState::ContainerCreated as i32);
+    // The survivors are still fully usable: exec, start, name reservations.
+    let r = exec(&mut cri, &long, &["echo", "alive"], 10).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "alive\n");
+    start(&mut cri, &created).await;
+    assert_eq!(wait_exited(&mut cri, &created, Duration::from_secs(20)).await.exit_code, 0);
+    let dup = cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("long", &env.busybox, &["true"])),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup}");
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod, &long, &short, &created]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_first_id() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "dup");
+    // Two identical RunPodSandbox calls at once, as a kubelet retry of a slow call.
+    let (a, b) = tokio::join!(
+        {
+            let mut c = cri.clone();
+            let pc = pc.clone();
+            async move { run_pod(&mut c, &pc).await }
+        },
+        {
+            let mut c = cri.clone();
+            let pc = pc.clone();
+            async move { run_pod(&mut c, &pc).await }
+        }
+    );
+    assert_eq!(a, b);
+    let pod = a;
+    let e = cri
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists);
+    assert!(e.message().contains(&pod), "{e}");
+
+    let c = create(&mut cri, &pod, &pc, container_config("app", &env.busybox, &["true"])).await;
+    let e = cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("app", &env.busybox, &["true"])),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists);
+    assert!(e.message().contains(&c), "{e}");
+    // After removal the name is free again.
+    cri.runtime
+        .remove_container(RemoveContainerRequest { container_id: c.clone() })
+        .await
+        .unwrap();
+    let c2 = create(&mut cri, &pod, &pc, container_config("app", &env.busybox, &["true"])).await;
+    assert_ne!(c, c2);
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod, &c, &c2]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_nothing() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let mut bad = pod_config(&env, "bad");
+    bad.metadata.as_mut().unwrap().uid.clear();
+    let e = cri
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest { config: Some(bad), runtime_handler: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("config.metadata.uid"), "{e}");
+    let e = cri
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest { config: None, runtime_handler: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("config"), "{e}");
+
+    let pc = pod_config(&env, "good");
+    let pod = run_pod(&mut cri, &pc).await;
+    let try_create = |cfg: ContainerConfig| {
+        let mut cri = cri.clone();
+        let (pod, pc) = (pod.clone(), pc.clone());
+        async move {
+            cri.runtime
+                .create_container(CreateContainerRequest {
+                    pod_sandbox_id: pod,
+                    config: Some(cfg),
+                    sandbox_config: Some(pc),
+                })
+                .await
+                .unwrap_err()
+        }
+    };
+    let e = try_create(container_config("x", "", &["true"])).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("config.image.image"), "{e}");
+    let e = try_create(container_config("x", "127.0.0.1:1/never/pulled:v1", &["true"])).await;
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    let mut cfg = container_config("x", &env.busybox, &["true"]);
+    cfg.log_path = "../escape.log".into();
+    let e = try_create(cfg).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("config.log_path"), "{e}");
+    let mut cfg = container_config("x", &env.busybox, &["true"]);
+    cfg.metadata = None;
+    let e = try_create(cfg).await;
+    assert!(e.message().contains("config.metadata"), "{e}");
+    let e = cri
+        .runtime
+        .exec_sync(ExecSyncRequest { container_id: "nope".into(), cmd: vec![], timeout: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().contains("cmd"), "{e}");
+    let e = cri
+        .runtime
+        .start_container(StartContainerRequest { container_id: "0123456789".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // None of the failed creates left a container or a rootfs behind.
+    let all = cri
+        .runtime
+        .list_containers(ListContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert!(all.is_empty(), "{all:?}");
+    let left: Vec<_> = std::fs::read_dir(env.berthd.root_dir().join("containers"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod]), Vec::<String>::new());
+}
