@@ -615,6 +615,107 @@ mod tests {
             .contains(&"HOSTNAME=pod-host".to_string()));
     }
 
+    /// Runs the generated spec through berth-runtime's own validation, with
+    /// pins and pod files that exist, so a mount option, namespace or field the
+    /// runtime would reject is caught here.
+    fn runtime_accepts(spec: &Spec) {
+        let raw = serde_json::to_value(spec).unwrap();
+        berth_runtime::spec::validate_raw(&raw).unwrap_or_else(|e| panic!("raw: {e}"));
+        let bundle = tempfile::tempdir().unwrap();
+        berth_runtime::spec::validate(spec, bundle.path()).unwrap_or_else(|e| panic!("typed: {e}"));
+    }
+
+    fn with_real_pins(f: &mut Fixture) -> tempfile::TempDir {
+        let files = tempfile::tempdir().unwrap();
+        for n in ["hostname", "hosts", "resolv.conf"] {
+            std::fs::write(files.path().join(n), "x\n").unwrap();
+        }
+        std::fs::create_dir(files.path().join("shm")).unwrap();
+        f.pod_files = PodFiles {
+            hostname: Some(files.path().join("hostname")),
+            hosts: Some(files.path().join("hosts")),
+            resolv_conf: Some(files.path().join("resolv.conf")),
+            shm: Some(files.path().join("shm")),
+        };
+        f.pod_ns = PodNamespaces {
+            net: Some("/proc/self/ns/net".into()),
+            ipc: Some("/proc/self/ns/ipc".into()),
+            uts: Some("/proc/self/ns/uts".into()),
+            pid: Some("/proc/self/ns/pid".into()),
+        };
+        files
+    }
+
+    #[test]
+    fn generated_specs_pass_the_runtime_validator() {
+        let mut f = Fixture::new();
+        let files = with_real_pins(&mut f);
+        runtime_accepts(&f.spec().unwrap());
+
+        // Everything switched on at once.
+        f.config.mounts = vec![berth_proto::v1::Mount {
+            container_path: "/data".into(),
+            host_path: files.path().to_str().unwrap().into(),
+            readonly: true,
+            propagation: berth_proto::v1::MountPropagation::PropagationHostToContainer as i32,
+            ..Default::default()
+        }];
+        f.config.devices = vec![berth_proto::v1::Device {
+            container_path: "/dev/fuse0".into(),
+            host_path: "/dev/null".into(),
+            permissions: "rw".into(),
+        }];
+        f.sandbox.linux = Some(LinuxPodSandboxConfig {
+            sysctls: [(
+                "net.ipv4.ip_unprivileged_port_start".to_string(),
+                "0".to_string(),
+            )]
+            .into(),
+            ..Default::default()
+        });
+        *f.sc() = LinuxContainerSecurityContext {
+            run_as_user: Some(berth_proto::v1::Int64Value { value: 33 }),
+            readonly_rootfs: true,
+            no_new_privs: true,
+            seccomp: Some(berth_proto::v1::SecurityProfile::default()),
+            capabilities: Some(CriCaps {
+                add_capabilities: vec!["NET_ADMIN".into()],
+                drop_capabilities: vec!["MKNOD".into()],
+                add_ambient_capabilities: vec!["NET_BIND_SERVICE".into()],
+            }),
+            namespace_options: Some(NamespaceOption {
+                pid: NamespaceMode::Container as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        f.config.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+            cpu_shares: 256,
+            cpu_quota: 20_000,
+            cpu_period: 100_000,
+            memory_limit_in_bytes: 1 << 27,
+            oom_score_adj: 100,
+            ..Default::default()
+        });
+        let spec = f.spec().unwrap();
+        runtime_accepts(&spec);
+        berth_runtime::security::build_seccomp(
+            spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("libseccomp rejects the profile: {e}"));
+
+        // Privileged, with every host device.
+        f.sandbox.linux = Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                privileged: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        f.sc().privileged = true;
+        runtime_accepts(&f.spec().unwrap());
+    }
+
     #[test]
     fn errors_surface_with_their_field() {
         let mut f = Fixture::new();

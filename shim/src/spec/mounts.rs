@@ -171,22 +171,14 @@ pub fn cri_mounts(mounts: &[CriMount]) -> Result<(Vec<Mount>, Option<String>)> {
                 "rshared"
             }
         };
-        if m.recursive_read_only && !m.readonly {
-            return Err(Error::InvalidArgument(format!(
-                "{}: recursive read-only needs readonly",
-                field("recursive_read_only")
-            )));
-        }
-        if m.recursive_read_only && prop != "rprivate" {
-            return Err(Error::InvalidArgument(format!(
-                "{}: recursive read-only needs private propagation",
-                field("recursive_read_only")
-            )));
-        }
-        let mut opts = vec![prop, if m.readonly { "ro" } else { "rw" }];
         if m.recursive_read_only {
-            opts.push("rro");
+            // kubelet only asks when the runtime handler advertises it; we don't.
+            return Err(Error::Unimplemented(format!(
+                "{}: recursive read-only mounts are not supported",
+                field("recursive_read_only")
+            )));
         }
+        let opts = [prop, if m.readonly { "ro" } else { "rw" }];
         let dest = clean(Path::new(&m.container_path));
         out.push(bind(
             &dest.to_string_lossy(),
@@ -673,11 +665,12 @@ mod tests {
 
     #[test]
     fn decodes_device_numbers() {
-        // makedev(259, 70000) in glibc's encoding.
-        let rdev: u64 = ((259u64 & 0xfff) << 8)
-            | ((259u64 & !0xfff) << 32)
-            | (70000u64 & 0xff)
-            | ((70000u64 & !0xff) << 12);
-        assert_eq!((dev_major(rdev), dev_minor(rdev)), (259, 70000));
+        // glibc's makedev() encoding, with a major and minor above 12/8 bits.
+        let (major, minor): (u64, u64) = (5000, 70000);
+        let rdev = ((major & 0xfff) << 8)
+            | ((major & !0xfff) << 32)
+            | (minor & 0xff)
+            | ((minor & !0xff) << 12);
+        assert_eq!((dev_major(rdev), dev_minor(rdev)), (5000, 70000));
     }
 }

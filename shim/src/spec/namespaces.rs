@@ -295,17 +295,19 @@ mod tests {
 
     #[test]
     fn modes_come_from_the_container_then_the_pod() {
-        let mut sandbox = PodSandboxConfig::default();
-        sandbox.linux = Some(LinuxPodSandboxConfig {
-            security_context: Some(berth_proto::v1::LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    network: NamespaceMode::Node as i32,
+        let sandbox = PodSandboxConfig {
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(berth_proto::v1::LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
             }),
             ..Default::default()
-        });
+        };
         let m = Modes::of(&ContainerConfig::default(), &sandbox).unwrap();
         assert!(m.host_network());
         let config = ContainerConfig {

@@ -687,7 +687,8 @@ mod tests {
     #[test]
     fn resolves_users_against_the_image() {
         let root = rootfs_with_users();
-        let cases: &[(&str, (u32, u32, &[u32]))] = &[
+        type Want = (u32, u32, &'static [u32]);
+        let cases: &[(&str, Want)] = &[
             ("", (0, 0, &[0, 10])),
             ("root", (0, 0, &[0, 10])),
             ("app", (1000, 1001, &[1001, 10, 2000])),

@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(cpu.period(), Some(100_000));
         assert_eq!(cpu.cpus().as_deref(), Some("0-1"));
         assert_eq!(cpu.mems().as_deref(), Some("0"));
-        let mem = out.memory().clone().unwrap();
+        let mem = out.memory().unwrap();
         assert_eq!(mem.limit(), Some(64 << 20));
         assert_eq!(mem.swap(), Some(128 << 20));
         let pages = out.hugepage_limits().clone().unwrap();

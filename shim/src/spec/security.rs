@@ -352,6 +352,7 @@ pub fn check_selinux(sc: &LinuxContainerSecurityContext) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(deprecated)] // the string forms are still part of the API
 mod tests {
     use super::*;
     use berth_proto::v1::Capability as CriCaps;
