@@ -28,12 +28,22 @@ fn skip_reason() -> Option<String> {
 
 async fn env() -> Env {
     let registry = Registry::start().await.unwrap();
-    push::push_image(&registry.host(), "busybox", "latest", test_images::busybox().unwrap())
-        .await
-        .unwrap();
-    push::push_image(&registry.host(), "configured", "v1", test_images::configured().unwrap())
-        .await
-        .unwrap();
+    push::push_image(
+        &registry.host(),
+        "busybox",
+        "latest",
+        test_images::busybox().unwrap(),
+    )
+    .await
+    .unwrap();
+    push::push_image(
+        &registry.host(),
+        "configured",
+        "v1",
+        test_images::configured().unwrap(),
+    )
+    .await
+    .unwrap();
     let certs = tempfile::tempdir().unwrap();
     let berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
         "[registry]\nconfig_path = \"{}\"\n",
@@ -136,7 +146,12 @@ async fn run_pod(cri: &mut Cri, config: &PodSandboxConfig) -> String {
         .pod_sandbox_id
 }
 
-async fn create(cri: &mut Cri, pod: &str, pod_config: &PodSandboxConfig, c: ContainerConfig) -> String {
+async fn create(
+    cri: &mut Cri,
+    pod: &str,
+    pod_config: &PodSandboxConfig,
+    c: ContainerConfig,
+) -> String {
     cri.runtime
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.into(),
@@ -178,12 +193,21 @@ async fn wait_exited(cri: &mut Cri, id: &str, limit: Duration) -> ContainerStatu
         if s.state == ContainerState::ContainerExited as i32 {
             return s;
         }
-        assert!(Instant::now() < deadline, "container {id} still {:?}", s.state);
+        assert!(
+            Instant::now() < deadline,
+            "container {id} still {:?}",
+            s.state
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-async fn exec(cri: &mut Cri, id: &str, cmd: &[&str], timeout: i64) -> Result<ExecSyncResponse, tonic::Status> {
+async fn exec(
+    cri: &mut Cri,
+    id: &str,
+    cmd: &[&str],
+    timeout: i64,
+) -> Result<ExecSyncResponse, tonic::Status> {
     cri.runtime
         .exec_sync(ExecSyncRequest {
             container_id: id.into(),
@@ -216,7 +240,12 @@ fn log_lines(path: &Path, stream: &str) -> Vec<String> {
         .lines()
         .filter_map(|l| {
             let mut parts = l.splitn(4, ' ');
-            let (_, s, _, msg) = (parts.next()?, parts.next()?, parts.next()?, parts.next().unwrap_or(""));
+            let (_, s, _, msg) = (
+                parts.next()?,
+                parts.next()?,
+                parts.next()?,
+                parts.next().unwrap_or(""),
+            );
             (s == stream).then(|| msg.to_string())
         })
         .collect()
@@ -226,7 +255,10 @@ fn log_lines(path: &Path, stream: &str) -> Vec<String> {
 fn leftovers(berthd: &Berthd, ids: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     let dir = berthd.dir().display().to_string();
-    for line in std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines() {
+    for line in std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+    {
         if line.contains(&dir) {
             out.push(format!("mount: {line}"));
         }
@@ -241,7 +273,7 @@ fn leftovers(berthd: &Berthd, ids: &[&str]) -> Vec<String> {
         for p in [
             berthd.state_dir().join("ns").join(id),
             berthd.state_dir().join("pods").join(id),
-            berthd.state_dir().join("containers").join(id),
+            berthd.state_dir().join("c").join(id),
             berthd.root_dir().join("containers").join(id),
         ] {
             if p.exists() {
@@ -252,7 +284,10 @@ fn leftovers(berthd: &Berthd, ids: &[&str]) -> Vec<String> {
             let cmd = std::fs::read(proc_.path().join("cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
             if cmd.contains("berth-monitor") && cmd.contains(id) {
-                out.push(format!("process {}: {cmd}", proc_.file_name().to_string_lossy()));
+                out.push(format!(
+                    "process {}: {cmd}",
+                    proc_.file_name().to_string_lossy()
+                ));
             }
         }
     }
@@ -292,13 +327,23 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert_eq!(st.metadata.unwrap().name, "web");
     assert_eq!(st.labels["app"], "web");
     assert!(ps.info.contains_key("info"));
-    assert!(env.berthd.state_dir().join("ns").join(&pod).join("net").exists());
+    assert!(env
+        .berthd
+        .state_dir()
+        .join("ns")
+        .join(&pod)
+        .join("net")
+        .exists());
 
     let c = create(
         &mut cri,
         &pod,
         &pc,
-        container_config("app", &env.busybox, &["sh", "-c", "echo started; hostname; exec sleep 3600"]),
+        container_config(
+            "app",
+            &env.busybox,
+            &["sh", "-c", "echo started; hostname; exec sleep 3600"],
+        ),
     )
     .await;
     let s = status(&mut cri, &c).await;
@@ -310,19 +355,33 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert!(s.started_at >= s.created_at && s.created_at > 0);
 
     // ExecSync: output, exit codes, the container's hostname, timeouts.
-    let r = exec(&mut cri, &c, &["sh", "-c", "echo out; echo err >&2; hostname"], 10).await.unwrap();
+    let r = exec(
+        &mut cri,
+        &c,
+        &["sh", "-c", "echo out; echo err >&2; hostname"],
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), "out\nweb\n");
     assert_eq!(String::from_utf8_lossy(&r.stderr), "err\n");
     assert_eq!(r.exit_code, 0);
-    assert_eq!(exec(&mut cri, &c, &["sh", "-c", "exit 3"], 10).await.unwrap().exit_code, 3);
+    assert_eq!(
+        exec(&mut cri, &c, &["sh", "-c", "exit 3"], 10)
+            .await
+            .unwrap()
+            .exit_code,
+        3
+    );
     let t0 = Instant::now();
     let e = exec(&mut cri, &c, &["sleep", "30"], 1).await.unwrap_err();
     assert_eq!(code(&e), tonic::Code::DeadlineExceeded, "{e}");
     assert!(t0.elapsed() < Duration::from_secs(10));
 
     // Listing with filters.
+    let lister = cri.clone();
     let list = |f: ContainerFilter| {
-        let mut cri = cri.clone();
+        let mut cri = lister.clone();
         async move {
             cri.runtime
                 .list_containers(ListContainersRequest { filter: Some(f) })
@@ -332,11 +391,37 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
                 .containers
         }
     };
-    assert_eq!(list(ContainerFilter { id: c[..8].into(), ..Default::default() }).await.len(), 1);
-    assert_eq!(list(ContainerFilter { pod_sandbox_id: pod.clone(), ..Default::default() }).await.len(), 1);
-    assert_eq!(list(ContainerFilter { pod_sandbox_id: "ffff".into(), ..Default::default() }).await.len(), 0);
+    assert_eq!(
+        list(ContainerFilter {
+            id: c[..8].into(),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        list(ContainerFilter {
+            pod_sandbox_id: pod.clone(),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        list(ContainerFilter {
+            pod_sandbox_id: "ffff".into(),
+            ..Default::default()
+        })
+        .await
+        .len(),
+        0
+    );
     let exited = ContainerFilter {
-        state: Some(ContainerStateValue { state: ContainerState::ContainerExited as i32 }),
+        state: Some(ContainerStateValue {
+            state: ContainerState::ContainerExited as i32,
+        }),
         ..Default::default()
     };
     assert_eq!(list(exited.clone()).await.len(), 0);
@@ -353,10 +438,17 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     // Stop: sleep as pid 1 ignores SIGTERM, so the grace runs out and SIGKILL ends it.
     let t0 = Instant::now();
     cri.runtime
-        .stop_container(StopContainerRequest { container_id: c.clone(), timeout: 1 })
+        .stop_container(StopContainerRequest {
+            container_id: c.clone(),
+            timeout: 1,
+        })
         .await
         .unwrap();
-    assert!(t0.elapsed() >= Duration::from_millis(900), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
     let s = status(&mut cri, &c).await;
     assert_eq!(s.state, ContainerState::ContainerExited as i32);
     assert_eq!(s.exit_code, 137);
@@ -365,33 +457,48 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert_eq!(list(exited).await.len(), 1);
     // Stopping again is fine.
     cri.runtime
-        .stop_container(StopContainerRequest { container_id: c.clone(), timeout: 0 })
+        .stop_container(StopContainerRequest {
+            container_id: c.clone(),
+            timeout: 0,
+        })
         .await
         .unwrap();
 
     cri.runtime
-        .remove_container(RemoveContainerRequest { container_id: c.clone() })
+        .remove_container(RemoveContainerRequest {
+            container_id: c.clone(),
+        })
         .await
         .unwrap();
     let e = cri
         .runtime
-        .container_status(ContainerStatusRequest { container_id: c.clone(), verbose: false })
+        .container_status(ContainerStatusRequest {
+            container_id: c.clone(),
+            verbose: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     // Removing an unknown container succeeds.
     cri.runtime
-        .remove_container(RemoveContainerRequest { container_id: c.clone() })
+        .remove_container(RemoveContainerRequest {
+            container_id: c.clone(),
+        })
         .await
         .unwrap();
 
     cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
         .await
         .unwrap();
     let st = cri
         .runtime
-        .pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -400,15 +507,21 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert_eq!(st.state, PodSandboxState::SandboxNotready as i32);
     // Stop is idempotent.
     cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
         .await
         .unwrap();
     cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
         .await
         .unwrap();
     cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod.clone() })
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
         .await
         .unwrap();
     let pods = cri
@@ -477,18 +590,42 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     start(&mut cri, &client).await;
     let s = wait_exited(&mut cri, &client, Duration::from_secs(30)).await;
     let log = PathBuf::from(&pc.log_directory).join("client/0.log");
-    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"), "log: {:?}", std::fs::read_to_string(&log));
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (0, "Completed"),
+        "log: {:?}",
+        std::fs::read_to_string(&log)
+    );
     assert_eq!(log_lines(&log, "stdout"), ["shared-net", "ipc"]);
 
     // Same namespaces, seen from inside: a second live container.
-    let peer = create(&mut cri, &pod, &pc, container_config("peer", &env.busybox, &["sleep", "3600"])).await;
+    let peer = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("peer", &env.busybox, &["sleep", "3600"]),
+    )
+    .await;
     start(&mut cri, &peer).await;
+    let nser = cri.clone();
     let ns = |id: String| {
-        let mut cri = cri.clone();
+        let mut cri = nser.clone();
         async move {
-            let r = exec(&mut cri, &id, &["ls", "-l", "/proc/self/ns/net", "/proc/self/ns/ipc", "/proc/self/ns/uts", "/proc/self/ns/mnt"], 10)
-                .await
-                .unwrap();
+            let r = exec(
+                &mut cri,
+                &id,
+                &[
+                    "ls",
+                    "-l",
+                    "/proc/self/ns/net",
+                    "/proc/self/ns/ipc",
+                    "/proc/self/ns/uts",
+                    "/proc/self/ns/mnt",
+                ],
+                10,
+            )
+            .await
+            .unwrap();
             String::from_utf8_lossy(&r.stdout)
                 .lines()
                 .map(|l| l.rsplit(' ').next().unwrap().to_string())
@@ -500,7 +637,10 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     assert_eq!(a[..3], b[..3], "net, ipc and uts are the pod's");
     assert_ne!(a[3], b[3], "each container has its own mount namespace");
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod, &server, &client, &peer]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.berthd, &[&pod, &server, &client, &peer]),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -511,25 +651,46 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
     let pc = pod_config(&env, "merge");
     let pod = run_pod(&mut cri, &pc).await;
     // No command and no args: the image's ENTRYPOINT + CMD (`sh -c "echo hello"`).
-    let plain = create(&mut cri, &pod, &pc, container_config("plain", &env.configured, &[])).await;
+    let plain = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("plain", &env.configured, &[]),
+    )
+    .await;
     start(&mut cri, &plain).await;
     let s = wait_exited(&mut cri, &plain, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0);
-    assert_eq!(log_lines(&PathBuf::from(&pc.log_directory).join("plain/0.log"), "stdout"), ["hello"]);
+    assert_eq!(
+        log_lines(
+            &PathBuf::from(&pc.log_directory).join("plain/0.log"),
+            "stdout"
+        ),
+        ["hello"]
+    );
     // Args only: they replace CMD and go to the image's ENTRYPOINT.
     let mut cfg = container_config("args", &env.configured, &[]);
     cfg.args = vec!["id -u; pwd; echo $FOO $EXTRA".into()];
-    cfg.envs = vec![KeyValue { key: "EXTRA".into(), value: "x".into() }];
+    cfg.envs = vec![KeyValue {
+        key: "EXTRA".into(),
+        value: "x".into(),
+    }];
     let args = create(&mut cri, &pod, &pc, cfg).await;
     start(&mut cri, &args).await;
     let s = wait_exited(&mut cri, &args, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0);
     assert_eq!(
-        log_lines(&PathBuf::from(&pc.log_directory).join("args/0.log"), "stdout"),
+        log_lines(
+            &PathBuf::from(&pc.log_directory).join("args/0.log"),
+            "stdout"
+        ),
         ["1000", "/work", "bar x"]
     );
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod, &plain, &args]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.berthd, &[&pod, &plain, &args]),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -539,7 +700,11 @@ async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "oom");
     let pod = run_pod(&mut cri, &pc).await;
-    let mut cfg = container_config("hog", &env.busybox, &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]);
+    let mut cfg = container_config(
+        "hog",
+        &env.busybox,
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
+    );
     cfg.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
         memory_limit_in_bytes: 32 << 20,
         memory_swap_limit_in_bytes: 32 << 20,
@@ -561,11 +726,29 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "crash");
     let pod = run_pod(&mut cri, &pc).await;
-    let long = create(&mut cri, &pod, &pc, container_config("long", &env.busybox, &["sleep", "3600"])).await;
+    let long = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("long", &env.busybox, &["sleep", "3600"]),
+    )
+    .await;
     start(&mut cri, &long).await;
-    let short = create(&mut cri, &pod, &pc, container_config("short", &env.busybox, &["sh", "-c", "sleep 2; exit 7"])).await;
+    let short = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("short", &env.busybox, &["sh", "-c", "sleep 2; exit 7"]),
+    )
+    .await;
     start(&mut cri, &short).await;
-    let created = create(&mut cri, &pod, &pc, container_config("idle", &env.busybox, &["true"])).await;
+    let created = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("idle", &env.busybox, &["true"]),
+    )
+    .await;
 
     env.berthd.kill9().unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -578,12 +761,20 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     assert_eq!(s.state, ContainerState::ContainerExited as i32, "{s:?}");
     assert_eq!((s.exit_code, s.reason.as_str()), (7, "Error"));
     assert!(s.finished_at > s.started_at);
-    assert_eq!(status(&mut cri, &created).await.state, ContainerState::ContainerCreated as i32);
+    assert_eq!(
+        status(&mut cri, &created).await.state,
+        ContainerState::ContainerCreated as i32
+    );
     // The survivors are still fully usable: exec, start, name reservations.
     let r = exec(&mut cri, &long, &["echo", "alive"], 10).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), "alive\n");
     start(&mut cri, &created).await;
-    assert_eq!(wait_exited(&mut cri, &created, Duration::from_secs(20)).await.exit_code, 0);
+    assert_eq!(
+        wait_exited(&mut cri, &created, Duration::from_secs(20))
+            .await
+            .exit_code,
+        0
+    );
     let dup = cri
         .runtime
         .create_container(CreateContainerRequest {
@@ -595,7 +786,10 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
         .unwrap_err();
     assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup}");
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod, &long, &short, &created]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.berthd, &[&pod, &long, &short, &created]),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -621,13 +815,22 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
     let pod = a;
     let e = cri
         .runtime
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(pc.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::AlreadyExists);
     assert!(e.message().contains(&pod), "{e}");
 
-    let c = create(&mut cri, &pod, &pc, container_config("app", &env.busybox, &["true"])).await;
+    let c = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("app", &env.busybox, &["true"]),
+    )
+    .await;
     let e = cri
         .runtime
         .create_container(CreateContainerRequest {
@@ -641,13 +844,24 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
     assert!(e.message().contains(&c), "{e}");
     // After removal the name is free again.
     cri.runtime
-        .remove_container(RemoveContainerRequest { container_id: c.clone() })
+        .remove_container(RemoveContainerRequest {
+            container_id: c.clone(),
+        })
         .await
         .unwrap();
-    let c2 = create(&mut cri, &pod, &pc, container_config("app", &env.busybox, &["true"])).await;
+    let c2 = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("app", &env.busybox, &["true"]),
+    )
+    .await;
     assert_ne!(c, c2);
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod, &c, &c2]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.berthd, &[&pod, &c, &c2]),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -659,14 +873,20 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
     bad.metadata.as_mut().unwrap().uid.clear();
     let e = cri
         .runtime
-        .run_pod_sandbox(RunPodSandboxRequest { config: Some(bad), runtime_handler: String::new() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(bad),
+            runtime_handler: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("config.metadata.uid"), "{e}");
     let e = cri
         .runtime
-        .run_pod_sandbox(RunPodSandboxRequest { config: None, runtime_handler: String::new() })
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: None,
+            runtime_handler: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -674,8 +894,9 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
 
     let pc = pod_config(&env, "good");
     let pod = run_pod(&mut cri, &pc).await;
+    let creator = cri.clone();
     let try_create = |cfg: ContainerConfig| {
-        let mut cri = cri.clone();
+        let mut cri = creator.clone();
         let (pod, pc) = (pod.clone(), pc.clone());
         async move {
             cri.runtime
@@ -691,7 +912,12 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
     let e = try_create(container_config("x", "", &["true"])).await;
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("config.image.image"), "{e}");
-    let e = try_create(container_config("x", "127.0.0.1:1/never/pulled:v1", &["true"])).await;
+    let e = try_create(container_config(
+        "x",
+        "127.0.0.1:1/never/pulled:v1",
+        &["true"],
+    ))
+    .await;
     assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
     let mut cfg = container_config("x", &env.busybox, &["true"]);
     cfg.log_path = "../escape.log".into();
@@ -704,14 +930,20 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
     assert!(e.message().contains("config.metadata"), "{e}");
     let e = cri
         .runtime
-        .exec_sync(ExecSyncRequest { container_id: "nope".into(), cmd: vec![], timeout: 0 })
+        .exec_sync(ExecSyncRequest {
+            container_id: "nope".into(),
+            cmd: vec![],
+            timeout: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("cmd"), "{e}");
     let e = cri
         .runtime
-        .start_container(StartContainerRequest { container_id: "0123456789".into() })
+        .start_container(StartContainerRequest {
+            container_id: "0123456789".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);

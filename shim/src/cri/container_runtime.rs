@@ -66,9 +66,11 @@ impl Lifecycle {
         self.config.state_dir.join("ns").join(id)
     }
 
-    /// `<state_dir>/containers/<id>`: the monitor's state dir.
+    /// `<state_dir>/c/<id>`: the monitor's state dir. Short on purpose: the
+    /// monitor's attach socket lives in it and unix socket paths must fit in
+    /// 108 bytes.
     pub fn container_state_dir(&self, id: &str) -> PathBuf {
-        self.config.state_dir.join("containers").join(id)
+        self.config.state_dir.join("c").join(id)
     }
 
     /// `<root>/containers/<id>`: the OCI bundle (config.json next to the rootfs).
