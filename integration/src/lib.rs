@@ -19,6 +19,7 @@ pub mod berthd;
 pub mod cleanup;
 pub mod client;
 pub mod containerd;
+pub mod env;
 pub mod push;
 pub mod registry;
 pub mod skip;

@@ -134,3 +134,44 @@ async fn bad_config_fails_start_with_the_daemons_message() {
     assert!(err.contains("exited early"), "{err}");
     assert!(err.contains("log_format"), "{err}");
 }
+
+#[tokio::test]
+async fn test_env_points_berthd_at_the_seeded_registry() {
+    use berth_integration::env::TestEnv;
+    skip_if!(skip::first(&[
+        skip::not_root(),
+        skip::no_registry(),
+        skip::no_busybox()
+    ]));
+    let mut env = TestEnv::start().await.unwrap();
+    let config = std::fs::read_to_string(env.berthd.config_path()).unwrap();
+    let hosts_dir = env.registry.dir().join("certs.d");
+    assert!(
+        config.contains(&hosts_dir.display().to_string()),
+        "{config}"
+    );
+    assert!(hosts_dir
+        .join(env.registry.host())
+        .join("hosts.toml")
+        .is_file());
+    let busybox = berth_integration::test_images::busybox().unwrap();
+    let m = env
+        .registry
+        .client()
+        .unwrap()
+        .fetch_manifest("busybox", "latest")
+        .await
+        .unwrap();
+    assert_eq!(m.digest, busybox.digest());
+    assert!(env.image("busybox").ends_with("/busybox:latest"));
+    let v = env
+        .cri
+        .runtime
+        .version(VersionRequest {
+            version: "v1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.runtime_name, "berth");
+}
