@@ -122,11 +122,16 @@ impl Fixture {
 
     /// Writes the network config: bridge + host-local, then `extra` plugins.
     fn write_conf(&self, extra: &str) {
+        self.write_conf_ranges("", extra)
+    }
+
+    /// Like `write_conf`, with `more_ranges` after the IPv4 range set.
+    fn write_conf_ranges(&self, more_ranges: &str, extra: &str) {
         let conf = format!(
             r#"{{"cniVersion":"1.0.0","name":"{name}","plugins":[
               {{"type":"bridge","bridge":"{br}","isGateway":true,"ipMasq":false,"hairpinMode":true,
                 "ipam":{{"type":"host-local","dataDir":"{data}",
-                        "ranges":[[{{"subnet":"10.250.{s}.0/24"}}]],
+                        "ranges":[[{{"subnet":"10.250.{s}.0/24"}}]{more_ranges}],
                         "routes":[{{"dst":"10.250.{s}.0/24"}}]}}}}{extra}]}}"#,
             name = self.net_name,
             br = self.bridge,
@@ -198,7 +203,7 @@ impl Fixture {
         };
         rd.filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("10.250."))
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
             .collect()
     }
 
@@ -275,6 +280,10 @@ async fn two_pods_get_distinct_ips_and_talk_to_each_other() {
         "{ip_a:?} {ip_b:?}"
     );
     assert_ne!(ip_a.ip, ip_b.ip);
+    assert_eq!(fx.allocations().len(), 2);
+    // A retried setup (kubelet retrying RunPodSandbox) returns the same
+    // addresses without running the plugins again.
+    assert_eq!(cni.setup(&a).await.unwrap(), ip_a);
     assert_eq!(fx.allocations().len(), 2);
     assert_eq!(fx.cache_entries(), 2);
 
@@ -533,4 +542,30 @@ async fn setup_needs_a_config_and_a_namespace() {
     let e = cni.setup(&missing).await.unwrap_err();
     assert!(e.to_string().contains("no-such-netns"), "{e}");
     assert!(fx.allocations().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_stack_pods_report_ipv4_first_and_ipv6_as_additional() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fixture::new();
+    let v6 = format!("fd00:250:{}::", fx.subnet);
+    fx.write_conf_ranges(&format!(r#",[{{"subnet":"{v6}/64"}}]"#), "");
+    let cni = Cni::new(fx.cfg.clone());
+    let pod = fx.pod();
+    let ips = cni.setup(&pod).await.unwrap();
+    assert!(
+        ips.ip.starts_with(&format!("10.250.{}.", fx.subnet)),
+        "{ips:?}"
+    );
+    assert_eq!(ips.additional_ips.len(), 1, "{ips:?}");
+    assert!(ips.additional_ips[0].starts_with(&v6), "{ips:?}");
+    let addrs = must(&format!(
+        "nsenter --net={} ip -o addr show eth0",
+        pod.netns.display()
+    ));
+    assert!(addrs.contains(&ips.additional_ips[0]), "{addrs}");
+    cni.teardown(&pod).await.unwrap();
+    assert!(fx.allocations().is_empty(), "{:?}", fx.allocations());
 }

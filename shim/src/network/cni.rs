@@ -60,7 +60,24 @@ impl Cni {
     /// The `NetworkReady` condition: false until a usable config exists in the
     /// config dir. Re-reads the dir only when its (or the config's) mtime changed.
     pub fn status(&self) -> NetworkStatus {
-        match self.load() {
+        let loaded = match self.load() {
+            Loaded::Ready(net, file) => match self.missing_plugin(&net) {
+                None => Loaded::Ready(net, file),
+                Some(p) => Loaded::NotReady(format!(
+                    "network {} ({}) needs plugin {p}, which is not in {}",
+                    net.name,
+                    file.display(),
+                    self.cfg
+                        .bin_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(":")
+                )),
+            },
+            not_ready => not_ready,
+        };
+        match loaded {
             Loaded::Ready(..) => NetworkStatus {
                 ready: true,
                 reason: String::new(),
@@ -72,6 +89,14 @@ impl Cni {
                 message: format!("network plugin not ready: {msg}"),
             },
         }
+    }
+
+    /// The first plugin of `net` (or the built-in loopback) with no binary.
+    fn missing_plugin(&self, net: &NetworkList) -> Option<String> {
+        std::iter::once("loopback")
+            .chain(net.plugins.iter().map(plugin_type))
+            .find(|p| plugin::find(&self.cfg.bin_dirs, p).is_none())
+            .map(String::from)
     }
 
     /// Records the node's pod CIDR(s) from UpdateRuntimeConfig (comma-separated
@@ -88,6 +113,7 @@ impl Cni {
 
     /// CNI ADD: gives the pod's network namespace its interfaces and returns its
     /// addresses. On failure everything the plugins did is undone first.
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id = %pod.pod_id))]
     pub async fn setup(&self, pod: &PodNetwork) -> Result<PodIps> {
         validate(pod)?;
         let _guard = self.lock_pod(&pod.pod_id).await;
@@ -107,6 +133,15 @@ impl Cni {
                 )))
             }
         };
+        // A retried RunPodSandbox must not ADD twice: the second ADD would fail
+        // (eth0 exists) and its undo would tear down the working network.
+        if let Some((path, entry)) = cache::find(&self.cfg.cache_dir, &pod.pod_id)?
+            .into_iter()
+            .next()
+        {
+            return pod_ips(&entry.result)
+                .map_err(|e| Error::Internal(format!("cni cache {}: {e}", path.display())));
+        }
         let inv = self.invocation(pod, IFNAME, cni_args(pod), &pod.netns);
         let caps = self.capability_args(pod)?;
         self.loopback(&inv, &pod.netns, Command::Add).await?;
@@ -159,6 +194,7 @@ impl Cni {
     /// CNI DEL: releases what ADD set up, with the cached config, result and
     /// capability args when there are any (they survive restarts). Unknown pods
     /// and pods whose namespace is gone are fine; calling it twice is fine.
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id = %pod.pod_id))]
     pub async fn teardown(&self, pod: &PodNetwork) -> Result<()> {
         validate_id(&pod.pod_id)?;
         let _guard = self.lock_pod(&pod.pod_id).await;
@@ -198,6 +234,7 @@ impl Cni {
 
     /// CNI CHECK against the cached result: errors if the pod's network is not
     /// what ADD made. Networks with `disableCheck` pass without running plugins.
+    #[tracing::instrument(skip_all, fields(pod_sandbox_id = %pod.pod_id))]
     pub async fn check(&self, pod: &PodNetwork) -> Result<()> {
         validate_id(&pod.pod_id)?;
         let _guard = self.lock_pod(&pod.pod_id).await;
@@ -653,11 +690,15 @@ mod tests {
     }
 
     #[test]
-    fn status_follows_the_config_dir() {
+    fn status_follows_the_config_dir_and_plugin_binaries() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let conf_dir = dir.path().join("net.d");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
         let cni = Cni::new(CniConfig {
             conf_dir: conf_dir.clone(),
+            bin_dirs: vec![bin.clone()],
             ..Default::default()
         });
         let s = cni.status();
@@ -675,6 +716,18 @@ mod tests {
             r#"{"cniVersion":"1.0.0","name":"n","type":"bridge"}"#,
         )
         .unwrap();
+        for plugin in ["loopback", "bridge"] {
+            let s = cni.status();
+            assert!(!s.ready);
+            assert!(
+                s.message.contains(&format!("needs plugin {plugin}")),
+                "{}",
+                s.message
+            );
+            let p = bin.join(plugin);
+            std::fs::write(&p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let s = cni.status();
         assert!(s.ready, "{s:?}");
         assert!(s.reason.is_empty());

@@ -85,7 +85,9 @@ pub async fn run(
             join_paths(&inv.bin_dirs)
         ))
     })?;
+    tracing::debug!(plugin, network, command = %cmd, pod_sandbox_id = %inv.container_id, "running cni plugin");
     let mut child = spawn(inv, cmd, &path)
+        .await
         .map_err(|e| Error::Internal(format!("{what}: cannot start {}: {e}", path.display())))?;
     let pid = child.id();
     let mut child_in = child.stdin.take().expect("stdin is piped");
@@ -138,7 +140,11 @@ pub async fn run(
     Err(Error::Internal(msg))
 }
 
-fn spawn(inv: &Invocation, cmd: Command, path: &Path) -> std::io::Result<tokio::process::Child> {
+async fn spawn(
+    inv: &Invocation,
+    cmd: Command,
+    path: &Path,
+) -> std::io::Result<tokio::process::Child> {
     let mut c = tokio::process::Command::new(path);
     c.env("CNI_COMMAND", cmd.as_str())
         .env("CNI_CONTAINERID", &inv.container_id)
@@ -158,7 +164,7 @@ fn spawn(inv: &Invocation, cmd: Command, path: &Path) -> std::io::Result<tokio::
         match c.spawn() {
             Err(e) if e.raw_os_error() == Some(libc_etxtbsy()) && tries < 20 => {
                 tries += 1;
-                std::thread::sleep(Duration::from_millis(10));
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             other => return other,
         }
