@@ -333,7 +333,11 @@ impl ImageService {
             .zip(&cf.rootfs.diff_ids)
             .zip(&chains)
             .map(|((l, diff), chain)| self.ensure_layer(&session, l, diff, chain));
-        futures::future::try_join_all(jobs).await?;
+        // Let every layer settle before answering, even after a failure: no
+        // work of this pull outlives it, and a retry finds the good layers done.
+        for r in futures::future::join_all(jobs).await {
+            r?;
+        }
 
         small.push((manifest.digest.clone(), manifest.bytes.clone()));
         for (d, b) in &small {
@@ -381,7 +385,7 @@ impl ImageService {
     }
 
     async fn config_blob(&self, session: &Session, digest: &str) -> Result<Vec<u8>> {
-        let lock = self.key_lock(digest);
+        let lock = self.key_lock(&format!("blob {digest}"));
         let _g = lock.lock().await;
         if self.inner.content.has(digest) {
             return self.inner.content.read(digest);
@@ -396,12 +400,14 @@ impl ImageService {
     /// stores and unpacks it in one streaming pass.
     async fn ensure_layer(&self, session: &Session, layer: &Descriptor, diff_id: &str, chain: &str) -> Result<()> {
         let inner = &self.inner;
-        let chain_lock = self.key_lock(chain);
+        // Keys are namespaced: an uncompressed layer's blob digest equals its
+        // diff id, which is the chain id of a bottom layer.
+        let chain_lock = self.key_lock(&format!("snapshot {chain}"));
         let _c = chain_lock.lock().await;
         if inner.snapshots.exists(chain) {
             return Ok(());
         }
-        let blob_lock = self.key_lock(&layer.digest);
+        let blob_lock = self.key_lock(&format!("blob {}", layer.digest));
         let _b = blob_lock.lock().await;
         let _permit = inner
             .downloads
@@ -583,8 +589,14 @@ impl ImageService {
             du(&d, &mut seen, &mut images)?;
         }
         let cdir = root.join("containers");
+        // kubelet treats differing mount points as a split image filesystem;
+        // report the root when both live on the same filesystem.
+        let same_fs = match (fs::metadata(root), fs::metadata(&cdir)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev(),
+            _ => false,
+        };
         let mut containers = DirUsage {
-            mountpoint: cdir.clone(),
+            mountpoint: if same_fs { root.clone() } else { cdir.clone() },
             used_bytes: 0,
             inodes_used: 0,
         };

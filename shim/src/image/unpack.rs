@@ -224,8 +224,9 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
             }
         }
         // Owner before mode: chown clears set-id bits.
-        let uid = header.uid().map_err(io_err)? as u32;
-        let gid = header.gid().map_err(io_err)? as u32;
+        // Some writers leave the id fields blank; that means root, as in GNU tar.
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
         std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).map_err(io_err)?;
         if kind != EntryType::Symlink {
             fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_err)?;
