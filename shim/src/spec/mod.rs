@@ -574,7 +574,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             caps.bounding().as_ref().unwrap().len(),
-            security::ALL_CAPABILITIES.len()
+            security::current_capabilities().len()
         );
         assert_eq!(
             spec.process().as_ref().unwrap().no_new_privileges(),

@@ -1,9 +1,12 @@
 //! The container process: argv, environment, working directory, user and groups,
 //! and the signal that stops it.
 
+use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
-use berth_proto::v1::{ContainerConfig, LinuxContainerSecurityContext, Signal};
+use berth_proto::v1::{
+    ContainerConfig, LinuxContainerSecurityContext, Signal, SupplementalGroupsPolicy,
+};
 use oci_spec::runtime::User;
 
 use crate::error::{Error, Result};
@@ -225,12 +228,13 @@ impl UserDb {
         self.group.iter().flatten().find(|e| e.name == name)
     }
 
-    /// gids of the groups that list `user` as a member.
+    /// gids of the groups that list `user` as a member (its own-named group
+    /// is its primary group, not a supplementary one).
     fn memberships(&self, user: &str) -> Vec<u32> {
         self.group
             .iter()
             .flatten()
-            .filter(|g| g.members.iter().any(|m| m == user))
+            .filter(|g| g.name != user && g.members.iter().any(|m| m == user))
             .map(|g| g.gid)
             .collect()
     }
@@ -274,58 +278,52 @@ impl UserDb {
     }
 }
 
-fn push_unique(v: &mut Vec<u32>, gid: u32) {
-    if !v.contains(&gid) {
-        v.push(gid);
-    }
+/// A resolved user spec: ids plus the user's name when `/etc/passwd` knows it.
+struct Resolved {
+    uid: u32,
+    gid: u32,
+    name: Option<String>,
 }
 
-/// The additional gids of a user: its primary gid first (as containerd does
-/// since CVE-2023-25173), then the groups that list it as a member.
-fn additional_gids(db: &UserDb, gid: u32, name: Option<&str>) -> Vec<u32> {
-    let mut gids = vec![gid];
-    if let Some(name) = name {
-        for g in db.memberships(name) {
-            push_unique(&mut gids, g);
-        }
-    }
-    gids
-}
-
-fn resolve_with(db: &UserDb, user: &str, field: &str) -> Result<(u32, u32, Vec<u32>)> {
+fn resolve_with(db: &UserDb, user: &str, field: &str) -> Result<Resolved> {
     let user = user.trim();
-    if user.is_empty() {
-        let (uid, gid, name) = db.lookup_user("0", field)?;
-        return Ok((
-            uid,
-            gid,
-            additional_gids(db, gid, name.as_deref().or(Some("root"))),
-        ));
-    }
-    match user.split_once(':') {
-        None => {
-            let (uid, gid, name) = db.lookup_user(user, field)?;
-            Ok((uid, gid, additional_gids(db, gid, name.as_deref())))
+    let (u, g) = match user.split_once(':') {
+        None if user.is_empty() => ("0", None),
+        None => (user, None),
+        Some((u, g)) if !u.is_empty() && !g.is_empty() => (u, Some(g)),
+        Some(_) => {
+            return Err(Error::InvalidArgument(format!(
+                "{field}: malformed user {user:?}"
+            )))
         }
-        Some((u, g)) => {
-            if u.is_empty() || g.is_empty() {
-                return Err(Error::InvalidArgument(format!(
-                    "{field}: malformed user {user:?}"
-                )));
-            }
-            let (uid, _, _) = db.lookup_user(u, field)?;
-            let gid = db.lookup_group(g, field)?;
-            // An explicit group replaces the membership lookup, as in runc.
-            Ok((uid, gid, vec![gid]))
-        }
+    };
+    let (uid, primary, name) = db.lookup_user(u, field)?;
+    let gid = match g {
+        Some(g) => db.lookup_group(g, field)?,
+        None => primary,
+    };
+    Ok(Resolved { uid, gid, name })
+}
+
+/// containerd's additional gids: the sorted union of the primary gid (since
+/// CVE-2023-25173), the groups listing the user as a member (unless the policy
+/// is Strict) and the requested supplemental groups.
+fn group_list(db: &UserDb, r: &Resolved, merge_image_groups: bool, extra: &[u32]) -> Vec<u32> {
+    let mut gids = BTreeSet::from([r.gid]);
+    if let (true, Some(name)) = (merge_image_groups, &r.name) {
+        gids.extend(db.memberships(name));
     }
+    gids.extend(extra);
+    gids.into_iter().collect()
 }
 
 /// Resolves an image-style user spec (`name`, `uid`, `name:group`, `uid:gid`;
 /// empty = root) against the rootfs' `/etc/passwd` and `/etc/group`. Returns
-/// uid, gid and the additional gids (primary gid first, then memberships).
+/// uid, gid and the additional gids (sorted: the gid and the user's groups).
 pub fn resolve_user(rootfs: &Path, user: &str) -> Result<(u32, u32, Vec<u32>)> {
-    resolve_with(&UserDb::load(rootfs)?, user, "user")
+    let db = UserDb::load(rootfs)?;
+    let r = resolve_with(&db, user, "user")?;
+    Ok((r.uid, r.gid, group_list(&db, &r, true, &[])))
 }
 
 fn id_u32(v: i64, field: &str) -> Result<u32> {
@@ -333,53 +331,54 @@ fn id_u32(v: i64, field: &str) -> Result<u32> {
 }
 
 /// The process user: the security context's run_as_user / run_as_username /
-/// run_as_group win over the image's User; supplemental groups are appended.
+/// run_as_group win over the image's User; supplemental groups are added.
 pub fn user(
     rootfs: &Path,
     image: &ImageConfig,
     sc: &LinuxContainerSecurityContext,
 ) -> Result<User> {
+    let field = "linux.security_context";
     let db = UserDb::load(rootfs)?;
     let group = sc
         .run_as_group
         .as_ref()
-        .map(|g| id_u32(g.value, "linux.security_context.run_as_group.value"))
+        .map(|g| id_u32(g.value, &format!("{field}.run_as_group.value")))
         .transpose()?;
-    let (uid, mut gid, mut gids) = if let Some(u) = &sc.run_as_user {
-        let uid = id_u32(u.value, "linux.security_context.run_as_user.value")?;
-        resolve_with(&db, &uid.to_string(), "linux.security_context.run_as_user")?
+    let mut r = if let Some(u) = &sc.run_as_user {
+        let uid = id_u32(u.value, &format!("{field}.run_as_user.value"))?;
+        resolve_with(&db, &uid.to_string(), &format!("{field}.run_as_user"))?
     } else if !sc.run_as_username.is_empty() {
+        if sc.run_as_username.contains(':') {
+            return Err(Error::InvalidArgument(format!(
+                "{field}.run_as_username: {:?} is not a user name",
+                sc.run_as_username
+            )));
+        }
         resolve_with(
             &db,
             &sc.run_as_username,
-            "linux.security_context.run_as_username",
+            &format!("{field}.run_as_username"),
         )?
     } else if group.is_some() {
-        return Err(Error::InvalidArgument(
-            "linux.security_context.run_as_group: a group needs run_as_user or run_as_username"
-                .into(),
-        ));
+        return Err(Error::InvalidArgument(format!(
+            "{field}.run_as_group: a group needs run_as_user or run_as_username"
+        )));
     } else {
-        resolve_with(&db, &image.user, "image user")?
+        resolve_with(&db, &image.user, "image config User")?
     };
     if let Some(g) = group {
-        // The explicit group replaces the primary gid everywhere it appears.
-        gids.retain(|x| *x != gid);
-        gids.insert(0, g);
-        gid = g;
+        r.gid = g;
     }
+    let mut extra = Vec::with_capacity(sc.supplemental_groups.len());
     for (i, g) in sc.supplemental_groups.iter().enumerate() {
-        let g = id_u32(
-            *g,
-            &format!("linux.security_context.supplemental_groups[{i}]"),
-        )?;
-        push_unique(&mut gids, g);
+        extra.push(id_u32(*g, &format!("{field}.supplemental_groups[{i}]"))?);
     }
+    let strict = sc.supplemental_groups_policy == SupplementalGroupsPolicy::Strict as i32;
     let mut user = User::default();
-    user.set_uid(uid);
-    user.set_gid(gid);
+    user.set_uid(r.uid);
+    user.set_gid(r.gid);
     user.set_umask(None);
-    user.set_additional_gids(Some(gids));
+    user.set_additional_gids(Some(group_list(&db, &r, !strict, &extra)));
     user.set_username(None);
     Ok(user)
 }
@@ -678,7 +677,8 @@ mod tests {
             "root:x:0:root\n\
              wheel:x:10:root,app\n\
              appgrp:x:1001:\n\
-             extra:x:2000:daemon, app\n",
+             extra:x:2000:daemon, app\n\
+             app:x:3000:app\n",
         )
         .unwrap();
         dir
@@ -691,11 +691,12 @@ mod tests {
         let cases: &[(&str, Want)] = &[
             ("", (0, 0, &[0, 10])),
             ("root", (0, 0, &[0, 10])),
-            ("app", (1000, 1001, &[1001, 10, 2000])),
-            ("1000", (1000, 1001, &[1001, 10, 2000])),
+            ("app", (1000, 1001, &[10, 1001, 2000])),
+            ("1000", (1000, 1001, &[10, 1001, 2000])),
             ("4242", (4242, 0, &[0])),
-            ("app:wheel", (1000, 10, &[10])),
-            ("1000:2000", (1000, 2000, &[2000])),
+            // An explicit group still keeps the user's memberships, as containerd does.
+            ("app:wheel", (1000, 10, &[10, 2000])),
+            ("1000:2000", (1000, 2000, &[10, 2000])),
             ("4242:4243", (4242, 4243, &[4243])),
         ];
         for (spec, (uid, gid, gids)) in cases {
@@ -729,6 +730,18 @@ mod tests {
         .unwrap();
         // The absolute link target is resolved inside the rootfs, where it does not exist.
         assert!(resolve_user(root.path(), "app").is_err());
+
+        // A link that stays inside the rootfs is followed, `..` cannot climb out.
+        std::fs::remove_file(root.path().join("etc/passwd")).unwrap();
+        std::fs::create_dir(root.path().join("lib")).unwrap();
+        std::fs::copy(
+            outside.path().join("etc/passwd"),
+            root.path().join("lib/passwd"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("../../../../lib/passwd", root.path().join("etc/passwd"))
+            .unwrap();
+        assert_eq!(resolve_user(root.path(), "app").unwrap().0, 1000);
     }
 
     #[test]
@@ -758,7 +771,17 @@ mod tests {
         };
         let u = user(root.path(), &img, &sc).unwrap();
         assert_eq!((u.uid(), u.gid()), (1000, 55));
-        assert_eq!(u.additional_gids().clone().unwrap(), vec![55, 10, 2000]);
+        assert_eq!(u.additional_gids().clone().unwrap(), vec![10, 55, 2000]);
+
+        // Strict: only the gid and the requested groups, not the image's.
+        let sc = LinuxContainerSecurityContext {
+            run_as_username: "app".into(),
+            supplemental_groups: vec![7],
+            supplemental_groups_policy: SupplementalGroupsPolicy::Strict as i32,
+            ..Default::default()
+        };
+        let u = user(root.path(), &img, &sc).unwrap();
+        assert_eq!(u.additional_gids().clone().unwrap(), vec![7, 1001]);
 
         let sc = LinuxContainerSecurityContext {
             run_as_username: "ghost".into(),

@@ -12,7 +12,7 @@ use super::seccomp;
 use crate::error::{Error, Result};
 
 /// Every capability Linux defines (up to CAP_CHECKPOINT_RESTORE, 6.x kernels),
-/// in kernel order; privileged containers get all of them.
+/// in kernel order (the index is the capability's bit).
 pub const ALL_CAPABILITIES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -101,6 +101,30 @@ pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// The names of the capabilities whose bits are set in `mask` (the kernel's
+/// numbering, as in `/proc/<pid>/status`).
+pub fn capabilities_in_mask(mask: u64) -> Vec<&'static str> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// What "all capabilities" means here: the ones berthd itself holds (as
+/// containerd does), since the kernel refuses to grant a child more. On these
+/// hosts that excludes CAP_SYS_RESOURCE.
+pub fn current_capabilities() -> Vec<&'static str> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .map(capabilities_in_mask)
+        .unwrap_or_else(|| ALL_CAPABILITIES.to_vec())
+}
+
 /// A capability name with or without `CAP_`, any case.
 pub fn parse_capability(name: &str, field: &str) -> Result<Capability> {
     let upper = name.trim().to_ascii_uppercase();
@@ -132,8 +156,9 @@ fn is_all(name: &str) -> bool {
 /// permitted are that set; inheritable and ambient are the ambient list.
 pub fn capabilities(sc: &LinuxContainerSecurityContext) -> Result<LinuxCapabilities> {
     let field = "linux.security_context.capabilities";
+    let all = current_capabilities();
     let mut set = if sc.privileged {
-        set_of(&ALL_CAPABILITIES)?
+        set_of(&all)?
     } else {
         set_of(&default_capabilities())?
     };
@@ -142,7 +167,7 @@ pub fn capabilities(sc: &LinuxContainerSecurityContext) -> Result<LinuxCapabilit
         let add = &c.add_capabilities;
         let drop = &c.drop_capabilities;
         if add.iter().any(|n| is_all(n)) {
-            set = set_of(&ALL_CAPABILITIES)?;
+            set = set_of(&all)?;
         }
         if drop.iter().any(|n| is_all(n)) {
             set.clear();
@@ -414,7 +439,7 @@ mod tests {
         assert_eq!(names(caps.bounding()), sorted(&want));
 
         let caps = capabilities(&with_caps(&["ALL"], &["CHOWN"], &[])).unwrap();
-        let mut all: Vec<&str> = ALL_CAPABILITIES.to_vec();
+        let mut all: Vec<&str> = current_capabilities();
         all.retain(|c| *c != "CAP_CHOWN");
         assert_eq!(names(caps.effective()), sorted(&all));
 
@@ -425,6 +450,27 @@ mod tests {
         assert_eq!(names(caps.ambient()), sorted(&["CAP_NET_BIND_SERVICE"]));
         assert_eq!(names(caps.inheritable()), sorted(&["CAP_NET_BIND_SERVICE"]));
         assert_eq!(names(caps.permitted()), sorted(&["CAP_NET_BIND_SERVICE"]));
+    }
+
+    #[test]
+    fn all_means_what_we_hold() {
+        assert_eq!(capabilities_in_mask(0), Vec::<&str>::new());
+        assert_eq!(capabilities_in_mask(1), ["CAP_CHOWN"]);
+        // Docker's and containerd's default set, as the kernel prints it.
+        let mut want = default_capabilities();
+        want.sort();
+        let mut got = capabilities_in_mask(0xa80425fb);
+        got.sort();
+        assert_eq!(got, want);
+        // Bits the table does not know are ignored.
+        assert_eq!(capabilities_in_mask(u64::MAX).len(), ALL_CAPABILITIES.len());
+        assert_eq!(capabilities_in_mask(1 << 40), ["CAP_CHECKPOINT_RESTORE"]);
+        // berthd runs as root here: at least the default set is held.
+        let current = current_capabilities();
+        assert!(
+            default_capabilities().iter().all(|c| current.contains(c)),
+            "{current:?}"
+        );
     }
 
     #[test]
@@ -454,7 +500,7 @@ mod tests {
             ..Default::default()
         };
         let caps = capabilities(&sc).unwrap();
-        assert_eq!(names(caps.bounding()).len(), ALL_CAPABILITIES.len());
+        assert_eq!(names(caps.bounding()), sorted(&current_capabilities()));
         assert!(names(caps.inheritable()).is_empty());
         assert_eq!(masked_and_readonly_paths(&sc, true), (vec![], vec![]));
         let sc = LinuxContainerSecurityContext {
