@@ -635,8 +635,15 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     let (a, b) = (ns(server.clone()).await, ns(peer.clone()).await);
     // `ls` sorts its arguments: ipc, mnt, net, uts.
     assert_eq!(a.len(), 4, "{a:?}");
-    assert!(a[0].starts_with("ipc:") && a[3].starts_with("uts:"), "{a:?}");
-    assert_eq!((&a[0], &a[2], &a[3]), (&b[0], &b[2], &b[3]), "net, ipc and uts are the pod's");
+    assert!(
+        a[0].starts_with("ipc:") && a[3].starts_with("uts:"),
+        "{a:?}"
+    );
+    assert_eq!(
+        (&a[0], &a[2], &a[3]),
+        (&b[0], &b[2], &b[3]),
+        "net, ipc and uts are the pod's"
+    );
     assert_ne!(a[1], b[1], "each container has its own mount namespace");
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(

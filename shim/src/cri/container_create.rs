@@ -71,7 +71,10 @@ impl Lifecycle {
             )))
         } else {
             let mut rollback = Rollback::default();
-            match self.make_container(&id, &name, &pod, config, &mut rollback).await {
+            match self
+                .make_container(&id, &name, &pod, config, &mut rollback)
+                .await
+            {
                 Ok(rec) => {
                     rollback.disarm();
                     Ok(rec)
@@ -107,7 +110,11 @@ impl Lifecycle {
         config: ContainerConfig,
         rollback: &mut Rollback,
     ) -> Result<ContainerRecord> {
-        let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
         let image = self.images.resolve(&image_name)?.ok_or_else(|| {
             Error::NotFound(format!(
                 "config.image.image: image {image_name:?} not found; pull it first"
@@ -131,7 +138,11 @@ impl Lifecycle {
             reason: String::new(),
             message: String::new(),
             image_id: image.id.clone(),
-            image_ref: image.repo_digests.first().cloned().unwrap_or_else(|| image.id.clone()),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.clone()),
             stop_signal,
             bundle: bundle.clone(),
             state_dir: state_dir.clone(),
@@ -150,7 +161,10 @@ impl Lifecycle {
         }
         {
             let b = bundle.clone();
-            rollback.push("remove bundle", move || async move { remove_dir_if_exists(&b) });
+            rollback.push(
+                "remove bundle",
+                move || async move { remove_dir_if_exists(&b) },
+            );
         }
         let rootfs = {
             let images = self.images.clone();
@@ -334,12 +348,21 @@ mod tests {
         assert!(validate(&ok).is_ok());
         let mut c = ok.clone();
         c.metadata = None;
-        assert!(validate(&c).unwrap_err().to_string().starts_with("config.metadata"));
+        assert!(validate(&c)
+            .unwrap_err()
+            .to_string()
+            .starts_with("config.metadata"));
         let mut c = ok.clone();
         c.metadata.as_mut().unwrap().name.clear();
-        assert!(validate(&c).unwrap_err().to_string().starts_with("config.metadata.name"));
+        assert!(validate(&c)
+            .unwrap_err()
+            .to_string()
+            .starts_with("config.metadata.name"));
         let mut c = ok;
         c.image = None;
-        assert!(validate(&c).unwrap_err().to_string().starts_with("config.image.image"));
+        assert!(validate(&c)
+            .unwrap_err()
+            .to_string()
+            .starts_with("config.image.image"));
     }
 }

@@ -19,8 +19,14 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 /// What the runtime says about a container right now.
 pub(crate) enum Observed {
     Created,
-    Running { started_at: i64 },
-    Exited { code: i32, finished_at: i64, oom_killed: bool },
+    Running {
+        started_at: i64,
+    },
+    Exited {
+        code: i32,
+        finished_at: i64,
+        oom_killed: bool,
+    },
     /// Stopped with no exit recorded (its monitor died), or the state is gone.
     Lost(String),
 }
@@ -30,7 +36,9 @@ pub(crate) fn observe(state_dir: &std::path::Path) -> Observed {
     use berth_runtime::{Container, Error as R, Status};
     let c = match Container::load(state_dir) {
         Ok(c) => c,
-        Err(R::NotFound(_)) => return Observed::Lost("the container's runtime state is gone (node rebooted?)".into()),
+        Err(R::NotFound(_)) => {
+            return Observed::Lost("the container's runtime state is gone (node rebooted?)".into())
+        }
         Err(e) => return Observed::Lost(format!("cannot load runtime state: {e}")),
     };
     match c.state() {
@@ -45,7 +53,9 @@ pub(crate) fn observe(state_dir: &std::path::Path) -> Observed {
                     finished_at: x.finished_at,
                     oom_killed: x.oom_killed,
                 },
-                None => Observed::Lost("the container's monitor ended without recording the exit".into()),
+                None => Observed::Lost(
+                    "the container's monitor ended without recording the exit".into(),
+                ),
             },
         },
         Err(e) => Observed::Lost(format!("cannot read runtime state: {e}")),

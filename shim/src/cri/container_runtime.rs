@@ -87,12 +87,7 @@ impl Lifecycle {
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .map_err(|e| {
-                Error::Runtime(format!(
-                    "run {} {sub}: {e}",
-                    self.monitor.display()
-                ))
-            })?;
+            .map_err(|e| Error::Runtime(format!("run {} {sub}: {e}", self.monitor.display())))?;
         if out.status.success() {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
         }

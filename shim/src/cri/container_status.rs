@@ -22,10 +22,9 @@ impl CriService {
     ) -> Result<ContainerStatusResponse> {
         let lc = &self.lifecycle;
         let (id, _) = lc.containers.must_find(&req.container_id)?;
-        let rec = lc
-            .refresh(&id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("container {:?} not found", req.container_id)))?;
+        let rec = lc.refresh(&id).await?.ok_or_else(|| {
+            Error::NotFound(format!("container {:?} not found", req.container_id))
+        })?;
         if rec.state == ContainerState::Creating {
             return Err(Error::NotFound(format!(
                 "container {id} is still being created"
@@ -82,7 +81,9 @@ impl CriService {
 pub(crate) fn container_matches(f: &ContainerFilter, r: &ContainerRecord) -> bool {
     id_matches(&f.id, &r.id)
         && id_matches(&f.pod_sandbox_id, &r.pod_id)
-        && f.state.as_ref().is_none_or(|s| s.state == r.state.to_cri() as i32)
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == r.state.to_cri() as i32)
         && labels_match(&f.label_selector, &r.config.labels)
 }
 
@@ -107,7 +108,7 @@ fn verbose_info(rec: &ContainerRecord) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_proto::v1::{ContainerStateValue, ContainerConfig};
+    use berth_proto::v1::{ContainerConfig, ContainerStateValue};
 
     fn rec(id: &str, pod: &str, state: ContainerState, app: &str) -> ContainerRecord {
         let mut config = ContainerConfig::default();
@@ -141,9 +142,15 @@ mod tests {
         let b = rec("ab22", "p2", ContainerState::Exited, "db");
         let all = ContainerFilter::default();
         assert!(container_matches(&all, &a) && container_matches(&all, &b));
-        let f = ContainerFilter { id: "aa".into(), ..Default::default() };
+        let f = ContainerFilter {
+            id: "aa".into(),
+            ..Default::default()
+        };
         assert!(container_matches(&f, &a) && !container_matches(&f, &b));
-        let f = ContainerFilter { pod_sandbox_id: "p2".into(), ..Default::default() };
+        let f = ContainerFilter {
+            pod_sandbox_id: "p2".into(),
+            ..Default::default()
+        };
         assert!(!container_matches(&f, &a) && container_matches(&f, &b));
         let f = ContainerFilter {
             state: Some(ContainerStateValue {
@@ -152,7 +159,10 @@ mod tests {
             ..Default::default()
         };
         assert!(container_matches(&f, &a) && !container_matches(&f, &b));
-        let mut f = ContainerFilter { id: "a".into(), ..Default::default() };
+        let mut f = ContainerFilter {
+            id: "a".into(),
+            ..Default::default()
+        };
         f.label_selector.insert("app".into(), "db".into());
         assert!(!container_matches(&f, &a) && container_matches(&f, &b));
     }

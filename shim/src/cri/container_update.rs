@@ -44,7 +44,10 @@ impl CriService {
         })
         .await?;
         entry.update(&op, &lc.store, lc.containers.table(), &id, |r| {
-            r.config.linux.get_or_insert_with(Default::default).resources = Some(new);
+            r.config
+                .linux
+                .get_or_insert_with(Default::default)
+                .resources = Some(new);
         })?;
         Ok(UpdateContainerResourcesResponse {})
     }

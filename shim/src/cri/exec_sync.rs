@@ -45,7 +45,13 @@ impl CriService {
         let process = exec_process(&rec.bundle.join("config.json"), &req.cmd)?;
         std::fs::write(&process_file, process)
             .map_err(Error::io("write exec process", &process_file))?;
-        let result = run(lc.monitor.as_path(), &rec.state_dir, &process_file, req.timeout).await;
+        let result = run(
+            lc.monitor.as_path(),
+            &rec.state_dir,
+            &process_file,
+            req.timeout,
+        )
+        .await;
         let _ = std::fs::remove_file(&process_file);
         match result {
             Err(Error::DeadlineExceeded(_)) => Err(Error::DeadlineExceeded(format!(
@@ -124,7 +130,9 @@ async fn run(
 
 /// Reads a pipe to the end, keeping at most [`OUTPUT_CAP`] bytes.
 async fn read_capped(r: Option<impl AsyncRead + Unpin>) -> Result<Vec<u8>> {
-    let Some(mut r) = r else { return Ok(Vec::new()) };
+    let Some(mut r) = r else {
+        return Ok(Vec::new());
+    };
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     loop {
@@ -154,7 +162,8 @@ mod tests {
         )
         .unwrap();
         let v: serde_json::Value =
-            serde_json::from_slice(&exec_process(&p, &["id".into(), "-u".into()]).unwrap()).unwrap();
+            serde_json::from_slice(&exec_process(&p, &["id".into(), "-u".into()]).unwrap())
+                .unwrap();
         assert_eq!(v["args"], serde_json::json!(["id", "-u"]));
         assert_eq!(v["user"]["uid"], 7);
         assert_eq!(v["env"], serde_json::json!(["A=1"]));

@@ -117,7 +117,11 @@ impl Lifecycle {
     }
 
     /// Every record of `table` as JSON; undecodable ones are counted and skipped.
-    fn load<R: DeserializeOwned>(&self, table: &str, out: &mut Recovered) -> Result<Vec<(String, R)>> {
+    fn load<R: DeserializeOwned>(
+        &self,
+        table: &str,
+        out: &mut Recovered,
+    ) -> Result<Vec<(String, R)>> {
         let raw: Vec<(String, serde_json::Value)> = self.store.list(table)?;
         let mut recs = Vec::with_capacity(raw.len());
         for (id, v) in raw {
@@ -134,7 +138,8 @@ impl Lifecycle {
 
     fn roll_back_pod(&self, rec: &PodRecord) -> Result<()> {
         if let Some(dir) = &rec.ns_dir {
-            berth_runtime::unpin_namespaces(dir).map_err(super::container_runtime::runtime_error)?;
+            berth_runtime::unpin_namespaces(dir)
+                .map_err(super::container_runtime::runtime_error)?;
         }
         unmount(&rec.pod_dir.join("shm"))?;
         remove_dir_if_exists(&rec.pod_dir)?;
@@ -154,8 +159,12 @@ impl Lifecycle {
 
 /// Whether every namespace pin the pod had is still there.
 fn pins_present(rec: &PodRecord) -> bool {
-    [&rec.namespaces.net, &rec.namespaces.ipc, &rec.namespaces.uts]
-        .into_iter()
-        .flatten()
-        .all(|p| p.exists())
+    [
+        &rec.namespaces.net,
+        &rec.namespaces.ipc,
+        &rec.namespaces.uts,
+    ]
+    .into_iter()
+    .flatten()
+    .all(|p| p.exists())
 }

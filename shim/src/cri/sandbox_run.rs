@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_proto::v1::{NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse};
+use berth_proto::v1::{
+    NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse,
+};
 
 use super::container_runtime::{blocking, detached, runtime_error, Lifecycle, Rollback};
 use super::CriService;
@@ -54,7 +56,10 @@ impl Lifecycle {
             }
         };
         let mut rollback = Rollback::default();
-        match self.create_pod(&id, &name, config, req.runtime_handler, &mut rollback).await {
+        match self
+            .create_pod(&id, &name, config, req.runtime_handler, &mut rollback)
+            .await
+        {
             Ok(()) => {
                 rollback.disarm();
                 guard.commit();
@@ -122,7 +127,9 @@ impl Lifecycle {
         {
             let lc = self.clone();
             let id = id.to_string();
-            rollback.push("delete pod record", move || async move { lc.pods.remove(&lc.store, &id) });
+            rollback.push("delete pod record", move || async move {
+                lc.pods.remove(&lc.store, &id)
+            });
         }
 
         std::fs::create_dir_all(&pod_dir).map_err(Error::io("create pod directory", &pod_dir))?;
@@ -140,7 +147,11 @@ impl Lifecycle {
         }
 
         if pinned {
-            let mut args = vec!["pin-ns".to_string(), "--dir".into(), ns_dir.display().to_string()];
+            let mut args = vec![
+                "pin-ns".to_string(),
+                "--dir".into(),
+                ns_dir.display().to_string(),
+            ];
             if !host_net {
                 args.extend(["--net".into(), "--uts".into()]);
                 if !config.hostname.is_empty() {
@@ -166,10 +177,14 @@ impl Lifecycle {
         {
             let lc = self.clone();
             let id = id.to_string();
-            rollback.push("tear down pod network", move || async move { lc.network_teardown(&id).await });
+            rollback.push("tear down pod network", move || async move {
+                lc.network_teardown(&id).await
+            });
         }
 
-        entry.update(&op, &self.store, self.pods.table(), id, |r| r.state = PodState::Ready)?;
+        entry.update(&op, &self.store, self.pods.table(), id, |r| {
+            r.state = PodState::Ready
+        })?;
         Ok(())
     }
 
@@ -190,9 +205,15 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
         .metadata
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("config.metadata: missing".into()))?;
-    for (field, value) in [("name", &md.name), ("namespace", &md.namespace), ("uid", &md.uid)] {
+    for (field, value) in [
+        ("name", &md.name),
+        ("namespace", &md.namespace),
+        ("uid", &md.uid),
+    ] {
         if value.is_empty() {
-            return Err(Error::InvalidArgument(format!("config.metadata.{field}: empty")));
+            return Err(Error::InvalidArgument(format!(
+                "config.metadata.{field}: empty"
+            )));
         }
         if value.contains('/') || value.contains('\0') {
             return Err(Error::InvalidArgument(format!(
@@ -226,7 +247,10 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
             }
         }
         for (list, field) in [(&dns.searches, "searches"), (&dns.options, "options")] {
-            if let Some(i) = list.iter().position(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+            if let Some(i) = list
+                .iter()
+                .position(|s| s.is_empty() || s.contains(char::is_whitespace))
+            {
                 return Err(Error::InvalidArgument(format!(
                     "config.dns_config.{field}[{i}]: {:?} is empty or contains whitespace",
                     list[i]
@@ -280,7 +304,11 @@ fn pod_sysctls(config: &PodSandboxConfig, host_net: bool, host_ipc: bool) -> Vec
         let k = k.replace('/', ".");
         if k.starts_with("net.") {
             !host_net
-        } else if k.starts_with("kernel.shm") || k.starts_with("kernel.msg") || k == "kernel.sem" || k.starts_with("fs.mqueue.") {
+        } else if k.starts_with("kernel.shm")
+            || k.starts_with("kernel.msg")
+            || k == "kernel.sem"
+            || k.starts_with("fs.mqueue.")
+        {
             !host_ipc
         } else {
             false
@@ -363,7 +391,9 @@ pub(crate) fn unmount(path: &Path) -> Result<()> {
 
 pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove directory", dir)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("remove directory", dir)(e))
+        }
         _ => Ok(()),
     }
 }
@@ -467,7 +497,12 @@ mod tests {
     fn only_sysctls_of_pinned_namespaces_go_to_pin_ns() {
         let mut c = config();
         let mut l = LinuxPodSandboxConfig::default();
-            for (k, v) in [("net.ipv4.ip_forward", "1"), ("kernel.shmmax", "9"), ("vm.swappiness", "1"), ("net/core/somaxconn", "64")] {
+        for (k, v) in [
+            ("net.ipv4.ip_forward", "1"),
+            ("kernel.shmmax", "9"),
+            ("vm.swappiness", "1"),
+            ("net/core/somaxconn", "64"),
+        ] {
             l.sysctls.insert(k.into(), v.into());
         }
         c.linux = Some(l);
@@ -480,6 +515,9 @@ mod tests {
                 ("net.ipv4.ip_forward".into(), "1".into())
             ]
         );
-        assert_eq!(pod_sysctls(&c, true, false), vec![("kernel.shmmax".to_string(), "9".to_string())]);
+        assert_eq!(
+            pod_sysctls(&c, true, false),
+            vec![("kernel.shmmax".to_string(), "9".to_string())]
+        );
     }
 }

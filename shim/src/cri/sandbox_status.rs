@@ -85,7 +85,9 @@ impl CriService {
 /// Whether a pod passes every set field of `f`.
 pub(crate) fn pod_matches(f: &PodSandboxFilter, r: &PodRecord) -> bool {
     id_matches(&f.id, &r.id)
-        && f.state.as_ref().is_none_or(|s| s.state == r.state.to_cri() as i32)
+        && f.state
+            .as_ref()
+            .is_none_or(|s| s.state == r.state.to_cri() as i32)
         && labels_match(&f.label_selector, &r.config.labels)
 }
 
@@ -130,10 +132,15 @@ mod tests {
     fn filters_combine_id_prefix_state_and_labels() {
         let a = rec("aa11", PodState::Ready, "web");
         let b = rec("ab22", PodState::NotReady, "db");
-        let f = PodSandboxFilter { id: "ab".into(), ..Default::default() };
+        let f = PodSandboxFilter {
+            id: "ab".into(),
+            ..Default::default()
+        };
         assert!(!pod_matches(&f, &a) && pod_matches(&f, &b));
         let f = PodSandboxFilter {
-            state: Some(PodSandboxStateValue { state: PodSandboxState::SandboxReady as i32 }),
+            state: Some(PodSandboxStateValue {
+                state: PodSandboxState::SandboxReady as i32,
+            }),
             ..Default::default()
         };
         assert!(pod_matches(&f, &a) && !pod_matches(&f, &b));

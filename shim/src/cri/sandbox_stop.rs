@@ -47,8 +47,15 @@ impl Lifecycle {
         }
         // kubelet has already given each container its grace period; what is
         // still alive now is killed at once, as containerd does.
-        for c in self.containers.records().into_iter().filter(|c| c.pod_id == id) {
-            let Some(ce) = self.containers.get(&c.id) else { continue };
+        for c in self
+            .containers
+            .records()
+            .into_iter()
+            .filter(|c| c.pod_id == id)
+        {
+            let Some(ce) = self.containers.get(&c.id) else {
+                continue;
+            };
             let cop = ce.lock().await;
             if self.containers.get(&c.id).is_none() || !ce.get().state.can_stop() {
                 continue;

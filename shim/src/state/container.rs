@@ -39,7 +39,9 @@ impl ContainerState {
     /// The CRI state.
     pub fn to_cri(self) -> v1::ContainerState {
         match self {
-            ContainerState::Creating | ContainerState::Created => v1::ContainerState::ContainerCreated,
+            ContainerState::Creating | ContainerState::Created => {
+                v1::ContainerState::ContainerCreated
+            }
             ContainerState::Running => v1::ContainerState::ContainerRunning,
             ContainerState::Exited => v1::ContainerState::ContainerExited,
             ContainerState::Unknown => v1::ContainerState::ContainerUnknown,
@@ -200,7 +202,10 @@ mod tests {
     fn exit_reasons_match_what_kubelet_shows() {
         let mut r = sample();
         r.set_exited(0, 9, false);
-        assert_eq!((r.state, r.reason.as_str(), r.exit_code), (ContainerState::Exited, "Completed", 0));
+        assert_eq!(
+            (r.state, r.reason.as_str(), r.exit_code),
+            (ContainerState::Exited, "Completed", 0)
+        );
         r.set_exited(3, 9, false);
         assert_eq!(r.reason, "Error");
         r.set_exited(137, 9, true);
@@ -227,7 +232,8 @@ mod tests {
     #[test]
     fn record_round_trips_through_json() {
         let r = sample();
-        let back: ContainerRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        let back: ContainerRecord =
+            serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
     }
 

@@ -18,7 +18,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -35,7 +38,10 @@ mod tests {
         let labels = map(&[("app", "web"), ("tier", "front")]);
         assert!(labels_match(&map(&[]), &labels));
         assert!(labels_match(&map(&[("app", "web")]), &labels));
-        assert!(labels_match(&map(&[("app", "web"), ("tier", "front")]), &labels));
+        assert!(labels_match(
+            &map(&[("app", "web"), ("tier", "front")]),
+            &labels
+        ));
         assert!(!labels_match(&map(&[("app", "db")]), &labels));
         assert!(!labels_match(&map(&[("app", "web"), ("x", "")]), &labels));
     }

@@ -128,7 +128,12 @@ impl NameGuard {
     /// The object exists: the name stays held and waiting retries get its id.
     pub fn commit(mut self) {
         let mut slots = self.names.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.insert(self.name.clone(), Slot::Held { id: self.id.clone() });
+        slots.insert(
+            self.name.clone(),
+            Slot::Held {
+                id: self.id.clone(),
+            },
+        );
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(Some(Ok(self.id.clone())));
         }
@@ -161,7 +166,10 @@ pub async fn wait(mut done: watch::Receiver<Option<Outcome>>) -> Outcome {
         if done.changed().await.is_err() {
             // The sender is gone without a word: only possible if the guard was
             // leaked; report what a retry can act on.
-            return Err((tonic::Code::Aborted, "the first call ended without an outcome".into()));
+            return Err((
+                tonic::Code::Aborted,
+                "the first call ended without an outcome".into(),
+            ));
         }
     }
 }
@@ -201,7 +209,10 @@ mod tests {
         n.release("web_default_u_0", "id2"); // not the holder: no effect
         assert_eq!(n.holder("web_default_u_0").as_deref(), Some("id1"));
         n.release("web_default_u_0", "id1");
-        assert!(matches!(n.reserve("web_default_u_0", "id3"), Reservation::Fresh(_)));
+        assert!(matches!(
+            n.reserve("web_default_u_0", "id3"),
+            Reservation::Fresh(_)
+        ));
     }
 
     #[tokio::test]

@@ -187,7 +187,9 @@ mod tests {
         drop(g);
         assert_eq!(e.get(), 7);
         assert_eq!(store.get::<u32>("t", "abc1").unwrap(), Some(7));
-        assert!(objs.find("ab").is_err_and(|e| e.to_string().contains("ambiguous")));
+        assert!(objs
+            .find("ab")
+            .is_err_and(|e| e.to_string().contains("ambiguous")));
         assert!(objs.find("zz").unwrap().is_none());
         assert!(objs.find("").unwrap().is_none());
         let Err(e) = objs.must_find("nope") else {
