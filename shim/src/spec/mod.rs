@@ -178,11 +178,7 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     linux.set_gid_mappings(None);
     linux.set_sysctl(Some(namespaces::sysctls(input.sandbox, &modes)?));
     linux.set_resources(Some(res));
-    linux.set_cgroups_path(Some(PathBuf::from(format!(
-        "{}/{}",
-        input.cgroup_parent.trim_end_matches('/'),
-        input.container_id
-    ))));
+    linux.set_cgroups_path(Some(cgroups_path(input.cgroup_parent, input.container_id)?));
     linux.set_namespaces(Some(namespaces::namespaces(
         &modes,
         input.pod_namespaces,
@@ -223,6 +219,27 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     spec.set_annotations(Some(container_annotations(input)));
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// `<parent>/<id>` for the cgroupfs driver, always absolute. A systemd slice
+/// parent means the kubelet runs the systemd driver, which berth does not have.
+pub fn cgroups_path(parent: &str, container_id: &str) -> Result<PathBuf> {
+    let parent = parent.trim_matches('/');
+    if parent.ends_with(".slice") {
+        return Err(Error::Unimplemented(format!(
+            "linux.cgroup_parent: {parent:?} is a systemd slice; berth only supports the cgroupfs driver"
+        )));
+    }
+    if parent.split('/').any(|c| c == "..") {
+        return Err(Error::InvalidArgument(format!(
+            "linux.cgroup_parent: {parent:?} must not contain \"..\""
+        )));
+    }
+    Ok(if parent.is_empty() {
+        PathBuf::from(format!("/{container_id}"))
+    } else {
+        PathBuf::from(format!("/{parent}/{container_id}"))
+    })
 }
 
 fn container_annotations(input: &SpecInput) -> HashMap<String, String> {
@@ -714,6 +731,30 @@ mod tests {
         });
         f.sc().privileged = true;
         runtime_accepts(&f.spec().unwrap());
+    }
+
+    #[test]
+    fn cgroup_paths() {
+        for (parent, want) in [
+            ("/kubepods/burstable/podx", "/kubepods/burstable/podx/c1"),
+            ("kubepods/", "/kubepods/c1"),
+            ("", "/c1"),
+            ("/", "/c1"),
+        ] {
+            assert_eq!(
+                cgroups_path(parent, "c1").unwrap(),
+                PathBuf::from(want),
+                "{parent:?}"
+            );
+        }
+        assert!(matches!(
+            cgroups_path("kubepods-burstable.slice", "c1"),
+            Err(Error::Unimplemented(_))
+        ));
+        assert!(cgroups_path("/kubepods/../etc", "c1")
+            .unwrap_err()
+            .to_string()
+            .contains("cgroup_parent"));
     }
 
     #[test]

@@ -46,13 +46,17 @@ fn set_env(env: &mut Vec<String>, entry: String) {
     }
 }
 
-/// Defaults (PATH, HOSTNAME), then the image's env, then the request's envs;
-/// a later entry replaces an earlier one with the same key in place.
+/// Defaults (PATH, HOSTNAME, and TERM=xterm for a tty), then the image's env,
+/// then the request's envs; a later entry replaces an earlier one with the same
+/// key in place.
 pub fn env(image: &ImageConfig, config: &ContainerConfig, hostname: &str) -> Result<Vec<String>> {
     let mut env = vec![
         format!("PATH={DEFAULT_PATH}"),
         format!("HOSTNAME={hostname}"),
     ];
+    if config.tty {
+        env.push("TERM=xterm".to_string());
+    }
     for e in &image.env {
         if !e.is_empty() {
             set_env(&mut env, e.clone());
@@ -601,6 +605,23 @@ mod tests {
         };
         let got = env(&img, &ContainerConfig::default(), "h").unwrap();
         assert_eq!(got, strings(&["PATH=/only", "HOSTNAME=h"]));
+        let tty = ContainerConfig {
+            tty: true,
+            ..Default::default()
+        };
+        let got = env(&img, &tty, "h").unwrap();
+        assert_eq!(got, strings(&["PATH=/only", "HOSTNAME=h", "TERM=xterm"]));
+        let tty = ContainerConfig {
+            tty: true,
+            envs: vec![KeyValue {
+                key: "TERM".into(),
+                value: "dumb".into(),
+            }],
+            ..Default::default()
+        };
+        assert!(env(&img, &tty, "h")
+            .unwrap()
+            .contains(&"TERM=dumb".to_string()));
 
         // A key that is a prefix of another key must not replace it.
         let img = ImageConfig {
