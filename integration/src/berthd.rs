@@ -41,6 +41,9 @@ pub struct BerthdOptions {
     pub extra_args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// CNI config dir; a private empty dir (`<tempdir>/cni/net.d`) when None.
+    /// Ignored when `config_toml` has its own `[cni]` table.
+    pub cni_conf_dir: Option<PathBuf>,
 }
 
 impl Default for BerthdOptions {
@@ -50,6 +53,7 @@ impl Default for BerthdOptions {
             log_level: "debug".into(),
             extra_args: Vec::new(),
             env: Vec::new(),
+            cni_conf_dir: None,
         }
     }
 }
@@ -74,6 +78,11 @@ impl BerthdOptions {
         self.env.push((key.into(), value.into()));
         self
     }
+
+    pub fn cni_conf_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cni_conf_dir = Some(dir.into());
+        self
+    }
 }
 
 /// A running (or deliberately stopped) berthd.
@@ -86,6 +95,7 @@ pub struct Berthd {
     root: PathBuf,
     state_dir: PathBuf,
     config_path: PathBuf,
+    cni_conf_dir: PathBuf,
     log_path: PathBuf,
     // Last field: removed after the processes are gone and mounts detached.
     dir: tempfile::TempDir,
@@ -196,9 +206,26 @@ impl Berthd {
             std::fs::create_dir(d).map_err(Error::io(d))?;
         }
         // Always pass a config file so the host's /etc/berth/config.toml never leaks
-        // into a test.
+        // into a test, and keep CNI config and result cache out of the host's
+        // /etc/cni and /var/lib unless the test brings its own [cni] table.
+        let cni_conf_dir = match &options.cni_conf_dir {
+            Some(d) => d.clone(),
+            None => dir.path().join("cni/net.d"),
+        };
+        let mut config = options.config_toml.clone();
+        if !config.contains("[cni]") {
+            let cache = dir.path().join("cni/cache");
+            for d in [&cni_conf_dir, &cache] {
+                std::fs::create_dir_all(d).map_err(Error::io(d))?;
+            }
+            config.push_str(&format!(
+                "\n[cni]\nconf_dir = \"{}\"\ncache_dir = \"{}\"\n",
+                cni_conf_dir.display(),
+                cache.display()
+            ));
+        }
         let config_path = dir.path().join("config.toml");
-        std::fs::write(&config_path, &options.config_toml).map_err(Error::io(&config_path))?;
+        std::fs::write(&config_path, config).map_err(Error::io(&config_path))?;
         let mut berthd = Berthd {
             child: None,
             binary,
@@ -207,6 +234,7 @@ impl Berthd {
             root,
             state_dir,
             config_path,
+            cni_conf_dir,
             log_path: dir.path().join("berthd.log"),
             dir,
         };
@@ -311,6 +339,11 @@ impl Berthd {
     /// The config file berthd reads.
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// The CNI config dir berthd reads (empty unless the test writes a conflist).
+    pub fn cni_conf_dir(&self) -> &Path {
+        &self.cni_conf_dir
     }
 
     /// The tempdir holding everything above.

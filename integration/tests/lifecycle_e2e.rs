@@ -645,6 +645,37 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
         "net, ipc and uts are the pod's"
     );
     assert_ne!(a[1], b[1], "each container has its own mount namespace");
+
+    // Stats come from the live containers' cgroups.
+    let st = cri
+        .runtime
+        .container_stats(ContainerStatsRequest { container_id: server.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    assert!(st.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    assert!(st.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    assert!(st.writable_layer.unwrap().inodes_used.unwrap().value > 0, "server wrote /www");
+    let ps = cri
+        .runtime
+        .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
+            filter: Some(PodSandboxStatsFilter { id: pod.clone(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert_eq!(ps.len(), 1);
+    let linux = ps[0].linux.clone().unwrap();
+    let mut ids: Vec<_> = linux.containers.iter().map(|c| c.attributes.clone().unwrap().id).collect();
+    ids.sort();
+    let mut want = vec![server.clone(), peer.clone()];
+    want.sort();
+    assert_eq!(ids, want, "the exited client has no stats");
+    assert!(linux.process.unwrap().process_count.unwrap().value >= 2);
+
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(
         leftovers(&env.berthd, &[&pod, &server, &client, &peer]),
