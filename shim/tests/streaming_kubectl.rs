@@ -105,7 +105,11 @@ async fn api_conn(mut c: TcpStream, srv: Arc<StreamingServer>, seen: Upgrades) {
         let url = if path.ends_with("/exec") {
             srv.exec_url(&ExecRequest {
                 container_id: "c1".into(),
-                cmd: q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect(),
+                cmd: q
+                    .iter()
+                    .filter(|(k, _)| k == "command")
+                    .map(|(_, v)| v.clone())
+                    .collect(),
                 tty: flag("tty"),
                 stdin: flag("stdin"),
                 stdout: flag("stdout"),
@@ -124,7 +128,11 @@ async fn api_conn(mut c: TcpStream, srv: Arc<StreamingServer>, seen: Upgrades) {
         } else if path.ends_with("/portforward") {
             srv.port_forward_url(&PortForwardRequest {
                 pod_sandbox_id: "pod1".into(),
-                port: q.iter().filter(|(k, _)| k == "ports").map(|(_, v)| v.parse().unwrap()).collect(),
+                port: q
+                    .iter()
+                    .filter(|(k, _)| k == "ports")
+                    .map(|(_, v)| v.parse().unwrap())
+                    .collect(),
             })
         } else {
             c.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
@@ -134,9 +142,11 @@ async fn api_conn(mut c: TcpStream, srv: Arc<StreamingServer>, seen: Upgrades) {
         }
         .unwrap();
         // Proxy the upgrade to the streaming URL, like kubelet does.
-        let upgrade = head
-            .split("\r\n")
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("upgrade:").map(|v| v.trim().to_string()));
+        let upgrade = head.split("\r\n").find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("upgrade:")
+                .map(|v| v.trim().to_string())
+        });
         seen.lock().unwrap().push(upgrade.unwrap_or_default());
         let (host, new_path) = split_url(&url);
         let mut up = TcpStream::connect(&host).await.unwrap();
@@ -208,19 +218,47 @@ async fn kubectl_exec_over_spdy_and_websocket() {
         let out = kubectl(
             &api,
             websockets,
-            &["exec", "pod1", "--", "sh", "-c", "echo out; echo err >&2; exit 3"],
+            &[
+                "exec",
+                "pod1",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
             b"",
         )
         .await;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "websockets={websockets}: {stderr}");
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "websockets={websockets}: {stderr}"
+        );
         assert_eq!(out.stdout, b"out\n", "websockets={websockets}");
-        assert!(stderr.starts_with("err\n"), "websockets={websockets}: {stderr}");
+        assert!(
+            stderr.starts_with("err\n"),
+            "websockets={websockets}: {stderr}"
+        );
 
         let big: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
-        let out = kubectl(&api, websockets, &["exec", "-i", "pod1", "--", "sh", "-c", "cat; echo end"], big.as_bytes()).await;
-        assert!(out.status.success(), "websockets={websockets}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{big}end\n"), "websockets={websockets}");
+        let out = kubectl(
+            &api,
+            websockets,
+            &["exec", "-i", "pod1", "--", "sh", "-c", "cat; echo end"],
+            big.as_bytes(),
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "websockets={websockets}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{big}end\n"),
+            "websockets={websockets}"
+        );
         let want = if websockets { "websocket" } else { "spdy/3.1" };
         assert_eq!(*seen.lock().unwrap(), vec![want.to_string(); 2]);
     }
@@ -245,12 +283,23 @@ async fn kubectl_port_forward_over_spdy() {
             });
         }
     });
-    let local = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let local = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = tokio::process::Command::new("kubectl")
         .env("KUBECONFIG", "/dev/null")
         .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
         .arg(format!("--server={api}"))
-        .args(["port-forward", "pod1", &format!("{local}:{target}"), "--address", "127.0.0.1"])
+        .args([
+            "port-forward",
+            "pod1",
+            &format!("{local}:{target}"),
+            "--address",
+            "127.0.0.1",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -274,7 +323,12 @@ async fn kubectl_port_forward_over_spdy() {
             .unwrap();
         assert_eq!(got, msg.as_bytes());
     }
-    assert!(rt.forwards.lock().unwrap().iter().all(|(pod, port)| pod == "pod1" && *port == target));
+    assert!(rt
+        .forwards
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(pod, port)| pod == "pod1" && *port == target));
     assert_eq!(rt.forwards.lock().unwrap().len(), 2);
     assert_eq!(*seen.lock().unwrap(), vec!["spdy/3.1".to_string()]);
     child.kill().await.unwrap();

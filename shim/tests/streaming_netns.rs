@@ -49,7 +49,9 @@ async fn connect_in_netns_reaches_a_listener_only_the_pod_can_see() {
         return;
     }
     let _guard = NetnsGuard(name.clone());
-    assert!(ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]));
+    assert!(ip(&[
+        "netns", "exec", &name, "ip", "link", "set", "lo", "up"
+    ]));
     // A port that is free on the host too, so a host-side connect is refused.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -57,7 +59,15 @@ async fn connect_in_netns_reaches_a_listener_only_the_pod_can_see() {
         .unwrap()
         .port();
     let mut server = tokio::process::Command::new("ip")
-        .args(["netns", "exec", &name, "python3", "-c", ECHO, &port.to_string()])
+        .args([
+            "netns",
+            "exec",
+            &name,
+            "python3",
+            "-c",
+            ECHO,
+            &port.to_string(),
+        ])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -70,7 +80,9 @@ async fn connect_in_netns_reaches_a_listener_only_the_pod_can_see() {
     assert_eq!(line.as_deref(), Some("ready"));
 
     assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(),
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
         "the listener must not be visible from the host namespace"
     );
     let mut s = connect_in_netns(format!("/run/netns/{name}"), port)
@@ -87,6 +99,8 @@ async fn connect_in_netns_reaches_a_listener_only_the_pod_can_see() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains(&format!("localhost:{port}")), "{e}");
-    let e = connect_in_netns("/nonexistent/netns", port).await.unwrap_err();
+    let e = connect_in_netns("/nonexistent/netns", port)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("/nonexistent/netns"), "{e}");
 }

@@ -94,7 +94,10 @@ async fn spdy_port_forward_multiplexes_requests_and_reports_errors() {
     c.read_until(&mut r, |r| r.fin.contains(&e) && r.fin.contains(&d))
         .await;
     let msg = String::from_utf8(r.data[&e].clone()).unwrap();
-    assert!(msg.contains(&format!("error forwarding port {dead} to pod pod1")), "{msg}");
+    assert!(
+        msg.contains(&format!("error forwarding port {dead} to pod pod1")),
+        "{msg}"
+    );
     assert_eq!(
         rt.forwards.lock().unwrap().clone(),
         vec![
@@ -132,12 +135,17 @@ async fn websocket_port_forward_prefixes_ports_and_echoes() {
         .replacen("http://", "ws://", 1)
         .into_client_request()
         .unwrap();
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", "v4.channel.k8s.io".parse().unwrap());
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v4.channel.k8s.io".parse().unwrap(),
+    );
     let (host, _) = split_url(&url);
     let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
     let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
-    assert_eq!(resp.headers()["sec-websocket-protocol"], "v4.channel.k8s.io");
+    assert_eq!(
+        resp.headers()["sec-websocket-protocol"],
+        "v4.channel.k8s.io"
+    );
     let mut firsts = std::collections::HashMap::new();
     let mut chans: Vec<Vec<u8>> = vec![Vec::new(); 4];
     let mut sent = false;
@@ -174,7 +182,10 @@ async fn websocket_port_forward_prefixes_ports_and_echoes() {
     assert_eq!(firsts[&3], dead.to_le_bytes());
     assert_eq!(chans[0], b"ping over ws");
     let err = String::from_utf8(chans[3].clone()).unwrap();
-    assert!(err.contains(&format!("error forwarding port {dead}")), "{err}");
+    assert!(
+        err.contains(&format!("error forwarding port {dead}")),
+        "{err}"
+    );
 }
 
 #[tokio::test]

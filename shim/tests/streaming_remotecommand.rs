@@ -26,7 +26,10 @@ fn exec_req(cmd: &str, stdin: bool, tty: bool) -> ExecRequest {
 
 fn status(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or_else(|e| {
-        panic!("error stream is not JSON ({e}): {:?}", String::from_utf8_lossy(bytes))
+        panic!(
+            "error stream is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(bytes)
+        )
     })
 }
 
@@ -42,7 +45,8 @@ async fn spdy_exec_returns_stdout_stderr_and_exit_code() {
     let stdout = c.open(&[("streamType", "stdout")]).await;
     let stderr = c.open(&[("streamType", "stderr")]).await;
     let mut r = Received::default();
-    c.read_until(&mut r, |r| r.fin.contains(&error) && r.goaway).await;
+    c.read_until(&mut r, |r| r.fin.contains(&error) && r.goaway)
+        .await;
     for id in [error, stdout, stderr] {
         assert!(r.replied.contains(&id), "no SYN_REPLY for {id}");
     }
@@ -62,7 +66,9 @@ async fn spdy_exec_returns_stdout_stderr_and_exit_code() {
 #[tokio::test]
 async fn spdy_exec_success_and_stdin_with_half_close() {
     let (srv, _rt) = server(60).await;
-    let url = srv.exec_url(&exec_req("cat; echo done", true, false)).unwrap();
+    let url = srv
+        .exec_url(&exec_req("cat; echo done", true, false))
+        .unwrap();
     let mut c = SpdyClient::connect(&url, &["v4.channel.k8s.io"]).await;
     let error = c.open(&[("streamType", "error")]).await;
     let stdin = c.open(&[("streamType", "stdin")]).await;
@@ -80,7 +86,10 @@ async fn spdy_exec_success_and_stdin_with_half_close() {
     want.extend_from_slice(b"done\n");
     assert_eq!(r.data[&stdout].len(), want.len());
     assert!(r.data[&stdout] == want);
-    assert_eq!(status(&r.data[&error]), serde_json::json!({"metadata":{},"status":"Success"}));
+    assert_eq!(
+        status(&r.data[&error]),
+        serde_json::json!({"metadata":{},"status":"Success"})
+    );
 }
 
 #[tokio::test]
@@ -132,17 +141,27 @@ async fn spdy_tty_resize_changes_stty_size() {
                 }),
             )
             .await;
-            let out = r.data.get(&stdout).map(|o| String::from_utf8_lossy(o).to_string());
+            let out = r
+                .data
+                .get(&stdout)
+                .map(|o| String::from_utf8_lossy(o).to_string());
             if out.is_some_and(|o| o[start..].contains(&want)) {
                 seen = true;
                 break;
             }
         }
-        assert!(seen, "never saw {want:?} in {:?}", String::from_utf8_lossy(&r.data[&stdout]));
+        assert!(
+            seen,
+            "never saw {want:?} in {:?}",
+            String::from_utf8_lossy(&r.data[&stdout])
+        );
     }
     c.data(stdin, b"exit 5\n", false).await;
     c.read_until(&mut r, |r| r.fin.contains(&error)).await;
-    assert_eq!(status(&r.data[&error])["details"]["causes"][0]["message"], "5");
+    assert_eq!(
+        status(&r.data[&error])["details"]["causes"][0]["message"],
+        "5"
+    );
 }
 
 #[tokio::test]
@@ -198,9 +217,16 @@ async fn url_validation_names_the_field() {
         container_id: "c1".into(),
         ..Default::default()
     };
-    assert!(srv.attach_url(&a).unwrap_err().to_string().contains("stdin"));
+    assert!(srv
+        .attach_url(&a)
+        .unwrap_err()
+        .to_string()
+        .contains("stdin"));
     let url = srv.exec_url(&exec_req("true", false, false)).unwrap();
-    assert!(url.starts_with(&format!("http://127.0.0.1:{}/exec/", srv.local_addr().port())));
+    assert!(url.starts_with(&format!(
+        "http://127.0.0.1:{}/exec/",
+        srv.local_addr().port()
+    )));
 }
 
 #[tokio::test]
@@ -217,7 +243,10 @@ async fn runtime_errors_become_an_internal_error_status() {
     c.read_until(&mut r, |r| r.fin.contains(&error)).await;
     let st = status(&r.data[&error]);
     assert_eq!(st["reason"], "InternalError");
-    assert!(st["message"].as_str().unwrap().contains("container missing not found"));
+    assert!(st["message"]
+        .as_str()
+        .unwrap()
+        .contains("container missing not found"));
 }
 
 #[tokio::test]
@@ -260,7 +289,10 @@ async fn client_going_away_kills_the_exec_and_idle_connections_are_closed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     drop(c);
-    assert!(wait_gone(pid, 5).await, "exec'd process {pid} survived its client");
+    assert!(
+        wait_gone(pid, 5).await,
+        "exec'd process {pid} survived its client"
+    );
 
     // A silent session: the 1 s idle timeout ends it and the process.
     let url = srv.exec_url(&exec_req("sleep 30", false, false)).unwrap();
@@ -273,7 +305,10 @@ async fn client_going_away_kills_the_exec_and_idle_connections_are_closed() {
     c.read_until(&mut r, |_| false).await; // returns at EOF
     assert!(started.elapsed() < Duration::from_secs(10));
     let pid = rt.pids.lock().unwrap()[1];
-    assert!(wait_gone(pid, 5).await, "idle session left process {pid} behind");
+    assert!(
+        wait_gone(pid, 5).await,
+        "idle session left process {pid} behind"
+    );
 }
 
 async fn ws_connect(
@@ -337,10 +372,16 @@ async fn websocket_v5_exec_returns_streams_exit_code_and_closes_stdin() {
     assert_eq!(st["details"]["causes"][0]["message"], "3");
 
     // stdin through `cat`, ended by the v5 close signal.
-    let url = srv.exec_url(&exec_req("cat; echo eof", true, false)).unwrap();
+    let url = srv
+        .exec_url(&exec_req("cat; echo eof", true, false))
+        .unwrap();
     let (mut ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
-    ws.send(Message::binary(b"\x00hello ".to_vec())).await.unwrap();
-    ws.send(Message::binary(b"\x00world\n".to_vec())).await.unwrap();
+    ws.send(Message::binary(b"\x00hello ".to_vec()))
+        .await
+        .unwrap();
+    ws.send(Message::binary(b"\x00world\n".to_vec()))
+        .await
+        .unwrap();
     ws.send(Message::binary(vec![255u8, 0])).await.unwrap();
     let (chans, _) = ws_collect(&mut ws).await;
     assert_eq!(chans[1], b"hello world\neof\n");
@@ -350,17 +391,23 @@ async fn websocket_v5_exec_returns_streams_exit_code_and_closes_stdin() {
 #[tokio::test]
 async fn websocket_v4_tty_resize_and_base64() {
     let (srv, _rt) = server(60).await;
-    let url = srv.exec_url(&exec_req("sleep 0.3; stty size", false, true)).unwrap();
+    let url = srv
+        .exec_url(&exec_req("sleep 0.3; stty size", false, true))
+        .unwrap();
     let (mut ws, proto) = ws_connect(&url, "v4.channel.k8s.io").await;
     assert_eq!(proto, "v4.channel.k8s.io");
-    ws.send(Message::binary(b"\x04{\"Width\":91,\"Height\":17}".to_vec()))
-        .await
-        .unwrap();
+    ws.send(Message::binary(
+        b"\x04{\"Width\":91,\"Height\":17}".to_vec(),
+    ))
+    .await
+    .unwrap();
     let (chans, _) = ws_collect(&mut ws).await;
     assert_eq!(String::from_utf8_lossy(&chans[1]).trim(), "17 91");
     assert_eq!(status(&chans[3])["status"], "Success");
 
-    let url = srv.exec_url(&exec_req("printf 'a\\377b'", false, false)).unwrap();
+    let url = srv
+        .exec_url(&exec_req("printf 'a\\377b'", false, false))
+        .unwrap();
     let (mut ws, proto) = ws_connect(&url, "v4.base64.channel.k8s.io").await;
     assert_eq!(proto, "v4.base64.channel.k8s.io");
     let mut stdout = Vec::new();
@@ -368,9 +415,13 @@ async fn websocket_v4_tty_resize_and_base64() {
         match m {
             Message::Text(t) => {
                 let t = t.as_str();
-                if t.starts_with('1') {
+                if let Some(payload) = t.strip_prefix('1') {
                     use base64::Engine;
-                    stdout.extend(base64::engine::general_purpose::STANDARD.decode(&t[1..]).unwrap());
+                    stdout.extend(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(payload)
+                            .unwrap(),
+                    );
                 }
             }
             Message::Close(_) => break,
@@ -420,7 +471,9 @@ async fn python_websocket_client_interoperates() {
         .args(["-c", "import websocket"])
         .output();
     if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIP: python3 with websocket-client (pip install websocket-client) not available");
+        eprintln!(
+            "SKIP: python3 with websocket-client (pip install websocket-client) not available"
+        );
         return;
     }
     let (srv, _rt) = server(60).await;
@@ -433,7 +486,11 @@ async fn python_websocket_client_interoperates() {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["subprotocol"], "v5.channel.k8s.io");
     assert_eq!(v["1"], "from python\n");

@@ -17,6 +17,21 @@
 //! ([`tokens`]); a connection that is idle for `idle_timeout_secs` is closed,
 //! and closing a connection (either side) drops the process handle, which the
 //! runtime must turn into killing the exec'd process.
+//!
+//! Wiring (berthd):
+//!
+//! ```text
+//! let streaming = StreamingServer::start(&config.streaming, runtime).await?;  // at start-up
+//! Exec:        check the container exists and runs, then
+//!              Ok(ExecResponse { url: streaming.exec_url(&req)? })
+//! Attach:      same with streaming.attach_url(&req)
+//! PortForward: check the sandbox exists and is ready, then
+//!              Ok(PortForwardResponse { url: streaming.port_forward_url(&req)? })
+//! ```
+//!
+//! A real [`StreamRuntime`] builds on [`process::spawn_piped`] /
+//! [`process::spawn_with_pty`] (for `berth-monitor exec`) and
+//! [`netns::connect_in_netns`] (for port-forward).
 
 pub mod channel;
 pub mod netns;
@@ -140,6 +155,67 @@ pub trait StreamRuntime: Send + Sync + 'static {
 
     /// Opens a TCP connection to `localhost:port` inside the network namespace
     /// of pod sandbox `pod_sandbox_id`.
-    async fn port_forward(&self, pod_sandbox_id: &str, port: u16)
-        -> Result<Box<dyn AsyncReadWrite>>;
+    async fn port_forward(
+        &self,
+        pod_sandbox_id: &str,
+        port: u16,
+    ) -> Result<Box<dyn AsyncReadWrite>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streaming_section_parses_and_rejects_unknown_keys() {
+        let cfg: StreamingConfig =
+            toml::from_str("address = \"0.0.0.0\"\nport = 10010\nidle_timeout_secs = 600\n")
+                .unwrap();
+        assert_eq!(cfg.address, "0.0.0.0");
+        assert_eq!(cfg.port, 10010);
+        assert_eq!(cfg.idle_timeout_secs, 600);
+        assert_eq!(cfg.token_ttl_secs, 60);
+        assert!(toml::from_str::<StreamingConfig>("prot = 1\n").is_err());
+        let text = toml::to_string(&StreamingConfig::default()).unwrap();
+        assert_eq!(
+            toml::from_str::<StreamingConfig>(&text).unwrap(),
+            StreamingConfig::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn tls_settings_are_refused_until_implemented() {
+        struct NoRuntime;
+        #[async_trait::async_trait]
+        impl StreamRuntime for NoRuntime {
+            async fn exec(&self, _: &str, _: Vec<String>, _: bool, _: bool) -> Result<ProcessIo> {
+                unreachable!()
+            }
+            async fn attach(&self, _: &str, _: bool, _: bool) -> Result<ProcessIo> {
+                unreachable!()
+            }
+            async fn port_forward(&self, _: &str, _: u16) -> Result<Box<dyn AsyncReadWrite>> {
+                unreachable!()
+            }
+        }
+        let cfg = StreamingConfig {
+            tls_cert: Some("/etc/berth/stream.crt".into()),
+            ..Default::default()
+        };
+        let e = StreamingServer::start(&cfg, std::sync::Arc::new(NoRuntime))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, crate::error::Error::Unimplemented(_)));
+        assert!(e.to_string().contains("tls_cert"));
+        let bad = StreamingConfig {
+            address: "localhost".into(),
+            ..Default::default()
+        };
+        let e = StreamingServer::start(&bad, std::sync::Arc::new(NoRuntime))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("streaming.address"));
+    }
 }

@@ -166,7 +166,12 @@ pub(crate) async fn serve_spdy<IO>(
     cancel.cancel();
 }
 
-async fn forward_pair(pair: Pair, pod: String, runtime: Arc<dyn StreamRuntime>, cancel: CancellationToken) {
+async fn forward_pair(
+    pair: Pair,
+    pod: String,
+    runtime: Arc<dyn StreamRuntime>,
+    cancel: CancellationToken,
+) {
     let (Some(data), Some(error)) = (pair.data, pair.error) else {
         return;
     };
@@ -180,7 +185,16 @@ async fn forward_pair(pair: Pair, pod: String, runtime: Arc<dyn StreamRuntime>, 
         .unwrap_or_default();
     match port.parse::<u16>() {
         Ok(p) if p > 0 => {
-            forward(runtime, &pod, p, data.inbound, &mut data_w, &mut error_w, &cancel).await;
+            forward(
+                runtime,
+                &pod,
+                p,
+                data.inbound,
+                &mut data_w,
+                &mut error_w,
+                &cancel,
+            )
+            .await;
         }
         _ => {
             let msg = format!("error parsing port {port:?}: not a TCP port");

@@ -57,8 +57,8 @@ pub fn spawn_piped(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Option<u
 pub fn spawn_with_pty(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Option<u32>)> {
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     let pty_err = |e: rustix::io::Errno| Error::Runtime(format!("allocate pty: {e}"));
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-        .map_err(pty_err)?;
+    let master =
+        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).map_err(pty_err)?;
     grantpt(&master).map_err(pty_err)?;
     unlockpt(&master).map_err(pty_err)?;
     let name = ptsname(&master, Vec::new()).map_err(pty_err)?;

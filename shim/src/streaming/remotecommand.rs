@@ -260,8 +260,14 @@ mod tests {
         assert_eq!(
             sizes,
             vec![
-                TermSize { width: 80, height: 24 },
-                TermSize { width: 100, height: 50 }
+                TermSize {
+                    width: 80,
+                    height: 24
+                },
+                TermSize {
+                    width: 100,
+                    height: 50
+                }
             ]
         );
         assert_eq!(&all[used..], b"\n{\"Wid");

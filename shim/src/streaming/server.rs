@@ -90,10 +90,7 @@ impl StreamingServer {
         let listener = TcpListener::bind(SocketAddr::new(ip, cfg.port))
             .await
             .map_err(|e| {
-                Error::Internal(format!(
-                    "streaming: bind {}:{}: {e}",
-                    cfg.address, cfg.port
-                ))
+                Error::Internal(format!("streaming: bind {}:{}: {e}", cfg.address, cfg.port))
             })?;
         let addr = listener
             .local_addr()
@@ -227,7 +224,10 @@ enum Route {
     PortForward,
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> std::result::Result<Reply, Infallible> {
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> std::result::Result<Reply, Infallible> {
     Ok(route(state, req).await)
 }
 
@@ -250,12 +250,25 @@ async fn route(state: Arc<State>, req: Request<Incoming>) -> Reply {
     };
     let matches = matches!(
         (route, &cached),
-        (Route::Exec, Cached::RemoteCommand(RemoteCommand { command: Command::Exec { .. }, .. }))
-            | (Route::Attach, Cached::RemoteCommand(RemoteCommand { command: Command::Attach { .. }, .. }))
-            | (Route::PortForward, Cached::PortForward { .. })
+        (
+            Route::Exec,
+            Cached::RemoteCommand(RemoteCommand {
+                command: Command::Exec { .. },
+                ..
+            })
+        ) | (
+            Route::Attach,
+            Cached::RemoteCommand(RemoteCommand {
+                command: Command::Attach { .. },
+                ..
+            })
+        ) | (Route::PortForward, Cached::PortForward { .. })
     );
     if !matches {
-        return reply(StatusCode::BAD_REQUEST, "token was issued for a different request type");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "token was issued for a different request type",
+        );
     }
     let h = req.headers();
     let websocket = has_token(h, CONNECTION, "upgrade") && has_token(h, UPGRADE, "websocket");
@@ -330,10 +343,16 @@ fn upgrade_spdy(state: Arc<State>, mut req: Request<Incoming>, cached: Cached) -
 fn upgrade_websocket(state: Arc<State>, mut req: Request<Incoming>, cached: Cached) -> Reply {
     let h = req.headers();
     let Some(key) = h.get("sec-websocket-key").map(|k| k.as_bytes().to_vec()) else {
-        return reply(StatusCode::BAD_REQUEST, "websocket: Sec-WebSocket-Key is required");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "websocket: Sec-WebSocket-Key is required",
+        );
     };
     if h.get("sec-websocket-version").map(|v| v.as_bytes()) != Some(b"13") {
-        let mut r = reply(StatusCode::BAD_REQUEST, "websocket: only version 13 is supported");
+        let mut r = reply(
+            StatusCode::BAD_REQUEST,
+            "websocket: only version 13 is supported",
+        );
         r.headers_mut()
             .insert("sec-websocket-version", HeaderValue::from_static("13"));
         return r;
@@ -352,7 +371,9 @@ fn upgrade_websocket(state: Arc<State>, mut req: Request<Incoming>, cached: Cach
             None => {
                 return reply(
                     StatusCode::BAD_REQUEST,
-                    format!("requested protocol(s) are not supported: {offered:?}; supports {supported:?}"),
+                    format!(
+                    "requested protocol(s) are not supported: {offered:?}; supports {supported:?}"
+                ),
                 )
             }
         }

@@ -134,7 +134,10 @@ impl Outcome {
 /// The first protocol the client offers that the server supports (the
 /// client's order wins, as in Kubernetes' handshake). Values may be repeated
 /// headers or comma-separated.
-pub fn negotiate<'a>(offered: impl IntoIterator<Item = &'a str>, supported: &[&'static str]) -> Option<&'static str> {
+pub fn negotiate<'a>(
+    offered: impl IntoIterator<Item = &'a str>,
+    supported: &[&'static str],
+) -> Option<&'static str> {
     offered
         .into_iter()
         .flat_map(|v| v.split(','))
@@ -170,17 +173,26 @@ mod tests {
     #[test]
     fn old_protocols_get_plain_text_only_on_failure() {
         assert_eq!(Outcome::Success.to_text(), None);
-        let t = Outcome::ExitCode { cmd: vec!["false".into()], code: 1 }
-            .to_text()
-            .unwrap();
+        let t = Outcome::ExitCode {
+            cmd: vec!["false".into()],
+            code: 1,
+        }
+        .to_text()
+        .unwrap();
         assert!(String::from_utf8(t).unwrap().ends_with("exit code 1"));
     }
 
     #[test]
     fn negotiation_takes_the_clients_first_supported_protocol() {
         let p = SPDY_REMOTE_COMMAND_PROTOCOLS;
-        assert_eq!(negotiate(["v5.channel.k8s.io", "v3.channel.k8s.io"], p), Some("v3.channel.k8s.io"));
-        assert_eq!(negotiate(["v9, v2.channel.k8s.io"], p), Some("v2.channel.k8s.io"));
+        assert_eq!(
+            negotiate(["v5.channel.k8s.io", "v3.channel.k8s.io"], p),
+            Some("v3.channel.k8s.io")
+        );
+        assert_eq!(
+            negotiate(["v9, v2.channel.k8s.io"], p),
+            Some("v2.channel.k8s.io")
+        );
         assert_eq!(negotiate(["bogus"], p), None);
         assert_eq!(negotiate([], p), None);
     }

@@ -88,7 +88,9 @@ fn check_stdio(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<()>
 
 fn check_container_id(id: &str) -> Result<()> {
     if id.is_empty() {
-        return Err(Error::InvalidArgument("container_id: must not be empty".into()));
+        return Err(Error::InvalidArgument(
+            "container_id: must not be empty".into(),
+        ));
     }
     Ok(())
 }
@@ -216,7 +218,10 @@ mod tests {
             stdout: true,
             ..Default::default()
         };
-        assert!(attach_request(&a).unwrap_err().to_string().starts_with("stderr"));
+        assert!(attach_request(&a)
+            .unwrap_err()
+            .to_string()
+            .starts_with("stderr"));
     }
 
     #[test]
@@ -234,7 +239,10 @@ mod tests {
         );
         for bad in [0, -1, 65536] {
             r.port = vec![bad];
-            assert!(port_forward_request(&r).unwrap_err().to_string().starts_with("port"));
+            assert!(port_forward_request(&r)
+                .unwrap_err()
+                .to_string()
+                .starts_with("port"));
         }
         r.pod_sandbox_id.clear();
         r.port = vec![80];

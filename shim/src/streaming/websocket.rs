@@ -102,9 +102,21 @@ impl WsMux {
             senders.push(Some(tx));
             inbounds.push(Some(rx));
         }
-        tokio::spawn(write_loop(sink, proto, out_rx, activity.clone(), cancel.clone()));
+        tokio::spawn(write_loop(
+            sink,
+            proto,
+            out_rx,
+            activity.clone(),
+            cancel.clone(),
+        ));
         tokio::spawn(read_loop(stream, proto, senders, activity, cancel.clone()));
-        (WsMux { out: out_tx, cancel }, inbounds)
+        (
+            WsMux {
+                out: out_tx,
+                cancel,
+            },
+            inbounds,
+        )
     }
 
     /// A writer for `channel`.

@@ -48,9 +48,17 @@ impl LocalRuntime {
 
 #[async_trait::async_trait]
 impl StreamRuntime for LocalRuntime {
-    async fn exec(&self, container_id: &str, cmd: Vec<String>, tty: bool, stdin: bool) -> Result<ProcessIo> {
+    async fn exec(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        tty: bool,
+        stdin: bool,
+    ) -> Result<ProcessIo> {
         if container_id == "missing" {
-            return Err(Error::NotFound(format!("container {container_id} not found")));
+            return Err(Error::NotFound(format!(
+                "container {container_id} not found"
+            )));
         }
         self.run(cmd, tty, stdin)
     }
@@ -58,7 +66,11 @@ impl StreamRuntime for LocalRuntime {
     async fn attach(&self, _container_id: &str, tty: bool, stdin: bool) -> Result<ProcessIo> {
         // The "main process" of the fake container: prints, echoes stdin, fails.
         self.run(
-            vec!["sh".into(), "-c".into(), "echo attached; cat; exit 7".into()],
+            vec![
+                "sh".into(),
+                "-c".into(),
+                "echo attached; cat; exit 7".into(),
+            ],
             tty,
             stdin,
         )
@@ -138,7 +150,14 @@ pub async fn http_request(
     };
     let head = String::from_utf8(buf.split_to(end + 4).to_vec()).unwrap();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter(|l| !l.is_empty())
         .map(|l| {
@@ -254,7 +273,10 @@ impl SpdyClient {
                     flags,
                     data,
                 } => {
-                    r.data.entry(stream_id).or_default().extend_from_slice(&data);
+                    r.data
+                        .entry(stream_id)
+                        .or_default()
+                        .extend_from_slice(&data);
                     if flags & 1 != 0 {
                         r.fin.push(stream_id);
                     }

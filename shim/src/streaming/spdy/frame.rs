@@ -556,7 +556,9 @@ mod tests {
             // settings count larger than the payload
             &[0x80, 3, 0, 4, 0, 0, 0, 4, 0, 0, 0, 9],
             // syn_stream whose header block is not zlib
-            &[0x80, 3, 0, 1, 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2],
+            &[
+                0x80, 3, 0, 1, 0, 0, 0, 12, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 2,
+            ],
         ];
         for c in cases {
             let mut b = BytesMut::from(*c);
@@ -566,7 +568,11 @@ mod tests {
 
     #[test]
     fn unknown_control_types_are_skipped() {
-        let mut b = BytesMut::from(&[0x80, 3, 0, 10, 0, 0, 0, 2, 9, 9, 0x80, 3, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1][..]);
+        let mut b = BytesMut::from(
+            &[
+                0x80, 3, 0, 10, 0, 0, 0, 2, 9, 9, 0x80, 3, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1,
+            ][..],
+        );
         let mut c = FrameCodec::new();
         assert_eq!(
             c.decode(&mut b).unwrap(),

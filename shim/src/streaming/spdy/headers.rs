@@ -215,7 +215,10 @@ mod tests {
     fn repeated_names_travel_as_nul_separated_values() {
         let headers = h(&[("a", "1"), ("b", "x"), ("a", "2")]);
         let raw = encode_block(&headers);
-        assert_eq!(decode_block(&raw).unwrap(), h(&[("a", "1"), ("a", "2"), ("b", "x")]));
+        assert_eq!(
+            decode_block(&raw).unwrap(),
+            h(&[("a", "1"), ("a", "2"), ("b", "x")])
+        );
     }
 
     #[test]
@@ -246,7 +249,9 @@ mod tests {
 
     #[test]
     fn first_block_declares_the_spdy_dictionary() {
-        let z = Deflater::new().compress(&encode_block(&Vec::new())).unwrap();
+        let z = Deflater::new()
+            .compress(&encode_block(&Vec::new()))
+            .unwrap();
         // zlib header with FDICT set, followed by the dictionary's Adler-32.
         assert_eq!(z[1] & 0x20, 0x20);
         assert_eq!(&z[2..6], &[0xe3, 0xc6, 0xa7, 0xc2]);

@@ -233,7 +233,13 @@ impl Session {
         });
         let (rd, wr) = tokio::io::split(io);
         let (incoming_tx, incoming_rx) = mpsc::channel(16);
-        tokio::spawn(write_loop(wr, shared.clone(), ctrl_rx, data_rx, activity.clone()));
+        tokio::spawn(write_loop(
+            wr,
+            shared.clone(),
+            ctrl_rx,
+            data_rx,
+            activity.clone(),
+        ));
         tokio::spawn(read_loop(rd, shared.clone(), incoming_tx, activity));
         (Session { shared }, incoming_rx)
     }
@@ -350,7 +356,11 @@ async fn read_loop<R: AsyncRead>(
 }
 
 /// Routes one frame; `false` ends the connection.
-async fn handle(shared: &Arc<Shared>, incoming: &mpsc::Sender<IncomingStream>, frame: Frame) -> bool {
+async fn handle(
+    shared: &Arc<Shared>,
+    incoming: &mpsc::Sender<IncomingStream>,
+    frame: Frame,
+) -> bool {
     match frame {
         Frame::SynStream {
             stream_id,
