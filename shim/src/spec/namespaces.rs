@@ -96,9 +96,13 @@ fn ns(typ: LinuxNamespaceType, path: Option<PathBuf>) -> Result<LinuxNamespace> 
         .map_err(|e| Error::Internal(format!("build oci namespace: {e}")))
 }
 
-fn pinned(path: &Option<PathBuf>, what: &str) -> Result<PathBuf> {
+/// The pod's pin for a namespace the container shares; `mode` is the
+/// namespace_options field that asked for sharing.
+fn pinned(path: &Option<PathBuf>, mode: &str, what: &str) -> Result<PathBuf> {
     path.clone().ok_or_else(|| {
-        Error::FailedPrecondition(format!("pod sandbox has no pinned {what} namespace"))
+        Error::FailedPrecondition(format!(
+            "linux.security_context.namespace_options.{mode}: POD mode, but the pod sandbox has no pinned {what} namespace"
+        ))
     })
 }
 
@@ -115,17 +119,26 @@ pub fn namespaces(
     if !modes.host_network() {
         out.push(ns(
             LinuxNamespaceType::Network,
-            Some(pinned(&pod.net, "network")?),
+            Some(pinned(&pod.net, "network", "network")?),
         )?);
-        out.push(ns(LinuxNamespaceType::Uts, Some(pinned(&pod.uts, "uts")?))?);
+        out.push(ns(
+            LinuxNamespaceType::Uts,
+            Some(pinned(&pod.uts, "network", "uts")?),
+        )?);
     }
     if !modes.host_ipc() {
-        out.push(ns(LinuxNamespaceType::Ipc, Some(pinned(&pod.ipc, "ipc")?))?);
+        out.push(ns(
+            LinuxNamespaceType::Ipc,
+            Some(pinned(&pod.ipc, "ipc", "ipc")?),
+        )?);
     }
     match modes.pid {
         NamespaceMode::Node => {}
         NamespaceMode::Pod => {
-            out.push(ns(LinuxNamespaceType::Pid, Some(pinned(&pod.pid, "pid")?))?);
+            out.push(ns(
+                LinuxNamespaceType::Pid,
+                Some(pinned(&pod.pid, "pid", "pid")?),
+            )?);
         }
         NamespaceMode::Container => out.push(ns(LinuxNamespaceType::Pid, None)?),
         NamespaceMode::Target => {
@@ -274,6 +287,7 @@ mod tests {
         let no_pid = PodNamespaces { pid: None, ..pod() };
         let err = namespaces(&modes(M::Pod, M::Pod, M::Pod), &no_pid, None, false).unwrap_err();
         assert!(matches!(err, Error::FailedPrecondition(_)), "{err}");
+        assert!(err.to_string().contains("namespace_options.pid"), "{err}");
     }
 
     #[test]
