@@ -14,7 +14,8 @@ fn container_is_pid1_with_own_hostname_and_rootfs() {
     }
     let mut f = Fixture::new("isolation");
     std::fs::write(f.rootfs().join("marker"), "inside\n").unwrap();
-    f.args("echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; cat /marker; [ -e /work ] && echo has-work || echo no-work; ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs-ok; cat /proc/timer_list 2>&1 | wc -c; exit 7");
+    f.spec["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "4321"});
+    f.args("echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; cat /marker; [ -e /work ] && echo has-work || echo no-work; ls /dev/null /dev/zero /dev/urandom >/dev/null && echo devs-ok; cat /proc/timer_list 2>&1 | wc -c; cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax; exit 7");
     let st = f.run();
     assert_eq!(st.exit.as_ref().unwrap().code, 7);
     assert_eq!(st.exit.as_ref().unwrap().signal, None);
@@ -27,6 +28,13 @@ fn container_is_pid1_with_own_hostname_and_rootfs() {
     assert_eq!(out[4], "no-work");
     assert_eq!(out[5], "devs-ok");
     assert_eq!(out[6], "0", "masked /proc/timer_list must read empty");
+    assert_eq!(&out[7..9], ["1", "4321"]);
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/msgmax")
+            .unwrap()
+            .trim(),
+        "4321"
+    );
 }
 
 #[test]
@@ -210,7 +218,8 @@ fn runs_as_user_1000_with_groups_env_and_cwd() {
     f.spec["process"]["cwd"] = json!("/home/user");
     f.spec["process"]["env"] = json!(["PATH=/bin", "GREETING=hello world"]);
     f.spec["process"]["capabilities"] = json!({});
-    f.args("id -u; id -g; id -G; pwd; echo \"$GREETING\"; umask; grep CapEff /proc/self/status");
+    f.spec["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+    f.args("id -u; id -g; id -G; pwd; echo \"$GREETING\"; umask; grep CapEff /proc/self/status; ulimit -n; ulimit -Hn");
     f.run();
     let out = f.log_lines("stdout");
     assert_eq!(out[0], "1000");
@@ -221,6 +230,7 @@ fn runs_as_user_1000_with_groups_env_and_cwd() {
     assert_eq!(out[4], "hello world");
     assert_eq!(out[5], "0077");
     assert!(out[6].ends_with("0000000000000000"), "{}", out[6]);
+    assert_eq!(&out[7..9], ["321", "654"]);
 }
 
 #[test]

@@ -26,6 +26,16 @@ fn main() {
             .unwrap_or_else(|| PathBuf::from("berth-monitor"))
     });
     let work = std::env::temp_dir().join(format!("berth-bench-{}", std::process::id()));
+    // State dirs live on tmpfs as /run does on a real node, for both runtimes.
+    std::fs::create_dir_all(&work).expect("mkdir work dir");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &work,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=256m"),
+    )
+    .expect("mount tmpfs (run as root)");
     let bundle = work.join("bundle");
     build_rootfs(&bundle.join("rootfs"));
     let spec = spec_json();
@@ -38,12 +48,13 @@ fn main() {
     ));
     for rt in ["runc", "crun"] {
         let r = if Command::new(rt).arg("--version").output().is_ok() {
-            bench(iterations, |i| oci_once(rt, &bundle, i))
+            bench(iterations, |i| oci_once(rt, &bundle, &work.join(rt), i))
         } else {
             Err(format!("{rt} not installed"))
         };
         results.push((rt.into(), r));
     }
+    let _ = nix::mount::umount2(&work, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&work);
 
     let base = results[0].1.as_ref().ok().map(|v| pct(v, 50));
@@ -111,24 +122,32 @@ fn berth_once(monitor: &Path, bundle: &Path, work: &Path, i: usize) -> Result<Du
     Ok(t.elapsed())
 }
 
-fn oci_once(rt: &str, bundle: &Path, i: usize) -> Result<Duration, String> {
+fn oci_once(rt: &str, bundle: &Path, root: &Path, i: usize) -> Result<Duration, String> {
     let id = format!("bench-{rt}-{i}");
+    // The container inherits `create`'s stdio: give it files, not pipes, or
+    // waiting for the command's output would wait for the container.
+    let errf = root.join(format!("{id}.err"));
     let run = |args: &[&str]| -> Result<String, String> {
+        std::fs::create_dir_all(root).map_err(|e| e.to_string())?;
+        let err = std::fs::File::create(&errf).map_err(|e| e.to_string())?;
         let out = Command::new(rt)
+            .arg("--root")
+            .arg(root)
             .args(args)
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
+            .stderr(err)
+            .stdout(if args[0] == "state" {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!(
-                "{rt} {}: {}",
-                args[0],
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            let msg = std::fs::read_to_string(&errf).unwrap_or_default();
+            Err(format!("{rt} {}: {}", args[0], msg.trim()))
         }
     };
     let b = bundle.to_string_lossy().into_owned();

@@ -160,6 +160,8 @@ impl Drop for Fixture {
         {
             let d = c.path().join("berth-test").join(&self.id);
             let _ = std::fs::remove_dir(&d);
+            // Succeeds only for the last test out.
+            let _ = std::fs::remove_dir(c.path().join("berth-test"));
         }
     }
 }
