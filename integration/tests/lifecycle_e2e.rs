@@ -649,7 +649,9 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     // Stats come from the live containers' cgroups.
     let st = cri
         .runtime
-        .container_stats(ContainerStatsRequest { container_id: server.clone() })
+        .container_stats(ContainerStatsRequest {
+            container_id: server.clone(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -657,11 +659,17 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
         .unwrap();
     assert!(st.memory.unwrap().working_set_bytes.unwrap().value > 0);
     assert!(st.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
-    assert!(st.writable_layer.unwrap().inodes_used.unwrap().value > 0, "server wrote /www");
+    assert!(
+        st.writable_layer.unwrap().inodes_used.unwrap().value > 0,
+        "server wrote /www"
+    );
     let ps = cri
         .runtime
         .list_pod_sandbox_stats(ListPodSandboxStatsRequest {
-            filter: Some(PodSandboxStatsFilter { id: pod.clone(), ..Default::default() }),
+            filter: Some(PodSandboxStatsFilter {
+                id: pod.clone(),
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
@@ -669,7 +677,11 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
         .stats;
     assert_eq!(ps.len(), 1);
     let linux = ps[0].linux.clone().unwrap();
-    let mut ids: Vec<_> = linux.containers.iter().map(|c| c.attributes.clone().unwrap().id).collect();
+    let mut ids: Vec<_> = linux
+        .containers
+        .iter()
+        .map(|c| c.attributes.clone().unwrap().id)
+        .collect();
     ids.sort();
     let mut want = vec![server.clone(), peer.clone()];
     want.sort();

@@ -38,6 +38,8 @@ pub(crate) struct Lifecycle {
     pub events: broadcast::Sender<ContainerEventResponse>,
     /// The `berth-monitor` binary.
     pub monitor: PathBuf,
+    /// Previous CPU samples, for ContainerStats' usage rate.
+    pub cpu_samples: super::container_stats::CpuSamples,
 }
 
 impl Lifecycle {
@@ -53,6 +55,7 @@ impl Lifecycle {
             container_names: Names::default(),
             events: broadcast::channel(EVENT_BACKLOG).0,
             monitor,
+            cpu_samples: Default::default(),
         }
     }
 

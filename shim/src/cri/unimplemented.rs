@@ -26,42 +26,6 @@ impl CriService {
     ) -> Result<PortForwardResponse> {
         unimplemented("PortForward")
     }
-    pub(crate) async fn container_stats(
-        &self,
-        _req: ContainerStatsRequest,
-    ) -> Result<ContainerStatsResponse> {
-        unimplemented("ContainerStats")
-    }
-    pub(crate) async fn list_container_stats(
-        &self,
-        _req: ListContainerStatsRequest,
-    ) -> Result<ListContainerStatsResponse> {
-        unimplemented("ListContainerStats")
-    }
-    pub(crate) async fn stream_container_stats(
-        &self,
-        _req: StreamContainerStatsRequest,
-    ) -> Result<BoxStream<StreamContainerStatsResponse>> {
-        unimplemented("StreamContainerStats")
-    }
-    pub(crate) async fn pod_sandbox_stats(
-        &self,
-        _req: PodSandboxStatsRequest,
-    ) -> Result<PodSandboxStatsResponse> {
-        unimplemented("PodSandboxStats")
-    }
-    pub(crate) async fn list_pod_sandbox_stats(
-        &self,
-        _req: ListPodSandboxStatsRequest,
-    ) -> Result<ListPodSandboxStatsResponse> {
-        unimplemented("ListPodSandboxStats")
-    }
-    pub(crate) async fn stream_pod_sandbox_stats(
-        &self,
-        _req: StreamPodSandboxStatsRequest,
-    ) -> Result<BoxStream<StreamPodSandboxStatsResponse>> {
-        unimplemented("StreamPodSandboxStats")
-    }
     pub(crate) async fn update_runtime_config(
         &self,
         _req: UpdateRuntimeConfigRequest,

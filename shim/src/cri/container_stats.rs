@@ -1,0 +1,233 @@
+//! ContainerStats, ListContainerStats and StreamContainerStats: cgroup usage
+//! from the runtime plus the size of the container's writable layer.
+//! `usage_nano_cores` is a rate, so it needs the previous sample of the same
+//! container: the first call after start reports none.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use berth_proto::v1::{
+    ContainerAttributes, ContainerStats, ContainerStatsFilter, ContainerStatsRequest,
+    ContainerStatsResponse, CpuUsage, FilesystemIdentifier, FilesystemUsage,
+    ListContainerStatsRequest, ListContainerStatsResponse, MemoryUsage,
+    StreamContainerStatsRequest, StreamContainerStatsResponse, UInt64Value,
+};
+
+use super::container_runtime::{blocking, runtime_error, Lifecycle};
+use super::container_status::STREAM_PAGE;
+use super::{BoxStream, CriService};
+use crate::error::{Error, Result};
+use crate::state::{id_matches, labels_match, now_nanos, ContainerRecord, ContainerState};
+
+/// Last CPU sample per container: (unix nanos, cumulative cpu nanos).
+#[derive(Default)]
+pub(crate) struct CpuSamples(Mutex<HashMap<String, (i64, u64)>>);
+
+impl CpuSamples {
+    /// Records a sample and returns the rate since the previous one, in nano-cores.
+    fn rate(&self, id: &str, at: i64, cpu_ns: u64) -> Option<u64> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let prev = m.insert(id.to_string(), (at, cpu_ns));
+        let (t0, c0) = prev?;
+        let dt = at.checked_sub(t0).filter(|d| *d > 0)? as u128;
+        let dc = cpu_ns.checked_sub(c0)? as u128;
+        Some((dc * 1_000_000_000 / dt) as u64)
+    }
+
+    /// Forgets containers that are gone.
+    fn retain(&self, live: &[String]) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|k, _| live.contains(k));
+    }
+}
+
+fn value(v: u64) -> Option<UInt64Value> {
+    Some(UInt64Value { value: v })
+}
+
+impl Lifecycle {
+    /// Stats of one live container; `None` when it has no cgroup any more.
+    pub(crate) async fn container_stats_of(
+        &self,
+        rec: &ContainerRecord,
+    ) -> Result<Option<ContainerStats>> {
+        if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
+            return Ok(None);
+        }
+        let dir = rec.state_dir.clone();
+        let upper = self.bundle_dir(&rec.id).join("upper");
+        let sampled = blocking(move || {
+            let s = berth_runtime::Container::load(&dir)
+                .and_then(|c| c.stats())
+                .map_err(runtime_error);
+            Ok((s, dir_usage(&upper)))
+        })
+        .await?;
+        let stats = match sampled.0 {
+            Ok(s) => s,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let (used, inodes) = sampled.1;
+        let ts = now_nanos();
+        Ok(Some(ContainerStats {
+            attributes: Some(ContainerAttributes {
+                id: rec.id.clone(),
+                metadata: Some(rec.metadata()),
+                labels: rec.config.labels.clone(),
+                annotations: rec.config.annotations.clone(),
+            }),
+            cpu: Some(CpuUsage {
+                timestamp: ts,
+                usage_core_nano_seconds: value(stats.cpu_usage_ns),
+                usage_nano_cores: self
+                    .cpu_samples
+                    .rate(&rec.id, ts, stats.cpu_usage_ns)
+                    .and_then(value),
+                psi: None,
+            }),
+            memory: Some(MemoryUsage {
+                timestamp: ts,
+                working_set_bytes: value(stats.memory_working_set_bytes),
+                usage_bytes: value(stats.memory_usage_bytes),
+                ..Default::default()
+            }),
+            writable_layer: Some(FilesystemUsage {
+                timestamp: ts,
+                fs_id: Some(FilesystemIdentifier {
+                    mountpoint: self.config.root.join("containers").display().to_string(),
+                }),
+                used_bytes: value(used),
+                inodes_used: value(inodes),
+            }),
+            swap: None,
+            io: None,
+        }))
+    }
+
+    /// Stats of every live container passing `keep`.
+    pub(crate) async fn all_container_stats(
+        &self,
+        keep: impl Fn(&ContainerRecord) -> bool,
+    ) -> Result<Vec<ContainerStats>> {
+        let recs = self.containers.records();
+        self.cpu_samples
+            .retain(&recs.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        for r in recs.iter().filter(|r| keep(r)) {
+            if let Some(s) = self.container_stats_of(r).await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl CriService {
+    pub(crate) async fn container_stats(
+        &self,
+        req: ContainerStatsRequest,
+    ) -> Result<ContainerStatsResponse> {
+        let lc = &self.lifecycle;
+        let (id, entry) = lc.containers.must_find(&req.container_id)?;
+        let rec = entry.get();
+        let stats = lc.container_stats_of(&rec).await?.ok_or_else(|| {
+            Error::NotFound(format!("container {id} is not running: it has no stats"))
+        })?;
+        Ok(ContainerStatsResponse { stats: Some(stats) })
+    }
+
+    pub(crate) async fn list_container_stats(
+        &self,
+        req: ListContainerStatsRequest,
+    ) -> Result<ListContainerStatsResponse> {
+        let f = req.filter.unwrap_or_default();
+        Ok(ListContainerStatsResponse {
+            stats: self
+                .lifecycle
+                .all_container_stats(|r| stats_matches(&f, r))
+                .await?,
+        })
+    }
+
+    pub(crate) async fn stream_container_stats(
+        &self,
+        req: StreamContainerStatsRequest,
+    ) -> Result<BoxStream<StreamContainerStatsResponse>> {
+        let f = req.filter.unwrap_or_default();
+        let all = self
+            .lifecycle
+            .all_container_stats(|r| stats_matches(&f, r))
+            .await?;
+        let pages: Vec<_> = all
+            .chunks(STREAM_PAGE)
+            .map(|c| {
+                Ok(StreamContainerStatsResponse {
+                    container_stats: c.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Box::pin(futures::stream::iter(pages)))
+    }
+}
+
+fn stats_matches(f: &ContainerStatsFilter, r: &ContainerRecord) -> bool {
+    id_matches(&f.id, &r.id)
+        && id_matches(&f.pod_sandbox_id, &r.pod_id)
+        && labels_match(&f.label_selector, &r.config.labels)
+}
+
+/// Bytes allocated and inodes used under `dir` (hard links counted once);
+/// a missing directory is empty.
+pub(crate) fn dir_usage(dir: &Path) -> (u64, u64) {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    while let Some(p) = stack.pop() {
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if !seen.insert((md.dev(), md.ino())) {
+            continue;
+        }
+        bytes += md.blocks() * 512;
+        inodes += 1;
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    (bytes, inodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_rate_needs_two_samples_and_is_in_nano_cores() {
+        let s = CpuSamples::default();
+        assert_eq!(s.rate("a", 1_000_000_000, 0), None);
+        // Half a core over one second.
+        assert_eq!(s.rate("a", 2_000_000_000, 500_000_000), Some(500_000_000));
+        // A counter that went backwards (new cgroup) gives no rate.
+        assert_eq!(s.rate("a", 3_000_000_000, 10), None);
+        s.retain(&[]);
+        assert_eq!(s.rate("a", 4_000_000_000, 20), None);
+    }
+
+    #[test]
+    fn dir_usage_counts_files_and_hard_links_once() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), vec![1u8; 10_000]).unwrap();
+        std::fs::hard_link(d.path().join("f"), d.path().join("g")).unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        let (bytes, inodes) = dir_usage(d.path());
+        assert_eq!(inodes, 3, "dir, f (= g), sub");
+        assert!(bytes >= 10_000, "{bytes}");
+        assert_eq!(dir_usage(&d.path().join("missing")), (0, 0));
+    }
+}
