@@ -152,15 +152,22 @@ pub const POD_OPS: &[&str] = &[
     "RemovePodSandbox",
 ];
 
-/// Runs `iterations` pods (host network, one busybox container sleeping) through
-/// their whole life; returns one outcome per entry of [`POD_OPS`]. `image` must
-/// already be pulled; `log_dir` is the pods' log directory.
+/// Runs `iterations` pods (one busybox container sleeping) through their whole
+/// life; returns one outcome per entry of [`POD_OPS`]. `image` must already be
+/// pulled; `log_dir` is the pods' log directory. With `pod_network` each pod gets
+/// its own network namespace through CNI, else it shares the host's.
 pub async fn pod_lifecycle(
     client: &mut Cri,
     image: &str,
     log_dir: &std::path::Path,
     iterations: usize,
+    pod_network: bool,
 ) -> Vec<Outcome> {
+    let network = if pod_network {
+        cri::NamespaceMode::Pod
+    } else {
+        cri::NamespaceMode::Node
+    };
     let mut recs: Vec<Recorder> = POD_OPS.iter().map(|_| Recorder::default()).collect();
     'pods: for i in 0..iterations {
         let pod_config = cri::PodSandboxConfig {
@@ -171,11 +178,16 @@ pub async fn pod_lifecycle(
                 attempt: 0,
             }),
             // Host-network pods share the node's UTS namespace: no hostname.
+            hostname: if pod_network {
+                format!("bench-{i}")
+            } else {
+                String::new()
+            },
             log_directory: log_dir.join(format!("pod-{i}")).to_string_lossy().into(),
             linux: Some(cri::LinuxPodSandboxConfig {
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
-                        network: cri::NamespaceMode::Node as i32,
+                        network: network as i32,
                         ..Default::default()
                     }),
                     ..Default::default()

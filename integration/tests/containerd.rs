@@ -63,6 +63,7 @@ async fn containerd_pulls_test_images_and_runs_a_pod() {
         &registry.image_ref("busybox", "latest"),
         work.path(),
         1,
+        false,
     )
     .await;
     for (op, o) in bench::POD_OPS.iter().zip(&ops) {

@@ -42,6 +42,11 @@ struct Args {
     /// Iterations of the ~100 MB image pull.
     #[arg(long, default_value_t = 3)]
     large_iterations: usize,
+    /// Give benchmark pods their own network namespace through CNI: the bench
+    /// writes a bridge + host-local conflist (bridge `berthbench0`, 10.88.77.0/24)
+    /// into a private dir used by both runtimes and deletes the bridge at the end.
+    #[arg(long)]
+    pod_network: bool,
     /// Workloads to run (comma separated): pull-small, pull-large, pod-lifecycle.
     #[arg(
         long,
@@ -88,9 +93,15 @@ async fn run_workloads(
                 ..Default::default()
             })
             .await;
-        let outcomes = bench::pod_lifecycle(cri, small, log_dir, args.iterations).await;
+        let outcomes =
+            bench::pod_lifecycle(cri, small, log_dir, args.iterations, args.pod_network).await;
+        let workload = if args.pod_network {
+            "pod-lifecycle (CNI bridge)"
+        } else {
+            "pod-lifecycle (host net)"
+        };
         for (op, o) in bench::POD_OPS.iter().zip(outcomes) {
-            out.push(("pod-lifecycle (host net)", op, o));
+            out.push((workload, op, o));
         }
     }
     out
@@ -126,15 +137,23 @@ async fn main() -> anyhow::Result<()> {
         registry.write_hosts_toml(extra)?;
     }
 
+    let cni_conf_dir = if args.pod_network {
+        let dir = work.path().join("cni/net.d");
+        write_bridge_conflist(&dir, &work.path().join("cni/ipam"))?;
+        Some(dir)
+    } else {
+        None
+    };
+
     // berthd first, then containerd, never both at once: they share 2 cores here.
     let (_berthd, berth_endpoint) = match &args.berth_endpoint {
         Some(e) => (None, e.clone()),
         None => {
             eprintln!("starting berthd…");
             let config = format!("[registry]\nconfig_path = \"{}\"\n", certs_d.display());
-            let b = Berthd::start_with(BerthdOptions::default().log_level("info").config(&config))
-                .await
-                .context("start berthd")?;
+            let mut options = BerthdOptions::default().log_level("info").config(&config);
+            options.cni_conf_dir = cni_conf_dir.clone();
+            let b = Berthd::start_with(options).await.context("start berthd")?;
             let e = b.endpoint();
             (Some(b), e)
         }
@@ -157,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
                     let options = ContainerdOptions {
                         sandbox_image: pause.clone(),
                         registry_config_path: Some(certs_d.clone()),
+                        cni_conf_dir: cni_conf_dir.clone(),
                         ..Default::default()
                     };
                     match Containerd::start(options).await {
@@ -193,6 +213,45 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     print_report(&rows, containerd_note.as_deref());
+    if args.pod_network {
+        // The bridge plugin leaves its bridge behind once the last pod is gone.
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", BRIDGE])
+            .status();
+    }
+    Ok(())
+}
+
+const BRIDGE: &str = "berthbench0";
+
+/// A bridge + host-local + portmap conflist (CNI 0.4.0, understood by
+/// containerd 1.6's libcni and by berthd), with IPAM state in `ipam_dir`.
+fn write_bridge_conflist(dir: &std::path::Path, ipam_dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(ipam_dir)?;
+    let conf = serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "berth-bench",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": true,
+                "ipMasq": false,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": ipam_dir,
+                    "ranges": [[{ "subnet": "10.88.77.0/24" }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }]
+                }
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } }
+        ]
+    });
+    std::fs::write(
+        dir.join("10-berth-bench.conflist"),
+        serde_json::to_vec_pretty(&conf)?,
+    )?;
     Ok(())
 }
 
