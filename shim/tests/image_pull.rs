@@ -90,7 +90,8 @@ impl Registry {
                 "  tls:\n    certificate: {0}/cert.pem\n    key: {0}/key.pem\n",
                 dir.path().display()
             ));
-            http = http.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+            http =
+                http.add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
         }
         if let Some((u, p)) = user {
             let hash = bcrypt::hash(p, 4).unwrap();
@@ -161,13 +162,20 @@ impl Registry {
     async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let d = digest(data);
         let resp = self
-            .req(reqwest::Method::POST, self.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .req(
+                reqwest::Method::POST,
+                self.url(&format!("/v2/{repo}/blobs/uploads/")),
+            )
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 202, "start upload");
         let loc = resp.headers()["location"].to_str().unwrap().to_string();
-        let loc = if loc.starts_with("http") { loc } else { self.url(&loc) };
+        let loc = if loc.starts_with("http") {
+            loc
+        } else {
+            self.url(&loc)
+        };
         let sep = if loc.contains('?') { '&' } else { '?' };
         let resp = self
             .req(reqwest::Method::PUT, format!("{loc}{sep}digest={d}"))
@@ -176,19 +184,38 @@ impl Registry {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 201, "finish upload: {}", resp.text().await.unwrap());
+        assert_eq!(
+            resp.status(),
+            201,
+            "finish upload: {}",
+            resp.text().await.unwrap()
+        );
         d
     }
 
-    async fn push_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+    async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> String {
         let resp = self
-            .req(reqwest::Method::PUT, self.url(&format!("/v2/{repo}/manifests/{reference}")))
+            .req(
+                reqwest::Method::PUT,
+                self.url(&format!("/v2/{repo}/manifests/{reference}")),
+            )
             .header("content-type", media_type)
             .body(body.to_vec())
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 201, "put manifest: {}", resp.text().await.unwrap());
+        assert_eq!(
+            resp.status(),
+            201,
+            "put manifest: {}",
+            resp.text().await.unwrap()
+        );
         digest(body)
     }
 }
@@ -239,9 +266,15 @@ fn layer(entries: &[E], comp: Comp) -> Layer {
         Comp::Gzip => {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             gz.write_all(&tar).unwrap();
-            (gz.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
+            (
+                gz.finish().unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
         }
-        Comp::Zstd => (zstd::encode_all(&tar[..], 1).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd"),
+        Comp::Zstd => (
+            zstd::encode_all(&tar[..], 1).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
         Comp::Plain => (tar, "application/vnd.oci.image.layer.v1.tar"),
     };
     Layer {
@@ -259,7 +292,15 @@ struct Pushed {
 }
 
 /// Pushes config, layers and an OCI (or Docker schema 2) manifest.
-async fn push_image(reg: &Registry, repo: &str, tag: &str, layers: &[&Layer], config: Value, arch: &str, docker: bool) -> Pushed {
+async fn push_image(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    layers: &[&Layer],
+    config: Value,
+    arch: &str,
+    docker: bool,
+) -> Pushed {
     let cfg = json!({
         "architecture": arch,
         "os": "linux",
@@ -272,13 +313,23 @@ async fn push_image(reg: &Registry, repo: &str, tag: &str, layers: &[&Layer], co
     let mut descs = Vec::new();
     for l in layers {
         let d = reg.push_blob(repo, &l.blob).await;
-        let mt = if docker { "application/vnd.docker.image.rootfs.diff.tar.gzip" } else { l.media_type };
+        let mt = if docker {
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        } else {
+            l.media_type
+        };
         descs.push(json!({"mediaType": mt, "digest": d, "size": l.blob.len()}));
     }
     let (mt, cfg_mt) = if docker {
-        ("application/vnd.docker.distribution.manifest.v2+json", "application/vnd.docker.container.image.v1+json")
+        (
+            "application/vnd.docker.distribution.manifest.v2+json",
+            "application/vnd.docker.container.image.v1+json",
+        )
     } else {
-        ("application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.config.v1+json")
+        (
+            "application/vnd.oci.image.manifest.v1+json",
+            "application/vnd.oci.image.config.v1+json",
+        )
     };
     let m = json!({
         "schemaVersion": 2,
@@ -331,54 +382,108 @@ async fn pull_by_tag_and_digest_records_names_config_and_layers() {
         "WorkingDir": "/w", "StopSignal": "SIGQUIT", "Labels": {"k": "v"},
         "ExposedPorts": {"80/tcp": {}}, "Volumes": {"/data": {}}
     });
-    let p = push_image(&reg, "team/app", "v1", &[&l1, &l2, &l3], config, "amd64", false).await;
+    let p = push_image(
+        &reg,
+        "team/app",
+        "v1",
+        &[&l1, &l2, &l3],
+        config,
+        "amd64",
+        false,
+    )
+    .await;
     let root = tempfile::tempdir().unwrap();
     let svc = service(root.path(), cfg_in(root.path()));
 
     let name = format!("{}/team/app:v1", reg.host());
     let rec = svc.pull(&name, None).await.unwrap();
     assert_eq!(rec.id, p.config_digest);
-    assert_eq!(rec.repo_tags, [name.clone()]);
+    assert_eq!(rec.repo_tags, std::slice::from_ref(&name));
     let by_digest = format!("{}/team/app@{}", reg.host(), p.manifest_digest);
-    assert_eq!(rec.repo_digests, [by_digest.clone()]);
+    assert_eq!(rec.repo_digests, std::slice::from_ref(&by_digest));
     let layer_bytes: usize = [&l1, &l2, &l3].iter().map(|l| l.blob.len()).sum();
-    assert_eq!(rec.size as usize, p.manifest_len + p.config_len + layer_bytes);
+    assert_eq!(
+        rec.size as usize,
+        p.manifest_len + p.config_len + layer_bytes
+    );
     assert_eq!(rec.config.user, "1000:1000");
     assert_eq!(rec.config.env, ["PATH=/bin", "A=b"]);
     assert_eq!(rec.config.entrypoint, ["/bin/hello"]);
     assert_eq!(rec.config.working_dir, "/w");
     assert_eq!(rec.config.stop_signal, "SIGQUIT");
     assert_eq!(rec.config.labels["k"], "v");
-    assert!(rec.config.exposed_ports.contains_key("80/tcp") && rec.config.volumes.contains_key("/data"));
+    assert!(
+        rec.config.exposed_ports.contains_key("80/tcp") && rec.config.volumes.contains_key("/data")
+    );
     assert_eq!(rec.chain_ids.len(), 3);
     assert_eq!(rec.chain_ids[0], l1.diff_id);
     assert_eq!(rec.platform, "linux/amd64");
     let snaps = root.path().join("snapshots");
     let hex = |c: &str| c["sha256:".len()..].to_string();
-    assert_eq!(std::fs::read(snaps.join(hex(&rec.chain_ids[0])).join("bin/hello")).unwrap(), b"hi");
-    assert_eq!(std::fs::read(snaps.join(hex(&rec.chain_ids[1])).join("etc/zstd")).unwrap(), b"z");
-    assert_eq!(std::fs::read(snaps.join(hex(&rec.chain_ids[2])).join("etc/plain")).unwrap(), b"p");
+    assert_eq!(
+        std::fs::read(snaps.join(hex(&rec.chain_ids[0])).join("bin/hello")).unwrap(),
+        b"hi"
+    );
+    assert_eq!(
+        std::fs::read(snaps.join(hex(&rec.chain_ids[1])).join("etc/zstd")).unwrap(),
+        b"z"
+    );
+    assert_eq!(
+        std::fs::read(snaps.join(hex(&rec.chain_ids[2])).join("etc/plain")).unwrap(),
+        b"p"
+    );
     // manifest + config + 3 layers
     assert_eq!(count(&root.path().join("content/sha256")), 5);
 
     let again = svc.pull(&by_digest, None).await.unwrap();
     assert_eq!(again.id, rec.id);
-    assert_eq!(again.repo_tags, [name.clone()]);
-    assert_eq!(again.repo_digests, [by_digest.clone()]);
+    assert_eq!(again.repo_tags, std::slice::from_ref(&name));
+    assert_eq!(again.repo_digests, std::slice::from_ref(&by_digest));
     assert_eq!(svc.list().unwrap().len(), 1);
-    for q in [name.as_str(), by_digest.as_str(), rec.id.as_str(), &rec.id[7..], &rec.id[7..19]] {
-        assert_eq!(svc.resolve(q).unwrap().map(|r| r.id), Some(rec.id.clone()), "{q}");
+    for q in [
+        name.as_str(),
+        by_digest.as_str(),
+        rec.id.as_str(),
+        &rec.id[7..],
+        &rec.id[7..19],
+    ] {
+        assert_eq!(
+            svc.resolve(q).unwrap().map(|r| r.id),
+            Some(rec.id.clone()),
+            "{q}"
+        );
     }
-    assert!(svc.resolve(&format!("{}/team/app:v2", reg.host())).unwrap().is_none());
+    assert!(svc
+        .resolve(&format!("{}/team/app:v2", reg.host()))
+        .unwrap()
+        .is_none());
     assert!(svc.resolve("busybox").unwrap().is_none());
 
     // A Docker schema 2 manifest of the same layers.
-    let p2 = push_image(&reg, "team/docker", "latest", &[&l1], json!({"Cmd": ["sh"]}), "amd64", true).await;
-    let rec2 = svc.pull(&format!("{}/team/docker", reg.host()), None).await.unwrap();
+    let p2 = push_image(
+        &reg,
+        "team/docker",
+        "latest",
+        &[&l1],
+        json!({"Cmd": ["sh"]}),
+        "amd64",
+        true,
+    )
+    .await;
+    let rec2 = svc
+        .pull(&format!("{}/team/docker", reg.host()), None)
+        .await
+        .unwrap();
     assert_eq!(rec2.id, p2.config_digest);
-    assert_eq!(rec2.repo_tags, [format!("{}/team/docker:latest", reg.host())]);
+    assert_eq!(
+        rec2.repo_tags,
+        [format!("{}/team/docker:latest", reg.host())]
+    );
 
-    let missing = svc.pull(&format!("{}/team/app:nope", reg.host()), None).await.unwrap_err();
+    let missing = svc
+        .pull(&format!("{}/team/app:nope", reg.host()), None)
+        .await
+        .unwrap_err();
     assert!(matches!(missing, Error::NotFound(_)), "{missing}");
 }
 
@@ -399,46 +504,90 @@ async fn index_resolves_to_this_nodes_platform() {
     }))
     .unwrap();
     let index_digest = reg
-        .push_manifest("multi", "latest", "application/vnd.oci.image.index.v1+json", &index)
+        .push_manifest(
+            "multi",
+            "latest",
+            "application/vnd.oci.image.index.v1+json",
+            &index,
+        )
         .await;
     let arm_only = serde_json::to_vec(&json!({
         "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
         "manifests": [desc(&arm, "arm64")]
     }))
     .unwrap();
-    reg.push_manifest("multi", "armonly", "application/vnd.docker.distribution.manifest.list.v2+json", &arm_only)
-        .await;
+    reg.push_manifest(
+        "multi",
+        "armonly",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        &arm_only,
+    )
+    .await;
 
     let root = tempfile::tempdir().unwrap();
     let svc = service(root.path(), cfg_in(root.path()));
-    let rec = svc.pull(&format!("{}/multi", reg.host()), None).await.unwrap();
-    assert_eq!(std::env::consts::ARCH, "x86_64", "test written for amd64 nodes");
+    let rec = svc
+        .pull(&format!("{}/multi", reg.host()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::env::consts::ARCH,
+        "x86_64",
+        "test written for amd64 nodes"
+    );
     assert_eq!(rec.id, amd.config_digest);
     assert_eq!(rec.manifest_digest, amd.manifest_digest);
-    assert_eq!(rec.repo_digests, [format!("{}/multi@{index_digest}", reg.host())]);
-    let err = svc.pull(&format!("{}/multi:armonly", reg.host()), None).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound(_)) && err.to_string().contains("linux/amd64"), "{err}");
+    assert_eq!(
+        rec.repo_digests,
+        [format!("{}/multi@{index_digest}", reg.host())]
+    );
+    let err = svc
+        .pull(&format!("{}/multi:armonly", reg.host()), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound(_)) && err.to_string().contains("linux/amd64"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn whiteouts_apply_in_prepared_rootfs_and_release_cleans_up() {
     let reg = Registry::start().await;
     let base = layer(
-        &[E::Dir("etc/"), E::File("etc/a", b"a"), E::File("etc/b", b"b"), E::Dir("d/"), E::File("d/x", b"x")],
+        &[
+            E::Dir("etc/"),
+            E::File("etc/a", b"a"),
+            E::File("etc/b", b"b"),
+            E::Dir("d/"),
+            E::File("d/x", b"x"),
+        ],
         Comp::Gzip,
     );
     let top = layer(
-        &[E::File("etc/.wh.a", b""), E::Dir("d/"), E::File("d/.wh..wh..opq", b""), E::File("d/z", b"z")],
+        &[
+            E::File("etc/.wh.a", b""),
+            E::Dir("d/"),
+            E::File("d/.wh..wh..opq", b""),
+            E::File("d/z", b"z"),
+        ],
         Comp::Gzip,
     );
     push_image(&reg, "wh", "1", &[&base, &top], json!({}), "amd64", false).await;
     let root = tempfile::tempdir().unwrap();
     let svc = service(root.path(), cfg_in(root.path()));
-    let rec = svc.pull(&format!("{}/wh:1", reg.host()), None).await.unwrap();
+    let rec = svc
+        .pull(&format!("{}/wh:1", reg.host()), None)
+        .await
+        .unwrap();
 
     let rootfs = svc.prepare_rootfs(&rec.id, "c1").unwrap();
     assert_eq!(rootfs, root.path().join("containers/c1/rootfs"));
-    assert_eq!(svc.prepare_rootfs(&rec.id, "c1").unwrap(), rootfs, "idempotent");
+    assert_eq!(
+        svc.prepare_rootfs(&rec.id, "c1").unwrap(),
+        rootfs,
+        "idempotent"
+    );
     assert!(!rootfs.join("etc/a").exists(), "whiteout hides etc/a");
     assert_eq!(std::fs::read(rootfs.join("etc/b")).unwrap(), b"b");
     let mut d: Vec<_> = std::fs::read_dir(rootfs.join("d"))
@@ -451,7 +600,11 @@ async fn whiteouts_apply_in_prepared_rootfs_and_release_cleans_up() {
     assert!(root.path().join("containers/c1/upper/new").exists());
     let usage = svc.fs_info().unwrap();
     assert!(usage.containers.used_bytes >= 64 * 1024, "{usage:?}");
-    assert_eq!(usage.containers.mountpoint, root.path(), "same filesystem as the images");
+    assert_eq!(
+        usage.containers.mountpoint,
+        root.path(),
+        "same filesystem as the images"
+    );
 
     // Removing the image keeps the snapshots the container stacks.
     svc.remove(&rec.id).await.unwrap();
@@ -463,7 +616,11 @@ async fn whiteouts_apply_in_prepared_rootfs_and_release_cleans_up() {
     svc.release_rootfs("c1").unwrap();
     assert!(!root.path().join("containers/c1").exists());
     svc.release_rootfs("c1").unwrap();
-    assert_eq!(count(&root.path().join("snapshots")), 0, "released snapshots are collected");
+    assert_eq!(
+        count(&root.path().join("snapshots")),
+        0,
+        "released snapshots are collected"
+    );
     assert_eq!(count(&root.path().join("content/sha256")), 0);
 }
 
@@ -473,19 +630,49 @@ async fn shared_base_layer_is_downloaded_and_unpacked_once() {
     let base = layer(&[E::File("base", &[1u8; 100_000])], Comp::Gzip);
     let a = layer(&[E::File("a", b"a")], Comp::Gzip);
     let b = layer(&[E::File("b", b"b")], Comp::Gzip);
-    push_image(&reg, "a", "1", &[&base, &a], json!({"Cmd": ["a"]}), "amd64", false).await;
-    push_image(&reg, "b", "1", &[&base, &b], json!({"Cmd": ["b"]}), "amd64", false).await;
+    push_image(
+        &reg,
+        "a",
+        "1",
+        &[&base, &a],
+        json!({"Cmd": ["a"]}),
+        "amd64",
+        false,
+    )
+    .await;
+    push_image(
+        &reg,
+        "b",
+        "1",
+        &[&base, &b],
+        json!({"Cmd": ["b"]}),
+        "amd64",
+        false,
+    )
+    .await;
     let root = tempfile::tempdir().unwrap();
     let svc = service(root.path(), cfg_in(root.path()));
-    let ra = svc.pull(&format!("{}/a:1", reg.host()), None).await.unwrap();
+    let ra = svc
+        .pull(&format!("{}/a:1", reg.host()), None)
+        .await
+        .unwrap();
     assert_eq!(svc.stats().blob_downloads, 3);
     let base_snap = root.path().join("snapshots").join(&ra.chain_ids[0][7..]);
-    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(base_snap.join("base")).unwrap());
-    let rb = svc.pull(&format!("{}/b:1", reg.host()), None).await.unwrap();
+    let ino =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(base_snap.join("base")).unwrap());
+    let rb = svc
+        .pull(&format!("{}/b:1", reg.host()), None)
+        .await
+        .unwrap();
     assert_eq!(ra.chain_ids[0], rb.chain_ids[0]);
-    assert_eq!(svc.stats().blob_downloads, 5, "only b's config and top layer are fetched");
+    assert_eq!(
+        svc.stats().blob_downloads,
+        5,
+        "only b's config and top layer are fetched"
+    );
     assert_eq!(count(&root.path().join("snapshots")), 3);
-    let ino2 = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(base_snap.join("base")).unwrap());
+    let ino2 =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(base_snap.join("base")).unwrap());
     assert_eq!(ino, ino2, "base snapshot was not unpacked again");
     // Removing one image keeps the shared base for the other.
     svc.remove(&format!("{}/a:1", reg.host())).await.unwrap();
@@ -511,12 +698,33 @@ async fn tampered_blob_fails_names_the_blob_and_stores_nothing_then_retry_works(
     let svc = service(root.path(), cfg_in(root.path()));
     let name = format!("{}/t:1", reg.host());
     let err = svc.pull(&name, None).await.unwrap_err().to_string();
-    assert!(err.contains(&layer_digest) && err.contains("digest mismatch"), "{err}");
+    assert!(
+        err.contains(&layer_digest) && err.contains("digest mismatch"),
+        "{err}"
+    );
     assert!(svc.list().unwrap().is_empty());
-    assert!(!root.path().join("content/sha256").join(&layer_digest[7..]).exists());
-    assert_eq!(count(&root.path().join("snapshots")), 1, "only the intact layer is unpacked");
-    assert_eq!(std::fs::read_dir(root.path().join("snapshots/.tmp")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(root.path().join("content/ingest")).unwrap().count(), 0);
+    assert!(!root
+        .path()
+        .join("content/sha256")
+        .join(&layer_digest[7..])
+        .exists());
+    assert_eq!(
+        count(&root.path().join("snapshots")),
+        1,
+        "only the intact layer is unpacked"
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path().join("snapshots/.tmp"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path().join("content/ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     std::fs::write(&path, &original).unwrap();
     let rec = svc.pull(&name, None).await.unwrap();
@@ -529,7 +737,16 @@ async fn ten_concurrent_pulls_download_each_blob_once() {
     let layers: Vec<Layer> = (0..3)
         .map(|i| layer(&[E::File("f", &vec![i as u8; 300_000])], Comp::Gzip))
         .collect();
-    push_image(&reg, "c", "1", &layers.iter().collect::<Vec<_>>(), json!({}), "amd64", false).await;
+    push_image(
+        &reg,
+        "c",
+        "1",
+        &layers.iter().collect::<Vec<_>>(),
+        json!({}),
+        "amd64",
+        false,
+    )
+    .await;
     let root = tempfile::tempdir().unwrap();
     let svc = Arc::new(service(root.path(), cfg_in(root.path())));
     let name = format!("{}/c:1", reg.host());
@@ -539,7 +756,10 @@ async fn ten_concurrent_pulls_download_each_blob_once() {
         tokio::spawn(async move { svc.pull(&name, None).await })
     });
     let results = futures::future::join_all(pulls).await;
-    let ids: std::collections::BTreeSet<String> = results.into_iter().map(|r| r.unwrap().unwrap().id).collect();
+    let ids: std::collections::BTreeSet<String> = results
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().id)
+        .collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(svc.stats().blob_downloads, 4, "one config and three layers");
     // The registry agrees: each layer blob was served once.
@@ -565,12 +785,18 @@ async fn remove_frees_space_and_is_idempotent() {
     let name = format!("{}/r:1", reg.host());
     svc.pull(&name, None).await.unwrap();
     let pulled = svc.fs_info().unwrap();
-    assert!(pulled.images.used_bytes >= before.images.used_bytes + 2 * 2_000_000, "{pulled:?}");
+    assert!(
+        pulled.images.used_bytes >= before.images.used_bytes + 2 * 2_000_000,
+        "{pulled:?}"
+    );
     assert!(pulled.images.inodes_used > before.images.inodes_used);
     assert_eq!(pulled.images.mountpoint, root.path());
     svc.remove(&name).await.unwrap();
     let after = svc.fs_info().unwrap();
-    assert!(after.images.used_bytes < before.images.used_bytes + 64 * 1024, "{after:?} vs {before:?}");
+    assert!(
+        after.images.used_bytes < before.images.used_bytes + 64 * 1024,
+        "{after:?} vs {before:?}"
+    );
     assert_eq!(after.images.inodes_used, before.images.inodes_used);
     assert!(svc.list().unwrap().is_empty());
     svc.remove(&name).await.unwrap();
@@ -620,9 +846,16 @@ async fn basic_auth_over_tls_with_a_private_ca() {
     // Without the CA the certificate is refused.
     std::fs::remove_dir_all(&certs).unwrap();
     std::fs::create_dir_all(&certs).unwrap();
-    std::fs::write(certs.join("hosts.toml"), format!("server = \"https://{}\"\n", reg.host())).unwrap();
+    std::fs::write(
+        certs.join("hosts.toml"),
+        format!("server = \"https://{}\"\n", reg.host()),
+    )
+    .unwrap();
     let err = svc.pull(&name, None).await.unwrap_err();
-    assert!(matches!(err, Error::Unavailable(_)) && err.to_string().contains("certificate"), "{err}");
+    assert!(
+        matches!(err, Error::Unavailable(_)) && err.to_string().contains("certificate"),
+        "{err}"
+    );
     // skip_verify accepts it.
     std::fs::write(
         certs.join("hosts.toml"),
@@ -641,7 +874,16 @@ async fn basic_auth_over_tls_with_a_private_ca() {
 async fn mirror_serves_registry_k8s_io_from_a_local_http_registry() {
     let reg = Registry::start().await;
     let l = layer(&[E::File("pause", b"#!")], Comp::Gzip);
-    let p = push_image(&reg, "pause", "3.10", &[&l], json!({"Entrypoint": ["/pause"]}), "amd64", false).await;
+    let p = push_image(
+        &reg,
+        "pause",
+        "3.10",
+        &[&l],
+        json!({"Entrypoint": ["/pause"]}),
+        "amd64",
+        false,
+    )
+    .await;
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("certs.d/registry.k8s.io");
     std::fs::create_dir_all(&dir).unwrap();
@@ -657,8 +899,14 @@ async fn mirror_serves_registry_k8s_io_from_a_local_http_registry() {
     let rec = svc.pull("registry.k8s.io/pause:3.10", None).await.unwrap();
     assert_eq!(rec.id, p.config_digest);
     assert_eq!(rec.repo_tags, ["registry.k8s.io/pause:3.10"]);
-    assert_eq!(rec.repo_digests, [format!("registry.k8s.io/pause@{}", p.manifest_digest)]);
-    assert!(reg.log().contains("ns=registry.k8s.io"), "mirror requests carry ns=");
+    assert_eq!(
+        rec.repo_digests,
+        [format!("registry.k8s.io/pause@{}", p.manifest_digest)]
+    );
+    assert!(
+        reg.log().contains("ns=registry.k8s.io"),
+        "mirror requests carry ns="
+    );
 }
 
 #[tokio::test]
@@ -682,9 +930,16 @@ async fn dropped_pull_leaves_nothing_visible_and_a_retry_works() {
     assert!(r.is_err(), "pull should still be running after 150ms");
     assert!(svc.list().unwrap().is_empty());
     assert!(svc.resolve(&name).unwrap().is_none());
-    assert!(!root.path().join("content/sha256").join(&digest(&l.blob)[7..]).exists());
+    assert!(!root
+        .path()
+        .join("content/sha256")
+        .join(&digest(&l.blob)[7..])
+        .exists());
     assert_eq!(count(&root.path().join("snapshots")), 0);
     let rec = svc.pull(&name, None).await.unwrap();
     let snap = root.path().join("snapshots").join(&rec.chain_ids[0][7..]);
-    assert_eq!(std::fs::read(snap.join("noise")).unwrap().len(), noise.len());
+    assert_eq!(
+        std::fs::read(snap.join("noise")).unwrap().len(),
+        noise.len()
+    );
 }

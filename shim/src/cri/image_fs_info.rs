@@ -1,6 +1,8 @@
 //! ImageFsInfo: space and inodes used by images and by containers' writable layers.
 
-use berth_proto::v1::{FilesystemIdentifier, FilesystemUsage, ImageFsInfoRequest, ImageFsInfoResponse, UInt64Value};
+use berth_proto::v1::{
+    FilesystemIdentifier, FilesystemUsage, ImageFsInfoRequest, ImageFsInfoResponse, UInt64Value,
+};
 
 use super::CriService;
 use crate::error::{Error, Result};
@@ -12,14 +14,21 @@ fn usage(u: &DirUsage, timestamp: i64) -> FilesystemUsage {
         fs_id: Some(FilesystemIdentifier {
             mountpoint: u.mountpoint.display().to_string(),
         }),
-        used_bytes: Some(UInt64Value { value: u.used_bytes }),
-        inodes_used: Some(UInt64Value { value: u.inodes_used }),
+        used_bytes: Some(UInt64Value {
+            value: u.used_bytes,
+        }),
+        inodes_used: Some(UInt64Value {
+            value: u.inodes_used,
+        }),
     }
 }
 
 impl CriService {
     /// Walks the image and container directories (off the async threads).
-    pub(crate) async fn image_fs_info(&self, _req: ImageFsInfoRequest) -> Result<ImageFsInfoResponse> {
+    pub(crate) async fn image_fs_info(
+        &self,
+        _req: ImageFsInfoRequest,
+    ) -> Result<ImageFsInfoResponse> {
         let images = self.images.clone();
         let fs = tokio::task::spawn_blocking(move || images.fs_info())
             .await

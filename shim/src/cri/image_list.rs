@@ -1,7 +1,8 @@
 //! ListImages and StreamImages (the same list, sent in pages).
 
 use berth_proto::v1::{
-    Image, ImageFilter, ListImagesRequest, ListImagesResponse, StreamImagesRequest, StreamImagesResponse,
+    Image, ImageFilter, ListImagesRequest, ListImagesResponse, StreamImagesRequest,
+    StreamImagesResponse,
 };
 
 use super::image_status::to_cri_image;
@@ -32,7 +33,10 @@ impl CriService {
     }
 
     /// ListImages as a stream of pages.
-    pub(crate) async fn stream_images(&self, req: StreamImagesRequest) -> Result<BoxStream<StreamImagesResponse>> {
+    pub(crate) async fn stream_images(
+        &self,
+        req: StreamImagesRequest,
+    ) -> Result<BoxStream<StreamImagesResponse>> {
         let images = self.filtered_images(req.filter)?;
         let pages: Vec<_> = images
             .chunks(PAGE)

@@ -26,7 +26,9 @@ impl CriService {
             .image
             .ok_or_else(|| Error::InvalidArgument("image: missing image spec".into()))?;
         if spec.image.trim().is_empty() {
-            return Err(Error::InvalidArgument("image.image: empty image reference".into()));
+            return Err(Error::InvalidArgument(
+                "image.image: empty image reference".into(),
+            ));
         }
         let auth = req.auth.and_then(credentials);
         let rec = self.images.pull(spec.image.trim(), auth).await?;

@@ -41,7 +41,10 @@ pub(crate) fn to_cri_image(rec: &ImageRecord) -> Image {
 
 impl CriService {
     /// Status of one image; an unknown image is an empty answer, not an error.
-    pub(crate) async fn image_status(&self, req: ImageStatusRequest) -> Result<ImageStatusResponse> {
+    pub(crate) async fn image_status(
+        &self,
+        req: ImageStatusRequest,
+    ) -> Result<ImageStatusResponse> {
         let spec = req
             .image
             .ok_or_else(|| Error::InvalidArgument("image: missing image spec".into()))?;
@@ -78,8 +81,14 @@ mod tests {
     #[test]
     fn user_is_uid_or_name() {
         assert_eq!(image_user(""), (None, String::new()));
-        assert_eq!(image_user("1000"), (Some(Int64Value { value: 1000 }), String::new()));
-        assert_eq!(image_user("0:0"), (Some(Int64Value { value: 0 }), String::new()));
+        assert_eq!(
+            image_user("1000"),
+            (Some(Int64Value { value: 1000 }), String::new())
+        );
+        assert_eq!(
+            image_user("0:0"),
+            (Some(Int64Value { value: 0 }), String::new())
+        );
         assert_eq!(image_user("nobody:nogroup"), (None, "nobody".to_string()));
         assert_eq!(image_user(":5"), (None, String::new()));
     }

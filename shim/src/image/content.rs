@@ -70,7 +70,8 @@ impl ContentStore {
     /// Starts writing blob `digest`; bytes are verified at [`BlobWriter::commit`].
     pub fn writer(&self, digest: &str, size: Option<u64>) -> Result<BlobWriter> {
         let dest = self.path(digest)?;
-        let tmp = NamedTempFile::new_in(&self.ingest).map_err(Error::io("create temp blob", &self.ingest))?;
+        let tmp = NamedTempFile::new_in(&self.ingest)
+            .map_err(Error::io("create temp blob", &self.ingest))?;
         Ok(BlobWriter {
             out: BufWriter::with_capacity(256 * 1024, tmp),
             hasher: Sha256::new(),
@@ -96,7 +97,9 @@ impl ContentStore {
     pub fn remove(&self, digest: &str) -> Result<()> {
         let p = self.path(digest)?;
         match fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove blob", p)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove blob", p)(e))
+            }
             _ => Ok(()),
         }
     }
@@ -167,7 +170,9 @@ impl BlobWriter {
             .out
             .into_inner()
             .map_err(|e| Error::io("write blob", dest.clone())(e.into_error()))?;
-        tmp.as_file().sync_all().map_err(Error::io("sync blob", dest.clone()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(Error::io("sync blob", dest.clone()))?;
         tmp.persist(&dest)
             .map_err(|e| Error::io("store blob", dest.clone())(e.error))?;
         Ok(())
@@ -190,16 +195,25 @@ mod tests {
         let good = sha256_digest(b"hello");
         cs.write_bytes(&good, b"hello").unwrap();
         assert_eq!(cs.read(&good).unwrap(), b"hello");
-        assert_eq!(cs.list().unwrap(), [good.clone()]);
+        assert_eq!(cs.list().unwrap(), std::slice::from_ref(&good));
 
         let claimed = sha256_digest(b"expected");
-        let err = cs.write_bytes(&claimed, b"tampered").unwrap_err().to_string();
-        assert!(err.contains(&claimed) && err.contains("digest mismatch"), "{err}");
+        let err = cs
+            .write_bytes(&claimed, b"tampered")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&claimed) && err.contains("digest mismatch"),
+            "{err}"
+        );
         assert!(!cs.has(&claimed));
         assert_eq!(fs::read_dir(d.path().join("ingest")).unwrap().count(), 0);
 
         let mut w = cs.writer(&claimed, Some(3)).unwrap();
-        assert!(w.write_all(b"expected").is_err(), "oversized blob must fail early");
+        assert!(
+            w.write_all(b"expected").is_err(),
+            "oversized blob must fail early"
+        );
         drop(w);
         assert_eq!(fs::read_dir(d.path().join("ingest")).unwrap().count(), 0);
         assert!(cs.path("sha256:../../etc").is_err());

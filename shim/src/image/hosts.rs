@@ -63,10 +63,12 @@ impl Endpoint {
     pub fn host(&self) -> String {
         Url::parse(&self.api_root)
             .ok()
-            .and_then(|u| u.host_str().map(|h| match u.port() {
-                Some(p) => format!("{h}:{p}"),
-                None => h.to_string(),
-            }))
+            .and_then(|u| {
+                u.host_str().map(|h| match u.port() {
+                    Some(p) => format!("{h}:{p}"),
+                    None => h.to_string(),
+                })
+            })
             .unwrap_or_default()
     }
 
@@ -136,7 +138,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a table of hosts")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Self::Value, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, T>()? {
                     out.push((k, v));
@@ -238,7 +243,9 @@ fn endpoint(
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(format!("host {url:?}: scheme must be http or https"));
     }
-    let host = u.host_str().ok_or_else(|| format!("host {url:?}: no host"))?;
+    let host = u
+        .host_str()
+        .ok_or_else(|| format!("host {url:?}: no host"))?;
     let authority = match u.port() {
         Some(p) => format!("{host}:{p}"),
         None => host.to_string(),
@@ -255,13 +262,12 @@ fn endpoint(
             return Err(format!("host {url:?}: unknown capability {c:?}"));
         }
     }
-    let ca = s
-        .ca
-        .map(OneOrMany::into_vec)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| dir.join(p))
-        .collect();
+    let ca =
+        s.ca.map(OneOrMany::into_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| dir.join(p))
+            .collect();
     let headers = s
         .header
         .unwrap_or_default()
@@ -340,10 +346,19 @@ server = "https://registry.k8s.io"
                 "https://registry.k8s.io/v2"
             ]
         );
-        assert_eq!(e[0].url("/pause/manifests/3.10"), "http://127.0.0.1:5000/v2/pause/manifests/3.10?ns=registry.k8s.io");
+        assert_eq!(
+            e[0].url("/pause/manifests/3.10"),
+            "http://127.0.0.1:5000/v2/pause/manifests/3.10?ns=registry.k8s.io"
+        );
         assert!(e[0].pull && e[0].resolve);
         assert!(e[1].pull && !e[1].resolve && e[1].skip_verify);
-        assert_eq!(e[1].ca, [d.path().join("registry.k8s.io/ca1.pem"), PathBuf::from("/abs/ca2.pem")]);
+        assert_eq!(
+            e[1].ca,
+            [
+                d.path().join("registry.k8s.io/ca1.pem"),
+                PathBuf::from("/abs/ca2.pem")
+            ]
+        );
         assert_eq!(e[1].headers, [("X-Test".to_string(), "1".to_string())]);
         assert_eq!(e[2].ca, [d.path().join("registry.k8s.io/one.pem")]);
         assert!(e[3].mirror_of.is_none());
@@ -353,14 +368,29 @@ server = "https://registry.k8s.io"
     #[test]
     fn port_directory_and_default_fallback() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "_default", "[host.\"http://mirror.local:8080\"]\n");
-        write(d.path(), "reg.example:5443", "server = \"https://reg.example:5443\"\nskip_verify = true\n");
+        write(
+            d.path(),
+            "_default",
+            "[host.\"http://mirror.local:8080\"]\n",
+        );
+        write(
+            d.path(),
+            "reg.example:5443",
+            "server = \"https://reg.example:5443\"\nskip_verify = true\n",
+        );
         let e = endpoints(d.path(), "reg.example:5443").unwrap();
         assert_eq!(e.len(), 1);
         assert!(e[0].skip_verify);
         // containerd's escaped `host_port_` directory wins over `host:port`.
-        write(d.path(), "reg.example_5443_", "server = \"https://other:1\"\n");
-        assert_eq!(endpoints(d.path(), "reg.example:5443").unwrap()[0].api_root, "https://other:1/v2");
+        write(
+            d.path(),
+            "reg.example_5443_",
+            "server = \"https://other:1\"\n",
+        );
+        assert_eq!(
+            endpoints(d.path(), "reg.example:5443").unwrap()[0].api_root,
+            "https://other:1/v2"
+        );
         // Any other registry falls back to _default: its mirror, then itself.
         let e = endpoints(d.path(), "ghcr.io").unwrap();
         let roots: Vec<_> = e.iter().map(|e| e.api_root.as_str()).collect();
@@ -371,7 +401,11 @@ server = "https://registry.k8s.io"
     #[test]
     fn bad_files_are_reported_with_path() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "x.io", "[host.\"https://m\"]\ncapabilities = [\"fly\"]\n");
+        write(
+            d.path(),
+            "x.io",
+            "[host.\"https://m\"]\ncapabilities = [\"fly\"]\n",
+        );
         let err = endpoints(d.path(), "x.io").unwrap_err().to_string();
         assert!(err.contains("hosts.toml") && err.contains("fly"), "{err}");
         write(d.path(), "y.io", "servr = \"https://y\"\n");

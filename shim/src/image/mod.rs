@@ -195,11 +195,16 @@ fn select_platform<'a>(list: &'a [Descriptor], image: &str) -> Result<&'a Descri
         .filter(matches)
         .find(|d| d.platform.as_ref().is_some_and(|p| p.variant == variant))
         .or_else(|| list.iter().find(matches))
-        .ok_or_else(|| Error::NotFound(format!("image {image}: no manifest for platform linux/{arch}")))
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "image {image}: no manifest for platform linux/{arch}"
+            ))
+        })
 }
 
 fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::FailedPrecondition(format!("{what}: invalid json: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| Error::FailedPrecondition(format!("{what}: invalid json: {e}")))
 }
 
 fn check_digest(d: &str, what: &str) -> Result<()> {
@@ -260,7 +265,9 @@ impl ImageService {
             bytes_downloaded: AtomicU64::new(0),
         };
         inner.collect_garbage()?;
-        Ok(ImageService { inner: Arc::new(inner) })
+        Ok(ImageService {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Pulls `image` for this node's platform and records it.
@@ -286,7 +293,8 @@ impl ImageService {
         let top = session.manifest(r.object()).await?;
         let top_digest = top.digest.clone();
         let mut small = Vec::new();
-        let looks_like_index = top.media_type.is_empty() && top.bytes.windows(12).any(|w| w == b"\"manifests\"");
+        let looks_like_index =
+            top.media_type.is_empty() && top.bytes.windows(12).any(|w| w == b"\"manifests\"");
         let manifest = if INDEX_TYPES.contains(&top.media_type.as_str()) || looks_like_index {
             let idx: Index = parse_json(&top.bytes, &format!("index {}", top.digest))?;
             let chosen = select_platform(&idx.manifests, &image)?;
@@ -297,7 +305,9 @@ impl ImageService {
         } else {
             top
         };
-        if !manifest.media_type.is_empty() && !MANIFEST_TYPES.contains(&manifest.media_type.as_str()) {
+        if !manifest.media_type.is_empty()
+            && !MANIFEST_TYPES.contains(&manifest.media_type.as_str())
+        {
             return Err(Error::Unimplemented(format!(
                 "image {image}: unsupported manifest media type {}",
                 manifest.media_type
@@ -398,7 +408,13 @@ impl ImageService {
 
     /// Makes snapshot `chain` exist: unpacks the stored blob, or downloads,
     /// stores and unpacks it in one streaming pass.
-    async fn ensure_layer(&self, session: &Session, layer: &Descriptor, diff_id: &str, chain: &str) -> Result<()> {
+    async fn ensure_layer(
+        &self,
+        session: &Session,
+        layer: &Descriptor,
+        diff_id: &str,
+        chain: &str,
+    ) -> Result<()> {
         let inner = &self.inner;
         // Keys are namespaced: an uncompressed layer's blob digest equals its
         // diff id, which is the chain id of a bottom layer.
@@ -461,7 +477,9 @@ impl ImageService {
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
-                    inner.bytes_downloaded.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    inner
+                        .bytes_downloaded
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     if tx.send(Ok(chunk)).await.is_err() {
                         send_failed = true;
                         break;
@@ -469,7 +487,11 @@ impl ImageService {
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    let msg = format!("blob {}: download: {}", layer.digest, registry::error_chain(&e));
+                    let msg = format!(
+                        "blob {}: download: {}",
+                        layer.digest,
+                        registry::error_chain(&e)
+                    );
                     let _ = tx.send(Err(msg)).await;
                     break;
                 }
@@ -480,7 +502,10 @@ impl ImageService {
             .await
             .map_err(|e| Error::Internal(format!("unpack task: {e}")))?;
         if send_failed && res.is_ok() {
-            return Err(Error::Internal(format!("blob {}: unpack ended early", layer.digest)));
+            return Err(Error::Internal(format!(
+                "blob {}: unpack ended early",
+                layer.digest
+            )));
         }
         res
     }
@@ -498,7 +523,10 @@ impl ImageService {
                     let want = format!("{}@{d}", r.name());
                     recs.iter().find(|x| {
                         x.repo_digests.contains(&want)
-                            || (x.manifest_digest == *d && x.repo_digests.iter().any(|n| n.starts_with(&format!("{}@", r.name()))))
+                            || (x.manifest_digest == *d
+                                && x.repo_digests
+                                    .iter()
+                                    .any(|n| n.starts_with(&format!("{}@", r.name()))))
                     })
                 }
                 (None, Some(t)) => recs.iter().find(|x| x.repo_tags.contains(&t)),
@@ -514,7 +542,10 @@ impl ImageService {
         }
         let hits: Vec<_> = recs
             .into_iter()
-            .filter(|x| x.id.strip_prefix("sha256:").is_some_and(|h| h.starts_with(hex)))
+            .filter(|x| {
+                x.id.strip_prefix("sha256:")
+                    .is_some_and(|h| h.starts_with(hex))
+            })
             .collect();
         match hits.len() {
             0 => Ok(None),
@@ -647,7 +678,8 @@ impl ImageService {
             for d in [&upper, &work, &rootfs] {
                 fs::create_dir_all(d).map_err(Error::io("create directory", d))?;
             }
-            fs::set_permissions(&upper, fs::Permissions::from_mode(0o755)).map_err(Error::io("chmod", &upper))?;
+            fs::set_permissions(&upper, fs::Permissions::from_mode(0o755))
+                .map_err(Error::io("chmod", &upper))?;
             if lowers.is_empty() {
                 // overlayfs needs a lower directory; a layerless image gets an empty one.
                 let empty = dir.join("empty");
@@ -685,7 +717,12 @@ impl ImageService {
             let dir = inner.root.join("containers").join(container_id);
             let rootfs = dir.join("rootfs");
             snapshot::unmount(&rootfs)?;
-            for d in [&rootfs, &dir.join("upper"), &dir.join("work"), &dir.join("empty")] {
+            for d in [
+                &rootfs,
+                &dir.join("upper"),
+                &dir.join("work"),
+                &dir.join("empty"),
+            ] {
                 match fs::remove_dir_all(d) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
                         return Err(Error::io("remove container layer", d)(e))

@@ -29,7 +29,8 @@ pub struct Reference {
 impl Reference {
     /// Parses and normalises `s` (`busybox` → `docker.io/library/busybox:latest`).
     pub fn parse(s: &str) -> Result<Reference> {
-        let bad = |why: &str| Error::InvalidArgument(format!("invalid image reference {s:?}: {why}"));
+        let bad =
+            |why: &str| Error::InvalidArgument(format!("invalid image reference {s:?}: {why}"));
         if s.is_empty() {
             return Err(bad("empty"));
         }
@@ -137,14 +138,19 @@ pub fn validate_digest(d: &str) -> std::result::Result<(), String> {
 
 /// True for exactly 64 lower-case hex digits.
 pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn validate_tag(t: &str) -> std::result::Result<(), String> {
     let ok = !t.is_empty()
         && t.len() <= 128
-        && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        && t.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
     if ok {
         Ok(())
     } else {
@@ -162,7 +168,8 @@ fn validate_domain(d: &str) -> std::result::Result<(), String> {
             || host
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     if host_ok && port_ok {
         Ok(())
     } else {

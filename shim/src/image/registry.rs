@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use base64::Engine as _;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use reqwest::{Client, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -71,10 +73,11 @@ impl Credentials {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(self.auth.trim())
             .map_err(|e| Error::InvalidArgument(format!("auth.auth: not base64: {e}")))?;
-        let s = String::from_utf8(raw).map_err(|_| Error::InvalidArgument("auth.auth: not utf-8".into()))?;
-        let (u, p) = s
-            .split_once(':')
-            .ok_or_else(|| Error::InvalidArgument("auth.auth: expected base64 of user:password".into()))?;
+        let s = String::from_utf8(raw)
+            .map_err(|_| Error::InvalidArgument("auth.auth: not utf-8".into()))?;
+        let (u, p) = s.split_once(':').ok_or_else(|| {
+            Error::InvalidArgument("auth.auth: expected base64 of user:password".into())
+        })?;
         Ok(Some((u.to_string(), p.to_string())))
     }
 }
@@ -154,7 +157,13 @@ impl Session {
         let by_digest = object.starts_with("sha256:");
         let path = format!("/{}/manifests/{object}", self.repository);
         let resp = self
-            .get(&path, Some(MANIFEST_ACCEPT), |ep| if by_digest { ep.pull } else { ep.resolve }, "manifest", object)
+            .get(
+                &path,
+                Some(MANIFEST_ACCEPT),
+                |ep| if by_digest { ep.pull } else { ep.resolve },
+                "manifest",
+                object,
+            )
             .await?;
         let header_type = resp
             .headers()
@@ -171,8 +180,9 @@ impl Session {
             #[serde(rename = "mediaType", default)]
             media_type: String,
         }
-        let probe: Probe = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::FailedPrecondition(format!("manifest {object}: invalid json: {e}")))?;
+        let probe: Probe = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::FailedPrecondition(format!("manifest {object}: invalid json: {e}"))
+        })?;
         let media_type = if probe.media_type.is_empty() {
             header_type.unwrap_or_default()
         } else {
@@ -221,7 +231,10 @@ impl Session {
                     // Keep the most telling error: a later "not found" from the
                     // upstream beats a mirror's connection error, but an auth
                     // failure is what the user must fix.
-                    if !matches!(last, Some(Error::Unauthenticated(_) | Error::PermissionDenied(_))) {
+                    if !matches!(
+                        last,
+                        Some(Error::Unauthenticated(_) | Error::PermissionDenied(_))
+                    ) {
                         last = Some(e);
                     }
                 }
@@ -247,12 +260,18 @@ impl Session {
         loop {
             let mut headers = HeaderMap::new();
             for (k, v) in &ep.headers {
-                if let (Ok(k), Ok(v)) = (HeaderName::try_from(k.as_str()), HeaderValue::try_from(v.as_str())) {
+                if let (Ok(k), Ok(v)) = (
+                    HeaderName::try_from(k.as_str()),
+                    HeaderValue::try_from(v.as_str()),
+                ) {
                     headers.append(k, v);
                 }
             }
             if let Some(a) = accept {
-                headers.insert(ACCEPT, HeaderValue::from_str(a).expect("static accept header"));
+                headers.insert(
+                    ACCEPT,
+                    HeaderValue::from_str(a).expect("static accept header"),
+                );
             }
             if let Some(v) = self.auth_header(&host) {
                 headers.insert(AUTHORIZATION, v);
@@ -262,7 +281,9 @@ impl Session {
                 .headers(headers)
                 .send()
                 .await
-                .map_err(|e| Error::Unavailable(format!("{what} {object}: {url}: {}", error_chain(&e))))?;
+                .map_err(|e| {
+                    Error::Unavailable(format!("{what} {object}: {url}: {}", error_chain(&e)))
+                })?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(resp);
@@ -276,7 +297,10 @@ impl Session {
                     .unwrap_or("")
                     .to_string();
                 let header = self.authorize(client, &challenge, what, object).await?;
-                self.auth.lock().unwrap_or_else(|p| p.into_inner()).insert(host.clone(), header);
+                self.auth
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(host.clone(), header);
                 continue;
             }
             let body = resp.text().await.unwrap_or_default();
@@ -292,10 +316,19 @@ impl Session {
     }
 
     fn auth_header(&self, host: &str) -> Option<HeaderValue> {
-        if let Some(v) = self.auth.lock().unwrap_or_else(|p| p.into_inner()).get(host) {
+        if let Some(v) = self
+            .auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+        {
             return Some(v.clone());
         }
-        let token = self.creds.as_ref().map(|c| c.registry_token.as_str()).unwrap_or("");
+        let token = self
+            .creds
+            .as_ref()
+            .map(|c| c.registry_token.as_str())
+            .unwrap_or("");
         if token.is_empty() {
             None
         } else {
@@ -304,7 +337,13 @@ impl Session {
     }
 
     /// Answers a `WWW-Authenticate` challenge with an Authorization header.
-    async fn authorize(&self, client: &Client, challenge: &str, what: &str, object: &str) -> Result<HeaderValue> {
+    async fn authorize(
+        &self,
+        client: &Client,
+        challenge: &str,
+        what: &str,
+        object: &str,
+    ) -> Result<HeaderValue> {
         let unauth = |why: String| Error::Unauthenticated(format!("{what} {object}: {why}"));
         let (scheme, params) = parse_challenge(challenge);
         let basic = match &self.creds {
@@ -326,7 +365,11 @@ impl Session {
                     .cloned()
                     .unwrap_or_else(|| format!("repository:{}:pull", self.repository));
                 let service = params.get("service").cloned().unwrap_or_default();
-                let identity = self.creds.as_ref().map(|c| c.identity_token.as_str()).unwrap_or("");
+                let identity = self
+                    .creds
+                    .as_ref()
+                    .map(|c| c.identity_token.as_str())
+                    .unwrap_or("");
                 let req = if !identity.is_empty() {
                     client.post(realm).form(&[
                         ("grant_type", "refresh_token"),
@@ -336,16 +379,17 @@ impl Session {
                         ("client_id", "berth"),
                     ])
                 } else {
-                    let mut r = client.get(realm).query(&[("service", &service), ("scope", &scope)]);
+                    let mut r = client
+                        .get(realm)
+                        .query(&[("service", &service), ("scope", &scope)]);
                     if let Some((u, p)) = &basic {
                         r = r.basic_auth(u, Some(p));
                     }
                     r
                 };
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| Error::Unavailable(format!("token server {realm}: {}", error_chain(&e))))?;
+                let resp = req.send().await.map_err(|e| {
+                    Error::Unavailable(format!("token server {realm}: {}", error_chain(&e)))
+                })?;
                 let status = resp.status();
                 if !status.is_success() {
                     return Err(unauth(format!("token server {realm} answered {status}")));
@@ -360,7 +404,11 @@ impl Session {
                 let bytes = read_limited(resp, 1 << 20, "token").await?;
                 let t: Token = serde_json::from_slice(&bytes)
                     .map_err(|e| unauth(format!("token server {realm}: invalid json: {e}")))?;
-                let token = if t.token.is_empty() { t.access_token } else { t.token };
+                let token = if t.token.is_empty() {
+                    t.access_token
+                } else {
+                    t.token
+                };
                 if token.is_empty() {
                     return Err(unauth(format!("token server {realm} returned no token")));
                 }
@@ -378,7 +426,9 @@ pub fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
     let mut params = HashMap::new();
     let mut s = rest.trim();
     while !s.is_empty() {
-        let Some((k, after)) = s.split_once('=') else { break };
+        let Some((k, after)) = s.split_once('=') else {
+            break;
+        };
         let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
         let after = after.trim_start();
         let (v, tail) = if let Some(q) = after.strip_prefix('"') {
@@ -413,7 +463,9 @@ pub fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
 /// Reads a response body of at most `limit` bytes.
 pub async fn read_limited(mut resp: Response, limit: u64, what: &str) -> Result<Vec<u8>> {
     if resp.content_length().is_some_and(|l| l > limit) {
-        return Err(Error::FailedPrecondition(format!("{what}: larger than {limit} bytes")));
+        return Err(Error::FailedPrecondition(format!(
+            "{what}: larger than {limit} bytes"
+        )));
     }
     let mut out = Vec::new();
     while let Some(chunk) = resp
@@ -422,7 +474,9 @@ pub async fn read_limited(mut resp: Response, limit: u64, what: &str) -> Result<
         .map_err(|e| Error::Unavailable(format!("{what}: {}", error_chain(&e))))?
     {
         if out.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Error::FailedPrecondition(format!("{what}: larger than {limit} bytes")));
+            return Err(Error::FailedPrecondition(format!(
+                "{what}: larger than {limit} bytes"
+            )));
         }
         out.extend_from_slice(&chunk);
     }
@@ -455,7 +509,10 @@ mod tests {
         assert_eq!(p["service"], "registry.docker.io");
         assert_eq!(p["scope"], "repository:library/busybox:pull");
         let (s, p) = parse_challenge(r#"Basic realm="Registry Realm""#);
-        assert_eq!((s.as_str(), p["realm"].as_str()), ("Basic", "Registry Realm"));
+        assert_eq!(
+            (s.as_str(), p["realm"].as_str()),
+            ("Basic", "Registry Realm")
+        );
         let (_, p) = parse_challenge("Bearer realm=x, scope=\"a\\\"b\"");
         assert_eq!((p["realm"].as_str(), p["scope"].as_str()), ("x", "a\"b"));
         let (s, p) = parse_challenge("");

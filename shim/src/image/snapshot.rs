@@ -24,7 +24,10 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     for d in diff_ids {
         let next = match out.last() {
             None => d.clone(),
-            Some(prev) => format!("sha256:{}", hex::encode(Sha256::digest(format!("{prev} {d}")))),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{prev} {d}")))
+            ),
         };
         out.push(next);
     }
@@ -41,7 +44,9 @@ pub struct Snapshots {
 fn hex_of(chain_id: &str) -> Result<&str> {
     match chain_id.strip_prefix("sha256:") {
         Some(h) if super::reference::is_sha256_hex(h) => Ok(h),
-        _ => Err(Error::InvalidArgument(format!("malformed chain id {chain_id:?}"))),
+        _ => Err(Error::InvalidArgument(format!(
+            "malformed chain id {chain_id:?}"
+        ))),
     }
 }
 
@@ -97,7 +102,9 @@ impl Snapshots {
     pub fn remove(&self, chain_id: &str) -> Result<()> {
         let p = self.path(chain_id)?;
         match fs::remove_dir_all(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove snapshot", p)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("remove snapshot", p)(e))
+            }
             _ => Ok(()),
         }
     }
@@ -123,17 +130,24 @@ pub fn validate_container_id(id: &str) -> Result<()> {
         && id.len() <= 128
         && id != "."
         && id != ".."
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!("invalid container id {id:?}")))
+        Err(Error::InvalidArgument(format!(
+            "invalid container id {id:?}"
+        )))
     }
 }
 
 /// True when `p` is the root of a mount (its device differs from its parent's).
 pub fn is_mountpoint(p: &Path) -> bool {
-    match (fs::symlink_metadata(p), p.parent().map(fs::symlink_metadata)) {
+    match (
+        fs::symlink_metadata(p),
+        p.parent().map(fs::symlink_metadata),
+    ) {
         (Ok(m), Some(Ok(pm))) => m.dev() != pm.dev() || m.ino() == pm.ino(),
         _ => false,
     }
@@ -159,12 +173,18 @@ pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Pat
             lowers.len()
         )));
     }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(|e| Error::Io {
-            op: "mount overlay rootfs",
-            path: target.to_path_buf(),
-            source: e.into(),
-        })
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(|e| Error::Io {
+        op: "mount overlay rootfs",
+        path: target.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Detaches the mount at `target`; not mounted is fine.
@@ -208,8 +228,13 @@ mod tests {
         fs::write(t2.path().join("f"), b"2").unwrap();
         s.commit(t2, &id).unwrap();
         assert_eq!(fs::read(s.path(&id).unwrap().join("f")).unwrap(), b"1");
-        assert_eq!(fs::read_dir(d.path().join("snapshots/.tmp")).unwrap().count(), 0);
-        assert_eq!(s.list().unwrap(), [id.clone()]);
+        assert_eq!(
+            fs::read_dir(d.path().join("snapshots/.tmp"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(s.list().unwrap(), std::slice::from_ref(&id));
         assert!(s.path("sha256:../x").is_err());
         s.remove(&id).unwrap();
         s.remove(&id).unwrap();

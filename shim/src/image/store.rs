@@ -51,7 +51,9 @@ pub struct ImageConfig {
 }
 
 /// Registry JSON writes `null` for empty fields.
-fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> std::result::Result<T, D::Error> {
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> std::result::Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -240,10 +242,21 @@ mod tests {
         assert_eq!(all[1].repo_tags, ["x:latest"]);
         let m = commit_record(&s, &rec("b", &["y:2"])).unwrap();
         assert_eq!(m.repo_tags, ["x:latest", "y:2"]);
-        put_ref(&s, "c1", &SnapshotRef { image_id: "a".into(), chain_ids: vec!["chain-z".into()] }).unwrap();
+        put_ref(
+            &s,
+            "c1",
+            &SnapshotRef {
+                image_id: "a".into(),
+                chain_ids: vec!["chain-z".into()],
+            },
+        )
+        .unwrap();
         let (blobs, snaps) = live_set(&s).unwrap();
         assert_eq!(blobs.into_iter().collect::<Vec<_>>(), ["blob-a", "blob-b"]);
-        assert_eq!(snaps.into_iter().collect::<Vec<_>>(), ["chain-a", "chain-b", "chain-z"]);
+        assert_eq!(
+            snaps.into_iter().collect::<Vec<_>>(),
+            ["chain-a", "chain-b", "chain-z"]
+        );
     }
 
     #[test]

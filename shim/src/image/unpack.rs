@@ -87,7 +87,8 @@ pub fn unpack_layer<R: Read>(reader: R, media_type: &str, dest: &Path) -> Result
         Compression::None => Box::new(buf),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
         Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(buf).map_err(Error::io("start zstd decoder", dest))?,
+            zstd::stream::read::Decoder::with_buffer(buf)
+                .map_err(Error::io("start zstd decoder", dest))?,
         ),
     };
     let mut hashing = HashingReader {
@@ -141,7 +142,10 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
         }
         let target = parent.join(last);
         let header = entry.header().clone();
-        let mode = header.mode().map_err(Error::io("read layer entry mode", &target))? & 0o7777;
+        let mode = header
+            .mode()
+            .map_err(Error::io("read layer entry mode", &target))?
+            & 0o7777;
         let io_err = |e: io::Error| bad(&e.to_string());
         match kind {
             EntryType::Directory => {
@@ -181,7 +185,8 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
                     .map_err(io_err)?
                     .ok_or_else(|| bad("hard link without target"))?
                     .into_owned();
-                let lcomps = clean(&link).map_err(|e| bad(&format!("hard link target {}: {e}", link.display())))?;
+                let lcomps = clean(&link)
+                    .map_err(|e| bad(&format!("hard link target {}: {e}", link.display())))?;
                 let Some((llast, lparents)) = lcomps.split_last() else {
                     return Err(bad("hard link to the root directory"));
                 };
@@ -214,8 +219,13 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
                 remove_existing(&target).map_err(|e| bad(&e))?;
-                mknod(&target, flag, Mode::from_bits_truncate(mode), makedev(major.into(), minor.into()))
-                    .map_err(|e| bad(&format!("mknod: {e}")))?;
+                mknod(
+                    &target,
+                    flag,
+                    Mode::from_bits_truncate(mode),
+                    makedev(major.into(), minor.into()),
+                )
+                .map_err(|e| bad(&format!("mknod: {e}")))?;
             }
             other => {
                 return Err(Error::Unimplemented(format!(
@@ -273,7 +283,11 @@ fn clean(p: &Path) -> std::result::Result<Vec<OsString>, String> {
 
 /// Resolves the parent directories of an entry inside `root` without
 /// following symlinks; missing ones are created when `create` is set.
-fn walk_parents(root: &Path, parents: &[OsString], create: bool) -> std::result::Result<PathBuf, String> {
+fn walk_parents(
+    root: &Path,
+    parents: &[OsString],
+    create: bool,
+) -> std::result::Result<PathBuf, String> {
     let mut p = root.to_path_buf();
     for c in parents {
         p.push(c);
@@ -294,7 +308,12 @@ fn walk_parents(root: &Path, parents: &[OsString], create: bool) -> std::result:
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 fs::create_dir(&p).map_err(|e| format!("create parent {}: {e}", p.display()))?;
             }
-            Err(e) => return Err(format!("parent {}: {e}", p.strip_prefix(root).unwrap_or(&p).display())),
+            Err(e) => {
+                return Err(format!(
+                    "parent {}: {e}",
+                    p.strip_prefix(root).unwrap_or(&p).display()
+                ))
+            }
         }
     }
     Ok(p)
@@ -343,7 +362,11 @@ mod tests {
                     (p, d)
                 }
                 E::Sym(p, t) | E::Hard(p, t) => {
-                    h.set_entry_type(if matches!(e, E::Sym(..)) { EntryType::Symlink } else { EntryType::Link });
+                    h.set_entry_type(if matches!(e, E::Sym(..)) {
+                        EntryType::Symlink
+                    } else {
+                        EntryType::Link
+                    });
                     h.set_mode(0o777);
                     h.set_link_name_literal(t).unwrap();
                     (p, b"")
@@ -392,7 +415,10 @@ mod tests {
         assert_eq!((m1.ino(), m1.nlink()), (m2.ino(), 2));
         assert_eq!(m1.mode() & 0o7777, 0o644);
         assert_eq!(m1.mtime(), 1_600_000_000);
-        assert_eq!(fs::read_link(s.join("bin/sh")).unwrap(), Path::new("/bin/tool"));
+        assert_eq!(
+            fs::read_link(s.join("bin/sh")).unwrap(),
+            Path::new("/bin/tool")
+        );
         let dev = fs::symlink_metadata(s.join("dev/null")).unwrap();
         assert!(dev.file_type().is_char_device());
         assert_eq!(dev.rdev(), makedev(1, 3));
@@ -416,7 +442,9 @@ mod tests {
         assert_eq!(wh.rdev(), 0);
         assert!(!s.join("etc/.wh.motd").exists());
         assert_eq!(
-            xattr::get(s.join("var/cache"), "trusted.overlay.opaque").unwrap().as_deref(),
+            xattr::get(s.join("var/cache"), "trusted.overlay.opaque")
+                .unwrap()
+                .as_deref(),
             Some(&b"y"[..])
         );
         assert!(!s.join("var/cache/.wh..wh..opq").exists());
@@ -428,14 +456,25 @@ mod tests {
         let err = r.expect_err("must be refused").to_string();
         assert!(err.contains(needle), "{err} should name {needle}");
         for o in outside {
-            assert!(!d.path().join(o).exists(), "{o} was written outside the snapshot");
+            assert!(
+                !d.path().join(o).exists(),
+                "{o} was written outside the snapshot"
+            );
         }
     }
 
     #[test]
     fn dotdot_escape_is_refused() {
-        assert_refused(&[E::File("../escaped", b"x")], "\"../escaped\"", &["escaped"]);
-        assert_refused(&[E::Dir("a/"), E::File("a/../../escaped", b"x")], "'..'", &["escaped"]);
+        assert_refused(
+            &[E::File("../escaped", b"x")],
+            "\"../escaped\"",
+            &["escaped"],
+        );
+        assert_refused(
+            &[E::Dir("a/"), E::File("a/../../escaped", b"x")],
+            "'..'",
+            &["escaped"],
+        );
     }
 
     #[test]
@@ -469,15 +508,8 @@ mod tests {
         let (d, _) = unpack(&[]);
         fs::write(d.path().join("victim"), b"original").unwrap();
         let victim = d.path().join("victim");
-        let (_d2, r) = {
-            let s = d.path().join("snap");
-            let r = unpack_tar(
-                &tar_of(&[E::Sym("f", victim.to_str().unwrap()), E::File("f", b"new")])[..],
-                &s,
-            );
-            ((), r)
-        };
-        r.unwrap();
+        let tar = tar_of(&[E::Sym("f", victim.to_str().unwrap()), E::File("f", b"new")]);
+        unpack_tar(&tar[..], &d.path().join("snap")).unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"original");
         assert_eq!(fs::read(d.path().join("snap/f")).unwrap(), b"new");
     }
@@ -501,13 +533,27 @@ mod tests {
 
     #[test]
     fn compression_detection() {
-        assert_eq!(detect("application/vnd.oci.image.layer.v1.tar", b"abc").unwrap(), Compression::None);
-        assert_eq!(detect("application/vnd.oci.image.layer.v1.tar", &[0x1f, 0x8b]).unwrap(), Compression::Gzip);
         assert_eq!(
-            detect("application/vnd.oci.image.layer.v1.tar+zstd", &[0x28, 0xb5, 0x2f, 0xfd]).unwrap(),
+            detect("application/vnd.oci.image.layer.v1.tar", b"abc").unwrap(),
+            Compression::None
+        );
+        assert_eq!(
+            detect("application/vnd.oci.image.layer.v1.tar", &[0x1f, 0x8b]).unwrap(),
+            Compression::Gzip
+        );
+        assert_eq!(
+            detect(
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+                &[0x28, 0xb5, 0x2f, 0xfd]
+            )
+            .unwrap(),
             Compression::Zstd
         );
-        assert!(detect("application/vnd.docker.image.rootfs.diff.tar.gzip", b"plain").is_err());
+        assert!(detect(
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            b"plain"
+        )
+        .is_err());
     }
 
     #[test]
