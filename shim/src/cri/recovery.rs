@@ -168,3 +168,149 @@ fn pins_present(rec: &PodRecord) -> bool {
     .flatten()
     .all(|p| p.exists())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::image::ImageService;
+    use crate::state::{PodNamespacePaths, RECORD_VERSION};
+    use crate::store::Store;
+    use berth_proto::v1::{ContainerConfig, ContainerMetadata, PodSandboxConfig};
+
+    fn lifecycle(dir: &std::path::Path) -> Arc<Lifecycle> {
+        let config = Config {
+            root: dir.join("root"),
+            state_dir: dir.join("state"),
+            ..Config::default()
+        };
+        let store = Arc::new(Store::open(&config.root.join("meta.redb")).unwrap());
+        let images =
+            Arc::new(ImageService::open(&config.root, store.clone(), Default::default()).unwrap());
+        Arc::new(Lifecycle::new(Arc::new(config), store, images))
+    }
+
+    fn pod(lc: &Lifecycle, id: &str, state: PodState) -> PodRecord {
+        PodRecord {
+            version: RECORD_VERSION,
+            id: id.into(),
+            name: format!("{id}_ns_uid_0"),
+            config: PodSandboxConfig::default(),
+            runtime_handler: String::new(),
+            state,
+            created_at: 1,
+            pod_dir: lc.pod_dir(id),
+            ns_dir: None,
+            namespaces: PodNamespacePaths::default(),
+            cgroup_parent: "/berth".into(),
+        }
+    }
+
+    fn container(lc: &Lifecycle, id: &str, pod: &str, state: ContainerState) -> ContainerRecord {
+        ContainerRecord {
+            version: RECORD_VERSION,
+            id: id.into(),
+            pod_id: pod.into(),
+            name: format!("{id}_{pod}_ns_uid_0"),
+            config: ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: id.into(),
+                    attempt: 0,
+                }),
+                ..Default::default()
+            },
+            state,
+            created_at: 1,
+            started_at: 2,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            image_id: "sha256:00".into(),
+            image_ref: "sha256:00".into(),
+            stop_signal: 15,
+            bundle: lc.bundle_dir(id),
+            state_dir: lc.container_state_dir(id),
+            log_path: None,
+            pid: 0,
+        }
+    }
+
+    #[test]
+    fn half_created_objects_are_rolled_back_and_lost_containers_marked_exited() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let lc = lifecycle(dir.path());
+            let s = &lc.store;
+            let ready = pod(&lc, "p1", PodState::NotReady);
+            let creating = pod(&lc, "p2", PodState::Creating);
+            std::fs::create_dir_all(&creating.pod_dir).unwrap();
+            std::fs::write(creating.pod_dir.join("hosts"), "x").unwrap();
+            s.put(PODS_TABLE_NAME, "p1", &ready).unwrap();
+            s.put(PODS_TABLE_NAME, "p2", &creating).unwrap();
+            let half = container(&lc, "c1", "p1", ContainerState::Creating);
+            std::fs::create_dir_all(&half.bundle).unwrap();
+            std::fs::write(half.bundle.join("config.json"), "{}").unwrap();
+            s.put(CONTAINERS_TABLE_NAME, "c1", &half).unwrap();
+            // Running when berthd went down, but its runtime state is gone.
+            s.put(
+                CONTAINERS_TABLE_NAME,
+                "c2",
+                &container(&lc, "c2", "p1", ContainerState::Running),
+            )
+            .unwrap();
+            let mut future = container(&lc, "c3", "p1", ContainerState::Exited);
+            future.version = RECORD_VERSION + 1;
+            s.put(CONTAINERS_TABLE_NAME, "c3", &future).unwrap();
+        }
+        let lc = lifecycle(dir.path());
+        let got = lc.recover().unwrap();
+        assert_eq!(
+            got,
+            Recovered {
+                pods: 1,
+                containers: 1,
+                exited_while_down: 1,
+                rolled_back: 2,
+                unreadable: 1,
+            }
+        );
+        assert!(lc.pods.get("p2").is_none());
+        assert!(lc
+            .store
+            .get::<PodRecord>(PODS_TABLE_NAME, "p2")
+            .unwrap()
+            .is_none());
+        assert!(!lc.pod_dir("p2").exists());
+        assert!(lc.containers.get("c1").is_none());
+        assert!(!lc.bundle_dir("c1").exists());
+        let c2 = lc.containers.get("c2").unwrap().get();
+        assert_eq!(
+            (c2.state, c2.reason.as_str(), c2.exit_code),
+            (ContainerState::Exited, "Unknown", 255)
+        );
+        let stored: ContainerRecord = lc.store.get(CONTAINERS_TABLE_NAME, "c2").unwrap().unwrap();
+        assert_eq!(
+            stored.state,
+            ContainerState::Exited,
+            "the fold is persisted"
+        );
+        // The record of another version stays in the store, untouched.
+        assert!(lc.containers.get("c3").is_none());
+        assert!(lc
+            .store
+            .get::<serde_json::Value>(CONTAINERS_TABLE_NAME, "c3")
+            .unwrap()
+            .is_some());
+        // Names of recovered objects are held again.
+        assert_eq!(lc.pod_names.holder("p1_ns_uid_0").as_deref(), Some("p1"));
+        assert_eq!(
+            lc.container_names.holder("c2_p1_ns_uid_0").as_deref(),
+            Some("c2")
+        );
+        assert!(lc.container_names.holder("c1_p1_ns_uid_0").is_none());
+    }
+
+    const PODS_TABLE_NAME: &str = crate::state::PODS_TABLE;
+    const CONTAINERS_TABLE_NAME: &str = crate::state::CONTAINERS_TABLE;
+}
