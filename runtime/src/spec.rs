@@ -353,11 +353,87 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
             });
         }
     }
+    reject_unimplemented(spec, &linux)?;
     if let Some(cg) = linux.cgroups_path() {
         crate::cgroups::parse_cgroups_path(&cg.to_string_lossy(), "")
             .map_err(|msg| Error::spec("linux.cgroupsPath", msg))?;
     }
     Ok(rootfs)
+}
+
+fn unsupported(field: &str, what: &str) -> Error {
+    Error::Unsupported {
+        field: field.into(),
+        msg: format!("{what} not implemented"),
+    }
+}
+
+/// Fields berth does not implement: refusing them beats silently ignoring them.
+fn reject_unimplemented(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    if let Some(h) = spec.hooks() {
+        let any = [
+            h.prestart(),
+            h.create_runtime(),
+            h.create_container(),
+            h.start_container(),
+            h.poststart(),
+            h.poststop(),
+        ]
+        .iter()
+        .any(|l| l.as_ref().is_some_and(|v| !v.is_empty()));
+        if any {
+            return Err(unsupported("hooks", "oci hooks are"));
+        }
+    }
+    if linux.personality().is_some() {
+        return Err(unsupported("linux.personality", "personality is"));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(unsupported("linux.intelRdt", "intel rdt is"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(unsupported("linux.memoryPolicy", "numa memory policy is"));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(unsupported("linux.timeOffsets", "time namespaces are"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(unsupported("linux.netDevices", "moving net devices is"));
+    }
+    if let Some(r) = linux.resources() {
+        if r.network().is_some() {
+            return Err(unsupported(
+                "linux.resources.network",
+                "net_cls/net_prio limits are",
+            ));
+        }
+        if r.rdma().as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(unsupported("linux.resources.rdma", "rdma limits are"));
+        }
+        if let Some(m) = r.memory() {
+            if m.kernel().is_some() || m.kernel_tcp().is_some() {
+                return Err(unsupported(
+                    "linux.resources.memory.kernel",
+                    "kernel memory limits are",
+                ));
+            }
+        }
+    }
+    if let Some(p) = spec.process() {
+        if p.io_priority().is_some() {
+            return Err(unsupported("process.ioPriority", "io priority is"));
+        }
+        if p.scheduler().is_some() {
+            return Err(unsupported("process.scheduler", "scheduler settings are"));
+        }
+        if p.exec_cpu_affinity().is_some() {
+            return Err(unsupported(
+                "process.execCPUAffinity",
+                "exec cpu affinity is",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Validates a `process` object (the container's or an exec'd one).
@@ -514,6 +590,10 @@ mod tests {
             err_of(c),
             "linux.uidMappings: a new user namespace needs uid mappings"
         );
+
+        let mut c = base();
+        c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
+        assert_eq!(err_of(c), "hooks: oci hooks are not implemented");
 
         let mut c = base();
         c["mounts"] = json!([{"destination": "/x", "type": "tmpfs", "source": "tmpfs",

@@ -354,6 +354,7 @@ fn assert_clean_failure(f: &Fixture, extra: &[&str], expect: &str) {
     assert!(out.stdout.is_empty());
     assert!(!f.state_dir().exists(), "state dir left behind");
     assert!(!f.cgroup_exists(), "cgroup left behind");
+    assert!(!f.log_path().exists(), "log file left behind");
 }
 
 #[test]
@@ -367,6 +368,13 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
         &f,
         &[],
         "linux.namespaces[1].path: /proc/999999999/ns/net does not exist",
+    );
+
+    let f = Fixture::new("badlog");
+    assert_clean_failure(
+        &f,
+        &["--log-path", "/proc/1/nope/c.log"],
+        "--log-path: /proc/1/nope",
     );
 
     let mut f = Fixture::new("badcap");

@@ -219,9 +219,21 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
             process::exit_now(1);
         }
     };
+    // Open the log before anything else so a bad --log-path fails create
+    // (the serve loop opens it again after the re-exec).
+    let made_log = match log_path.as_deref().map(prepare_log).transpose() {
+        Ok(made) => made.unwrap_or(false),
+        Err(e) => {
+            let _ = writeln!(report, "error --log-path: {e}");
+            process::exit_now(1);
+        }
+    };
     let created = match create::create(&opts) {
         Ok(c) => c,
         Err(e) => {
+            if let (true, Some(p)) = (made_log, &log_path) {
+                let _ = std::fs::remove_file(p);
+            }
             let _ = writeln!(report, "error {e}");
             process::exit_now(1);
         }
@@ -236,6 +248,20 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
         Ok(_) => process::exit_now(0),
         Err(_) => process::exit_now(1),
     }
+}
+
+/// Creates the log file (and its directory); returns whether it is new.
+fn prepare_log(p: &std::path::Path) -> Result<bool, String> {
+    let existed = p.exists();
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(!existed)
 }
 
 /// Execs `berth-monitor __serve` with the stdio fds; returns only if exec failed.
