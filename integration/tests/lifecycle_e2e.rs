@@ -1000,6 +1000,44 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
 
+    // Failures after the rootfs is mounted roll every step back: one found while
+    // building the spec, one only the runtime finds (a CPU this node lacks).
+    let mut cfg = container_config("late", &env.busybox, &["true"]);
+    cfg.mounts = vec![Mount {
+        container_path: "/data".into(),
+        host_path: "/nonexistent/berth-lifecycle-test".into(),
+        ..Default::default()
+    }];
+    let e = try_create(cfg).await;
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("mounts[0].host_path"), "{e}");
+    let mut cfg = container_config("late", &env.busybox, &["true"]);
+    cfg.linux.as_mut().unwrap().resources = Some(LinuxContainerResources {
+        cpuset_cpus: "1000".into(),
+        ..Default::default()
+    });
+    let e = try_create(cfg).await;
+    assert_eq!(e.code(), tonic::Code::Internal, "{e}");
+    assert!(e.message().contains("cpuset.cpus"), "{e}");
+    let runtime_dirs: Vec<_> = std::fs::read_dir(env.berthd.state_dir().join("c"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(runtime_dirs.is_empty(), "{runtime_dirs:?}");
+    // The failed calls freed the name.
+    let ok = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("late", &env.busybox, &["true"]),
+    )
+    .await;
+    cri.runtime
+        .remove_container(RemoveContainerRequest {
+            container_id: ok.clone(),
+        })
+        .await
+        .unwrap();
+
     // None of the failed creates left a container or a rootfs behind.
     let all = cri
         .runtime
