@@ -315,3 +315,56 @@ fn log_is_reopened_on_sigusr1_and_on_request() {
     });
     c.delete(true).unwrap();
 }
+
+#[test]
+fn exec_with_tty_gets_a_controlling_terminal() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("exectty");
+    f.args("exec sleep 1000");
+    let c = f.create();
+    c.start().unwrap();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let p = f.tmp.path().join("process.json");
+    std::fs::write(&p, proc_json("[ -t 0 ] && echo isatty; ps -o pid,tty | tail -1; exit 9").to_string()).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = Command::new(MONITOR)
+        .args(["exec", "--tty", "--state-dir"])
+        .arg(f.state_dir())
+        .arg("--process")
+        .arg(&p)
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(9));
+    let mut master = std::fs::File::from(pty.master);
+    let mut buf = vec![0u8; 4096];
+    let n = master.read(&mut buf).unwrap();
+    let out = String::from_utf8_lossy(&buf[..n]);
+    assert!(out.contains("isatty"), "{out:?}");
+    c.delete(true).unwrap();
+}
+
+#[test]
+fn container_joins_another_containers_pid_namespace() {
+    if !can_run() {
+        return;
+    }
+    let mut a = Fixture::new("pidns-a");
+    a.args("exec sleep 1001");
+    let ca = a.create();
+    ca.start().unwrap();
+    let mut b = Fixture::new("pidns-b");
+    b.spec["linux"]["namespaces"][0] = json!({"type": "pid", "path": format!("/proc/{}/ns/pid", ca.pid())});
+    b.args("echo pid=$$; cat /proc/1/cmdline | tr '\\0' ' '");
+    let st = b.run();
+    assert_eq!(st.exit.unwrap().code, 0, "{}", b.log());
+    let out = b.log_lines("stdout");
+    assert_ne!(out[0], "pid=1");
+    assert_eq!(out[1].trim(), "sleep 1001");
+    ca.delete(true).unwrap();
+}
