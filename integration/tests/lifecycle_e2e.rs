@@ -1054,3 +1054,154 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(leftovers(&env.berthd, &[&pod]), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let mut pc = pod_config(&env, "hostnet");
+    pc.hostname = String::new();
+    pc.linux.as_mut().unwrap().security_context = Some(LinuxSandboxSecurityContext {
+        namespace_options: Some(ns_options(NamespaceMode::Node)),
+        ..Default::default()
+    });
+    let pod = run_pod(&mut cri, &pc).await;
+    let pins = env.berthd.state_dir().join("ns").join(&pod);
+    assert!(pins.join("ipc").exists() && !pins.join("net").exists() && !pins.join("uts").exists());
+    let mut cfg = container_config("app", &env.busybox, &["sleep", "3600"]);
+    cfg.linux.as_mut().unwrap().security_context = Some(LinuxContainerSecurityContext {
+        namespace_options: Some(ns_options(NamespaceMode::Node)),
+        ..Default::default()
+    });
+    let c = create(&mut cri, &pod, &pc, cfg).await;
+    start(&mut cri, &c).await;
+    let r = exec(&mut cri, &c, &["ls", "-l", "/proc/self/ns/net"], 10)
+        .await
+        .unwrap();
+    let inside = String::from_utf8_lossy(&r.stdout)
+        .trim()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_eq!(inside, host.display().to_string());
+    let r = exec(&mut cri, &c, &["hostname"], 10).await.unwrap();
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), node.trim());
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let mut events = cri
+        .runtime
+        .get_container_events(GetEventsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let pc = pod_config(&env, "tick");
+    let pod = run_pod(&mut cri, &pc).await;
+    let c = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config(
+            "ticker",
+            &env.busybox,
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 100 ]; do echo tick$i; i=$((i+1)); sleep 0.1; done",
+            ],
+        ),
+    )
+    .await;
+    start(&mut cri, &c).await;
+
+    let limit = 96i64 << 20;
+    cri.runtime
+        .update_container_resources(UpdateContainerResourcesRequest {
+            container_id: c.clone(),
+            linux: Some(LinuxContainerResources {
+                memory_limit_in_bytes: limit,
+                ..Default::default()
+            }),
+            windows: None,
+            annotations: HashMap::new(),
+        })
+        .await
+        .unwrap();
+    let file = PathBuf::from("/sys/fs/cgroup/memory/berth")
+        .join(&c)
+        .join("memory.limit_in_bytes");
+    // This node has cgroup v1 controllers (see DESIGN.md).
+    assert!(file.exists(), "{}", file.display());
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        limit.to_string()
+    );
+    let s = status(&mut cri, &c).await;
+    assert_eq!(
+        s.resources.unwrap().linux.unwrap().memory_limit_in_bytes,
+        limit,
+        "status reports the new limit"
+    );
+
+    // kubelet's rotation: rename, then ask for a reopen; new lines go to a new file.
+    let log = PathBuf::from(&pc.log_directory).join("ticker/0.log");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    cri.runtime
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: c.clone(),
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while log_lines(&log, "stdout").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing written to the reopened log"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let old = log_lines(&rotated, "stdout");
+    let new = log_lines(&log, "stdout");
+    assert!(!old.is_empty());
+    assert!(
+        old.iter().all(|l| !new.contains(l)),
+        "lines are not duplicated"
+    );
+
+    // The watcher reports the natural exit as an event, without anyone asking.
+    let mut kinds = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !kinds.contains(&(ContainerEventType::ContainerStoppedEvent as i32)) {
+        assert!(Instant::now() < deadline, "no STOPPED event: {kinds:?}");
+        if let Ok(Ok(Some(ev))) =
+            tokio::time::timeout(Duration::from_secs(1), events.message()).await
+        {
+            assert_eq!(ev.container_id, c);
+            kinds.push(ev.container_event_type);
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            ContainerEventType::ContainerCreatedEvent as i32,
+            ContainerEventType::ContainerStartedEvent as i32,
+            ContainerEventType::ContainerStoppedEvent as i32
+        ]
+    );
+    let s = status(&mut cri, &c).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    teardown_pod(&mut cri, &pod).await;
+    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+}
