@@ -35,9 +35,12 @@ impl StreamRuntime for MonitorRuntime {
     }
 }
 
+/// Frames the fake monitor received, in order.
+type FrameLog = Arc<Mutex<Vec<(u8, Vec<u8>)>>>;
+
 /// One attach client: greets on stdout and stderr, echoes STDIN on stdout,
 /// records RESIZE and STDIN_CLOSE, and sends EXIT 9 after STDIN_CLOSE.
-async fn fake_monitor(l: UnixListener, log: Arc<Mutex<Vec<(u8, Vec<u8>)>>>) {
+async fn fake_monitor(l: UnixListener, log: FrameLog) {
     let (mut s, _) = l.accept().await.unwrap();
     s.write_all(&frame::encode(frame::STDOUT, b"hello\n"))
         .await
@@ -76,7 +79,7 @@ async fn fake_monitor(l: UnixListener, log: Arc<Mutex<Vec<(u8, Vec<u8>)>>>) {
 async fn spdy_attach_through_the_monitor_socket() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("attach.sock");
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = FrameLog::default();
     let monitor = tokio::spawn(fake_monitor(
         UnixListener::bind(&socket).unwrap(),
         log.clone(),
@@ -129,7 +132,7 @@ async fn websocket_tty_attach_sends_resize_frames() {
 
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("attach.sock");
-    let log = Arc::new(Mutex::new(Vec::new()));
+    let log = FrameLog::default();
     let monitor = tokio::spawn(fake_monitor(
         UnixListener::bind(&socket).unwrap(),
         log.clone(),

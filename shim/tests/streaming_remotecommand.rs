@@ -9,6 +9,7 @@ use std::time::Duration;
 use berth_proto::v1::{AttachRequest, ExecRequest};
 use futures::{SinkExt, StreamExt};
 use streaming_support::*;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -497,4 +498,96 @@ async fn python_websocket_client_interoperates() {
     assert_eq!(v["2"], "err\n");
     let st: serde_json::Value = serde_json::from_str(v["3"].as_str().unwrap()).unwrap();
     assert_eq!(st["details"]["causes"][0]["message"], "2");
+}
+
+#[tokio::test]
+async fn spdy_send_windows_are_honoured_once_the_peer_uses_flow_control() {
+    use berth_shim::streaming::spdy::frame::{Setting, SETTINGS_INITIAL_WINDOW_SIZE};
+    use berth_shim::streaming::spdy::Frame;
+
+    let (srv, _rt) = server(60).await;
+    let url = srv
+        .exec_url(&exec_req("head -c 100000 /dev/zero", false, false))
+        .unwrap();
+    let mut c = SpdyClient::connect(&url, &["v4.channel.k8s.io"]).await;
+    c.send(Frame::Settings {
+        flags: 0,
+        entries: vec![Setting {
+            flags: 0,
+            id: SETTINGS_INITIAL_WINDOW_SIZE,
+            value: 1000,
+        }],
+    })
+    .await;
+    c.send(Frame::Ping { id: 5 }).await;
+    let error = c.open(&[("streamType", "error")]).await;
+    let stdout = c.open(&[("streamType", "stdout")]).await;
+    c.open(&[("streamType", "stderr")]).await;
+    let len = |r: &Received| r.data.get(&stdout).map_or(0, Vec::len);
+    let mut r = Received::default();
+    // The ping is answered; the stream window stops the output at 1000 bytes.
+    let mut pong = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(800);
+    while let Ok(Some(f)) = tokio::time::timeout_at(deadline, c.next_frame()).await {
+        match f {
+            Frame::Ping { id } => pong |= id == 5,
+            Frame::Data {
+                stream_id, data, ..
+            } => r
+                .data
+                .entry(stream_id)
+                .or_default()
+                .extend_from_slice(&data),
+            _ => {}
+        }
+    }
+    assert!(pong, "ping not echoed");
+    assert_eq!(len(&r), 1000);
+    // More stream window: now the 64 KiB session window is the limit.
+    c.send(Frame::WindowUpdate {
+        stream_id: stdout,
+        delta: 1_000_000,
+    })
+    .await;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(800),
+        c.read_until(&mut r, |r| len(r) >= 65_536),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), c.read_until(&mut r, |_| false)).await;
+    assert_eq!(len(&r), 65_536);
+    c.send(Frame::WindowUpdate {
+        stream_id: 0,
+        delta: 1_000_000,
+    })
+    .await;
+    c.read_until(&mut r, |r| r.fin.contains(&error)).await;
+    assert_eq!(len(&r), 100_000);
+    assert_eq!(status(&r.data[&error])["status"], "Success");
+}
+
+#[tokio::test]
+async fn spdy_protocol_errors_end_the_connection_with_goaway() {
+    use berth_shim::streaming::spdy::Frame;
+
+    let (srv, _rt) = server(60).await;
+    let url = srv.exec_url(&exec_req("sleep 30", false, false)).unwrap();
+    let mut c = SpdyClient::connect(&url, &["v4.channel.k8s.io"]).await;
+    c.open(&[("streamType", "error")]).await;
+    // A SPDY/2 PING.
+    c.sock
+        .write_all(&[0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1])
+        .await
+        .unwrap();
+    let mut goaway = None;
+    while let Some(f) = tokio::time::timeout(Duration::from_secs(5), c.next_frame())
+        .await
+        .unwrap()
+    {
+        if let Frame::GoAway { status, .. } = f {
+            goaway = Some(status);
+        }
+    }
+    assert_eq!(goaway, Some(1), "GOAWAY with PROTOCOL_ERROR expected");
 }

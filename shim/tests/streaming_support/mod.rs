@@ -209,7 +209,7 @@ impl SpdyClient {
         }
     }
 
-    async fn send(&mut self, f: Frame) {
+    pub async fn send(&mut self, f: Frame) {
         let mut out = BytesMut::new();
         self.codec.encode(&f, &mut out).unwrap();
         self.sock.write_all(&out).await.unwrap();
