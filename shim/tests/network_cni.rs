@@ -439,6 +439,15 @@ async fn teardown_of_a_pod_whose_namespace_is_gone_releases_its_ip() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(fx.veths().trim(), "");
+    // So is one whose pin file outlived its mount (berthd unmounted it first).
+    let pinned = fx.pod();
+    cni.setup(&pinned).await.unwrap();
+    must(&format!("umount {}", pinned.netns.display()));
+    assert!(pinned.netns.exists());
+    cni.teardown(&pinned).await.unwrap();
+    assert!(fx.allocations().is_empty(), "{:?}", fx.allocations());
+    let e = cni.setup(&pinned).await.unwrap_err().to_string();
+    assert!(e.contains("not a network namespace"), "{e}");
     // A pod berthd never set up is fine too.
     let mut unknown = pod.clone();
     unknown.pod_id = "never-set-up".into();
@@ -568,4 +577,44 @@ async fn dual_stack_pods_report_ipv4_first_and_ipv6_as_additional() {
     assert!(addrs.contains(&ips.additional_ips[0]), "{addrs}");
     cni.teardown(&pod).await.unwrap();
     assert!(fx.allocations().is_empty(), "{:?}", fx.allocations());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_setups_get_distinct_addresses() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fixture::new();
+    fx.write_conf("");
+    let cni = std::sync::Arc::new(Cni::new(fx.cfg.clone()));
+    let pods: Vec<PodNetwork> = (0..6).map(|_| fx.pod()).collect();
+    let tasks: Vec<_> = pods
+        .iter()
+        .cloned()
+        .map(|p| {
+            let cni = cni.clone();
+            tokio::spawn(async move { cni.setup(&p).await })
+        })
+        .collect();
+    let mut ips = Vec::new();
+    for t in tasks {
+        ips.push(t.await.unwrap().unwrap().ip);
+    }
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 6, "{ips:?}");
+    assert_eq!(fx.allocations().len(), 6);
+    let tasks: Vec<_> = pods
+        .iter()
+        .cloned()
+        .map(|p| {
+            let cni = cni.clone();
+            tokio::spawn(async move { cni.teardown(&p).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(fx.allocations().is_empty(), "{:?}", fx.allocations());
+    assert_eq!(fx.veths().trim(), "");
 }

@@ -117,9 +117,9 @@ impl Cni {
     pub async fn setup(&self, pod: &PodNetwork) -> Result<PodIps> {
         validate(pod)?;
         let _guard = self.lock_pod(&pod.pod_id).await;
-        if !pod.netns.exists() {
+        if !is_netns(&pod.netns) {
             return Err(Error::FailedPrecondition(format!(
-                "pod {}: network namespace {} does not exist",
+                "pod {}: {} is not a network namespace (missing or not pinned)",
                 pod.pod_id,
                 pod.netns.display()
             )));
@@ -199,7 +199,8 @@ impl Cni {
         validate_id(&pod.pod_id)?;
         let _guard = self.lock_pod(&pod.pod_id).await;
         // Plugins treat an empty CNI_NETNS as "namespace gone, release addresses only".
-        let netns_alive = !pod.netns.as_os_str().is_empty() && pod.netns.exists();
+        // A pin file whose mount is gone counts as gone too.
+        let netns_alive = is_netns(&pod.netns);
         let netns: &Path = if netns_alive {
             &pod.netns
         } else {
@@ -245,9 +246,9 @@ impl Cni {
                 pod.pod_id
             )));
         }
-        if !pod.netns.exists() {
+        if !is_netns(&pod.netns) {
             return Err(Error::FailedPrecondition(format!(
-                "pod {}: network namespace {} does not exist",
+                "pod {}: {} is not a network namespace (missing or not pinned)",
                 pod.pod_id,
                 pod.netns.display()
             )));
@@ -546,6 +547,14 @@ fn validate_id(id: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// True when `p` is a namespace file (a pin bind mount or /proc/<pid>/ns/net),
+/// not just a file left where a pin used to be mounted.
+fn is_netns(p: &Path) -> bool {
+    !p.as_os_str().is_empty()
+        && nix::sys::statfs::statfs(p)
+            .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
