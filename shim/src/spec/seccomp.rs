@@ -264,6 +264,145 @@ pub fn runtime_default_seccomp() -> LinuxSeccomp {
     profile_for(std::env::consts::ARCH, &caps)
 }
 
+/// The native and compat architectures libseccomp should cover on `arch`.
+fn docker_arch_name(arch: &str) -> &'static [&'static str] {
+    // Docker-format `includes.arches` use Go's names plus x86/x32.
+    match arch {
+        "x86_64" => &["amd64", "x86_64"],
+        "aarch64" => &["arm64", "aarch64"],
+        _ => &[],
+    }
+}
+
+fn native_scmp_arch(arch: &str) -> Option<&'static str> {
+    match arch {
+        "x86_64" => Some("SCMP_ARCH_X86_64"),
+        "aarch64" => Some("SCMP_ARCH_AARCH64"),
+        _ => None,
+    }
+}
+
+/// `"6.1.0-26-amd64"` → `(6, 1)`.
+pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The running kernel's version, for `minKernel` conditions.
+pub fn running_kernel() -> Option<(u32, u32)> {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| parse_kernel_version(&r))
+}
+
+/// Whether a Docker-format `includes`/`excludes` condition holds.
+fn condition_holds(
+    cond: &serde_json::Value,
+    arch: &str,
+    caps: &Capabilities,
+    kernel: Option<(u32, u32)>,
+    all: bool,
+) -> bool {
+    let names = |key: &str| -> Vec<String> {
+        cond.get(key)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let held =
+        |c: &String| super::security::parse_capability(c, "").is_ok_and(|cap| caps.contains(&cap));
+    let mut checks = Vec::new();
+    let cap_list = names("caps");
+    if !cap_list.is_empty() {
+        // includes: every listed capability held; excludes: any of them.
+        checks.push(if all {
+            cap_list.iter().all(held)
+        } else {
+            cap_list.iter().any(held)
+        });
+    }
+    let arches = names("arches");
+    if !arches.is_empty() {
+        checks.push(
+            arches
+                .iter()
+                .any(|a| docker_arch_name(arch).contains(&a.as_str())),
+        );
+    }
+    if let Some(min) = cond.get("minKernel").and_then(|v| v.as_str()) {
+        let ok = match (parse_kernel_version(min), kernel) {
+            (Some(want), Some(have)) => have >= want,
+            _ => false,
+        };
+        checks.push(ok);
+    }
+    if all {
+        checks.iter().all(|c| *c)
+    } else {
+        checks.iter().any(|c| *c)
+    }
+}
+
+/// Reads a Localhost profile in either the OCI form or Docker's form
+/// (`archMap`, per-rule `includes`/`excludes` on capabilities, architectures
+/// and kernel version), resolving the Docker conditions for this container so
+/// a capability-gated rule never applies to a container without it.
+pub fn from_profile_json(
+    mut v: serde_json::Value,
+    arch: &str,
+    caps: &Capabilities,
+    kernel: Option<(u32, u32)>,
+) -> std::result::Result<LinuxSeccomp, String> {
+    let obj = v.as_object_mut().ok_or("not a json object")?;
+    if let Some(map) = obj.remove("archMap") {
+        if !obj.contains_key("architectures") {
+            let native = native_scmp_arch(arch);
+            let entry = map
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e.get("architecture").and_then(|a| a.as_str()) == native);
+            if let Some(e) = entry {
+                let mut arches = vec![e["architecture"].clone()];
+                if let Some(sub) = e.get("subArchitectures").and_then(|s| s.as_array()) {
+                    arches.extend(sub.iter().cloned());
+                }
+                obj.insert("architectures".into(), serde_json::Value::Array(arches));
+            }
+        }
+    }
+    if let Some(rules) = obj.get_mut("syscalls").and_then(|s| s.as_array_mut()) {
+        rules.retain(|r| {
+            let inc = r
+                .get("includes")
+                .is_none_or(|c| condition_holds(c, arch, caps, kernel, true));
+            let exc = r
+                .get("excludes")
+                .is_some_and(|c| condition_holds(c, arch, caps, kernel, false));
+            inc && !exc
+        });
+        for r in rules.iter_mut() {
+            if let Some(o) = r.as_object_mut() {
+                o.remove("includes");
+                o.remove("excludes");
+                o.remove("comment");
+                // Docker writes a single `name` in old profiles.
+                if let Some(name) = o.remove("name") {
+                    o.entry("names")
+                        .or_insert_with(|| serde_json::Value::Array(vec![name]));
+                }
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +542,75 @@ mod tests {
             Some(LinuxSeccompAction::ScmpActAllow)
         );
         assert_eq!(unconditional(&arm, "arch_prctl"), None);
+    }
+
+    #[test]
+    fn docker_format_profiles_resolve_their_conditions() {
+        let profile = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 1,
+            "archMap": [
+                {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+                {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}
+            ],
+            "syscalls": [
+                {"names": ["read", "write"], "action": "SCMP_ACT_ALLOW", "args": [], "comment": "", "includes": {}, "excludes": {}},
+                {"names": ["mount"], "action": "SCMP_ACT_ALLOW", "includes": {"caps": ["CAP_SYS_ADMIN"]}},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW", "excludes": {"caps": ["CAP_SYS_ADMIN"]},
+                 "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                {"names": ["arch_prctl"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["amd64", "x32"]}},
+                {"names": ["set_tls"], "action": "SCMP_ACT_ALLOW", "includes": {"arches": ["arm64"]}},
+                {"names": ["ptrace"], "action": "SCMP_ACT_ALLOW", "includes": {"minKernel": "4.8"}},
+                {"name": "old_style", "action": "SCMP_ACT_ALLOW"}
+            ]
+        });
+        let names = |p: &LinuxSeccomp| -> Vec<String> {
+            p.syscalls()
+                .iter()
+                .flatten()
+                .flat_map(|s| s.names().clone())
+                .collect()
+        };
+        let none = Capabilities::new();
+        let p = from_profile_json(profile.clone(), "x86_64", &none, Some((6, 1))).unwrap();
+        assert_eq!(
+            p.architectures().as_deref(),
+            Some(&[Arch::ScmpArchX86_64, Arch::ScmpArchX86, Arch::ScmpArchX32][..])
+        );
+        assert_eq!(
+            names(&p),
+            [
+                "read",
+                "write",
+                "clone",
+                "arch_prctl",
+                "ptrace",
+                "old_style"
+            ]
+        );
+        assert_eq!(p.default_errno_ret(), Some(1));
+
+        let admin: Capabilities = [Capability::SysAdmin].into_iter().collect();
+        let p = from_profile_json(profile.clone(), "aarch64", &admin, Some((4, 4))).unwrap();
+        assert_eq!(
+            p.architectures().as_deref(),
+            Some(&[Arch::ScmpArchAarch64, Arch::ScmpArchArm][..])
+        );
+        assert_eq!(
+            names(&p),
+            ["read", "write", "mount", "set_tls", "old_style"]
+        );
+
+        // An OCI-format profile passes through unchanged.
+        let oci = serde_json::to_value(runtime_default_seccomp()).unwrap();
+        assert_eq!(
+            from_profile_json(oci, "x86_64", &none, None).unwrap(),
+            runtime_default_seccomp()
+        );
+        assert!(from_profile_json(serde_json::json!([1]), "x86_64", &none, None).is_err());
+        assert_eq!(parse_kernel_version("6.1.0-26-amd64"), Some((6, 1)));
+        assert_eq!(parse_kernel_version("4.19"), Some((4, 19)));
+        assert_eq!(parse_kernel_version("x"), None);
     }
 
     #[test]

@@ -281,8 +281,9 @@ pub fn seccomp_profile(sc: &LinuxContainerSecurityContext) -> Result<Profile> {
     )
 }
 
-/// Reads an OCI-format seccomp profile from the node.
-pub fn load_seccomp(path: &str, field: &str) -> Result<LinuxSeccomp> {
+/// Reads a seccomp profile (OCI or Docker format) from the node, resolving
+/// Docker's per-rule conditions for a container holding `caps`.
+pub fn load_seccomp(path: &str, field: &str, caps: &Capabilities) -> Result<LinuxSeccomp> {
     if !path.starts_with('/') {
         return Err(Error::InvalidArgument(format!(
             "{field}: seccomp profile {path:?} is not an absolute path"
@@ -291,8 +292,11 @@ pub fn load_seccomp(path: &str, field: &str) -> Result<LinuxSeccomp> {
     let bytes = std::fs::read(path).map_err(|e| {
         Error::InvalidArgument(format!("{field}: read seccomp profile {path:?}: {e}"))
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::InvalidArgument(format!("{field}: bad seccomp profile {path:?}: {e}")))
+    let bad =
+        |e: String| Error::InvalidArgument(format!("{field}: bad seccomp profile {path:?}: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    seccomp::from_profile_json(v, std::env::consts::ARCH, caps, seccomp::running_kernel())
+        .map_err(bad)
 }
 
 /// `linux.seccomp`: none when privileged or unconfined, the built-in profile
@@ -316,7 +320,7 @@ pub fn seccomp(
             } else {
                 "linux.security_context.seccomp_profile_path"
             };
-            Some(load_seccomp(&path, field)?)
+            Some(load_seccomp(&path, field, caps)?)
         }
     })
 }
