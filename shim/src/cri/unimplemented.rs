@@ -62,34 +62,4 @@ impl CriService {
     ) -> Result<UpdatePodSandboxResourcesResponse> {
         unimplemented("UpdatePodSandboxResources")
     }
-    pub(crate) async fn list_images(&self, _req: ListImagesRequest) -> Result<ListImagesResponse> {
-        unimplemented("ListImages")
-    }
-    pub(crate) async fn stream_images(
-        &self,
-        _req: StreamImagesRequest,
-    ) -> Result<BoxStream<StreamImagesResponse>> {
-        unimplemented("StreamImages")
-    }
-    pub(crate) async fn image_status(
-        &self,
-        _req: ImageStatusRequest,
-    ) -> Result<ImageStatusResponse> {
-        unimplemented("ImageStatus")
-    }
-    pub(crate) async fn pull_image(&self, _req: PullImageRequest) -> Result<PullImageResponse> {
-        unimplemented("PullImage")
-    }
-    pub(crate) async fn remove_image(
-        &self,
-        _req: RemoveImageRequest,
-    ) -> Result<RemoveImageResponse> {
-        unimplemented("RemoveImage")
-    }
-    pub(crate) async fn image_fs_info(
-        &self,
-        _req: ImageFsInfoRequest,
-    ) -> Result<ImageFsInfoResponse> {
-        unimplemented("ImageFsInfo")
-    }
 }
