@@ -55,7 +55,40 @@ pub enum Error {
 /// Result with [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Coarse classes of [`Error`], for mapping to gRPC codes mechanically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Bad spec or argument (INVALID_ARGUMENT).
+    InvalidArgument,
+    /// No such container (NOT_FOUND).
+    NotFound,
+    /// Wrong lifecycle state for the operation (FAILED_PRECONDITION).
+    FailedPrecondition,
+    /// Asked for something this host or berth cannot do (UNIMPLEMENTED).
+    Unimplemented,
+    /// Timed out (DEADLINE_EXCEEDED).
+    Timeout,
+    /// Kernel or I/O failure (INTERNAL).
+    Internal,
+}
+
 impl Error {
+    /// The class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidSpec { .. } | Error::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::BadState { .. } => ErrorKind::FailedPrecondition,
+            Error::Unsupported { .. } => ErrorKind::Unimplemented,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Sys { .. }
+            | Error::Io { .. }
+            | Error::CorruptState { .. }
+            | Error::Cgroup { .. }
+            | Error::Init(_) => ErrorKind::Internal,
+        }
+    }
+
     /// Builds an [`Error::InvalidSpec`].
     pub fn spec(field: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::InvalidSpec {

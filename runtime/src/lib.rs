@@ -19,5 +19,5 @@ pub mod timefmt;
 
 pub use cgroups::Stats;
 pub use container::{delete_dir, Container, ContainerState, ExitInfo, Status};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use pin::unpin_namespaces;

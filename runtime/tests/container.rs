@@ -426,3 +426,23 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
         );
     }
 }
+
+#[test]
+fn device_cgroup_and_readonly_paths_are_enforced() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("devices");
+    // The node exists in the container but the device cgroup (deny-all plus the
+    // defaults) refuses it; an allowed spec device works.
+    f.spec["linux"]["devices"] = json!([
+        {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 420},
+        {"path": "/dev/mem2", "type": "c", "major": 1, "minor": 3, "fileMode": 438, "uid": 1000, "gid": 1000}
+    ]);
+    f.args("head -c1 /dev/kmsg >/dev/null 2>&1 && echo kmsg-open || echo kmsg-denied; echo x > /dev/mem2 && echo mem2-ok; stat -c '%u %g %a' /dev/mem2; echo 5 > /proc/sys/kernel/msgmax 2>/dev/null && echo sys-rw || echo sys-ro");
+    f.run();
+    assert_eq!(
+        f.log_lines("stdout"),
+        vec!["kmsg-denied", "mem2-ok", "1000 1000 666", "sys-ro"]
+    );
+}

@@ -327,7 +327,11 @@ fn exec_with_tty_gets_a_controlling_terminal() {
     c.start().unwrap();
     let pty = nix::pty::openpty(None, None).unwrap();
     let p = f.tmp.path().join("process.json");
-    std::fs::write(&p, proc_json("[ -t 0 ] && echo isatty; ps -o pid,tty | tail -1; exit 9").to_string()).unwrap();
+    std::fs::write(
+        &p,
+        proc_json("[ -t 0 ] && echo isatty; ps -o pid,tty | tail -1; exit 9").to_string(),
+    )
+    .unwrap();
     let slave = std::fs::File::from(pty.slave);
     let mut child = Command::new(MONITOR)
         .args(["exec", "--tty", "--state-dir"])
@@ -359,7 +363,8 @@ fn container_joins_another_containers_pid_namespace() {
     let ca = a.create();
     ca.start().unwrap();
     let mut b = Fixture::new("pidns-b");
-    b.spec["linux"]["namespaces"][0] = json!({"type": "pid", "path": format!("/proc/{}/ns/pid", ca.pid())});
+    b.spec["linux"]["namespaces"][0] =
+        json!({"type": "pid", "path": format!("/proc/{}/ns/pid", ca.pid())});
     b.args("echo pid=$$; cat /proc/1/cmdline | tr '\\0' ' '");
     let st = b.run();
     assert_eq!(st.exit.unwrap().code, 0, "{}", b.log());

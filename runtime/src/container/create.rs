@@ -165,8 +165,14 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
             let _ = cg.remove();
         });
     }
+    // Device rules go in after the init has made its device nodes (the rules
+    // also govern mknod), but before it can exec anything.
+    let mut device_rules = None;
     if let Some(res) = linux.resources() {
-        cgroup.apply(res)?;
+        let mut res = res.clone();
+        device_rules = res.devices().clone().filter(|d| !d.is_empty());
+        res.set_devices(None);
+        cgroup.apply(&res)?;
     }
     let oom_baseline = cgroup.oom_kills().unwrap_or(0);
 
@@ -315,6 +321,11 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     }
     if answer != "ready" {
         return Err(Error::Init("container init exited during set-up".into()));
+    }
+    if let Some(rules) = device_rules {
+        let mut res = oci_spec::runtime::LinuxResources::default();
+        res.set_devices(Some(rules));
+        cgroup.apply(&res)?;
     }
     let pid_start_time = state::pid_start_time(pid)
         .ok_or_else(|| Error::Init("container init exited during set-up".into()))?;
