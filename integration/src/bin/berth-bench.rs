@@ -257,7 +257,7 @@ fn write_bridge_conflist(dir: &std::path::Path, ipam_dir: &std::path::Path) -> a
 
 fn print_report(rows: &[Row], containerd_note: Option<&str>) {
     println!(
-        "{:<28} {:<18} {:<34} {:<34} berth/containerd p50",
+        "{:<28} {:<18} {:<40} {:<40} berth/containerd p50",
         "workload", "operation", "berth p50/p95/max ms", "containerd p50/p95/max ms",
     );
     for r in rows {
@@ -271,7 +271,7 @@ fn print_report(rows: &[Row], containerd_note: Option<&str>) {
             .and_then(|c| bench::p50_ratio(&r.berth, c))
             .map_or_else(|| "-".to_string(), |x| format!("{x:.2}"));
         println!(
-            "{:<28} {:<18} {:<34} {:<34} {}",
+            "{:<28} {:<18} {:<40} {:<40} {}",
             r.workload,
             r.op,
             r.berth.summary("berthd"),
