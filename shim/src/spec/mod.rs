@@ -124,6 +124,13 @@ pub(crate) fn security_context(config: &ContainerConfig) -> LinuxContainerSecuri
 
 /// Translates a CreateContainer request into the OCI runtime spec.
 pub fn container_spec(input: &SpecInput) -> Result<Spec> {
+    if input.container_id.is_empty() || input.container_id.contains(['/', '\0']) {
+        // Ids are ours, not the client's: a bad one is a bug upstream.
+        return Err(Error::Internal(format!(
+            "container id {:?} cannot name a cgroup",
+            input.container_id
+        )));
+    }
     let config = input.config;
     let sc = security_context(config);
     let sandbox_privileged = input
