@@ -22,15 +22,18 @@ pub struct PinOptions {
     pub net: bool,
     pub ipc: bool,
     pub uts: bool,
+    /// Also create a pid namespace, kept alive by a tiny init
+    /// (`berth-monitor __pause`) whose pid is recorded in `<dir>/pause.pid`.
+    pub pid: bool,
     pub hostname: Option<String>,
     pub sysctls: Vec<(String, String)>,
 }
 
 fn check(o: &PinOptions) -> Result<()> {
-    if !(o.net || o.ipc || o.uts) {
+    if !(o.net || o.ipc || o.uts || o.pid) {
         return Err(Error::InvalidArgument {
             name: "pin-ns".into(),
-            msg: "at least one of --net, --ipc, --uts is required".into(),
+            msg: "at least one of --net, --ipc, --uts, --pid is required".into(),
         });
     }
     if o.hostname.is_some() && !o.uts {
@@ -89,7 +92,7 @@ fn pin_inner(o: &PinOptions) -> Result<()> {
             _ => o.uts,
         })
         .collect();
-    for (name, _) in &wanted {
+    for name in wanted.iter().map(|(n, _)| *n).chain(o.pid.then_some("pid")) {
         if o.dir.join(name).exists() {
             return Err(Error::InvalidArgument {
                 name: "--dir".into(),
@@ -112,6 +115,9 @@ fn pin_inner(o: &PinOptions) -> Result<()> {
         sys.write_file(&path, v)
             .map_err(|e| Error::sys(format!("--sysctl {k}={v}"), e))?;
     }
+    if o.pid {
+        start_pause(&o.dir)?;
+    }
     for (name, _) in &wanted {
         let target = o.dir.join(name);
         sys.create_file(&target)
@@ -125,9 +131,104 @@ fn pin_inner(o: &PinOptions) -> Result<()> {
     Ok(())
 }
 
-/// Lazily unmounts and removes pinned namespaces and the directory. Idempotent.
+/// File holding `<pid> <start time>` of the pid namespace's init.
+pub const PAUSE_FILE: &str = "pause.pid";
+
+// The pid namespace needs a living init: fork one into a new pid namespace and
+// have it exec `berth-monitor __pause` (a fresh image keeps it small). Its
+// namespaces (net/ipc/uts just created here) are inherited.
+fn start_pause(dir: &Path) -> Result<()> {
+    use crate::sys::process::{self, Fork};
+    let sys = LinuxSyscall;
+    sys.unshare(libc::CLONE_NEWPID)
+        .map_err(|e| Error::sys("unshare pid namespace", e))?;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("pipe", e.into()))?;
+    match process::fork().map_err(|e| Error::sys("fork pause process", e))? {
+        Fork::Child => {
+            drop(r);
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                for fd in 0..3 {
+                    let _ = process::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
+                }
+            }
+            let _ = std::env::set_current_dir("/");
+            let e = sys.execve(
+                Path::new("/proc/self/exe"),
+                &["berth-monitor".into(), "__pause".into()],
+                &[],
+            );
+            let mut w = std::fs::File::from(w);
+            let _ = std::io::Write::write_all(&mut w, e.to_string().as_bytes());
+            process::exit_now(127)
+        }
+        Fork::Parent(pid) => {
+            drop(w);
+            let mut msg = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut msg);
+            if !msg.is_empty() {
+                let _ = process::kill(pid, libc::SIGKILL);
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+                return Err(Error::Init(format!("exec pause process: {msg}")));
+            }
+            let start = crate::container::state::pid_start_time(pid).unwrap_or(0);
+            let file = dir.join(PAUSE_FILE);
+            crate::container::state::write_atomic(&file, format!("{pid} {start}\n").as_bytes())?;
+            let target = dir.join("pid");
+            sys.create_file(&target)
+                .map_err(|e| Error::io(&target, e))?;
+            let src = PathBuf::from(format!("/proc/{pid}/ns/pid"));
+            sys.mount(Some(&src), &target, None, libc::MS_BIND, None)
+                .map_err(|e| {
+                    Error::sys(format!("bind {} on {}", src.display(), target.display()), e)
+                })?;
+            Ok(())
+        }
+    }
+}
+
+/// The body of `berth-monitor __pause`: pid 1 of a pod's pid namespace.
+pub fn pause() -> ! {
+    let _ = crate::sys::process::autoreap_children();
+    crate::sys::process::pause_forever()
+}
+
+fn stop_pause(dir: &Path) -> Result<()> {
+    let file = dir.join(PAUSE_FILE);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(&file, e)),
+    };
+    let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    if let (Some(Some(pid)), Some(Some(start))) = (it.next(), it.next()) {
+        let pid = pid as i32;
+        if let Ok(fd) = crate::sys::process::pidfd_open(pid) {
+            if crate::container::state::is_alive(pid, start) {
+                let _ = crate::sys::process::pidfd_send_signal(&fd, libc::SIGKILL);
+            }
+        }
+    }
+    std::fs::remove_file(&file).map_err(|e| Error::io(&file, e))
+}
+
+/// Lazily unmounts and removes pinned namespaces (and stops the pid
+/// namespace's init) and the directory. Idempotent.
 pub fn unpin_namespaces(dir: &Path) -> Result<()> {
     let sys = LinuxSyscall;
+    stop_pause(dir)?;
+    let target = dir.join("pid");
+    while sys.umount2(&target, libc::MNT_DETACH).is_ok() {}
+    match std::fs::remove_file(&target) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&target, e)),
+    }
     for (name, _) in PINNABLE {
         let target = dir.join(name);
         // Unmount until nothing is stacked there any more.

@@ -7,6 +7,7 @@ use common::*;
 use serde_json::json;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -372,4 +373,52 @@ fn container_joins_another_containers_pid_namespace() {
     assert_ne!(out[0], "pid=1");
     assert_eq!(out[1].trim(), "sleep 1001");
     ca.delete(true).unwrap();
+}
+
+#[test]
+fn pinned_pid_namespace_has_a_pause_init_and_is_shared() {
+    if !can_run() {
+        return;
+    }
+    let f0 = Fixture::new("pinpid");
+    let dir = f0.tmp.path().join("ns");
+    let out = Command::new(MONITOR)
+        .args(["pin-ns", "--dir"])
+        .arg(&dir)
+        .args(["--pid", "--uts", "--hostname", "sharedpid"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pause: i32 = std::fs::read_to_string(dir.join("pause.pid"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(Path::new(&format!("/proc/{pause}")).exists());
+    let mut f = Fixture::new("pinpid-c");
+    f.spec["linux"]["namespaces"] = json!([
+        {"type": "pid", "path": dir.join("pid")}, {"type": "mount"}, {"type": "network"},
+        {"type": "uts", "path": dir.join("uts")}
+    ]);
+    f.spec["hostname"] = json!(null);
+    f.args("echo pid=$$; cat /proc/1/cmdline | tr '\\0' ' '; echo; hostname");
+    let st = f.run();
+    assert_eq!(st.exit.unwrap().code, 0, "{}", f.log());
+    let out = f.log_lines("stdout");
+    assert_ne!(out[0], "pid=1");
+    assert_eq!(out[1].trim(), "berth-monitor __pause");
+    assert_eq!(out[2], "sharedpid");
+    berth_runtime::unpin_namespaces(&dir).unwrap();
+    assert!(!dir.exists());
+    wait_for("pause process to exit", || {
+        std::fs::read_to_string(format!("/proc/{pause}/cmdline"))
+            .map(|c| !c.contains("__pause"))
+            .unwrap_or(true)
+    });
 }

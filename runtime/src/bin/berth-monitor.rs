@@ -5,7 +5,7 @@
 //! berth-monitor create --id ID --bundle DIR --state-dir DIR [--log-path FILE]
 //!                      [--stdin] [--restrict-oom-score-adj] [--cgroup-root DIR]
 //! berth-monitor exec --state-dir DIR --process FILE [--tty]
-//! berth-monitor pin-ns --dir DIR [--net] [--ipc] [--uts] [--hostname NAME] [--sysctl K=V]...
+//! berth-monitor pin-ns --dir DIR [--net] [--ipc] [--uts] [--pid] [--hostname NAME] [--sysctl K=V]...
 //! berth-monitor start|state|stats --state-dir DIR
 //! berth-monitor kill --state-dir DIR [--signal N] [--all]
 //! berth-monitor delete --state-dir DIR [--force]
@@ -114,6 +114,7 @@ fn main() {
         "exec" => cmd_exec(&args),
         "pin-ns" => cmd_pin(&args),
         "__serve" => cmd_serve(&args),
+        "__pause" => pin::pause(),
         "start" | "state" | "stats" | "kill" | "delete" => cmd_lib(&args),
         other => fail(&format!("unknown subcommand {other:?}"), 2),
     };
@@ -386,7 +387,15 @@ fn cmd_exec(a: &Args) -> i32 {
 
 fn cmd_pin(a: &Args) -> i32 {
     let parsed = (|| -> Result<PinOptions, String> {
-        a.check_known(&["--dir", "--net", "--ipc", "--uts", "--hostname", "--sysctl"])?;
+        a.check_known(&[
+            "--dir",
+            "--net",
+            "--ipc",
+            "--uts",
+            "--pid",
+            "--hostname",
+            "--sysctl",
+        ])?;
         let mut sysctls = Vec::new();
         for s in a.all("--sysctl") {
             let (k, v) = s
@@ -399,6 +408,7 @@ fn cmd_pin(a: &Args) -> i32 {
             net: a.flag("--net"),
             ipc: a.flag("--ipc"),
             uts: a.flag("--uts"),
+            pid: a.flag("--pid"),
             hostname: a.get("--hostname"),
             sysctls,
         })

@@ -257,3 +257,23 @@ pub fn inherited_file(fd: RawFd) -> io::Result<std::fs::File> {
     // wrapped exactly once (callers parse each fd number once).
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
+
+/// Sets SIGCHLD to SIG_IGN so exited children are reaped by the kernel (what a
+/// pid-namespace init that has nothing else to do wants).
+pub fn autoreap_children() -> io::Result<()> {
+    // SAFETY: SIG_IGN is a valid disposition for SIGCHLD; no handler code runs.
+    let prev = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    if prev == libc::SIG_ERR {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// pause(2) forever.
+pub fn pause_forever() -> ! {
+    loop {
+        // SAFETY: pause has no arguments and no preconditions.
+        unsafe { libc::pause() };
+    }
+}
