@@ -436,16 +436,33 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert_eq!(log_lines(&log, "stdout"), ["started", "web"]);
 
     // Stop: sleep as pid 1 ignores SIGTERM, so the grace runs out and SIGKILL ends it.
+    // Status polls are answered during the grace period, not after it.
     let t0 = Instant::now();
-    cri.runtime
-        .stop_container(StopContainerRequest {
-            container_id: c.clone(),
-            timeout: 1,
+    let stopper = {
+        let mut cri = cri.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            cri.runtime
+                .stop_container(StopContainerRequest {
+                    container_id: c,
+                    timeout: 2,
+                })
+                .await
+                .unwrap();
         })
-        .await
-        .unwrap();
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let polled = Instant::now();
+    let during = status(&mut cri, &c).await;
     assert!(
-        t0.elapsed() >= Duration::from_millis(900),
+        polled.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        polled.elapsed()
+    );
+    assert_eq!(during.state, ContainerState::ContainerRunning as i32);
+    stopper.await.unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1900),
         "{:?}",
         t0.elapsed()
     );

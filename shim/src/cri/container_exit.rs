@@ -111,12 +111,16 @@ impl Lifecycle {
         Ok(next)
     }
 
-    /// Refreshes one container by id, waiting for its lock.
-    pub(crate) async fn refresh(&self, id: &str) -> Result<Option<ContainerRecord>> {
+    /// Refreshes one container by id unless another RPC is working on it (a
+    /// StopContainer may hold it for a whole grace period); then its current
+    /// record is answered as is, so status polls never stall behind a stop.
+    pub(crate) async fn refresh_if_idle(&self, id: &str) -> Result<Option<ContainerRecord>> {
         let Some(entry) = self.containers.get(id) else {
             return Ok(None);
         };
-        let op = entry.lock().await;
+        let Some(op) = entry.try_lock() else {
+            return Ok(Some(entry.get()));
+        };
         if self.containers.get(id).is_none() {
             return Ok(None);
         }

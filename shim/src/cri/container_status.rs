@@ -22,7 +22,7 @@ impl CriService {
     ) -> Result<ContainerStatusResponse> {
         let lc = &self.lifecycle;
         let (id, _) = lc.containers.must_find(&req.container_id)?;
-        let rec = lc.refresh(&id).await?.ok_or_else(|| {
+        let rec = lc.refresh_if_idle(&id).await?.ok_or_else(|| {
             Error::NotFound(format!("container {:?} not found", req.container_id))
         })?;
         if rec.state == ContainerState::Creating {

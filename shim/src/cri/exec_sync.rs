@@ -32,7 +32,7 @@ impl CriService {
         let lc = &self.lifecycle;
         let (id, _) = lc.containers.must_find(&req.container_id)?;
         let rec = lc
-            .refresh(&id)
+            .refresh_if_idle(&id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))?;
         if rec.state != ContainerState::Running {

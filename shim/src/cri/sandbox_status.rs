@@ -30,7 +30,7 @@ impl CriService {
             .containers
             .records()
             .into_iter()
-            .filter(|c| c.pod_id == id)
+            .filter(|c| c.pod_id == id && c.state != crate::state::ContainerState::Creating)
             .map(|c| c.to_status())
             .collect();
         let mut info = HashMap::new();
