@@ -176,6 +176,27 @@ pub fn set_oom_score_adj(
     })
 }
 
+/// Asks AppArmor to confine the next exec with the spec's profile. The validator
+/// has already refused profiles on hosts without AppArmor.
+pub fn set_apparmor(sys: &dyn Syscall, p: &Process, field: &str) -> Result<()> {
+    let Some(profile) = p
+        .apparmor_profile()
+        .as_deref()
+        .filter(|a| !a.is_empty() && *a != "unconfined")
+    else {
+        return Ok(());
+    };
+    let data = format!("exec {profile}");
+    let modern = Path::new("/proc/self/attr/apparmor/exec");
+    let r = match sys.write_file(modern, &data) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            sys.write_file(Path::new("/proc/self/attr/exec"), &data)
+        }
+        r => r,
+    };
+    r.map_err(|e| Error::sys(format!("{field}.apparmorProfile: set {profile}"), e))
+}
+
 /// Applies rlimits.
 pub fn set_rlimits(sys: &dyn Syscall, p: &Process, field: &str) -> Result<()> {
     for (i, rl) in p.rlimits().iter().flatten().enumerate() {
@@ -360,6 +381,27 @@ mod tests {
         .unwrap();
         let f = build_seccomp(&s).unwrap();
         assert_eq!(f.summary, "default=ScmpActAllow rules=3");
+    }
+
+    #[test]
+    fn apparmor_profile_is_set_for_the_next_exec() {
+        let p = process(
+            serde_json::json!({"cwd": "/", "args": ["x"], "user": {"uid": 0, "gid": 0},
+            "apparmorProfile": "berth-default"}),
+        );
+        let sys = RecordingSyscall::new();
+        set_apparmor(&sys, &p, "process").unwrap();
+        assert_eq!(
+            sys.calls(),
+            vec!["write_file /proc/self/attr/apparmor/exec exec berth-default"]
+        );
+        let sys = RecordingSyscall::new();
+        sys.fail_on("write_file /proc/self/attr/apparmor", libc::ENOENT);
+        set_apparmor(&sys, &p, "process").unwrap();
+        assert_eq!(
+            sys.calls()[1],
+            "write_file /proc/self/attr/exec exec berth-default"
+        );
     }
 
     #[test]

@@ -591,6 +591,15 @@ mod tests {
             "linux.uidMappings: a new user namespace needs uid mappings"
         );
 
+        if !Path::new("/sys/kernel/security/apparmor").exists() {
+            let mut c = base();
+            c["process"]["apparmorProfile"] = json!("berth-default");
+            assert_eq!(
+                err_of(c),
+                "process.apparmorProfile: apparmor is not enabled on this host"
+            );
+        }
+
         let mut c = base();
         c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]});
         assert_eq!(err_of(c), "hooks: oci hooks are not implemented");

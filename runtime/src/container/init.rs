@@ -196,6 +196,7 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
         || std::fs::read_to_string("/proc/self/setgroups")
             .map(|s| s.trim() == "allow")
             .unwrap_or(true);
+    security::set_apparmor(sys, process, "process")?;
     security::set_identity(sys, process, filter.as_ref(), "process", setgroups_allowed)?;
     let argv = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
