@@ -837,6 +837,32 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     // The survivors are still fully usable: exec, start, name reservations.
     let r = exec(&mut cri, &long, &["echo", "alive"], 10).await.unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), "alive\n");
+    // The pod's pinned namespaces outlived berthd: a new container joins them.
+    let late = create(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("late", &env.busybox, &["sleep", "3600"]),
+    )
+    .await;
+    start(&mut cri, &late).await;
+    let net = |id: String| {
+        let mut cri = cri.clone();
+        async move {
+            let r = exec(&mut cri, &id, &["ls", "-l", "/proc/self/ns/net"], 10)
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&r.stdout)
+                .trim()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (a, b) = (net(long.clone()).await, net(late.clone()).await);
+    assert!(a.starts_with("net:"), "{a}");
+    assert_eq!(a, b);
     start(&mut cri, &created).await;
     assert_eq!(
         wait_exited(&mut cri, &created, Duration::from_secs(20))
@@ -856,7 +882,7 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup}");
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(
-        leftovers(&env.berthd, &[&pod, &long, &short, &created]),
+        leftovers(&env.berthd, &[&pod, &long, &short, &created, &late]),
         Vec::<String>::new()
     );
 }
