@@ -197,6 +197,17 @@ pub fn set_apparmor(sys: &dyn Syscall, p: &Process, field: &str) -> Result<()> {
     r.map_err(|e| Error::sys(format!("{field}.apparmorProfile: set {profile}"), e))
 }
 
+/// Sets the SELinux label the next exec runs with. The validator has already
+/// refused labels on hosts without SELinux.
+pub fn set_selinux_label(sys: &dyn Syscall, p: &Process, field: &str) -> Result<()> {
+    match p.selinux_label().as_deref().filter(|l| !l.is_empty()) {
+        None => Ok(()),
+        Some(label) => sys
+            .write_file(Path::new("/proc/self/attr/exec"), label)
+            .map_err(|e| Error::sys(format!("{field}.selinuxLabel: set {label}"), e)),
+    }
+}
+
 /// Applies rlimits.
 pub fn set_rlimits(sys: &dyn Syscall, p: &Process, field: &str) -> Result<()> {
     for (i, rl) in p.rlimits().iter().flatten().enumerate() {

@@ -190,6 +190,7 @@ fn child(
             .map(|s| s.trim() == "allow")
             .unwrap_or(true);
     security::set_apparmor(&sys, p, "process")?;
+    security::set_selinux_label(&sys, p, "process")?;
     security::set_identity(&sys, p, filter, "process", setgroups_allowed)?;
     process::reset_signals();
     let argv = p.args().clone().unwrap_or_default();

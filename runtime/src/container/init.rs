@@ -197,6 +197,7 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
             .map(|s| s.trim() == "allow")
             .unwrap_or(true);
     security::set_apparmor(sys, process, "process")?;
+    security::set_selinux_label(sys, process, "process")?;
     security::set_identity(sys, process, filter.as_ref(), "process", setgroups_allowed)?;
     let argv = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
