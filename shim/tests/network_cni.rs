@@ -64,6 +64,8 @@ struct Fixture {
     /// Third octet of 10.250.x.0/24.
     subnet: u8,
     net_name: String,
+    /// `cniVersion` of the written config.
+    cni_version: &'static str,
     cfg: CniConfig,
     netns: Vec<String>,
     pods: Vec<PodNetwork>,
@@ -95,6 +97,7 @@ impl Fixture {
         std::fs::create_dir(&conf_dir).unwrap();
         let fx = Fixture {
             net_name: format!("berth-test-{bridge}"),
+            cni_version: "1.0.0",
             cfg: CniConfig {
                 conf_dir,
                 bin_dirs: vec![dir.path().join("bin"), PLUGINS.into()],
@@ -128,11 +131,12 @@ impl Fixture {
     /// Like `write_conf`, with `more_ranges` after the IPv4 range set.
     fn write_conf_ranges(&self, more_ranges: &str, extra: &str) {
         let conf = format!(
-            r#"{{"cniVersion":"1.0.0","name":"{name}","plugins":[
+            r#"{{"cniVersion":"{version}","name":"{name}","plugins":[
               {{"type":"bridge","bridge":"{br}","isGateway":true,"ipMasq":false,"hairpinMode":true,
                 "ipam":{{"type":"host-local","dataDir":"{data}",
                         "ranges":[[{{"subnet":"10.250.{s}.0/24"}}]{more_ranges}],
                         "routes":[{{"dst":"10.250.{s}.0/24"}}]}}}}{extra}]}}"#,
+            version = self.cni_version,
             name = self.net_name,
             br = self.bridge,
             data = self.ipam_dir().display(),
@@ -617,4 +621,39 @@ async fn concurrent_setups_get_distinct_addresses() {
     }
     assert!(fx.allocations().is_empty(), "{:?}", fx.allocations());
     assert_eq!(fx.veths().trim(), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn older_spec_versions_work_end_to_end() {
+    if !can_run() {
+        return;
+    }
+    for version in ["0.4.0", "0.3.1"] {
+        let mut fx = Fixture::new();
+        fx.cni_version = version;
+        fx.write_conf("");
+        let cni = Cni::new(fx.cfg.clone());
+        let pod = fx.pod();
+        let ips = cni.setup(&pod).await.unwrap();
+        assert!(fx.in_subnet(&ips), "{version}: {ips:?}");
+        let cached = std::fs::read_to_string(
+            fx.cfg
+                .cache_dir
+                .join(format!("{}-{}.json", fx.net_name, pod.pod_id)),
+        )
+        .unwrap();
+        // 0.3.x/0.4.0 results carry a per-address version field.
+        assert!(cached.contains(r#""version":"4""#), "{version}: {cached}");
+        match (version, cni.check(&pod).await) {
+            ("0.4.0", r) => r.unwrap(),
+            (_, r) => assert!(matches!(r, Err(Error::FailedPrecondition(_))), "{r:?}"),
+        }
+        cni.teardown(&pod).await.unwrap();
+        assert!(
+            fx.allocations().is_empty(),
+            "{version}: {:?}",
+            fx.allocations()
+        );
+        assert_eq!(fx.veths().trim(), "", "{version}");
+    }
 }
