@@ -11,6 +11,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// Unpins on drop, so a failing assertion does not leak namespace mounts or a
+/// pause process.
+struct Pinned(std::path::PathBuf);
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = berth_runtime::unpin_namespaces(&self.0);
+    }
+}
+
 fn exec(f: &Fixture, process: serde_json::Value) -> std::process::Output {
     let p = f.tmp.path().join("process.json");
     std::fs::write(&p, process.to_string()).unwrap();
@@ -126,6 +136,7 @@ fn pinned_namespaces_are_joined_by_path() {
         .args(["--sysctl", "kernel.shmmni=1234"])
         .output()
         .unwrap();
+    let _pinned = Pinned(dir.clone());
     assert!(
         out.status.success(),
         "{}",
@@ -388,6 +399,7 @@ fn pinned_pid_namespace_has_a_pause_init_and_is_shared() {
         .args(["--pid", "--uts", "--hostname", "sharedpid"])
         .output()
         .unwrap();
+    let _pinned = Pinned(dir.clone());
     assert!(
         out.status.success(),
         "{}",
