@@ -446,3 +446,34 @@ fn device_cgroup_and_readonly_paths_are_enforced() {
         vec!["kmsg-denied", "mem2-ok", "1000 1000 666", "sys-ro"]
     );
 }
+
+#[test]
+fn systemd_style_cgroups_path_maps_to_slices() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("slice");
+    let slice = format!("berthtest-{}.slice", std::process::id());
+    f.spec["linux"]["cgroupsPath"] = json!(format!("{slice}:cri-berth:{}", f.id));
+    f.spec["linux"]["resources"]["pids"] = json!({"limit": 77});
+    f.args("exec sleep 1000");
+    let c = f.create();
+    let dir = Path::new("/sys/fs/cgroup/pids")
+        .join("berthtest.slice")
+        .join(&slice)
+        .join(format!("cri-berth-{}.scope", f.id));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "77"
+    );
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), c.pid().to_string());
+    c.delete(true).unwrap();
+    assert!(!dir.exists());
+    for ctl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(ctl.path().join("berthtest.slice").join(&slice));
+        let _ = std::fs::remove_dir(ctl.path().join("berthtest.slice"));
+    }
+}
