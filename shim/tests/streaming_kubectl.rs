@@ -333,3 +333,45 @@ async fn kubectl_port_forward_over_spdy() {
     assert_eq!(*seen.lock().unwrap(), vec!["spdy/3.1".to_string()]);
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn kubectl_exec_with_a_terminal_sends_its_size() {
+    if !kubectl_available() {
+        return;
+    }
+    let has_script = std::process::Command::new("script")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_script {
+        eprintln!("SKIP: script(1) from util-linux is needed to give kubectl a terminal");
+        return;
+    }
+    let (srv, _rt) = server(60).await;
+    let (api, seen) = fake_apiserver(Arc::new(srv)).await;
+    for websockets in [false, true] {
+        seen.lock().unwrap().clear();
+        // script(1) gives kubectl a terminal of a known size; kubectl sends it
+        // on the resize stream and the remote `stty size` must see it.
+        let inner = format!(
+            "stty rows 33 cols 77; KUBECONFIG=/dev/null KUBECTL_REMOTE_COMMAND_WEBSOCKETS={websockets} \
+             kubectl --server={api} exec -it pod1 -- sh -c 'sleep 0.5; stty size'"
+        );
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new("script")
+                .args(["-qec", &inner, "/dev/null"])
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("kubectl hung")
+        .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "websockets={websockets}: {text}");
+        assert!(text.contains("33 77"), "websockets={websockets}: {text:?}");
+        let want = if websockets { "websocket" } else { "spdy/3.1" };
+        assert_eq!(*seen.lock().unwrap(), vec![want.to_string()]);
+    }
+}
