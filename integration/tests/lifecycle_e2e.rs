@@ -730,6 +730,9 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
     start(&mut cri, &plain).await;
     let s = wait_exited(&mut cri, &plain, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0);
+    // The image's USER and STOPSIGNAL are what the status reports.
+    assert_eq!(s.user.clone().unwrap().linux.unwrap().uid, 1000, "{s:?}");
+    assert_eq!(s.stop_signal, Signal::Sigquit as i32);
     assert_eq!(
         log_lines(
             &PathBuf::from(&pc.log_directory).join("plain/0.log"),

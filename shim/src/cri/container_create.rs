@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::spec::{self, PodFiles, PodNamespaces, SpecInput};
 use crate::state::{
     new_id, now_nanos, outcome_error, wait_outcome, ContainerRecord, ContainerState, PodRecord,
-    Reservation, RECORD_VERSION,
+    ProcessUser, Reservation, RECORD_VERSION,
 };
 
 impl CriService {
@@ -148,6 +148,7 @@ impl Lifecycle {
             state_dir: state_dir.clone(),
             log_path: log_path.clone(),
             pid: 0,
+            user: None,
         };
         // Record first: recovery rolls back a `Creating` container after a crash.
         let entry = self.containers.insert(&self.store, id, rec)?;
@@ -242,9 +243,24 @@ impl Lifecycle {
         }
         let out = self.run_monitor(&args).await?;
         let pid: i32 = out.trim().parse().unwrap_or(0);
+        let user = oci.process().as_ref().map(|p| {
+            let u = p.user();
+            ProcessUser {
+                uid: i64::from(u.uid()),
+                gid: i64::from(u.gid()),
+                groups: u
+                    .additional_gids()
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+            }
+        });
         entry.update(&op, &self.store, self.containers.table(), id, |r| {
             r.state = ContainerState::Created;
             r.pid = pid;
+            r.user = user;
         })
     }
 

@@ -133,6 +133,7 @@ mod tests {
             state_dir: "/s".into(),
             log_path: None,
             pid: 0,
+            user: None,
         }
     }
 

@@ -233,6 +233,7 @@ mod tests {
             state_dir: lc.container_state_dir(id),
             log_path: None,
             pid: 0,
+            user: None,
         }
     }
 

@@ -85,6 +85,25 @@ pub struct ContainerRecord {
     pub log_path: Option<PathBuf>,
     /// Host pid of the init, 0 before create finished.
     pub pid: i32,
+    /// Uid, gid and groups the process was started with (from the OCI spec).
+    #[serde(default)]
+    pub user: Option<ProcessUser>,
+}
+
+/// The identity a container's process started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessUser {
+    pub uid: i64,
+    pub gid: i64,
+    pub groups: Vec<i64>,
+}
+
+/// The CRI enum value of signal number `sig` (`RUNTIME_DEFAULT` if it has none).
+pub fn signal_to_cri(sig: i32) -> v1::Signal {
+    nix::sys::signal::Signal::try_from(sig)
+        .ok()
+        .and_then(|s| v1::Signal::from_str_name(s.as_str()))
+        .unwrap_or(v1::Signal::RuntimeDefault)
 }
 
 impl ContainerRecord {
@@ -171,8 +190,14 @@ impl ContainerRecord {
                 windows: None,
             }),
             image_id: self.image_id.clone(),
-            user: None,
-            stop_signal: self.config.stop_signal,
+            user: self.user.as_ref().map(|u| v1::ContainerUser {
+                linux: Some(v1::LinuxContainerUser {
+                    uid: u.uid,
+                    gid: u.gid,
+                    supplemental_groups: u.groups.clone(),
+                }),
+            }),
+            stop_signal: signal_to_cri(self.stop_signal) as i32,
         }
     }
 }
@@ -212,6 +237,28 @@ mod tests {
         assert_eq!(r.reason, "OOMKilled");
         assert_eq!(r.to_status().exit_code, 137);
         assert_eq!(r.to_status().finished_at, 9);
+    }
+
+    #[test]
+    fn status_reports_the_resolved_stop_signal_and_user() {
+        let mut r = sample();
+        r.stop_signal = 3;
+        let st = r.to_status();
+        assert_eq!(st.stop_signal, v1::Signal::Sigquit as i32);
+        assert_eq!(
+            st.user.unwrap().linux.unwrap().supplemental_groups,
+            vec![1000, 10]
+        );
+        assert_eq!(signal_to_cri(9), v1::Signal::Sigkill);
+        assert_eq!(signal_to_cri(0), v1::Signal::RuntimeDefault);
+    }
+
+    #[test]
+    fn records_written_before_the_user_field_still_load() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v.as_object_mut().unwrap().remove("user");
+        let r: ContainerRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(r.user, None);
     }
 
     #[test]
@@ -265,6 +312,11 @@ mod tests {
             state_dir: "/s".into(),
             log_path: Some("/l/app/0.log".into()),
             pid: 0,
+            user: Some(ProcessUser {
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 10],
+            }),
         }
     }
 }

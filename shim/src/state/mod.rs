@@ -27,7 +27,7 @@ mod objects;
 mod pod;
 mod proto_bytes;
 
-pub use container::{ContainerRecord, ContainerState};
+pub use container::{signal_to_cri, ContainerRecord, ContainerState, ProcessUser};
 pub use filter::{id_matches, labels_match};
 pub use names::{outcome_error, wait as wait_outcome, NameGuard, Names, Outcome, Reservation};
 pub use objects::{Entry, Objects, OpGuard};
