@@ -29,7 +29,7 @@ struct Args {
     values: Vec<(String, Option<String>)>,
 }
 
-const VALUE_FLAGS: [&str; 16] = [
+const VALUE_FLAGS: [&str; 19] = [
     "--id",
     "--bundle",
     "--state-dir",
@@ -46,6 +46,9 @@ const VALUE_FLAGS: [&str; 16] = [
     "--fd-stdin",
     "--fd-pty",
     "--fd-attach",
+    "--init-pid",
+    "--cgroup-layout",
+    "--cgroup-path",
 ];
 
 impl Args {
@@ -245,7 +248,7 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
     // are dropped, which is most of the monitor's resident memory. Blocked and
     // pending signals survive exec, so no SIGCHLD is lost.
     let created = reexec_serve(created, &opts.state_dir, log_path.as_deref());
-    match serve::serve(created, &opts.state_dir, log_path, sigs) {
+    match serve::serve(created.into(), &opts.state_dir, log_path, sigs) {
         Ok(_) => process::exit_now(0),
         Err(_) => process::exit_now(1),
     }
@@ -278,6 +281,19 @@ fn reexec_serve(
         state_dir.to_string_lossy().into_owned(),
         "--oom-baseline".into(),
         created.oom_baseline.to_string(),
+        "--init-pid".into(),
+        created.state.pid.to_string(),
+        "--cgroup-layout".into(),
+        match created.state.cgroup_layout {
+            berth_runtime::cgroups::Layout::V1 => "v1",
+            berth_runtime::cgroups::Layout::V2 => "v2",
+            berth_runtime::cgroups::Layout::Hybrid => "hybrid",
+        }
+        .into(),
+        "--cgroup-root".into(),
+        created.state.cgroup_root.to_string_lossy().into_owned(),
+        "--cgroup-path".into(),
+        created.state.cgroup_path.to_string_lossy().into_owned(),
     ];
     if let Some(l) = log_path {
         argv.push("--log-path".into());
@@ -333,19 +349,28 @@ fn cmd_serve(a: &Args) -> i32 {
         },
         _ => return 2,
     };
-    let Ok(c) = Container::load(&dir) else {
-        return 1;
-    };
     let Some(attach) = fd("--fd-attach")
         .map(|f| std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(f)))
     else {
         return 2;
     };
-    let st = c.state_file().clone();
-    let created = create::Created {
-        cgroup: berth_runtime::cgroups::manager(st.cgroup_layout, &st.cgroup_root, &st.cgroup_path),
-        state: st,
+    let layout = match a.get("--cgroup-layout").as_deref() {
+        Some("v1") => berth_runtime::cgroups::Layout::V1,
+        Some("v2") => berth_runtime::cgroups::Layout::V2,
+        Some("hybrid") => berth_runtime::cgroups::Layout::Hybrid,
+        _ => return 2,
+    };
+    let (Some(pid), Some(root), Some(path)) = (
+        a.get("--init-pid").and_then(|p| p.parse().ok()),
+        a.get("--cgroup-root"),
+        a.get("--cgroup-path"),
+    ) else {
+        return 2;
+    };
+    let input = serve::ServeInput {
+        pid,
         stdio,
+        cgroup: berth_runtime::cgroups::manager(layout, &PathBuf::from(root), &PathBuf::from(path)),
         oom_baseline: a
             .get("--oom-baseline")
             .and_then(|v| v.parse().ok())
@@ -355,7 +380,7 @@ fn cmd_serve(a: &Args) -> i32 {
     let Ok(sigs) = serve::block_signals() else {
         return 1;
     };
-    match serve::serve(created, &dir, a.get("--log-path").map(PathBuf::from), sigs) {
+    match serve::serve(input, &dir, a.get("--log-path").map(PathBuf::from), sigs) {
         Ok(_) => 0,
         Err(_) => 1,
     }

@@ -4,6 +4,7 @@
 
 use super::attach;
 use super::log::{CriLog, Stream};
+use crate::cgroups::CgroupManager;
 use crate::container::create::{Created, MonitorStdio};
 use crate::container::state::{self, ExitInfo, ATTACH_SOCKET, EXIT_FILE};
 use crate::error::{Error, Result};
@@ -51,9 +52,31 @@ pub fn block_signals() -> Result<SigSet> {
     Ok(set)
 }
 
+/// What the serve loop needs: less than [`Created`], so the re-exec'd monitor
+/// can be given it on its command line without parsing state.json.
+pub struct ServeInput {
+    pub pid: i32,
+    pub stdio: MonitorStdio,
+    pub cgroup: Box<dyn CgroupManager>,
+    pub oom_baseline: u64,
+    pub attach: UnixListener,
+}
+
+impl From<Created> for ServeInput {
+    fn from(c: Created) -> Self {
+        ServeInput {
+            pid: c.state.pid,
+            stdio: c.stdio,
+            cgroup: c.cgroup,
+            oom_baseline: c.oom_baseline,
+            attach: c.attach,
+        }
+    }
+}
+
 /// Runs until the container's init has exited and its exit is recorded.
 pub fn serve(
-    created: Created,
+    created: ServeInput,
     state_dir: &Path,
     log_path: Option<PathBuf>,
     sigs: SigSet,
@@ -65,7 +88,7 @@ pub fn serve(
     let sock_path = state_dir.join(ATTACH_SOCKET);
     let listener: UnixListener = created.attach;
 
-    let pid = created.state.pid;
+    let pid = created.pid;
     let (mut outputs, mut stdin, pty) = match created.stdio {
         MonitorStdio::Pipes {
             stdin,
@@ -270,8 +293,16 @@ pub fn serve(
         finished_at,
         oom_killed: oom,
     };
-    let json = serde_json::to_vec(&exit).map_err(|e| Error::Init(e.to_string()))?;
-    state::write_atomic(&state_dir.join(EXIT_FILE), &json)?;
+    // Formatted by hand: keeps deserialisation code out of the serve loop's
+    // resident pages. Same shape as ExitInfo's serde form.
+    let json = format!(
+        "{{\"code\":{},\"signal\":{},\"finished_at\":{},\"oom_killed\":{}}}",
+        exit.code,
+        exit.signal.map_or("null".to_string(), |s| s.to_string()),
+        exit.finished_at,
+        exit.oom_killed
+    );
+    state::write_atomic(&state_dir.join(EXIT_FILE), json.as_bytes())?;
     broadcast(&mut clients, attach::EXIT, &code.to_be_bytes());
     let _ = std::fs::remove_file(&sock_path);
     Ok(exit)
