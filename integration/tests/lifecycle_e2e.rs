@@ -922,13 +922,20 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
     assert_eq!(e.code(), tonic::Code::AlreadyExists);
     assert!(e.message().contains(&pod), "{e}");
 
-    let c = create(
-        &mut cri,
-        &pod,
-        &pc,
-        container_config("app", &env.busybox, &["true"]),
-    )
-    .await;
+    // The same for CreateContainer: a concurrent retry gets the first call's id.
+    let (c, c_retry) = tokio::join!(
+        {
+            let (mut cri, pod, pc) = (cri.clone(), pod.clone(), pc.clone());
+            let cfg = container_config("app", &env.busybox, &["true"]);
+            async move { create(&mut cri, &pod, &pc, cfg).await }
+        },
+        {
+            let (mut cri, pod, pc) = (cri.clone(), pod.clone(), pc.clone());
+            let cfg = container_config("app", &env.busybox, &["true"]);
+            async move { create(&mut cri, &pod, &pc, cfg).await }
+        }
+    );
+    assert_eq!(c, c_retry);
     let e = cri
         .runtime
         .create_container(CreateContainerRequest {
