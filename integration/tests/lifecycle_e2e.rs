@@ -997,6 +997,33 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().starts_with("config"), "{e}");
 
+    // A pod whose namespaces cannot be set up (a sysctl this kernel lacks) is
+    // rolled back completely: no pins, no shm mount, no directory, no record.
+    let mut broken = pod_config(&env, "good");
+    broken
+        .linux
+        .as_mut()
+        .unwrap()
+        .sysctls
+        .insert("net.ipv4.berth_no_such_sysctl".into(), "1".into());
+    let e = cri
+        .runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(broken),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("berth_no_such_sysctl"), "{e}");
+    for sub in ["ns", "pods"] {
+        let left: Vec<_> = std::fs::read_dir(env.berthd.state_dir().join(sub))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{sub}: {left:?}");
+    }
+    assert_eq!(leftovers(&env.berthd, &[]), Vec::<String>::new());
+
+    // The failed call freed the name.
     let pc = pod_config(&env, "good");
     let pod = run_pod(&mut cri, &pc).await;
     let creator = cri.clone();
