@@ -119,8 +119,8 @@ async fn pull_by_tag_and_digest_then_list_status_and_stream() {
     let all = list(&mut cri, None).await;
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].id, img.id());
-    assert_eq!(all[0].repo_tags, [by_tag.clone()]);
-    assert_eq!(all[0].repo_digests, [by_digest.clone()]);
+    assert_eq!(all[0].repo_tags, std::slice::from_ref(&by_tag));
+    assert_eq!(all[0].repo_digests, std::slice::from_ref(&by_digest));
     assert_eq!(all[0].size, full_size(img));
     assert_eq!(list(&mut cri, Some(&by_digest)).await.len(), 1);
     assert_eq!(list(&mut cri, Some(&img.id()[7..19])).await.len(), 1);
