@@ -5,11 +5,13 @@
 //! # Finding the binary
 //!
 //! 1. `$BERTHD`, if set, must name the berthd executable; it is used as is.
-//! 2. Otherwise the harness runs `cargo build --bins -p berth-shim -p berth-runtime`
-//!    once per test process (a no-op when up to date; `BERTH_NO_BUILD=1` skips it)
-//!    into the target dir this test executable was built in, so `berth-monitor`
-//!    lands next to `berthd`, and uses `<target>/<profile>/berthd`.
-//!    `cargo test` releases its build lock before running tests, so this nests.
+//! 2. Otherwise it uses `<target>/<profile>/berthd` of the target dir this test
+//!    executable was built in, after making sure it is current: when `berthd` or
+//!    `berth-monitor` is missing or older than any file under `shim/`, `runtime/`,
+//!    `proto/` (or the workspace `Cargo.toml`/`Cargo.lock`), the harness runs
+//!    `cargo build --bins -p berth-shim -p berth-runtime` into that target dir once
+//!    per test process. `cargo test` releases its build lock before running tests,
+//!    so this nests. `BERTH_NO_BUILD=1` never builds.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -148,10 +150,17 @@ fn build_berthd() -> std::result::Result<PathBuf, String> {
             ))
         };
     }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if up_to_date(&candidate, &profile_dir.join("berth-monitor"), &workspace) {
+        // Skipping cargo here matters: a build of just these packages resolves
+        // features differently from `cargo test --workspace`, so running it after
+        // a workspace build would relink berthd from scratch every time.
+        return Ok(candidate);
+    }
     let target_dir = profile_dir
         .parent()
         .ok_or_else(|| format!("{} has no parent", profile_dir.display()))?;
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let manifest = workspace.join("Cargo.toml");
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["build", "--bins", "-p", "berth-shim", "-p", "berth-runtime"])
         .arg("--manifest-path")
@@ -185,6 +194,48 @@ fn build_berthd() -> std::result::Result<PathBuf, String> {
             candidate.display()
         ))
     }
+}
+
+/// True when both binaries exist and are newer than every source that goes into
+/// them (the shim, runtime and proto crates and the workspace manifest/lock).
+fn up_to_date(berthd: &Path, monitor: &Path, workspace: &Path) -> bool {
+    let built = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let (Some(b), Some(m)) = (built(berthd), built(monitor)) else {
+        return false;
+    };
+    let oldest_binary = b.min(m);
+    let mut newest_source = std::time::SystemTime::UNIX_EPOCH;
+    let mut stack: Vec<PathBuf> = ["shim", "runtime", "proto"]
+        .iter()
+        .map(|d| workspace.join(d))
+        .collect();
+    for f in ["Cargo.toml", "Cargo.lock"] {
+        if let Some(t) = built(&workspace.join(f)) {
+            newest_source = newest_source.max(t);
+        }
+    }
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                // Test and bench sources never go into the binaries.
+                let skip = ["target", "tests", "benches", "examples"];
+                if path
+                    .file_name()
+                    .is_some_and(|n| !skip.iter().any(|s| n == *s))
+                {
+                    stack.push(path);
+                }
+            } else if let Some(t) = built(&path) {
+                newest_source = newest_source.max(t);
+            }
+        }
+    }
+    oldest_binary >= newest_source
 }
 
 impl Berthd {
