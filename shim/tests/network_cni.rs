@@ -404,6 +404,9 @@ async fn teardown_after_a_restart_uses_the_cached_result() {
     std::fs::remove_file(fx.cfg.conf_dir.join("10-test.conflist")).unwrap();
     let cni = Cni::new(fx.cfg.clone());
     assert!(!cni.status().ready);
+    assert_eq!(cni.cached_ips(&pod.pod_id).unwrap(), Some(ips.clone()));
+    // A retried setup answers from the cache even without a config.
+    assert_eq!(cni.setup(&pod).await.unwrap(), ips);
     cni.check(&pod).await.unwrap();
     // CHECK notices when the pod's interface is gone.
     must(&format!(
@@ -420,6 +423,7 @@ async fn teardown_after_a_restart_uses_the_cached_result() {
         fx.allocations()
     );
     assert_eq!(fx.cache_entries(), 0);
+    assert_eq!(cni.cached_ips(&pod.pod_id).unwrap(), None);
 }
 
 #[tokio::test(flavor = "multi_thread")]

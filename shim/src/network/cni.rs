@@ -124,15 +124,6 @@ impl Cni {
                 pod.netns.display()
             )));
         }
-        let net = match self.load() {
-            Loaded::Ready(net, _) => net,
-            Loaded::NotReady(msg) => {
-                return Err(Error::FailedPrecondition(format!(
-                    "pod {}: network not ready: {msg}",
-                    pod.pod_id
-                )))
-            }
-        };
         // A retried RunPodSandbox must not ADD twice: the second ADD would fail
         // (eth0 exists) and its undo would tear down the working network.
         if let Some((path, entry)) = cache::find(&self.cfg.cache_dir, &pod.pod_id)?
@@ -142,6 +133,15 @@ impl Cni {
             return pod_ips(&entry.result)
                 .map_err(|e| Error::Internal(format!("cni cache {}: {e}", path.display())));
         }
+        let net = match self.load() {
+            Loaded::Ready(net, _) => net,
+            Loaded::NotReady(msg) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "pod {}: network not ready: {msg}",
+                    pod.pod_id
+                )))
+            }
+        };
         let inv = self.invocation(pod, IFNAME, cni_args(pod), &pod.netns);
         let caps = self.capability_args(pod)?;
         self.loopback(&inv, &pod.netns, Command::Add).await?;
@@ -280,6 +280,18 @@ impl Cni {
             }
         }
         Ok(())
+    }
+
+    /// The addresses from the pod's cached ADD result, `None` if the pod has no
+    /// network set up; lets PodSandboxStatus recover them after a restart.
+    pub fn cached_ips(&self, pod_id: &str) -> Result<Option<PodIps>> {
+        validate_id(pod_id)?;
+        match cache::find(&self.cfg.cache_dir, pod_id)?.into_iter().next() {
+            None => Ok(None),
+            Some((path, entry)) => pod_ips(&entry.result)
+                .map(Some)
+                .map_err(|e| Error::Internal(format!("cni cache {}: {e}", path.display()))),
+        }
     }
 
     /// The current network list, re-read when the config dir or file changed.
