@@ -1,6 +1,6 @@
 //! The data the network module takes from and gives back to the pod lifecycle.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +14,8 @@ pub struct CniConfig {
     pub conf_dir: PathBuf,
     /// Where plugin binaries are looked up, in order; also passed as `CNI_PATH`.
     pub bin_dirs: Vec<PathBuf>,
-    /// Where ADD results are cached so DEL and CHECK get `prevResult` after a restart.
+    /// Where ADD results are cached so DEL and CHECK get `prevResult` after a
+    /// restart; a relative path is under berthd's `root` (see [`CniConfig::resolved`]).
     pub cache_dir: PathBuf,
     /// Upper bound for one plugin run; the plugin is killed when it runs out.
     pub plugin_timeout_secs: u64,
@@ -25,9 +26,41 @@ impl Default for CniConfig {
         CniConfig {
             conf_dir: "/etc/cni/net.d".into(),
             bin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
-            cache_dir: "/var/lib/berth/cni".into(),
+            cache_dir: "cni".into(),
             plugin_timeout_secs: 30,
         }
+    }
+}
+
+impl CniConfig {
+    /// This config with a relative `cache_dir` placed under `root` (berthd's
+    /// persistent state dir), so a daemon with another root keeps its own cache.
+    pub fn resolved(&self, root: &Path) -> CniConfig {
+        let mut cfg = self.clone();
+        if cfg.cache_dir.is_relative() {
+            cfg.cache_dir = root.join(&cfg.cache_dir);
+        }
+        cfg
+    }
+
+    /// Checks what the types cannot; names the `cni.*` key at fault.
+    pub fn validate(&self) -> Result<()> {
+        if self.bin_dirs.is_empty() {
+            return Err(Error::InvalidArgument(
+                "config cni.bin_dirs: at least one plugin dir is needed".into(),
+            ));
+        }
+        if self.plugin_timeout_secs == 0 {
+            return Err(Error::InvalidArgument(
+                "config cni.plugin_timeout_secs: must be at least 1".into(),
+            ));
+        }
+        if self.cache_dir.as_os_str().is_empty() {
+            return Err(Error::InvalidArgument(
+                "config cni.cache_dir: must not be empty".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -206,6 +239,39 @@ pub struct PodIps {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn cni_config_from_toml() {
+        let cfg: CniConfig = toml::from_str("conf_dir = \"/etc/x\"\n").unwrap();
+        assert_eq!(cfg.conf_dir, PathBuf::from("/etc/x"));
+        assert_eq!(cfg.plugin_timeout_secs, 30);
+        assert!(toml::from_str::<CniConfig>("conf_dirr = \"/x\"\n").is_err());
+        let r = cfg.resolved(Path::new("/var/lib/berth"));
+        assert_eq!(r.cache_dir, PathBuf::from("/var/lib/berth/cni"));
+        let abs = CniConfig {
+            cache_dir: "/srv/cni".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            abs.resolved(Path::new("/r")).cache_dir,
+            PathBuf::from("/srv/cni")
+        );
+        cfg.validate().unwrap();
+        let bad = CniConfig {
+            plugin_timeout_secs: 0,
+            ..Default::default()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("plugin_timeout_secs"));
+        let bad = CniConfig {
+            bin_dirs: vec![],
+            ..Default::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("bin_dirs"));
+    }
 
     #[test]
     fn quantities_parse_like_kubernetes() {
