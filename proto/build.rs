@@ -22,5 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // AuthConfig carries registry secrets: lib.rs gives it a redacting Debug.
         .skip_debug(["runtime.v1.AuthConfig"])
         .compile_protos(&[proto], &["proto"])?;
+
+    // serde impls with the protobuf JSON mapping (camelCase out, both spellings
+    // in, int64 as strings, enums by name): what crictl prints with `-o json`
+    // and accepts in its runp/create config files.
+    let descriptors = std::fs::read(out_dir.join("runtime_v1_descriptor.bin"))?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .build(&[".runtime.v1"])?;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod runtime {
     pub mod v1 {
         #![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
         tonic::include_proto!("runtime.v1");
+        include!(concat!(env!("OUT_DIR"), "/runtime.v1.serde.rs"));
     }
 }
 
