@@ -64,11 +64,17 @@ impl Lifecycle {
         let pod_op = pod_entry.lock().await;
         let pod = pod_entry.get();
         let result = if self.pods.get(&pod_id).is_none() {
-            Err(Error::NotFound(format!("pod sandbox {pod_id:?} not found")))
+            Err((
+                Error::NotFound(format!("pod sandbox {pod_id:?} not found")),
+                true,
+            ))
         } else if !pod.state.can_create_container() {
-            Err(Error::FailedPrecondition(format!(
-                "pod sandbox {pod_id} is not ready: cannot create containers in it"
-            )))
+            Err((
+                Error::FailedPrecondition(format!(
+                    "pod sandbox {pod_id} is not ready: cannot create containers in it"
+                )),
+                true,
+            ))
         } else {
             let mut rollback = Rollback::default();
             match self
@@ -80,10 +86,8 @@ impl Lifecycle {
                     Ok(rec)
                 }
                 Err(e) => {
-                    if !rollback.run().await {
-                        tracing::error!(container_id = %id, "container rollback was incomplete");
-                    }
-                    Err(e)
+                    let clean = rollback.run().await;
+                    Err((e, clean))
                 }
             }
         };
@@ -95,8 +99,26 @@ impl Lifecycle {
                 self.emit(ContainerEventType::ContainerCreatedEvent, &rec);
                 Ok(id)
             }
-            Err(e) => {
+            Err((e, clean)) => {
                 guard.fail(&e);
+                let Some(entry) = self.containers.get(&id) else {
+                    return Err(e);
+                };
+                if clean {
+                    self.containers.remove(&self.store, &id)?;
+                } else {
+                    // Something could not be undone: keep the record as Unknown
+                    // so RemoveContainer (kubelet's cleanup) or the next start
+                    // finishes the job, instead of leaking it without a trace.
+                    tracing::error!(container_id = %id, "container rollback was incomplete; keeping it for removal");
+                    let op = entry.lock().await;
+                    let msg = format!("creation failed and could not be fully undone: {e}");
+                    entry.update(&op, &self.store, self.containers.table(), &id, |r| {
+                        r.state = ContainerState::Unknown;
+                        r.message = msg;
+                    })?;
+                    guard.keep_failed();
+                }
                 Err(e)
             }
         }
@@ -151,15 +173,9 @@ impl Lifecycle {
             user: None,
         };
         // Record first: recovery rolls back a `Creating` container after a crash.
+        // The caller deletes it after a clean rollback.
         let entry = self.containers.insert(&self.store, id, rec)?;
         let op = entry.lock().await;
-        {
-            let lc = self.clone();
-            let id = id.to_string();
-            rollback.push("delete container record", move || async move {
-                lc.containers.remove(&lc.store, &id)
-            });
-        }
         {
             let b = bundle.clone();
             rollback.push(

@@ -68,8 +68,20 @@ impl Lifecycle {
             }
             Err(e) => {
                 guard.fail(&e);
-                if !rollback.run().await {
-                    tracing::error!(pod_sandbox_id = %id, "pod sandbox rollback was incomplete");
+                if rollback.run().await {
+                    if self.pods.get(&id).is_some() {
+                        self.pods.remove(&self.store, &id)?;
+                    }
+                } else if let Some(entry) = self.pods.get(&id) {
+                    // Something could not be undone: keep the record (NotReady)
+                    // so RemovePodSandbox or the next start cleans it up,
+                    // instead of leaking what is left without a trace.
+                    tracing::error!(pod_sandbox_id = %id, "pod sandbox rollback was incomplete; keeping it for removal");
+                    let op = entry.lock().await;
+                    entry.update(&op, &self.store, self.pods.table(), &id, |r| {
+                        r.state = PodState::NotReady
+                    })?;
+                    guard.keep_failed();
                 }
                 Err(e)
             }
@@ -122,15 +134,9 @@ impl Lifecycle {
 
         // The record comes first: if berthd dies mid-way, recovery finds a
         // `Creating` pod and cleans up after it.
+        // The caller deletes it after a clean rollback.
         let entry = self.pods.insert(&self.store, id, rec)?;
         let op = entry.lock().await;
-        {
-            let lc = self.clone();
-            let id = id.to_string();
-            rollback.push("delete pod record", move || async move {
-                lc.pods.remove(&lc.store, &id)
-            });
-        }
 
         std::fs::create_dir_all(&pod_dir).map_err(Error::io("create pod directory", &pod_dir))?;
         {

@@ -125,6 +125,28 @@ impl NameGuard {
         self.failure = Some((e.code(), e.to_string()));
     }
 
+    /// The call failed but left an object that could not be cleaned up (kept
+    /// for a later remove): the name stays held by it, and waiting retries get
+    /// the failure.
+    pub fn keep_failed(mut self) {
+        let mut slots = self.names.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.insert(
+            self.name.clone(),
+            Slot::Held {
+                id: self.id.clone(),
+            },
+        );
+        let failure = self.failure.take().unwrap_or_else(|| {
+            (
+                tonic::Code::Internal,
+                format!("creation of {} failed", self.id),
+            )
+        });
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Some(Err(failure)));
+        }
+    }
+
     /// The object exists: the name stays held and waiting retries get its id.
     pub fn commit(mut self) {
         let mut slots = self.names.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -213,6 +235,21 @@ mod tests {
             n.reserve("web_default_u_0", "id3"),
             Reservation::Fresh(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_that_leaves_an_object_keeps_the_name_for_it() {
+        let n = Names::default();
+        let Reservation::Fresh(mut g) = n.reserve("a", "id1") else {
+            panic!()
+        };
+        let Reservation::InFlight { done, .. } = n.reserve("a", "id2") else {
+            panic!()
+        };
+        g.fail(&Error::Runtime("umount failed".into()));
+        g.keep_failed();
+        assert_eq!(wait(done).await.unwrap_err().0, tonic::Code::Internal);
+        assert!(matches!(n.reserve("a", "id3"), Reservation::Taken { id } if id == "id1"));
     }
 
     #[tokio::test]
