@@ -15,7 +15,7 @@ pub enum ContainerState {
     Running,
     /// The init ended; exit code, time and reason are known (or marked unknown).
     Exited,
-    /// Its runtime state vanished; only removal is allowed.
+    /// A failed create could not be fully undone; only removal is allowed.
     Unknown,
 }
 

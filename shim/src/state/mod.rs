@@ -11,9 +11,12 @@
 //! ```text
 //!   CreateContainer ──> Creating ──> Created ──StartContainer──> Running ──(exit / StopContainer)──> Exited
 //!                          │            └─────────StopContainer / pod stopped──────────────────────────┘
-//!                          └──(failed: rolled back)──> (gone)          any state but Creating ──RemoveContainer──> (gone)
-//!   Unknown: berthd cannot tell (its runtime state vanished); only removal is allowed.
+//!                          ├──(failed: rolled back)──> (gone)          any state but Creating ──RemoveContainer──> (gone)
+//!                          └──(failed, undo incomplete)──> Unknown (kept so RemoveContainer finishes the cleanup)
 //! ```
+//! A container whose runtime state vanished (node reboot) or whose monitor died
+//! without recording the exit becomes Exited with reason `Unknown` and exit code 255.
+//! A pod whose failed creation could not be fully undone is kept NotReady.
 //! Invariants: a record is written to the store before the RPC that changed it
 //! reports success (update-then-persist, under the object's operation lock); a
 //! record still `Creating` after a restart belongs to a call that died half-way
