@@ -378,6 +378,35 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert_eq!(code(&e), tonic::Code::DeadlineExceeded, "{e}");
     assert!(t0.elapsed() < Duration::from_secs(10));
 
+    // The streamed listings carry the same items as the unary ones.
+    let mut pages = cri
+        .runtime
+        .stream_pod_sandboxes(StreamPodSandboxesRequest {
+            filter: Some(PodSandboxFilter {
+                id: pod[..12].into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(page) = pages.message().await.unwrap() {
+        streamed.extend(page.pod_sandboxes.into_iter().map(|p| p.id));
+    }
+    assert_eq!(streamed, [pod.clone()]);
+    let mut pages = cri
+        .runtime
+        .stream_containers(StreamContainersRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streamed = Vec::new();
+    while let Some(page) = pages.message().await.unwrap() {
+        streamed.extend(page.containers.into_iter().map(|c| c.id));
+    }
+    assert_eq!(streamed, [c.clone()]);
+
     // Listing with filters.
     let lister = cri.clone();
     let list = |f: ContainerFilter| {
