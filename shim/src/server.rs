@@ -20,6 +20,9 @@ use crate::{
 /// kubelet sends and accepts messages up to 16 MiB (e.g. ListContainers on a busy node).
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// How long shutdown waits for in-flight RPCs before closing connections.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Serves the CRI on the configured socket until `shutdown` resolves, then
 /// removes the socket.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
@@ -38,11 +41,32 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let image = ImageServiceServer::new(ImageApi(svc.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
+    // Graceful shutdown waits for open connections to finish; an idle client
+    // (crictl left hanging, a wedged kubelet) must not keep berthd alive, so
+    // the drain gets a deadline after the signal.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    let drain_deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_DRAIN).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        r = server => r,
+        _ = drain_deadline => {
+            tracing::warn!(after = ?SHUTDOWN_DRAIN, "connections still open at shutdown; closing them");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped serving");
     result.map_err(|e| Error::Internal(format!("grpc server: {e}")))
