@@ -1314,3 +1314,61 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
 }
+
+/// pid POD (also what a config without namespace_options means, as crictl's
+/// minimal pod config sends): the pod's containers see each other's processes
+/// and berth's pause init is PID 1; removal stops that init.
+#[tokio::test]
+async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let mut pc = pod_config(&env, "sharedpid");
+    // No namespace options at all: every namespace is POD.
+    pc.linux.as_mut().unwrap().security_context = None;
+    let pod = run_pod(&mut cri, &pc).await;
+    let pins = env.berthd.state_dir().join("ns").join(&pod);
+    assert!(
+        pins.join("pid").exists(),
+        "no pid pin in {}",
+        pins.display()
+    );
+    let mut ids = Vec::new();
+    for (name, secs) in [("a", "3601"), ("b", "3602")] {
+        let mut cfg = container_config(name, &env.busybox, &["sleep", secs]);
+        cfg.linux.as_mut().unwrap().security_context = None;
+        let c = create(&mut cri, &pod, &pc, cfg).await;
+        start(&mut cri, &c).await;
+        ids.push(c);
+    }
+    let r = exec(&mut cri, &ids[0], &["ps", "-o", "pid,args"], 10)
+        .await
+        .unwrap();
+    let ps = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(
+        ps.contains("sleep 3601") && ps.contains("sleep 3602"),
+        "ps in a:\n{ps}"
+    );
+    let pid1 = ps
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("1"))
+        .unwrap_or_else(|| panic!("no PID 1 in:\n{ps}"));
+    assert!(
+        !pid1.contains("sleep"),
+        "PID 1 should be the pod's init, not a container: {pid1}"
+    );
+    teardown_pod(&mut cri, &pod).await;
+    let mut all: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
+    all.push(&pod);
+    assert_eq!(leftovers(&env.berthd, &all), Vec::<String>::new());
+    // The pause init names the pod's pin dir on its command line: it must be gone.
+    let pin = pins.display().to_string();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        assert!(
+            !(cmd.contains("__pause") && cmd.contains(&pin)),
+            "pause init left: {cmd}"
+        );
+    }
+}

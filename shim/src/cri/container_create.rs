@@ -201,7 +201,7 @@ impl Lifecycle {
             net: pod.namespaces.net.clone(),
             ipc: pod.namespaces.ipc.clone(),
             uts: pod.namespaces.uts.clone(),
-            pid: None,
+            pid: pod.namespaces.pid.clone(),
         };
         let shm = pod.pod_dir.join("shm");
         let pod_files = PodFiles {

@@ -104,6 +104,9 @@ impl Lifecycle {
             .unwrap_or_default();
         let host_net = ns_opts.network == NamespaceMode::Node as i32;
         let host_ipc = ns_opts.ipc == NamespaceMode::Node as i32;
+        // pid POD: the pod's containers share one PID namespace, which needs an
+        // init to live (berth-monitor's pause init, started by `pin-ns --pid`).
+        let shared_pid = ns_opts.pid == NamespaceMode::Pod as i32;
         let pod_dir = self.pod_dir(id);
         let ns_dir = self.ns_dir(id);
         let cgroup_parent = config
@@ -116,8 +119,9 @@ impl Lifecycle {
             net: (!host_net).then(|| ns_dir.join("net")),
             ipc: (!host_ipc).then(|| ns_dir.join("ipc")),
             uts: (!host_net).then(|| ns_dir.join("uts")),
+            pid: shared_pid.then(|| ns_dir.join("pid")),
         };
-        let pinned = !(host_net && host_ipc);
+        let pinned = !(host_net && host_ipc) || shared_pid;
         let rec = PodRecord {
             version: RECORD_VERSION,
             id: id.to_string(),
@@ -166,6 +170,9 @@ impl Lifecycle {
             }
             if !host_ipc {
                 args.push("--ipc".into());
+            }
+            if shared_pid {
+                args.push("--pid".into());
             }
             for (k, v) in pod_sysctls(&config, host_net, host_ipc) {
                 args.extend(["--sysctl".into(), format!("{k}={v}")]);
@@ -282,11 +289,6 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
                 mode.as_str_name()
             )));
         }
-    }
-    if ns.pid == NamespaceMode::Pod as i32 {
-        return Err(Error::Unimplemented(
-            "config.linux.security_context.namespace_options.pid: POD (a PID namespace shared by the pod's containers, also the default when namespace_options is absent) is not supported yet; use CONTAINER or NODE".into(),
-        ));
     }
     if let Some(u) = &ns.userns_options {
         if u.mode != NamespaceMode::Node as i32 {
@@ -467,7 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn shared_pid_namespace_is_refused_as_unimplemented() {
+    fn shared_pid_namespace_and_absent_namespace_options_are_accepted() {
         let mut c = config();
         c.linux = Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
@@ -479,10 +481,10 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert!(matches!(validate(&c, ""), Err(Error::Unimplemented(_))));
-        // Absent namespace options mean POD for every namespace.
+        assert!(validate(&c, "").is_ok());
+        // Absent namespace options mean POD for every namespace (crictl's minimal config).
         c.linux = None;
-        assert!(matches!(validate(&c, ""), Err(Error::Unimplemented(_))));
+        assert!(validate(&c, "").is_ok());
     }
 
     #[test]

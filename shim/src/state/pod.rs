@@ -44,6 +44,9 @@ pub struct PodNamespacePaths {
     pub net: Option<PathBuf>,
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
+    /// The pod's shared PID namespace (pid mode POD), held by a pause init.
+    #[serde(default)]
+    pub pid: Option<PathBuf>,
 }
 
 /// Everything berthd keeps about one pod sandbox.
