@@ -591,3 +591,60 @@ async fn spdy_protocol_errors_end_the_connection_with_goaway() {
     }
     assert_eq!(goaway, Some(1), "GOAWAY with PROTOCOL_ERROR expected");
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[tokio::test]
+async fn sessions_release_their_sockets_pipes_and_ptys() {
+    let (srv, rt) = server(60).await;
+    // Warm up lazily created runtime resources before taking the baseline.
+    let url = srv.exec_url(&exec_req("true", false, false)).unwrap();
+    let (mut ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
+    ws_collect(&mut ws).await;
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = open_fds();
+    for i in 0..10 {
+        // Completed SPDY session with stdin.
+        let url = srv.exec_url(&exec_req("cat", true, false)).unwrap();
+        let mut c = SpdyClient::connect(&url, &["v4.channel.k8s.io"]).await;
+        let error = c.open(&[("streamType", "error")]).await;
+        let stdin = c.open(&[("streamType", "stdin")]).await;
+        c.open(&[("streamType", "stdout")]).await;
+        c.open(&[("streamType", "stderr")]).await;
+        c.data(stdin, b"x", true).await;
+        let mut r = Received::default();
+        c.read_until(&mut r, |r| r.fin.contains(&error)).await;
+        drop(c);
+        // Abandoned tty session over WebSocket.
+        let url = srv.exec_url(&exec_req("sleep 30", true, true)).unwrap();
+        let (ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
+        while rt.pids.lock().unwrap().len() < 2 * (i + 1) + 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(ws);
+    }
+    let pids = rt.pids.lock().unwrap().clone();
+    for pid in pids {
+        assert!(wait_gone(pid, 5).await, "process {pid} left behind");
+    }
+    let mut after = open_fds();
+    for _ in 0..50 {
+        if after <= before + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = open_fds();
+    }
+    let links: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        after <= before + 2,
+        "fds leaked: {before} before, {after} after: {links:?}"
+    );
+}

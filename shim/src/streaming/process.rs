@@ -12,6 +12,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 
+use std::io;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
@@ -83,9 +91,22 @@ pub fn spawn_with_pty(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Optio
     // (EIO) once the process and its children are gone.
     drop(cmd);
     let pid = child.id();
-    let master = std::fs::File::from(master);
-    let reader = tokio::fs::File::from_std(dup(&master)?);
-    let writer = tokio::fs::File::from_std(dup(&master)?);
+    // Non-blocking and registered with the reactor, so dropping the session
+    // closes the master at once even if an orphan still holds the slave (a
+    // blocking read would pin the fd and a thread until the orphan exits).
+    rustix::fs::fcntl_setfl(
+        &master,
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NONBLOCK,
+    )
+    .map_err(pty_err)?;
+    // `AsyncFd::new` is deprecated because a type's `as_raw_fd` could change
+    // under the reactor; an `OwnedFd` returns the fd it owns until it is
+    // dropped, so this is the sound case (and keeps the crate free of `unsafe`).
+    #[allow(deprecated)]
+    let registered = AsyncFd::new(master);
+    let master = Arc::new(registered.map_err(|e| Error::Runtime(format!("register pty: {e}")))?);
+    let reader = PtyMaster(master.clone());
+    let writer = PtyMaster(master.clone());
     let (tx, mut rx) = mpsc::channel::<TermSize>(8);
     tokio::spawn(async move {
         while let Some(size) = rx.recv().await {
@@ -95,7 +116,7 @@ pub fn spawn_with_pty(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Optio
                 ws_xpixel: 0,
                 ws_ypixel: 0,
             };
-            if let Err(e) = rustix::termios::tcsetwinsize(&master, ws) {
+            if let Err(e) = rustix::termios::tcsetwinsize(master.get_ref(), ws) {
                 tracing::debug!(error = %e, "pty resize failed");
             }
         }
@@ -108,4 +129,57 @@ pub fn spawn_with_pty(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Optio
         exit: Box::pin(exit_code(child)),
     };
     Ok((io, pid))
+}
+
+/// One side (reader or writer) of a pty master shared through the reactor.
+struct PtyMaster(Arc<AsyncFd<OwnedFd>>);
+
+impl AsyncRead for PtyMaster {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.0.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| {
+                rustix::io::read(fd.get_ref(), &mut *unfilled).map_err(io::Error::from)
+            }) {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // EIO once the last slave user is gone: the caller treats it as EOF.
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for PtyMaster {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            match guard.try_io(|fd| rustix::io::write(fd.get_ref(), data).map_err(io::Error::from))
+            {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // A terminal has no half-close; end-of-input is the client's ^D.
+        Poll::Ready(Ok(()))
+    }
 }
