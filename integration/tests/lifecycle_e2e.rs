@@ -20,6 +20,7 @@ struct Env {
     busybox: String,
     configured: String,
     logs: tempfile::TempDir,
+    _cni: tempfile::TempDir,
 }
 
 fn skip_reason() -> Option<String> {
@@ -45,10 +46,22 @@ async fn env() -> Env {
     .await
     .unwrap();
     let certs = tempfile::tempdir().unwrap();
-    let berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[registry]\nconfig_path = \"{}\"\n",
-        certs.path().display()
-    )))
+    // Pods need a CNI config (as with any runtime); these tests are about the
+    // lifecycle, so a loopback-only network: no bridge, no addresses.
+    let cni = tempfile::tempdir().unwrap();
+    std::fs::write(
+        cni.path().join("99-loopback.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}"#,
+    )
+    .unwrap();
+    let berthd = Berthd::start_with(
+        BerthdOptions::default()
+            .config(&format!(
+                "[registry]\nconfig_path = \"{}\"\n",
+                certs.path().display()
+            ))
+            .cni_conf_dir(cni.path()),
+    )
     .await
     .unwrap();
     let mut cri = berthd.client().await.unwrap();
@@ -74,6 +87,7 @@ async fn env() -> Env {
         busybox,
         configured,
         logs: tempfile::tempdir().unwrap(),
+        _cni: cni,
     }
 }
 

@@ -94,6 +94,7 @@ impl Config {
             )));
         }
         socket_path(&self.listen)?;
+        self.cni.validate()?;
         Ok(())
     }
 

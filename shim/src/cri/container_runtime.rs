@@ -40,12 +40,16 @@ pub(crate) struct Lifecycle {
     pub monitor: PathBuf,
     /// Previous CPU samples, for ContainerStats' usage rate.
     pub cpu_samples: super::container_stats::CpuSamples,
+    /// Pod networking through CNI plugins.
+    pub cni: Arc<crate::network::Cni>,
 }
 
 impl Lifecycle {
     pub fn new(config: Arc<Config>, store: Arc<Store>, images: Arc<ImageService>) -> Lifecycle {
         let monitor = monitor_path(&config);
+        let cni = Arc::new(crate::network::Cni::new(config.cni.resolved(&config.root)));
         Lifecycle {
+            cni,
             config,
             store,
             images,

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use berth_proto::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse, VersionRequest,
-    VersionResponse,
+    RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse,
+    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse, VersionRequest, VersionResponse,
 };
 
 use super::CriService;
@@ -28,6 +28,7 @@ impl CriService {
     }
 
     pub(crate) async fn status(&self, req: StatusRequest) -> Result<StatusResponse> {
+        let net = self.lifecycle.cni.status();
         let conditions = vec![
             RuntimeCondition {
                 r#type: "RuntimeReady".into(),
@@ -35,13 +36,13 @@ impl CriService {
                 reason: String::new(),
                 message: String::new(),
             },
-            // Pod networking (CNI) is not built yet: say so, as a runtime without a
-            // CNI config does, so kubelet keeps non-host-network pods off this node.
+            // False with a reason until a usable CNI config exists, so kubelet
+            // keeps non-host-network pods off this node until then.
             RuntimeCondition {
                 r#type: "NetworkReady".into(),
-                status: false,
-                reason: "NetworkPluginNotReady".into(),
-                message: "berth: pod networking (CNI) is not implemented yet".into(),
+                status: net.ready,
+                reason: net.reason,
+                message: net.message,
             },
         ];
         let mut info = HashMap::new();
@@ -72,6 +73,23 @@ impl CriService {
             runtime_handlers: Vec::new(),
             features: None,
         })
+    }
+
+    pub(crate) async fn update_runtime_config(
+        &self,
+        req: UpdateRuntimeConfigRequest,
+    ) -> Result<UpdateRuntimeConfigResponse> {
+        // kubelet sends the node's pod CIDR here; CNI configs that ask for the
+        // `ipRanges` capability get it.
+        if let Some(cidr) = req
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .filter(|c| !c.is_empty())
+        {
+            self.lifecycle.cni.set_pod_cidr(&cidr);
+        }
+        Ok(UpdateRuntimeConfigResponse {})
     }
 
     pub(crate) async fn runtime_config(

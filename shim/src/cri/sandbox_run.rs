@@ -134,6 +134,7 @@ impl Lifecycle {
             ns_dir: pinned.then(|| ns_dir.clone()),
             namespaces,
             cgroup_parent,
+            ips: None,
         };
 
         // The record comes first: if berthd dies mid-way, recovery finds a
@@ -149,7 +150,6 @@ impl Lifecycle {
                 remove_dir_if_exists(&dir)
             });
         }
-        write_pod_files(&pod_dir, &config, host_net)?;
         if !host_ipc {
             mount_shm(&pod_dir.join("shm"))?;
             let shm = pod_dir.join("shm");
@@ -186,30 +186,57 @@ impl Lifecycle {
             self.run_monitor(&args).await?;
         }
 
-        self.network_setup(id).await?;
+        // The undo goes first: CNI DEL is idempotent and also cleans up after
+        // an ADD that failed or was cut short half way.
         {
             let lc = self.clone();
             let id = id.to_string();
+            let config = config.clone();
+            let netns = (!host_net).then(|| ns_dir.join("net"));
             rollback.push("tear down pod network", move || async move {
-                lc.network_teardown(&id).await
+                lc.network_teardown(&id, &config, netns.as_deref()).await
             });
         }
+        let netns = (!host_net).then(|| ns_dir.join("net"));
+        let ips = self.network_setup(id, &config, netns.as_deref()).await?;
+        write_pod_files(
+            &pod_dir,
+            &config,
+            host_net,
+            ips.as_ref().map(|i| i.ip.as_str()),
+        )?;
 
         entry.update(&op, &self.store, self.pods.table(), id, |r| {
-            r.state = PodState::Ready
+            r.state = PodState::Ready;
+            r.ips = ips;
         })?;
         Ok(())
     }
 
-    /// Where CNI ADD goes once pod networking lands. A non-host-network pod has
-    /// its own network namespace with only loopback up until then.
-    pub(crate) async fn network_setup(&self, _pod_id: &str) -> Result<()> {
-        Ok(())
+    /// CNI ADD for a pod with its own network namespace (`netns`); host-network
+    /// pods (`None`) skip CNI.
+    pub(crate) async fn network_setup(
+        &self,
+        pod_id: &str,
+        config: &PodSandboxConfig,
+        netns: Option<&Path>,
+    ) -> Result<Option<crate::network::PodIps>> {
+        let Some(netns) = netns else { return Ok(None) };
+        let pn = crate::network::PodNetwork::from_cri(pod_id, netns, config)?;
+        Ok(Some(self.cni.setup(&pn).await?))
     }
 
-    /// Where CNI DEL goes (idempotent: called on stop, remove and rollback).
-    pub(crate) async fn network_teardown(&self, _pod_id: &str) -> Result<()> {
-        Ok(())
+    /// CNI DEL (idempotent: called on stop, remove and rollback; works after a
+    /// restart from the cached result, and after the namespace is gone).
+    pub(crate) async fn network_teardown(
+        &self,
+        pod_id: &str,
+        config: &PodSandboxConfig,
+        netns: Option<&Path>,
+    ) -> Result<()> {
+        let Some(netns) = netns else { return Ok(()) };
+        let pn = crate::network::PodNetwork::from_cri(pod_id, netns, config)?;
+        self.cni.teardown(&pn).await
     }
 }
 
@@ -330,7 +357,12 @@ fn pod_sysctls(config: &PodSandboxConfig, host_net: bool, host_ipc: bool) -> Vec
 }
 
 /// hostname, hosts and resolv.conf, bind-mounted into every container of the pod.
-fn write_pod_files(dir: &Path, config: &PodSandboxConfig, host_net: bool) -> Result<()> {
+fn write_pod_files(
+    dir: &Path,
+    config: &PodSandboxConfig,
+    host_net: bool,
+    ip: Option<&str>,
+) -> Result<()> {
     let write = |name: &str, data: &[u8]| -> Result<()> {
         let p = dir.join(name);
         std::fs::write(&p, data).map_err(Error::io("write pod file", &p))
@@ -346,7 +378,12 @@ fn write_pod_files(dir: &Path, config: &PodSandboxConfig, host_net: bool) -> Res
     let hosts = if host_net {
         std::fs::read("/etc/hosts").unwrap_or_default()
     } else {
-        b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_vec()
+        let mut h = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_vec();
+        // The pod's own address under its hostname, as kubelet writes it.
+        if let (Some(ip), false) = (ip, hostname.is_empty()) {
+            h.extend_from_slice(format!("{ip}\t{hostname}\n").as_bytes());
+        }
+        h
     };
     write("hosts", &hosts)?;
     let resolv = match &config.dns_config {

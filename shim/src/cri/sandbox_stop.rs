@@ -62,7 +62,9 @@ impl Lifecycle {
             }
             self.stop_locked(&c.id, &ce, &cop, 0).await?;
         }
-        self.network_teardown(id).await?;
+        let netns = rec.namespaces.net.clone();
+        self.network_teardown(id, &rec.config, netns.as_deref())
+            .await?;
         if let Some(dir) = rec.ns_dir.clone() {
             blocking(move || berth_runtime::unpin_namespaces(&dir).map_err(runtime_error)).await?;
         }

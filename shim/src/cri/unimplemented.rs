@@ -26,12 +26,6 @@ impl CriService {
     ) -> Result<PortForwardResponse> {
         unimplemented("PortForward")
     }
-    pub(crate) async fn update_runtime_config(
-        &self,
-        _req: UpdateRuntimeConfigRequest,
-    ) -> Result<UpdateRuntimeConfigResponse> {
-        unimplemented("UpdateRuntimeConfig")
-    }
     pub(crate) async fn checkpoint_container(
         &self,
         _req: CheckpointContainerRequest,

@@ -73,6 +73,9 @@ pub struct PodRecord {
     pub namespaces: PodNamespacePaths,
     /// Cgroup parent of the pod's containers.
     pub cgroup_parent: String,
+    /// Addresses CNI gave the pod (none for host network).
+    #[serde(default)]
+    pub ips: Option<crate::network::PodIps>,
 }
 
 impl PodRecord {
@@ -116,7 +119,7 @@ impl PodRecord {
             metadata: Some(self.metadata()),
             state: self.state.to_cri() as i32,
             created_at: self.created_at,
-            network: Some(v1::PodSandboxNetworkStatus::default()),
+            network: Some(self.ips.as_ref().map(|i| i.to_cri()).unwrap_or_default()),
             linux: Some(v1::LinuxPodSandboxStatus {
                 namespaces: Some(v1::Namespace {
                     options: Some(self.namespace_options()),

@@ -1,0 +1,596 @@
+//! Pod networking end to end: the real berthd running pods on Debian's CNI
+//! plugins (bridge + host-local + portmap), driven over gRPC as kubelet does.
+//!
+//! Safety: every test bridge gets an iptables rule that drops forwarded traffic
+//! leaving it, so pods can reach only each other and the host; the tests send
+//! traffic only to the pods they made and to loopback.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_integration::berthd::{Berthd, BerthdOptions};
+use berth_integration::client::Cri;
+use berth_integration::registry::Registry;
+use berth_integration::{push, skip, skip_if, test_images};
+use berth_proto::v1::*;
+
+fn skip_reason() -> Option<String> {
+    let no_cni = (!Path::new("/usr/lib/cni/bridge").exists())
+        .then(|| "containernetworking-plugins not installed (/usr/lib/cni/bridge)".to_string());
+    skip::first(&[
+        skip::not_root(),
+        skip::no_registry(),
+        skip::no_busybox(),
+        no_cni,
+    ])
+}
+
+/// A bridge network private to one test: its conflist, host-local data dir and
+/// the iptables rule that keeps its traffic on this machine. Dropping it
+/// removes the rule and the bridge.
+struct TestNet {
+    bridge: String,
+    subnet_prefix: String,
+    ipam_dir: tempfile::TempDir,
+    rule: Vec<String>,
+}
+
+impl TestNet {
+    fn new() -> TestNet {
+        // Unique per test in this process and across concurrent test processes:
+        // two bridges with one subnet would make routing ambiguous.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = (std::process::id() * 8 + k) % 250 + 2;
+        let bridge = format!("bb{n}x{}", rand_suffix());
+        let subnet_prefix = format!("10.252.{n}");
+        let rule = vec![
+            "FORWARD".to_string(),
+            "-i".into(),
+            bridge.clone(),
+            "!".into(),
+            "-o".into(),
+            bridge.clone(),
+            "-j".into(),
+            "DROP".into(),
+        ];
+        let mut args = vec!["-I".to_string()];
+        args.extend(rule.iter().cloned());
+        let st = Command::new("iptables").args(&args).status().unwrap();
+        assert!(st.success(), "iptables {args:?}");
+        TestNet {
+            bridge,
+            subnet_prefix,
+            ipam_dir: tempfile::tempdir().unwrap(),
+            rule,
+        }
+    }
+
+    fn conflist(&self) -> String {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": format!("berth-e2e-{}", self.bridge),
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": self.bridge,
+                    "isGateway": true,
+                    "ipMasq": false,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": format!("{}.0/24", self.subnet_prefix)}]],
+                        "dataDir": self.ipam_dir.path(),
+                    }
+                },
+                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+            ]
+        })
+        .to_string()
+    }
+
+    fn write_conf(&self, dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("10-berth-e2e.conflist"), self.conflist()).unwrap();
+    }
+
+    /// IP allocation files host-local keeps for this network.
+    fn allocations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(nets) = std::fs::read_dir(self.ipam_dir.path()) {
+            for net in nets.flatten() {
+                for f in std::fs::read_dir(net.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let name = f.file_name().to_string_lossy().to_string();
+                    if name.starts_with(&self.subnet_prefix) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// veth interfaces attached to the test bridge.
+    fn veths(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.to_string())
+            .collect()
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let mut args = vec!["-D".to_string()];
+        args.extend(self.rule.iter().cloned());
+        let _ = Command::new("iptables").args(&args).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
+    }
+}
+
+fn rand_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{:x}", nanos % 0xfff)
+}
+
+struct Env {
+    _registry: Registry,
+    berthd: Berthd,
+    cri: Cri,
+    busybox: String,
+    logs: tempfile::TempDir,
+}
+
+async fn env(net: Option<&TestNet>, conf_dir: &Path) -> Env {
+    let registry = Registry::start().await.unwrap();
+    push::push_image(
+        &registry.host(),
+        "busybox",
+        "latest",
+        test_images::busybox().unwrap(),
+    )
+    .await
+    .unwrap();
+    if let Some(net) = net {
+        net.write_conf(conf_dir);
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let berthd = Berthd::start_with(
+        BerthdOptions::default()
+            .config(&format!(
+                "[registry]\nconfig_path = \"{}\"\n",
+                certs.path().display()
+            ))
+            .cni_conf_dir(conf_dir),
+    )
+    .await
+    .unwrap();
+    let mut cri = berthd.client().await.unwrap();
+    let busybox = registry.image_ref("busybox", "latest");
+    cri.image
+        .pull_image(PullImageRequest {
+            image: Some(ImageSpec {
+                image: busybox.clone(),
+                ..Default::default()
+            }),
+            auth: None,
+            sandbox_config: None,
+        })
+        .await
+        .unwrap();
+    Env {
+        _registry: registry,
+        berthd,
+        cri,
+        busybox,
+        logs: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "net-e2e".into(),
+            attempt: 0,
+        }),
+        hostname: name.into(),
+        log_directory: env.logs.path().join(name).display().to_string(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(cri: &mut Cri, config: &PodSandboxConfig) -> String {
+    cri.runtime
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+}
+
+async fn pod_ip(cri: &mut Cri, pod: &str) -> String {
+    cri.runtime
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.into(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+        .network
+        .unwrap_or_default()
+        .ip
+}
+
+/// Creates and starts `command` in `pod`; returns the container id.
+async fn run_container(
+    env: &Env,
+    pod: &str,
+    pc: &PodSandboxConfig,
+    name: &str,
+    command: &[&str],
+) -> String {
+    let mut cri = env.cri.clone();
+    let id = cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(ContainerConfig {
+                metadata: Some(ContainerMetadata {
+                    name: name.into(),
+                    attempt: 0,
+                }),
+                image: Some(ImageSpec {
+                    image: env.busybox.clone(),
+                    ..Default::default()
+                }),
+                command: command.iter().map(|s| s.to_string()).collect(),
+                log_path: format!("{name}.log"),
+                linux: Some(LinuxContainerConfig {
+                    resources: None,
+                    security_context: Some(LinuxContainerSecurityContext {
+                        namespace_options: Some(NamespaceOption {
+                            pid: NamespaceMode::Container as i32,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            sandbox_config: Some(pc.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    cri.runtime
+        .start_container(StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn exec(cri: &mut Cri, id: &str, cmd: &[&str]) -> ExecSyncResponse {
+    cri.runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: 20,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn remove_pod(cri: &mut Cri, pod: &str) {
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod.into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Starts `httpd` serving `body` from /www on `port` in a new container of `pod`.
+async fn serve(env: &Env, pod: &str, pc: &PodSandboxConfig, body: &str, port: u16) -> String {
+    let script = format!(
+        "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p {port} -h /www"
+    );
+    run_container(env, pod, pc, "web", &["sh", "-c", &script]).await
+}
+
+/// GET / from `addr` with a plain HTTP/1.0 request, retrying while the server starts.
+fn http_get(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match attempt {
+            Ok(body) if body.contains("200") => return body,
+            r if Instant::now() > deadline => panic!("GET {addr}: {r:?}"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+fn iptables_lines_mentioning(needle: &str) -> Vec<String> {
+    let out = Command::new("iptables-save").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(|l| l.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
+    skip_if!(skip_reason());
+    let net = TestNet::new();
+    let conf = tempfile::tempdir().unwrap();
+    let env = env(Some(&net), conf.path()).await;
+    let mut cri = env.cri.clone();
+
+    let mut pa = pod_config(&env, "server");
+    pa.dns_config = Some(DnsConfig {
+        servers: vec!["10.96.0.10".into()],
+        searches: vec![
+            "net-e2e.svc.cluster.local".into(),
+            "svc.cluster.local".into(),
+        ],
+        options: vec!["ndots:5".into()],
+    });
+    let host_port = 20000 + (std::process::id() % 20000) as i32;
+    pa.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port,
+        host_ip: String::new(),
+    }];
+    let a = run_pod(&mut cri, &pa).await;
+    let pb = pod_config(&env, "client");
+    let b = run_pod(&mut cri, &pb).await;
+
+    let ip_a = pod_ip(&mut cri, &a).await;
+    let ip_b = pod_ip(&mut cri, &b).await;
+    assert!(
+        ip_a.starts_with(&net.subnet_prefix),
+        "pod a ip {ip_a:?} not from {}.0/24",
+        net.subnet_prefix
+    );
+    assert!(ip_b.starts_with(&net.subnet_prefix), "pod b ip {ip_b:?}");
+    assert_ne!(ip_a, ip_b);
+    assert_eq!(net.allocations().len(), 2, "{:?}", net.allocations());
+
+    let web = serve(&env, &a, &pa, "hello-from-a", 8080).await;
+    let client = run_container(&env, &b, &pb, "client", &["sleep", "3600"]).await;
+
+    // Pod to pod by IP.
+    let mut fetched = String::new();
+    for _ in 0..50 {
+        let r = exec(
+            &mut cri,
+            &client,
+            &["wget", "-qO-", &format!("http://{ip_a}:8080/")],
+        )
+        .await;
+        fetched = String::from_utf8_lossy(&r.stdout).to_string();
+        if r.exit_code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(fetched.trim(), "hello-from-a");
+
+    // hostPort through portmap, from the host.
+    let body = tokio::task::spawn_blocking(move || http_get(&format!("127.0.0.1:{host_port}")))
+        .await
+        .unwrap();
+    assert!(body.contains("hello-from-a"), "{body}");
+
+    // DNS config and hosts file as requested.
+    let r = exec(&mut cri, &web, &["cat", "/etc/resolv.conf"]).await;
+    let resolv = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(resolv.contains("nameserver 10.96.0.10"), "{resolv}");
+    assert!(
+        resolv.contains("search net-e2e.svc.cluster.local svc.cluster.local"),
+        "{resolv}"
+    );
+    assert!(resolv.contains("options ndots:5"), "{resolv}");
+    let r = exec(&mut cri, &web, &["cat", "/etc/hosts"]).await;
+    let hosts = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ip_a.as_str(), "server"]),
+        "{hosts}"
+    );
+    let r = exec(&mut cri, &web, &["hostname"]).await;
+    assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), "server");
+
+    assert!(
+        !iptables_lines_mentioning(&a).is_empty(),
+        "portmap rules for pod a expected while it runs"
+    );
+    remove_pod(&mut cri, &a).await;
+    remove_pod(&mut cri, &b).await;
+    assert_eq!(
+        net.allocations(),
+        Vec::<String>::new(),
+        "IP allocations left"
+    );
+    assert_eq!(
+        net.veths(),
+        Vec::<String>::new(),
+        "veths left on the bridge"
+    );
+    assert_eq!(
+        iptables_lines_mentioning(&a),
+        Vec::<String>::new(),
+        "iptables rules left"
+    );
+    assert_eq!(
+        iptables_lines_mentioning(&b),
+        Vec::<String>::new(),
+        "iptables rules left"
+    );
+}
+
+#[tokio::test]
+async fn network_ready_follows_the_cni_config_dir() {
+    skip_if!(skip_reason());
+    let net = TestNet::new();
+    let conf = tempfile::tempdir().unwrap();
+    let env = env(None, conf.path()).await;
+    let mut cri = env.cri.clone();
+    let cond = |s: StatusResponse| -> RuntimeCondition {
+        s.status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.r#type == "NetworkReady")
+            .unwrap()
+    };
+    let c = cond(
+        cri.runtime
+            .status(StatusRequest { verbose: false })
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert!(!c.status);
+    assert_eq!(c.reason, "NetworkPluginNotReady");
+    assert!(
+        c.message.contains(&conf.path().display().to_string()),
+        "{}",
+        c.message
+    );
+    net.write_conf(conf.path());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = cond(
+            cri.runtime
+                .status(StatusRequest { verbose: false })
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        if c.status {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "NetworkReady stayed false: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn removing_a_pod_after_berthd_was_killed_still_releases_its_address() {
+    skip_if!(skip_reason());
+    let net = TestNet::new();
+    let conf = tempfile::tempdir().unwrap();
+    let mut env = env(Some(&net), conf.path()).await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "survivor");
+    let pod = run_pod(&mut cri, &pc).await;
+    let ip = pod_ip(&mut cri, &pod).await;
+    assert_eq!(net.allocations(), vec![ip.clone()]);
+    env.berthd.kill9().unwrap();
+    env.berthd.restart().await.unwrap();
+    let mut cri = env.berthd.client().await.unwrap();
+    assert_eq!(pod_ip(&mut cri, &pod).await, ip, "pod ip after restart");
+    remove_pod(&mut cri, &pod).await;
+    assert_eq!(net.allocations(), Vec::<String>::new());
+    assert_eq!(net.veths(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
+    skip_if!(skip_reason());
+    let net = TestNet::new();
+    let conf = tempfile::tempdir().unwrap();
+    let env = env(Some(&net), conf.path()).await;
+    let mut cri = env.cri.clone();
+    let cycles: usize = std::env::var("BERTH_NET_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut ids = Vec::new();
+    for i in 0..cycles {
+        let mut pc = pod_config(&env, &format!("cycle{i}"));
+        pc.port_mappings = vec![PortMapping {
+            protocol: Protocol::Tcp as i32,
+            container_port: 80,
+            host_port: 30000 + i as i32,
+            host_ip: String::new(),
+        }];
+        let pod = run_pod(&mut cri, &pc).await;
+        assert!(pod_ip(&mut cri, &pod).await.starts_with(&net.subnet_prefix));
+        remove_pod(&mut cri, &pod).await;
+        ids.push(pod);
+    }
+    assert_eq!(net.allocations(), Vec::<String>::new());
+    assert_eq!(net.veths(), Vec::<String>::new());
+    // portmap's per-pod rules name the pod id and its address; the chains it
+    // shares between pods (CNI-HOSTPORT-*) stay, as with containerd.
+    for id in &ids {
+        assert_eq!(
+            iptables_lines_mentioning(id),
+            Vec::<String>::new(),
+            "rules of pod {id} left"
+        );
+    }
+    assert_eq!(
+        iptables_lines_mentioning(&format!("{}.", net.subnet_prefix)),
+        Vec::<String>::new(),
+        "rules naming pod addresses left"
+    );
+}
