@@ -454,7 +454,10 @@ impl ImageService {
         let mut resp = session.blob(&layer.digest).await?;
         inner.blob_downloads.fetch_add(1, Ordering::Relaxed);
         let blob = inner.content.writer(&layer.digest, Some(layer.size))?;
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        // A few chunks in flight are enough to overlap network and unpacking;
+        // hyper hands over up to a few hundred KiB per chunk, so this bounds
+        // the memory a layer download holds.
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
         let worker = tokio::task::spawn_blocking(move || {
             let mut tee = Tee {
                 rx,
