@@ -203,6 +203,7 @@ mod tests {
             ns_dir: None,
             namespaces: PodNamespacePaths::default(),
             cgroup_parent: "/berth".into(),
+            ips: None,
         }
     }
 

@@ -125,6 +125,7 @@ mod tests {
             ns_dir: None,
             namespaces: Default::default(),
             cgroup_parent: "/berth".into(),
+            ips: None,
         }
     }
 

@@ -173,6 +173,7 @@ mod tests {
             ns_dir: None,
             namespaces: PodNamespacePaths::default(),
             cgroup_parent: "/berth".into(),
+            ips: None,
         };
         assert_eq!(rec.name, "web_default_u1_2");
         let json = serde_json::to_string(&rec).unwrap();
