@@ -519,6 +519,171 @@ mod tests {
         assert!(s.is_empty() && p.is_empty());
     }
 
+    /// A loopback HTTP server speaking just enough of the distribution token
+    /// flow: a manifest behind a Bearer challenge and a token endpoint that
+    /// takes basic auth (GET) or a refresh token (POST). Returns its address
+    /// and a counter of token requests.
+    async fn token_registry() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let hits = std::sync::Arc::new(AtomicUsize::new(0));
+        let (a, h) = (addr.clone(), hits.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut c, _) = l.accept().await.unwrap();
+                let (a, h) = (a.clone(), h.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = c.read(&mut tmp).await.unwrap();
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&tmp[..n]);
+                    }
+                    let req = String::from_utf8_lossy(&buf).to_string();
+                    let line = req.lines().next().unwrap_or("").to_string();
+                    let auth = req
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("authorization: ")
+                                .or(l.strip_prefix("Authorization: "))
+                        })
+                        .unwrap_or("")
+                        .to_string();
+                    let basic = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode("u:p")
+                    );
+                    let manifest = r#"{"schemaVersion":2,"config":{"digest":"sha256:00","size":1},"layers":[]}"#;
+                    let (status, headers, body) = if line
+                        .starts_with("GET /v2/lib/app/manifests/v1 ")
+                    {
+                        if auth == "Bearer tok-123" {
+                            (
+                                "200 OK",
+                                "content-type: application/vnd.oci.image.manifest.v1+json\r\n"
+                                    .to_string(),
+                                manifest.to_string(),
+                            )
+                        } else {
+                            (
+                                "401 Unauthorized",
+                                format!("www-authenticate: Bearer realm=\"http://{a}/token\",service=\"reg\",scope=\"repository:lib/app:pull\"\r\n"),
+                                String::new(),
+                            )
+                        }
+                    } else if line.starts_with("GET /token?")
+                        && line.contains("scope=repository%3Alib%2Fapp%3Apull")
+                    {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        if auth == basic {
+                            (
+                                "200 OK",
+                                String::new(),
+                                r#"{"token":"tok-123"}"#.to_string(),
+                            )
+                        } else {
+                            ("401 Unauthorized", String::new(), String::new())
+                        }
+                    } else if line.starts_with("POST /token ") {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        // The form body may follow in a later read.
+                        let mut rest = req.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+                        while !rest.contains("refresh_token=rt") && rest.len() < 4096 {
+                            let n = c.read(&mut tmp).await.unwrap();
+                            if n == 0 {
+                                break;
+                            }
+                            rest.push_str(&String::from_utf8_lossy(&tmp[..n]));
+                        }
+                        if rest.contains("grant_type=refresh_token")
+                            && rest.contains("refresh_token=rt")
+                        {
+                            (
+                                "200 OK",
+                                String::new(),
+                                r#"{"access_token":"tok-123"}"#.to_string(),
+                            )
+                        } else {
+                            ("401 Unauthorized", String::new(), String::new())
+                        }
+                    } else {
+                        ("404 Not Found", String::new(), String::new())
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = c.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (addr, hits)
+    }
+
+    #[tokio::test]
+    async fn bearer_token_flow_with_basic_refresh_and_preset_tokens() {
+        use std::sync::atomic::Ordering;
+        let (addr, hits) = token_registry().await;
+        let dir = tempfile::tempdir().unwrap();
+        let eps = || super::super::hosts::endpoints(dir.path(), &addr).unwrap();
+        let client = Client::new();
+        let session = |c: Option<Credentials>| Session::new("lib/app", eps(), &client, c).unwrap();
+
+        let basic = Credentials {
+            username: "u".into(),
+            password: "p".into(),
+            ..Default::default()
+        };
+        let s = session(Some(basic));
+        let m = s.manifest("v1").await.unwrap();
+        assert_eq!(m.media_type, "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(m.digest, sha256_digest(&m.bytes));
+        s.manifest("v1").await.unwrap();
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "the token is reused within a session"
+        );
+
+        let err = session(None).manifest("v1").await.unwrap_err();
+        assert!(matches!(err, Error::Unauthenticated(_)), "{err}");
+        let wrong = Credentials {
+            username: "u".into(),
+            password: "x".into(),
+            ..Default::default()
+        };
+        let err = session(Some(wrong)).manifest("v1").await.unwrap_err();
+        assert!(matches!(err, Error::Unauthenticated(_)), "{err}");
+
+        let refresh = Credentials {
+            identity_token: "rt".into(),
+            ..Default::default()
+        };
+        session(Some(refresh)).manifest("v1").await.unwrap();
+
+        let before = hits.load(Ordering::SeqCst);
+        let preset = Credentials {
+            registry_token: "tok-123".into(),
+            ..Default::default()
+        };
+        session(Some(preset)).manifest("v1").await.unwrap();
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            before,
+            "a registry token needs no token server"
+        );
+
+        let by_digest = session(None)
+            .manifest(&format!("sha256:{}", "0".repeat(64)))
+            .await;
+        assert!(by_digest.is_err());
+    }
+
     #[test]
     fn credentials_from_auth_blob() {
         let c = Credentials {
