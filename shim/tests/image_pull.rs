@@ -943,3 +943,40 @@ async fn dropped_pull_leaves_nothing_visible_and_a_retry_works() {
         noise.len()
     );
 }
+
+#[tokio::test]
+async fn reopen_keeps_images_and_sweeps_crash_leftovers() {
+    let reg = Registry::start().await;
+    let l = layer(&[E::File("kept", b"k")], Comp::Gzip);
+    push_image(&reg, "keep", "1", &[&l], json!({}), "amd64", false).await;
+    let root = tempfile::tempdir().unwrap();
+    let name = format!("{}/keep:1", reg.host());
+    let rec = {
+        let svc = service(root.path(), cfg_in(root.path()));
+        svc.pull(&name, None).await.unwrap()
+    };
+    // What a crash mid-pull leaves: a half-unpacked layer, a partial blob,
+    // and a complete blob and snapshot no record names yet.
+    let r = root.path();
+    std::fs::create_dir_all(r.join("snapshots/.tmp/unpack-x/etc")).unwrap();
+    std::fs::write(r.join("content/ingest/.tmpblob"), b"partial").unwrap();
+    let orphan = format!("{:064x}", 7);
+    std::fs::write(r.join("content/sha256").join(&orphan), b"x").unwrap();
+    std::fs::create_dir(r.join("snapshots").join(&orphan)).unwrap();
+
+    let svc = service(root.path(), cfg_in(root.path()));
+    assert_eq!(svc.resolve(&name).unwrap().unwrap(), rec);
+    assert_eq!(
+        std::fs::read_dir(r.join("snapshots/.tmp")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(r.join("content/ingest")).unwrap().count(),
+        0
+    );
+    assert!(!r.join("content/sha256").join(&orphan).exists());
+    assert!(!r.join("snapshots").join(&orphan).exists());
+    let rootfs = svc.prepare_rootfs(&rec.id, "after-restart").unwrap();
+    assert_eq!(std::fs::read(rootfs.join("kept")).unwrap(), b"k");
+    svc.release_rootfs("after-restart").unwrap();
+}
