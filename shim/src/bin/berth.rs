@@ -14,8 +14,12 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = rt.block_on(berth_shim::cli::run(cli)) {
-        eprintln!("berth: {e}");
-        std::process::exit(1);
+    match rt.block_on(berth_shim::cli::run(cli)) {
+        // `exec -s` passes the command's exit code through.
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("berth: {e}");
+            std::process::exit(1);
+        }
     }
 }

@@ -1,14 +1,31 @@
 //! The `berth` operator CLI: crictl's verbs, flags and output shapes, so an
-//! operator's habits carry over. Each verb lives in its own function; global
-//! flags match crictl's (`-r/--runtime-endpoint`, `CONTAINER_RUNTIME_ENDPOINT`,
-//! `-t/--timeout`).
+//! operator's habits carry over. This file holds the clap definitions and the
+//! dispatch; each verb group lives in its own module. Global flags match
+//! crictl's (`-r/--runtime-endpoint`, `CONTAINER_RUNTIME_ENDPOINT`,
+//! `-i/--image-endpoint`, `-t/--timeout`); as with crictl, `-i` and `-t` go
+//! before the verb, since several verbs use those letters themselves.
+
+mod config_file;
+mod containers;
+mod events;
+mod exec;
+mod images;
+mod inspect;
+mod logs;
+mod output;
+mod pods;
+mod stats;
+
 
 use std::time::Duration;
 
 use berth_proto::v1::{StatusRequest, VersionRequest};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use crate::{client, error::Result};
+use crate::client::{self, CriClient};
+use crate::error::{Error, Result};
+
+pub use config_file::{load_container_config, load_pod_config};
 
 /// The default CRI endpoint of berthd.
 pub const DEFAULT_ENDPOINT: &str = "unix:///run/berth/berth.sock";
@@ -21,10 +38,10 @@ pub struct Cli {
     #[arg(short = 'r', long, env = "CONTAINER_RUNTIME_ENDPOINT", default_value = DEFAULT_ENDPOINT, global = true)]
     pub runtime_endpoint: String,
     /// Image service endpoint (defaults to the runtime endpoint).
-    #[arg(short = 'i', long, env = "IMAGE_SERVICE_ENDPOINT", global = true)]
+    #[arg(short = 'i', long, env = "IMAGE_SERVICE_ENDPOINT")]
     pub image_endpoint: Option<String>,
-    /// Timeout for connecting and for each call, e.g. 2s, 500ms.
-    #[arg(short = 't', long, default_value = "2s", value_parser = parse_duration, global = true)]
+    /// Timeout for connecting, e.g. 2s, 500ms.
+    #[arg(short = 't', long, default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
     #[command(subcommand)]
     pub command: Command,
@@ -44,99 +61,213 @@ pub enum Command {
         #[arg(short = 'q', long)]
         quiet: bool,
     },
+    /// List pod sandboxes.
+    Pods(pods::PodsArgs),
+    /// Run a new pod sandbox from a config file (JSON or YAML).
+    Runp(pods::RunpArgs),
+    /// Stop one or more pod sandboxes.
+    Stopp(pods::StoppArgs),
+    /// Remove one or more pod sandboxes.
+    Rmp(pods::RmpArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Create a container in a pod sandbox.
+    Create(containers::CreateArgs),
+    /// Run a pod sandbox and a container in it, and start the container.
+    Run(containers::RunArgs),
+    /// Start one or more created containers.
+    Start(containers::StartArgs),
+    /// Stop one or more running containers.
+    Stop(containers::StopArgs),
+    /// Remove one or more containers.
+    Rm(containers::RmArgs),
+    /// List images.
+    #[command(alias = "image")]
+    Images(images::ImagesArgs),
+    /// Pull an image from a registry.
+    Pull(images::PullArgs),
+    /// Remove one or more images.
+    Rmi(images::RmiArgs),
+    /// Show the image filesystem usage.
+    Imagefsinfo(OutputArgs),
+    /// Show the status of one or more containers.
+    Inspect(inspect::InspectArgs),
+    /// Show the status of one or more pod sandboxes.
+    Inspectp(inspect::InspectArgs),
+    /// Show the status of one or more images.
+    Inspecti(inspect::InspectArgs),
+    /// Fetch the logs of a container.
+    Logs(logs::LogsArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Attach to a running container (not supported yet).
+    Attach {
+        /// Container id.
+        id: String,
+    },
+    /// Forward local ports to a pod sandbox (not supported yet).
+    PortForward {
+        /// Pod sandbox id.
+        id: String,
+        /// Port mappings.
+        ports: Vec<String>,
+    },
+    /// Show container resource usage.
+    Stats(stats::StatsArgs),
+    /// Show pod sandbox resource usage.
+    Statsp(stats::StatspArgs),
+    /// Stream container events.
+    Events(OutputArgs),
 }
 
-/// Parses `2s`, `500ms`, `1m` or a bare number of seconds.
+/// `-o json|yaml` for verbs that print one document.
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// Output format: json or yaml.
+    #[arg(short = 'o', long, default_value = "json")]
+    pub output: String,
+}
+
+/// Filters shared by list verbs: `--label k=v`, repeated.
+pub(crate) fn parse_labels(labels: &[String]) -> Result<std::collections::HashMap<String, String>> {
+    labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(Error::InvalidArgument(format!(
+                "label: {l:?} is not of the form key=value"
+            ))),
+        })
+        .collect()
+}
+
+/// Parses `2s`, `500ms`, `1m`, `1h30m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m, h)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
+    if s.is_empty() {
+        return Err("invalid duration \"\"".into());
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let split = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let (num, tail) = rest.split_at(split);
+        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        total += match unit {
+            "ns" => n / 1e9,
+            "us" | "µs" => n / 1e6,
+            "ms" => n / 1000.0,
+            "s" | "" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m, h)")),
+        };
+        rest = tail;
+    }
+    Ok(Duration::from_secs_f64(total))
 }
 
-/// Runs one CLI invocation, writing to stdout.
-pub async fn run(cli: Cli) -> Result<()> {
+/// The error for verbs that need the streaming client, which berth lacks yet.
+fn streaming_unsupported(what: &str) -> Error {
+    Error::Unimplemented(format!(
+        "{what} is not supported yet by the berth CLI (it needs the streaming client); use `berth exec -s` or crictl"
+    ))
+}
+
+/// Runs one CLI invocation, writing to stdout; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    // Refuse the unsupported verbs before dialling, so the message is the same
+    // with or without a daemon.
+    match &cli.command {
+        Command::Attach { .. } => return Err(streaming_unsupported("attach")),
+        Command::PortForward { .. } => return Err(streaming_unsupported("port-forward")),
+        Command::Exec(a) if !a.sync => {
+            return Err(streaming_unsupported(
+                "exec without -s/--sync (interactive or streaming exec)",
+            ))
+        }
+        _ => {}
+    }
     let mut cri = client::connect(&cli.runtime_endpoint, cli.timeout).await?;
-    match cli.command {
-        Command::Version => {
-            let v = cri
-                .runtime
-                .version(VersionRequest {
-                    version: "v1".into(),
-                })
-                .await?
-                .into_inner();
-            println!("Version:  {}", v.version);
-            println!("RuntimeName:  {}", v.runtime_name);
-            println!("RuntimeVersion:  {}", v.runtime_version);
-            println!("RuntimeApiVersion:  {}", v.runtime_api_version);
-        }
-        Command::Info { output, quiet } => {
-            let s = cri
-                .runtime
-                .status(StatusRequest { verbose: !quiet })
-                .await?
-                .into_inner();
-            let conditions: Vec<_> = s
-                .status
-                .unwrap_or_default()
-                .conditions
-                .into_iter()
-                .map(|c| {
-                    serde_json::json!({"type": c.r#type, "status": c.status, "reason": c.reason, "message": c.message})
-                })
-                .collect();
-            let mut doc = serde_json::Map::new();
-            doc.insert(
-                "status".into(),
-                serde_json::json!({ "conditions": conditions }),
-            );
-            // Verbose values are JSON documents; show them inline as crictl does.
-            let mut keys: Vec<_> = s.info.keys().cloned().collect();
-            keys.sort();
-            for k in keys {
-                let raw = &s.info[&k];
-                let v = serde_json::from_str(raw).unwrap_or(serde_json::Value::String(raw.clone()));
-                doc.insert(k, v);
-            }
-            print_doc(&serde_json::Value::Object(doc), &output)?;
-        }
+    if let Some(image_endpoint) = &cli.image_endpoint {
+        cri.image = client::connect(image_endpoint, cli.timeout).await?.image;
     }
+    dispatch(&mut cri, cli.command).await
+}
+
+async fn dispatch(cri: &mut CriClient, command: Command) -> Result<i32> {
+    match command {
+        Command::Version => version(cri).await?,
+        Command::Info { output, quiet } => info(cri, &output, quiet).await?,
+        Command::Pods(a) => pods::list(cri, a).await?,
+        Command::Runp(a) => pods::runp(cri, a).await?,
+        Command::Stopp(a) => pods::stopp(cri, a).await?,
+        Command::Rmp(a) => pods::rmp(cri, a).await?,
+        Command::Ps(a) => containers::ps(cri, a).await?,
+        Command::Create(a) => containers::create(cri, a).await?,
+        Command::Run(a) => containers::run(cri, a).await?,
+        Command::Start(a) => containers::start(cri, a).await?,
+        Command::Stop(a) => containers::stop(cri, a).await?,
+        Command::Rm(a) => containers::rm(cri, a).await?,
+        Command::Images(a) => images::list(cri, a).await?,
+        Command::Pull(a) => images::pull(cri, a).await?,
+        Command::Rmi(a) => images::rmi(cri, a).await?,
+        Command::Imagefsinfo(a) => images::fs_info(cri, &a.output).await?,
+        Command::Inspect(a) => inspect::container(cri, a).await?,
+        Command::Inspectp(a) => inspect::pod(cri, a).await?,
+        Command::Inspecti(a) => inspect::image(cri, a).await?,
+        Command::Logs(a) => logs::logs(cri, a).await?,
+        Command::Exec(a) => return exec::exec_sync(cri, a).await,
+        Command::Stats(a) => stats::stats(cri, a).await?,
+        Command::Statsp(a) => stats::statsp(cri, a).await?,
+        Command::Events(a) => events::events(cri, &a.output).await?,
+        Command::Attach { .. } => return Err(streaming_unsupported("attach")),
+        Command::PortForward { .. } => return Err(streaming_unsupported("port-forward")),
+    }
+    Ok(0)
+}
+
+async fn version(cri: &mut CriClient) -> Result<()> {
+    let v = cri
+        .runtime
+        .version(VersionRequest {
+            version: "v1".into(),
+        })
+        .await?
+        .into_inner();
+    println!("Version:  {}", v.version);
+    println!("RuntimeName:  {}", v.runtime_name);
+    println!("RuntimeVersion:  {}", v.runtime_version);
+    println!("RuntimeApiVersion:  {}", v.runtime_api_version);
     Ok(())
 }
 
-fn print_doc(doc: &serde_json::Value, format: &str) -> Result<()> {
-    use crate::error::Error;
-    match format {
-        "json" => println!(
-            "{}",
-            serde_json::to_string_pretty(doc).map_err(|e| Error::Internal(e.to_string()))?
-        ),
-        "yaml" => print!(
-            "{}",
-            serde_yaml::to_string(doc).map_err(|e| Error::Internal(e.to_string()))?
-        ),
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "output: {other:?} is not one of json, yaml"
-            )))
-        }
+async fn info(cri: &mut CriClient, format: &str, quiet: bool) -> Result<()> {
+    let s = cri
+        .runtime
+        .status(StatusRequest { verbose: !quiet })
+        .await?
+        .into_inner();
+    let mut doc = serde_json::Map::new();
+    doc.insert(
+        "status".into(),
+        output::to_value(&s.status.unwrap_or_default())?,
+    );
+    // Verbose values are JSON documents; show them inline as crictl does.
+    for (k, v) in inspect::inline_info(&s.info) {
+        doc.insert(k, v);
     }
-    Ok(())
+    output::print_doc(&serde_json::Value::Object(doc), format)
 }
+
 
 impl From<tonic::Status> for crate::error::Error {
     fn from(s: tonic::Status) -> Self {
-        use crate::error::Error;
         use tonic::Code;
         let msg = s.message().to_string();
         match s.code() {
@@ -163,9 +294,11 @@ mod tests {
         assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("2x").is_err());
         assert!(parse_duration("s").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]
@@ -175,5 +308,33 @@ mod tests {
         let cli =
             Cli::try_parse_from(["berth", "version", "--runtime-endpoint", "/tmp/y.sock"]).unwrap();
         assert_eq!(cli.runtime_endpoint, "/tmp/y.sock");
+    }
+
+    #[test]
+    fn verb_flags_parse_like_crictl() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["berth", "-t", "5s", "stop", "-t", "3", "abc"]).unwrap();
+        assert_eq!(cli.timeout, Duration::from_secs(5));
+        match cli.command {
+            Command::Stop(a) => {
+                assert_eq!(a.timeout, 3);
+                assert_eq!(a.ids, ["abc"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["berth", "exec", "-s", "abc", "sh", "-c", "exit 3"]).unwrap();
+        match cli.command {
+            Command::Exec(a) => {
+                assert!(a.sync);
+                assert_eq!(a.id, "abc");
+                assert_eq!(a.cmd, ["sh", "-c", "exit 3"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["berth", "image", "-q"]).unwrap();
+        assert!(matches!(cli.command, Command::Images(a) if a.quiet));
+        assert!(parse_labels(&["a=b".into(), "c=".into()]).is_ok());
+        assert!(parse_labels(&["nokey".into()]).is_err());
     }
 }

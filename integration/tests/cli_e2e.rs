@@ -1,0 +1,352 @@
+//! The `berth` CLI end to end: the real binary against a live berthd and a local
+//! registry, checking crictl's output shapes (column headers, id widths, JSON
+//! field names), exit codes and the log reader.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use berth_integration::berthd::BerthdOptions;
+use berth_integration::env::{TestEnv, TestEnvOptions};
+use berth_integration::{skip, skip_if};
+
+fn skip_reason() -> Option<String> {
+    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
+}
+
+/// The berth binary next to berthd, with the endpoint of one berthd.
+struct Berth {
+    binary: PathBuf,
+    endpoint: String,
+}
+
+impl Berth {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.binary)
+            .arg("-r")
+            .arg(&self.endpoint)
+            .args(["-t", "30s"])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.binary.display()))
+    }
+
+    /// Runs and insists on success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// Cells of a table line: columns are separated by at least three blanks.
+fn cells(line: &str) -> Vec<String> {
+    line.split("   ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn is_hex_id(s: &str, len: usize) -> bool {
+    s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+async fn start_env() -> (TestEnv, tempfile::TempDir) {
+    let cni = tempfile::tempdir().unwrap();
+    std::fs::write(
+        cni.path().join("99-loopback.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}"#,
+    )
+    .unwrap();
+    let env = TestEnv::start_with(TestEnvOptions {
+        berthd: BerthdOptions::default().cni_conf_dir(cni.path()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (env, cni)
+}
+
+fn berth_for(env: &TestEnv) -> Berth {
+    let binary = env.berthd.binary().with_file_name("berth");
+    assert!(binary.is_file(), "{} missing: build the berth-shim bins", binary.display());
+    Berth {
+        binary,
+        endpoint: env.berthd.endpoint(),
+    }
+}
+
+fn pod_json(logs: &Path, name: &str) -> String {
+    // crictl's snake_case spelling, as in its documentation's pod-config.json.
+    format!(
+        r#"{{
+  "metadata": {{"name": "{name}", "namespace": "cli-ns", "attempt": 1, "uid": "uid-{name}"}},
+  "log_directory": "{}",
+  "linux": {{"security_context": {{"namespace_options": {{"pid": 1}}}}}}
+}}"#,
+        logs.display()
+    )
+}
+
+fn container_yaml(image: &str, name: &str, script: &str) -> String {
+    format!(
+        "metadata:\n  name: {name}\nimage:\n  image: {image}\ncommand: [sh, -c, {script:?}]\nlog_path: {name}.log\n"
+    )
+}
+
+/// Waits until `f` returns Some, or panics after 15 s.
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn crictl_workflow_through_the_berth_cli() {
+    skip_if!(skip_reason());
+    let (env, _cni) = start_env().await;
+    let berth = berth_for(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let busybox = env.image("busybox");
+    let (repo, tag) = busybox.rsplit_once(':').unwrap();
+
+    // pull: crictl's message; no spinner when stderr is not a terminal.
+    let out = berth.run(&["pull", &busybox]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let image_ref = stdout
+        .strip_prefix("Image is up to date for ")
+        .unwrap_or_else(|| panic!("pull printed {stdout:?}"))
+        .trim()
+        .to_string();
+    assert!(image_ref.starts_with("sha256:"), "{image_ref}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // images: header, one row per tag, 13-char id, base-1000 size.
+    let images = berth.ok(&["images"]);
+    let mut lines = images.lines();
+    assert_eq!(cells(lines.next().unwrap()), ["IMAGE", "TAG", "IMAGE ID", "SIZE"]);
+    let row = lines
+        .map(cells)
+        .find(|c| c[0] == repo)
+        .unwrap_or_else(|| panic!("no {repo} row in\n{images}"));
+    assert_eq!(row[1], tag);
+    assert_eq!(row[2], image_ref.trim_start_matches("sha256:")[..13]);
+    assert!(
+        ["B", "kB", "MB"].iter().any(|u| row[3].strip_suffix(u).is_some_and(|n| n.parse::<f64>().is_ok())),
+        "size {:?}",
+        row[3]
+    );
+    assert!(berth.ok(&["images", "-q"]).lines().any(|l| l == image_ref));
+    let inspecti: serde_json::Value = serde_json::from_str(&berth.ok(&["inspecti", &busybox])).unwrap();
+    assert_eq!(inspecti["status"]["id"], image_ref.as_str());
+    assert!(inspecti["status"]["repoTags"].as_array().unwrap().iter().any(|t| t == busybox.as_str()));
+
+    // runp / create / start.
+    let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "cli-pod"));
+    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    assert!(is_hex_id(&pod_id, 64), "runp printed {pod_id:?}");
+    let c_cfg = write(
+        dir.path(),
+        "c.yaml",
+        &container_yaml(&busybox, "app", "echo hello-out; echo hello-err >&2; exec sleep 3600"),
+    );
+    let cid = berth.ok(&["create", &pod_id, &c_cfg, &pod_cfg]).trim().to_string();
+    assert!(is_hex_id(&cid, 64), "create printed {cid:?}");
+    // Created containers show only with -a.
+    assert!(!berth.ok(&["ps", "-q"]).contains(&cid));
+    let ps_all = berth.ok(&["ps", "-a"]);
+    let row = ps_all.lines().skip(1).map(cells).find(|c| cid.starts_with(&c[0])).unwrap();
+    assert_eq!(row[3], "Created");
+    assert_eq!(berth.ok(&["start", &cid]).trim(), cid);
+
+    // ps: crictl's columns and id widths.
+    let ps = berth.ok(&["ps"]);
+    let mut lines = ps.lines();
+    assert_eq!(
+        cells(lines.next().unwrap()),
+        ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"]
+    );
+    let row = lines.map(cells).find(|c| c[0] == cid[..13]).unwrap_or_else(|| panic!("{ps}"));
+    assert_eq!(row[1], busybox);
+    assert!(row[2].ends_with(" ago"), "{:?}", row[2]);
+    assert_eq!(row[3], "Running");
+    assert_eq!(row[4], "app");
+    assert_eq!(row[5], "0");
+    assert_eq!(row[6], pod_id[..13]);
+    assert_eq!(row[7], "cli-pod");
+    assert!(berth.ok(&["ps", "--no-trunc"]).contains(&cid));
+    assert_eq!(berth.ok(&["ps", "-q", "--name", "^ap"]).trim(), cid);
+    assert_eq!(berth.ok(&["ps", "-q", "--name", "nomatch"]).trim(), "");
+    let ps_json: serde_json::Value = serde_json::from_str(&berth.ok(&["ps", "-o", "json"])).unwrap();
+    assert_eq!(ps_json["containers"][0]["id"], cid.as_str());
+    assert_eq!(ps_json["containers"][0]["podSandboxId"], pod_id.as_str());
+
+    // pods.
+    let pods = berth.ok(&["pods"]);
+    let mut lines = pods.lines();
+    assert_eq!(
+        cells(lines.next().unwrap()),
+        ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]
+    );
+    let row = cells(lines.next().unwrap());
+    assert_eq!(row[0], pod_id[..13]);
+    assert!(row[1].ends_with(" ago"));
+    assert_eq!(row[2..], ["Ready", "cli-pod", "cli-ns", "1", "(default)"]);
+    assert_eq!(berth.ok(&["pods", "-q"]).trim(), pod_id);
+    assert_eq!(berth.ok(&["pods", "-q", "--namespace", "other"]).trim(), "");
+    assert_eq!(berth.ok(&["pods", "-q", "--state", "ready"]).trim(), pod_id);
+    let pods_json: serde_json::Value = serde_json::from_str(&berth.ok(&["pods", "-o", "json"])).unwrap();
+    assert_eq!(pods_json["items"][0]["id"], pod_id.as_str());
+    assert_eq!(pods_json["items"][0]["state"], "SANDBOX_READY");
+    let pods_yaml = berth.ok(&["pods", "-o", "yaml"]);
+    assert!(pods_yaml.contains(&format!("id: {pod_id}")), "{pods_yaml}");
+
+    // exec -s passes the exit code and both streams through.
+    let out = berth.run(&["exec", "-s", &cid, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    let out = berth.run(&["exec", "-s", &cid[..13], "true"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let out = berth.run(&["exec", "-it", &cid, "sh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet by the berth CLI"));
+
+    // logs: stdout lines to stdout, stderr lines to stderr.
+    let out = wait_for("both log lines", || {
+        let out = berth.run(&["logs", &cid]);
+        (out.status.success() && !out.stdout.is_empty() && !out.stderr.is_empty()).then_some(out)
+    });
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "hello-err\n");
+    let out = berth.run(&["logs", "--tail", "0", &cid]);
+    assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
+    let stamped = berth.ok(&["logs", "-t", &cid]);
+    let (ts, text) = stamped.trim_end().split_once(' ').unwrap();
+    assert_eq!(text, "hello-out");
+    assert!(ts.ends_with('Z') || ts.contains('+'), "{ts}");
+    assert_eq!(berth.ok(&["logs", "--since", "2000-01-01T00:00:00Z", &cid]), "hello-out\n");
+    assert_eq!(berth.ok(&["logs", "--since", "2999-01-01T00:00:00Z", &cid]), "");
+
+    // inspect: protobuf JSON names, verbose info inline, short ids accepted.
+    let doc: serde_json::Value = serde_json::from_str(&berth.ok(&["inspect", &cid[..13]])).unwrap();
+    assert_eq!(doc["status"]["id"], cid.as_str());
+    assert_eq!(doc["status"]["state"], "CONTAINER_RUNNING");
+    let created = doc["status"]["createdAt"].as_str().unwrap();
+    assert!(created.parse::<i64>().unwrap() > 0);
+    assert!(doc["info"].is_object(), "{doc}");
+    let poddoc: serde_json::Value = serde_json::from_str(&berth.ok(&["inspectp", &pod_id])).unwrap();
+    assert_eq!(poddoc["status"]["id"], pod_id.as_str());
+    assert_eq!(poddoc["status"]["state"], "SANDBOX_READY");
+    assert_eq!(poddoc["status"]["metadata"]["name"], "cli-pod");
+    let yaml = berth.ok(&["inspect", "-o", "yaml", &cid]);
+    assert!(yaml.contains("createdAt:"), "{yaml}");
+    let out = berth.run(&["inspect", "-o", "go-template", &cid]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("go-template"));
+
+    // logs -f follows a container until it exits.
+    let c2_cfg = write(
+        dir.path(),
+        "c2.yaml",
+        &container_yaml(&busybox, "counter", "for i in 1 2 3; do echo line$i; sleep 0.4; done"),
+    );
+    let c2 = berth.ok(&["create", &pod_id, &c2_cfg, &pod_cfg]).trim().to_string();
+    berth.ok(&["start", &c2]);
+    let started = Instant::now();
+    let followed = berth.ok(&["logs", "-f", &c2]);
+    assert_eq!(followed, "line1\nline2\nline3\n");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // stop / rm.
+    assert_eq!(berth.ok(&["stop", "-t", "1", &cid]).trim(), cid);
+    let ps_all = berth.ok(&["ps", "-a"]);
+    let row = ps_all.lines().skip(1).map(cells).find(|c| c[0] == cid[..13]).unwrap();
+    assert_eq!(row[3], "Exited");
+    // A followed log of an exited container ends at once.
+    assert_eq!(berth.ok(&["logs", "-f", &cid]), "hello-out\n");
+    assert_eq!(berth.ok(&["rm", &cid]).trim(), cid);
+    assert_eq!(berth.ok(&["rm", &c2]).trim(), c2);
+    assert_eq!(berth.ok(&["ps", "-a", "-q"]).trim(), "");
+    let out = berth.run(&["rm", &cid]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("berth: "));
+
+    // stopp / rmp.
+    assert_eq!(berth.ok(&["stopp", &pod_id]).trim(), format!("Stopped sandbox {pod_id}"));
+    assert_eq!(berth.ok(&["pods", "-q", "--state", "notready"]).trim(), pod_id);
+    assert_eq!(berth.ok(&["rmp", &pod_id]).trim(), format!("Removed sandbox {pod_id}"));
+    assert_eq!(berth.ok(&["pods", "-q"]).trim(), "");
+
+    // run = runp + create + start; rmp -f -a cleans up a running pod.
+    let pod2_cfg = write(dir.path(), "pod2.json", &pod_json(&logs, "run-pod"));
+    let c3_cfg = write(dir.path(), "c3.yaml", &container_yaml(&busybox, "runner", "exec sleep 3600"));
+    let c3 = berth.ok(&["run", &c3_cfg, &pod2_cfg]).trim().to_string();
+    assert!(is_hex_id(&c3, 64), "run printed {c3:?}");
+    assert_eq!(berth.ok(&["ps", "-q"]).trim(), c3);
+    let out = berth.run(&["rm", &c3]);
+    assert_eq!(out.status.code(), Some(1), "rm of a running container needs -f");
+    assert_eq!(berth.ok(&["rm", "-f", &c3]).trim(), c3);
+    let rmp = berth.ok(&["rmp", "-f", "-a"]);
+    assert!(rmp.starts_with("Removed sandbox "), "{rmp}");
+    assert_eq!(berth.ok(&["pods", "-q"]).trim(), "");
+
+    // imagefsinfo and rmi.
+    let fs: serde_json::Value = serde_json::from_str(&berth.ok(&["imagefsinfo"])).unwrap();
+    assert!(fs["status"]["imageFilesystems"].is_array(), "{fs}");
+    assert_eq!(berth.ok(&["rmi", &busybox]).trim(), format!("Deleted: {busybox}"));
+    assert!(!berth.ok(&["images", "-q"]).contains(&image_ref));
+    let out = berth.run(&["rmi", &busybox]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn version_info_and_unsupported_verbs() {
+    skip_if!(skip_reason());
+    let (env, _cni) = start_env().await;
+    let berth = berth_for(&env);
+    let version = berth.ok(&["version"]);
+    assert!(version.starts_with("Version:  "), "{version}");
+    assert!(version.contains("RuntimeApiVersion:  v1"), "{version}");
+    let info: serde_json::Value = serde_json::from_str(&berth.ok(&["info"])).unwrap();
+    let conditions = info["status"]["conditions"].as_array().unwrap();
+    assert!(conditions.iter().any(|c| c["type"] == "RuntimeReady"), "{info}");
+    for args in [
+        &["attach", "abc"][..],
+        &["port-forward", "abc", "8080:80"],
+        &["exec", "abc", "true"],
+    ] {
+        let out = berth.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("berth: ") && err.contains("not supported yet by the berth CLI"), "{err}");
+    }
+    // A daemon that is not there is a clear error, not a hang.
+    let out = Command::new(&berth.binary)
+        .args(["-r", "unix:///nonexistent/berth.sock", "-t", "1s", "ps"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/berth.sock"));
+}
