@@ -387,3 +387,38 @@ async fn basic_auth_over_tls_with_the_registry_ca_in_hosts_toml() {
     };
     assert_eq!(pull(&mut cri, &name, Some(auth)).await.unwrap(), img.id());
 }
+
+#[tokio::test]
+async fn hosts_toml_mirror_serves_registry_k8s_io_from_a_local_registry() {
+    skip_if!(skip_reason());
+    let reg = Registry::start().await.unwrap();
+    let pause = test_images::pause().unwrap();
+    push::push_image(&reg.host(), "pause", "3.10", pause)
+        .await
+        .unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let dir = certs.path().join("registry.k8s.io");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("hosts.toml"),
+        format!(
+            "server = \"https://registry.k8s.io\"\n\n[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            reg.host()
+        ),
+    )
+    .unwrap();
+    let (_b, mut cri) = berthd(certs.path()).await;
+    let id = pull(&mut cri, "registry.k8s.io/pause:3.10", None)
+        .await
+        .unwrap();
+    assert_eq!(id, pause.id());
+    let img = status(&mut cri, "registry.k8s.io/pause:3.10", false)
+        .await
+        .image
+        .unwrap();
+    assert_eq!(img.repo_tags, ["registry.k8s.io/pause:3.10"]);
+    assert_eq!(
+        img.repo_digests,
+        [format!("registry.k8s.io/pause@{}", pause.digest())]
+    );
+}
