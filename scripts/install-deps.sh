@@ -32,6 +32,9 @@ fi
 # Python packages for the chart tests (a real Helm engine, Kubernetes schemas)
 # and the independent WebSocket client used by the streaming tests.
 here="$(cd "$(dirname "$0")/.." && pwd)"
-req="$here/helm/tests/requirements.txt"
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$req" \
-  || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --break-system-packages -r "$req"
+pip_install() {
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@" \
+    || python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --break-system-packages "$@"
+}
+pip_install -r "$here/helm/tests/requirements.txt"
+pip_install websocket-client==1.9.2

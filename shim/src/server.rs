@@ -31,6 +31,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     // disturb the first one's store or socket.
     refuse_if_live(&socket)?;
     let svc = Arc::new(CriService::open(config)?);
+    svc.start_streaming().await?;
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), "serving CRI");
     svc.set_ready();

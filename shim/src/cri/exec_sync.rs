@@ -42,7 +42,7 @@ impl CriService {
             )));
         }
         let process_file = rec.bundle.join(format!("exec-{}.json", &new_id()?[..16]));
-        let process = exec_process(&rec.bundle.join("config.json"), &req.cmd)?;
+        let process = exec_process(&rec.bundle.join("config.json"), &req.cmd, false)?;
         std::fs::write(&process_file, process)
             .map_err(Error::io("write exec process", &process_file))?;
         let result = run(
@@ -63,8 +63,13 @@ impl CriService {
     }
 }
 
-/// The container's process (user, env, cwd, capabilities, ...) with `cmd` as args.
-fn exec_process(config_json: &std::path::Path, cmd: &[String]) -> Result<Vec<u8>> {
+/// The container's process (user, env, cwd, capabilities, ...) with `cmd` as
+/// args, with or without a terminal.
+pub(crate) fn exec_process(
+    config_json: &std::path::Path,
+    cmd: &[String],
+    tty: bool,
+) -> Result<Vec<u8>> {
     let spec: serde_json::Value = serde_json::from_slice(
         &std::fs::read(config_json).map_err(Error::io("read bundle config", config_json))?,
     )
@@ -74,7 +79,7 @@ fn exec_process(config_json: &std::path::Path, cmd: &[String]) -> Result<Vec<u8>
         .cloned()
         .ok_or_else(|| Error::Internal(format!("{}: no process", config_json.display())))?;
     p["args"] = serde_json::json!(cmd);
-    p["terminal"] = serde_json::Value::Bool(false);
+    p["terminal"] = serde_json::Value::Bool(tty);
     if let Some(o) = p.as_object_mut() {
         o.remove("consoleSize");
     }
@@ -162,7 +167,7 @@ mod tests {
         )
         .unwrap();
         let v: serde_json::Value =
-            serde_json::from_slice(&exec_process(&p, &["id".into(), "-u".into()]).unwrap())
+            serde_json::from_slice(&exec_process(&p, &["id".into(), "-u".into()], false).unwrap())
                 .unwrap();
         assert_eq!(v["args"], serde_json::json!(["id", "-u"]));
         assert_eq!(v["user"]["uid"], 7);

@@ -24,6 +24,7 @@ mod container_start;
 mod container_stats;
 mod container_status;
 mod container_stop;
+mod container_stream;
 mod container_update;
 mod events;
 mod exec_sync;
@@ -55,6 +56,8 @@ pub struct CriService {
     pub(crate) images: Arc<ImageService>,
     /// Pods, containers, names and events (the pod and container RPCs).
     pub(crate) lifecycle: Arc<container_runtime::Lifecycle>,
+    /// The exec/attach/port-forward server, started by [`CriService::start_streaming`].
+    pub(crate) streaming: std::sync::OnceLock<Arc<crate::streaming::StreamingServer>>,
     ready: AtomicBool,
 }
 
@@ -85,6 +88,7 @@ impl CriService {
             config,
             store,
             images,
+            streaming: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
         })
     }

@@ -14,18 +14,6 @@ fn unimplemented<T>(rpc: &str) -> Result<T> {
 }
 
 impl CriService {
-    pub(crate) async fn exec(&self, _req: ExecRequest) -> Result<ExecResponse> {
-        unimplemented("Exec")
-    }
-    pub(crate) async fn attach(&self, _req: AttachRequest) -> Result<AttachResponse> {
-        unimplemented("Attach")
-    }
-    pub(crate) async fn port_forward(
-        &self,
-        _req: PortForwardRequest,
-    ) -> Result<PortForwardResponse> {
-        unimplemented("PortForward")
-    }
     pub(crate) async fn checkpoint_container(
         &self,
         _req: CheckpointContainerRequest,
