@@ -82,7 +82,11 @@ async fn start_env() -> (TestEnv, tempfile::TempDir) {
 
 fn berth_for(env: &TestEnv) -> Berth {
     let binary = env.berthd.binary().with_file_name("berth");
-    assert!(binary.is_file(), "{} missing: build the berth-shim bins", binary.display());
+    assert!(
+        binary.is_file(),
+        "{} missing: build the berth-shim bins",
+        binary.display()
+    );
     Berth {
         binary,
         endpoint: env.berthd.endpoint(),
@@ -140,12 +144,19 @@ async fn crictl_workflow_through_the_berth_cli() {
         .trim()
         .to_string();
     assert!(image_ref.starts_with("sha256:"), "{image_ref}");
-    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // images: header, one row per tag, 13-char id, base-1000 size.
     let images = berth.ok(&["images"]);
     let mut lines = images.lines();
-    assert_eq!(cells(lines.next().unwrap()), ["IMAGE", "TAG", "IMAGE ID", "SIZE"]);
+    assert_eq!(
+        cells(lines.next().unwrap()),
+        ["IMAGE", "TAG", "IMAGE ID", "SIZE"]
+    );
     let row = lines
         .map(cells)
         .find(|c| c[0] == repo)
@@ -153,14 +164,21 @@ async fn crictl_workflow_through_the_berth_cli() {
     assert_eq!(row[1], tag);
     assert_eq!(row[2], image_ref.trim_start_matches("sha256:")[..13]);
     assert!(
-        ["B", "kB", "MB"].iter().any(|u| row[3].strip_suffix(u).is_some_and(|n| n.parse::<f64>().is_ok())),
+        ["B", "kB", "MB"].iter().any(|u| row[3]
+            .strip_suffix(u)
+            .is_some_and(|n| n.parse::<f64>().is_ok())),
         "size {:?}",
         row[3]
     );
     assert!(berth.ok(&["images", "-q"]).lines().any(|l| l == image_ref));
-    let inspecti: serde_json::Value = serde_json::from_str(&berth.ok(&["inspecti", &busybox])).unwrap();
+    let inspecti: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["inspecti", &busybox])).unwrap();
     assert_eq!(inspecti["status"]["id"], image_ref.as_str());
-    assert!(inspecti["status"]["repoTags"].as_array().unwrap().iter().any(|t| t == busybox.as_str()));
+    assert!(inspecti["status"]["repoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == busybox.as_str()));
 
     // runp / create / start.
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "cli-pod"));
@@ -169,14 +187,26 @@ async fn crictl_workflow_through_the_berth_cli() {
     let c_cfg = write(
         dir.path(),
         "c.yaml",
-        &container_yaml(&busybox, "app", "echo hello-out; echo hello-err >&2; exec sleep 3600"),
+        &container_yaml(
+            &busybox,
+            "app",
+            "echo hello-out; echo hello-err >&2; exec sleep 3600",
+        ),
     );
-    let cid = berth.ok(&["create", &pod_id, &c_cfg, &pod_cfg]).trim().to_string();
+    let cid = berth
+        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
+        .trim()
+        .to_string();
     assert!(is_hex_id(&cid, 64), "create printed {cid:?}");
     // Created containers show only with -a.
     assert!(!berth.ok(&["ps", "-q"]).contains(&cid));
     let ps_all = berth.ok(&["ps", "-a"]);
-    let row = ps_all.lines().skip(1).map(cells).find(|c| cid.starts_with(&c[0])).unwrap();
+    let row = ps_all
+        .lines()
+        .skip(1)
+        .map(cells)
+        .find(|c| cid.starts_with(&c[0]))
+        .unwrap();
     assert_eq!(row[3], "Created");
     assert_eq!(berth.ok(&["start", &cid]).trim(), cid);
 
@@ -185,9 +215,21 @@ async fn crictl_workflow_through_the_berth_cli() {
     let mut lines = ps.lines();
     assert_eq!(
         cells(lines.next().unwrap()),
-        ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"]
+        [
+            "CONTAINER",
+            "IMAGE",
+            "CREATED",
+            "STATE",
+            "NAME",
+            "ATTEMPT",
+            "POD ID",
+            "POD"
+        ]
     );
-    let row = lines.map(cells).find(|c| c[0] == cid[..13]).unwrap_or_else(|| panic!("{ps}"));
+    let row = lines
+        .map(cells)
+        .find(|c| c[0] == cid[..13])
+        .unwrap_or_else(|| panic!("{ps}"));
     assert_eq!(row[1], busybox);
     assert!(row[2].ends_with(" ago"), "{:?}", row[2]);
     assert_eq!(row[3], "Running");
@@ -198,7 +240,8 @@ async fn crictl_workflow_through_the_berth_cli() {
     assert!(berth.ok(&["ps", "--no-trunc"]).contains(&cid));
     assert_eq!(berth.ok(&["ps", "-q", "--name", "^ap"]).trim(), cid);
     assert_eq!(berth.ok(&["ps", "-q", "--name", "nomatch"]).trim(), "");
-    let ps_json: serde_json::Value = serde_json::from_str(&berth.ok(&["ps", "-o", "json"])).unwrap();
+    let ps_json: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["ps", "-o", "json"])).unwrap();
     assert_eq!(ps_json["containers"][0]["id"], cid.as_str());
     assert_eq!(ps_json["containers"][0]["podSandboxId"], pod_id.as_str());
 
@@ -207,7 +250,15 @@ async fn crictl_workflow_through_the_berth_cli() {
     let mut lines = pods.lines();
     assert_eq!(
         cells(lines.next().unwrap()),
-        ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]
+        [
+            "POD ID",
+            "CREATED",
+            "STATE",
+            "NAME",
+            "NAMESPACE",
+            "ATTEMPT",
+            "RUNTIME"
+        ]
     );
     let row = cells(lines.next().unwrap());
     assert_eq!(row[0], pod_id[..13]);
@@ -216,14 +267,22 @@ async fn crictl_workflow_through_the_berth_cli() {
     assert_eq!(berth.ok(&["pods", "-q"]).trim(), pod_id);
     assert_eq!(berth.ok(&["pods", "-q", "--namespace", "other"]).trim(), "");
     assert_eq!(berth.ok(&["pods", "-q", "--state", "ready"]).trim(), pod_id);
-    let pods_json: serde_json::Value = serde_json::from_str(&berth.ok(&["pods", "-o", "json"])).unwrap();
+    let pods_json: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["pods", "-o", "json"])).unwrap();
     assert_eq!(pods_json["items"][0]["id"], pod_id.as_str());
     assert_eq!(pods_json["items"][0]["state"], "SANDBOX_READY");
     let pods_yaml = berth.ok(&["pods", "-o", "yaml"]);
     assert!(pods_yaml.contains(&format!("id: {pod_id}")), "{pods_yaml}");
 
     // exec -s passes the exit code and both streams through.
-    let out = berth.run(&["exec", "-s", &cid, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    let out = berth.run(&[
+        "exec",
+        "-s",
+        &cid,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
@@ -246,8 +305,14 @@ async fn crictl_workflow_through_the_berth_cli() {
     let (ts, text) = stamped.trim_end().split_once(' ').unwrap();
     assert_eq!(text, "hello-out");
     assert!(ts.ends_with('Z') || ts.contains('+'), "{ts}");
-    assert_eq!(berth.ok(&["logs", "--since", "2000-01-01T00:00:00Z", &cid]), "hello-out\n");
-    assert_eq!(berth.ok(&["logs", "--since", "2999-01-01T00:00:00Z", &cid]), "");
+    assert_eq!(
+        berth.ok(&["logs", "--since", "2000-01-01T00:00:00Z", &cid]),
+        "hello-out\n"
+    );
+    assert_eq!(
+        berth.ok(&["logs", "--since", "2999-01-01T00:00:00Z", &cid]),
+        ""
+    );
 
     // inspect: protobuf JSON names, verbose info inline, short ids accepted.
     let doc: serde_json::Value = serde_json::from_str(&berth.ok(&["inspect", &cid[..13]])).unwrap();
@@ -256,7 +321,8 @@ async fn crictl_workflow_through_the_berth_cli() {
     let created = doc["status"]["createdAt"].as_str().unwrap();
     assert!(created.parse::<i64>().unwrap() > 0);
     assert!(doc["info"].is_object(), "{doc}");
-    let poddoc: serde_json::Value = serde_json::from_str(&berth.ok(&["inspectp", &pod_id])).unwrap();
+    let poddoc: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["inspectp", &pod_id])).unwrap();
     assert_eq!(poddoc["status"]["id"], pod_id.as_str());
     assert_eq!(poddoc["status"]["state"], "SANDBOX_READY");
     assert_eq!(poddoc["status"]["metadata"]["name"], "cli-pod");
@@ -270,9 +336,16 @@ async fn crictl_workflow_through_the_berth_cli() {
     let c2_cfg = write(
         dir.path(),
         "c2.yaml",
-        &container_yaml(&busybox, "counter", "for i in 1 2 3; do echo line$i; sleep 0.4; done"),
+        &container_yaml(
+            &busybox,
+            "counter",
+            "for i in 1 2 3; do echo line$i; sleep 0.4; done",
+        ),
     );
-    let c2 = berth.ok(&["create", &pod_id, &c2_cfg, &pod_cfg]).trim().to_string();
+    let c2 = berth
+        .ok(&["create", &pod_id, &c2_cfg, &pod_cfg])
+        .trim()
+        .to_string();
     berth.ok(&["start", &c2]);
     let started = Instant::now();
     let followed = berth.ok(&["logs", "-f", &c2]);
@@ -282,31 +355,55 @@ async fn crictl_workflow_through_the_berth_cli() {
     // stop / rm.
     assert_eq!(berth.ok(&["stop", "-t", "1", &cid]).trim(), cid);
     let ps_all = berth.ok(&["ps", "-a"]);
-    let row = ps_all.lines().skip(1).map(cells).find(|c| c[0] == cid[..13]).unwrap();
+    let row = ps_all
+        .lines()
+        .skip(1)
+        .map(cells)
+        .find(|c| c[0] == cid[..13])
+        .unwrap();
     assert_eq!(row[3], "Exited");
     // A followed log of an exited container ends at once.
     assert_eq!(berth.ok(&["logs", "-f", &cid]), "hello-out\n");
     assert_eq!(berth.ok(&["rm", &cid]).trim(), cid);
     assert_eq!(berth.ok(&["rm", &c2]).trim(), c2);
     assert_eq!(berth.ok(&["ps", "-a", "-q"]).trim(), "");
-    let out = berth.run(&["rm", &cid]);
+    // RemoveContainer is idempotent (CRI), but the container is gone.
+    let out = berth.run(&["inspect", &cid]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("berth: "));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("berth: ") && err.contains(&cid), "{err}");
 
     // stopp / rmp.
-    assert_eq!(berth.ok(&["stopp", &pod_id]).trim(), format!("Stopped sandbox {pod_id}"));
-    assert_eq!(berth.ok(&["pods", "-q", "--state", "notready"]).trim(), pod_id);
-    assert_eq!(berth.ok(&["rmp", &pod_id]).trim(), format!("Removed sandbox {pod_id}"));
+    assert_eq!(
+        berth.ok(&["stopp", &pod_id]).trim(),
+        format!("Stopped sandbox {pod_id}")
+    );
+    assert_eq!(
+        berth.ok(&["pods", "-q", "--state", "notready"]).trim(),
+        pod_id
+    );
+    assert_eq!(
+        berth.ok(&["rmp", &pod_id]).trim(),
+        format!("Removed sandbox {pod_id}")
+    );
     assert_eq!(berth.ok(&["pods", "-q"]).trim(), "");
 
     // run = runp + create + start; rmp -f -a cleans up a running pod.
     let pod2_cfg = write(dir.path(), "pod2.json", &pod_json(&logs, "run-pod"));
-    let c3_cfg = write(dir.path(), "c3.yaml", &container_yaml(&busybox, "runner", "exec sleep 3600"));
+    let c3_cfg = write(
+        dir.path(),
+        "c3.yaml",
+        &container_yaml(&busybox, "runner", "exec sleep 3600"),
+    );
     let c3 = berth.ok(&["run", &c3_cfg, &pod2_cfg]).trim().to_string();
     assert!(is_hex_id(&c3, 64), "run printed {c3:?}");
     assert_eq!(berth.ok(&["ps", "-q"]).trim(), c3);
     let out = berth.run(&["rm", &c3]);
-    assert_eq!(out.status.code(), Some(1), "rm of a running container needs -f");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "rm of a running container needs -f"
+    );
     assert_eq!(berth.ok(&["rm", "-f", &c3]).trim(), c3);
     let rmp = berth.ok(&["rmp", "-f", "-a"]);
     assert!(rmp.starts_with("Removed sandbox "), "{rmp}");
@@ -315,7 +412,10 @@ async fn crictl_workflow_through_the_berth_cli() {
     // imagefsinfo and rmi.
     let fs: serde_json::Value = serde_json::from_str(&berth.ok(&["imagefsinfo"])).unwrap();
     assert!(fs["status"]["imageFilesystems"].is_array(), "{fs}");
-    assert_eq!(berth.ok(&["rmi", &busybox]).trim(), format!("Deleted: {busybox}"));
+    assert_eq!(
+        berth.ok(&["rmi", &busybox]).trim(),
+        format!("Deleted: {busybox}")
+    );
     assert!(!berth.ok(&["images", "-q"]).contains(&image_ref));
     let out = berth.run(&["rmi", &busybox]);
     assert_eq!(out.status.code(), Some(1));
@@ -331,7 +431,10 @@ async fn version_info_and_unsupported_verbs() {
     assert!(version.contains("RuntimeApiVersion:  v1"), "{version}");
     let info: serde_json::Value = serde_json::from_str(&berth.ok(&["info"])).unwrap();
     let conditions = info["status"]["conditions"].as_array().unwrap();
-    assert!(conditions.iter().any(|c| c["type"] == "RuntimeReady"), "{info}");
+    assert!(
+        conditions.iter().any(|c| c["type"] == "RuntimeReady"),
+        "{info}"
+    );
     for args in [
         &["attach", "abc"][..],
         &["port-forward", "abc", "8080:80"],
@@ -340,7 +443,10 @@ async fn version_info_and_unsupported_verbs() {
         let out = berth.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with("berth: ") && err.contains("not supported yet by the berth CLI"), "{err}");
+        assert!(
+            err.starts_with("berth: ") && err.contains("not supported yet by the berth CLI"),
+            "{err}"
+        );
     }
     // A daemon that is not there is a clear error, not a hang.
     let out = Command::new(&berth.binary)

@@ -209,7 +209,10 @@ async fn image_id(cri: &mut CriClient, image: &str) -> Result<String> {
         })
         .await?
         .into_inner();
-    Ok(status.image.map(|i| i.id).unwrap_or_else(|| image.to_string()))
+    Ok(status
+        .image
+        .map(|i| i.id)
+        .unwrap_or_else(|| image.to_string()))
 }
 
 /// `berth ps`.
@@ -261,7 +264,11 @@ pub fn ps_table(
     ]);
     for c in containers {
         let m = c.metadata.clone().unwrap_or_default();
-        let mut image = c.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        let mut image = c
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
         if let Some(hex) = image.strip_prefix("sha256:") {
             if !no_trunc {
                 image = output::short_id(hex, false);
@@ -275,7 +282,10 @@ pub fn ps_table(
             m.name,
             m.attempt.to_string(),
             output::short_id(&c.pod_sandbox_id, no_trunc),
-            pod_names.get(&c.pod_sandbox_id).cloned().unwrap_or_default(),
+            pod_names
+                .get(&c.pod_sandbox_id)
+                .cloned()
+                .unwrap_or_default(),
         ]);
     }
     t
@@ -470,24 +480,59 @@ mod tests {
         let names = HashMap::from([(pod_id, "web".to_string())]);
         let out = ps_table(&[c], &names, false, now).render();
         let lines: Vec<&str> = out.lines().collect();
-        let header: Vec<&str> = lines[0].split("  ").filter(|s| !s.is_empty()).map(str::trim).collect();
+        let header: Vec<&str> = lines[0]
+            .split("  ")
+            .filter(|s| !s.is_empty())
+            .map(str::trim)
+            .collect();
         assert_eq!(
             header,
-            ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID", "POD"]
+            [
+                "CONTAINER",
+                "IMAGE",
+                "CREATED",
+                "STATE",
+                "NAME",
+                "ATTEMPT",
+                "POD ID",
+                "POD"
+            ]
         );
-        let cells: Vec<&str> = lines[1].split("   ").filter(|s| !s.is_empty()).map(str::trim).collect();
+        let cells: Vec<&str> = lines[1]
+            .split("   ")
+            .filter(|s| !s.is_empty())
+            .map(str::trim)
+            .collect();
         assert_eq!(
             cells,
-            ["cdcdcdcdcdcdc", "efefefefefefe", "2 hours ago", "Exited", "app", "0", "ababababababa", "web"]
+            [
+                "cdcdcdcdcdcdc",
+                "efefefefefefe",
+                "2 hours ago",
+                "Exited",
+                "app",
+                "0",
+                "ababababababa",
+                "web"
+            ]
         );
     }
 
     #[test]
     fn container_states_parse() {
-        assert_eq!(parse_state("Running").unwrap(), ContainerState::ContainerRunning);
-        assert_eq!(parse_state("CONTAINER_EXITED").unwrap(), ContainerState::ContainerExited);
+        assert_eq!(
+            parse_state("Running").unwrap(),
+            ContainerState::ContainerRunning
+        );
+        assert_eq!(
+            parse_state("CONTAINER_EXITED").unwrap(),
+            ContainerState::ContainerExited
+        );
         assert!(parse_state("ready").is_err());
-        assert_eq!(state_name(ContainerState::ContainerCreated as i32), "Created");
+        assert_eq!(
+            state_name(ContainerState::ContainerCreated as i32),
+            "Created"
+        );
         assert_eq!(state_name(99), "Unknown");
     }
 }

@@ -12,8 +12,8 @@ use berth_proto::v1::{
 };
 use clap::Args;
 
-use super::output::{self, Table};
 use super::config_file;
+use super::output::{self, Table};
 use crate::client::CriClient;
 use crate::error::{Error, Result};
 
@@ -111,7 +111,10 @@ pub async fn list(cri: &mut CriClient, a: ImagesArgs) -> Result<()> {
         images.retain(|i| matches_filter(i, f));
     }
     if a.output != "table" {
-        return output::print_doc(&output::to_value(&ListImagesResponse { images })?, &a.output);
+        return output::print_doc(
+            &output::to_value(&ListImagesResponse { images })?,
+            &a.output,
+        );
     }
     if a.quiet {
         for i in &images {
@@ -196,9 +199,7 @@ fn auth_config(a: &PullArgs) -> Result<Option<AuthConfig>> {
             password: p.clone().unwrap_or_default(),
             ..Default::default()
         })),
-        (None, Some(_)) => Err(Error::InvalidArgument(
-            "password: needs --username".into(),
-        )),
+        (None, Some(_)) => Err(Error::InvalidArgument("password: needs --username".into())),
         (None, None) => Ok(None),
     }
 }
@@ -279,9 +280,7 @@ pub async fn rmi(cri: &mut CriClient, a: RmiArgs) -> Result<()> {
         };
         images
             .into_iter()
-            .filter(|i| {
-                !in_use.contains(&i.id) && !i.repo_tags.iter().any(|t| in_use.contains(t))
-            })
+            .filter(|i| !in_use.contains(&i.id) && !i.repo_tags.iter().any(|t| in_use.contains(t)))
             .map(|i| i.id)
             .collect()
     } else if a.ids.is_empty() {
@@ -337,7 +336,10 @@ pub async fn fs_info(cri: &mut CriClient, format: &str) -> Result<()> {
         .image_fs_info(ImageFsInfoRequest {})
         .await?
         .into_inner();
-    output::print_doc(&serde_json::json!({"status": output::to_value(&info)?}), format)
+    output::print_doc(
+        &serde_json::json!({"status": output::to_value(&info)?}),
+        format,
+    )
 }
 
 #[cfg(test)]
@@ -350,7 +352,10 @@ mod tests {
             split_repo_tag("127.0.0.1:5000/busybox:latest"),
             ("127.0.0.1:5000/busybox", "latest")
         );
-        assert_eq!(split_repo_tag("127.0.0.1:5000/busybox"), ("127.0.0.1:5000/busybox", "<none>"));
+        assert_eq!(
+            split_repo_tag("127.0.0.1:5000/busybox"),
+            ("127.0.0.1:5000/busybox", "<none>")
+        );
         assert_eq!(split_repo_tag("busybox:1.36"), ("busybox", "1.36"));
     }
 
@@ -370,15 +375,24 @@ mod tests {
             ..Default::default()
         };
         let out = images_table(&[image.clone(), untagged], false, false).render();
-        let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
         assert_eq!(rows[0], ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"]);
         assert_eq!(rows[1], ["r.io/a", "1", "1212121212121", "1.05MB"]);
         assert_eq!(rows[2], ["r.io/a", "2", "1212121212121", "1.05MB"]);
         assert_eq!(rows[3], ["r.io/b", "<none>", "5656565656565", "512B"]);
         let out = images_table(&[image], true, false).render();
-        let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
         assert_eq!(rows[0], ["IMAGE", "TAG", "DIGEST", "IMAGE", "ID", "SIZE"]);
-        assert_eq!(rows[1], ["r.io/a", "1", "3434343434343", "1212121212121", "1.05MB"]);
+        assert_eq!(
+            rows[1],
+            ["r.io/a", "1", "3434343434343", "1212121212121", "1.05MB"]
+        );
     }
 
     #[test]

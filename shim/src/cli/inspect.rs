@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use berth_proto::v1::{ContainerStatusRequest, ImageSpec, ImageStatusRequest, PodSandboxStatusRequest};
+use berth_proto::v1::{
+    ContainerStatusRequest, ImageSpec, ImageStatusRequest, PodSandboxStatusRequest,
+};
 use clap::Args;
 
 use super::output;
@@ -28,7 +30,8 @@ pub fn inline_info(info: &HashMap<String, String>) -> Vec<(String, serde_json::V
     let mut out: Vec<_> = info
         .iter()
         .map(|(k, raw)| {
-            let v = serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
+            let v = serde_json::from_str(raw)
+                .unwrap_or_else(|_| serde_json::Value::String(raw.clone()));
             (k.clone(), v)
         })
         .collect();
@@ -128,7 +131,10 @@ mod tests {
             ..Default::default()
         };
         let info = HashMap::from([
-            ("info".to_string(), r#"{"pid": 42, "sandboxID": "p"}"#.to_string()),
+            (
+                "info".to_string(),
+                r#"{"pid": 42, "sandboxID": "p"}"#.to_string(),
+            ),
             ("plain".to_string(), "not json".to_string()),
         ]);
         let doc = document(&status, &info).unwrap();

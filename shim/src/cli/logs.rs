@@ -146,7 +146,11 @@ pub fn parse_chunk(asm: &mut Assembler, data: &[u8]) -> (Vec<Message>, usize) {
 }
 
 /// Applies `--since` and `--tail` to the messages of a whole file.
-pub fn select(messages: Vec<Message>, since: Option<DateTime<FixedOffset>>, tail: i64) -> Vec<Message> {
+pub fn select(
+    messages: Vec<Message>,
+    since: Option<DateTime<FixedOffset>>,
+    tail: i64,
+) -> Vec<Message> {
     let mut v: Vec<Message> = messages
         .into_iter()
         .filter(|m| since.is_none_or(|s| m.ts >= s))
@@ -165,8 +169,9 @@ pub fn parse_since(s: &str, now: DateTime<FixedOffset>) -> Result<DateTime<Fixed
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t);
     }
-    let d = super::parse_duration(s)
-        .map_err(|e| Error::InvalidArgument(format!("since: {e}; expected a duration or RFC3339 time")))?;
+    let d = super::parse_duration(s).map_err(|e| {
+        Error::InvalidArgument(format!("since: {e}; expected a duration or RFC3339 time"))
+    })?;
     let d = chrono::Duration::from_std(d)
         .map_err(|_| Error::InvalidArgument(format!("since: {s:?} is too long")))?;
     Ok(now - d)
@@ -328,7 +333,9 @@ not a log line
     }
 
     fn texts(m: &[Message]) -> Vec<String> {
-        m.iter().map(|m| String::from_utf8_lossy(&m.text).into_owned()).collect()
+        m.iter()
+            .map(|m| String::from_utf8_lossy(&m.text).into_owned())
+            .collect()
     }
 
     #[test]
@@ -336,7 +343,10 @@ not a log line
         let (msgs, _) = all();
         assert_eq!(texts(&msgs), ["one", "two", "err-part", "five", ""]);
         assert_eq!(msgs[1].stream, Stream::Stdout);
-        assert_eq!(msgs[1].ts_raw, "2024-01-01T00:00:03Z", "first part's timestamp");
+        assert_eq!(
+            msgs[1].ts_raw, "2024-01-01T00:00:03Z",
+            "first part's timestamp"
+        );
         assert_eq!(msgs[2].stream, Stream::Stderr);
         assert!(msgs.iter().all(|m| !m.partial));
     }

@@ -7,6 +7,7 @@
 
 mod config_file;
 mod containers;
+mod defaults;
 mod events;
 mod exec;
 mod images;
@@ -15,7 +16,6 @@ mod logs;
 mod output;
 mod pods;
 mod stats;
-
 
 use std::time::Duration;
 
@@ -189,7 +189,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Exec(a) if !a.sync => {
             return Err(streaming_unsupported(
                 "exec without -s/--sync (interactive or streaming exec)",
-            ))
+            ));
         }
         _ => {}
     }
@@ -265,7 +265,6 @@ async fn info(cri: &mut CriClient, format: &str, quiet: bool) -> Result<()> {
     output::print_doc(&serde_json::Value::Object(doc), format)
 }
 
-
 impl From<tonic::Status> for crate::error::Error {
     fn from(s: tonic::Status) -> Self {
         use tonic::Code;
@@ -323,7 +322,8 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let cli = Cli::try_parse_from(["berth", "exec", "-s", "abc", "sh", "-c", "exit 3"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["berth", "exec", "-s", "abc", "sh", "-c", "exit 3"]).unwrap();
         match cli.command {
             Command::Exec(a) => {
                 assert!(a.sync);

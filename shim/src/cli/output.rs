@@ -160,9 +160,13 @@ pub fn render_doc(doc: &serde_json::Value, format: &str) -> Result<String> {
     }
 }
 
-/// A protobuf message as a JSON value with the protobuf JSON mapping.
+/// A protobuf message as a JSON value with the protobuf JSON mapping, every
+/// field present (defaults included) as crictl prints it.
 pub fn to_value<T: serde::Serialize>(msg: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(msg).map_err(|e| Error::Internal(format!("encode json: {e}")))
+    let mut v =
+        serde_json::to_value(msg).map_err(|e| Error::Internal(format!("encode json: {e}")))?;
+    super::defaults::fill(&mut v, &super::defaults::type_name_of::<T>());
+    Ok(v)
 }
 
 /// Checks a list verb's `-o`: table, json or yaml.
@@ -185,7 +189,11 @@ mod tests {
     #[test]
     fn table_pads_columns_like_tabwriter() {
         let mut t = Table::new(&["POD ID", "CREATED", "STATE"]);
-        t.row(vec!["abc".into(), "a-very-long-created-cell".into(), "SANDBOX_READY".into()]);
+        t.row(vec![
+            "abc".into(),
+            "a-very-long-created-cell".into(),
+            "SANDBOX_READY".into(),
+        ]);
         let out = t.render();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 2);
@@ -210,7 +218,10 @@ mod tests {
     #[test]
     fn human_durations_match_go_units() {
         let d = Duration::from_secs;
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(d(1)), "1 second");
         assert_eq!(human_duration(d(42)), "42 seconds");
         assert_eq!(human_duration(d(61)), "About a minute");

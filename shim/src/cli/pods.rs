@@ -159,7 +159,10 @@ pub async fn list(cri: &mut CriClient, a: PodsArgs) -> Result<()> {
         }
         return Ok(());
     }
-    print!("{}", pods_table(&pods, a.no_trunc, SystemTime::now()).render());
+    print!(
+        "{}",
+        pods_table(&pods, a.no_trunc, SystemTime::now()).render()
+    );
     Ok(())
 }
 
@@ -195,7 +198,11 @@ pub fn pods_table(pods: &[PodSandbox], no_trunc: bool, now: SystemTime) -> Table
 }
 
 /// Runs a pod from a config file; returns its id.
-pub async fn run_pod(cri: &mut CriClient, config: &std::path::Path, runtime: &str) -> Result<String> {
+pub async fn run_pod(
+    cri: &mut CriClient,
+    config: &std::path::Path,
+    runtime: &str,
+) -> Result<String> {
     let config = config_file::load_pod_config(config)?;
     Ok(cri
         .runtime
@@ -243,7 +250,11 @@ pub async fn rmp(cri: &mut CriClient, a: RmpArgs) -> Result<()> {
             last: None,
             latest: false,
         };
-        list_pods(cri, &all).await?.into_iter().map(|p| p.id).collect()
+        list_pods(cri, &all)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect()
     } else if a.ids.is_empty() {
         return Err(Error::InvalidArgument(
             "rmp: give at least one pod sandbox id, or -a".into(),
@@ -327,15 +338,39 @@ mod tests {
         }];
         let out = pods_table(&pods, false, now).render();
         let lines: Vec<&str> = out.lines().collect();
-        let header: Vec<&str> = lines[0].split("  ").filter(|s| !s.is_empty()).map(str::trim).collect();
+        let header: Vec<&str> = lines[0]
+            .split("  ")
+            .filter(|s| !s.is_empty())
+            .map(str::trim)
+            .collect();
         assert_eq!(
             header,
-            ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]
+            [
+                "POD ID",
+                "CREATED",
+                "STATE",
+                "NAME",
+                "NAMESPACE",
+                "ATTEMPT",
+                "RUNTIME"
+            ]
         );
-        let cells: Vec<&str> = lines[1].split("   ").filter(|s| !s.is_empty()).map(str::trim).collect();
+        let cells: Vec<&str> = lines[1]
+            .split("   ")
+            .filter(|s| !s.is_empty())
+            .map(str::trim)
+            .collect();
         assert_eq!(
             cells,
-            ["f00dbabef00db", "5 minutes ago", "Ready", "web", "default", "2", "(default)"]
+            [
+                "f00dbabef00db",
+                "5 minutes ago",
+                "Ready",
+                "web",
+                "default",
+                "2",
+                "(default)"
+            ]
         );
         assert!(pods_table(&pods, true, now).render().contains(&pods[0].id));
     }
@@ -343,7 +378,10 @@ mod tests {
     #[test]
     fn states_parse_both_spellings() {
         assert_eq!(parse_state("Ready").unwrap(), PodSandboxState::SandboxReady);
-        assert_eq!(parse_state("notready").unwrap(), PodSandboxState::SandboxNotready);
+        assert_eq!(
+            parse_state("notready").unwrap(),
+            PodSandboxState::SandboxNotready
+        );
         assert!(parse_state("running").is_err());
     }
 }

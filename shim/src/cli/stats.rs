@@ -133,10 +133,7 @@ pub async fn stats(cri: &mut CriClient, a: StatsArgs) -> Result<()> {
         .any(|s| s.cpu.as_ref().is_none_or(|c| c.usage_nano_cores.is_none()));
     if needs_second_sample {
         for s in &second {
-            first.insert(
-                s.attributes.clone().unwrap_or_default().id,
-                s.cpu.clone(),
-            );
+            first.insert(s.attributes.clone().unwrap_or_default().id, s.cpu.clone());
         }
         tokio::time::sleep(SAMPLE).await;
         second = sample().await?;
@@ -153,7 +150,8 @@ pub async fn stats(cri: &mut CriClient, a: StatsArgs) -> Result<()> {
             format!("{:.2}", cpu_percent(prev.as_ref(), s.cpu.as_ref())),
             mem(&s.memory),
             output::human_size(
-                disk.and_then(|d| d.used_bytes.as_ref()).map_or(0, |v| v.value) as f64,
+                disk.and_then(|d| d.used_bytes.as_ref())
+                    .map_or(0, |v| v.value) as f64,
                 4,
             ),
             disk.and_then(|d| d.inodes_used.as_ref())
