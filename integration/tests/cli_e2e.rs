@@ -456,3 +456,108 @@ async fn version_info_and_unsupported_verbs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/berth.sock"));
 }
+
+#[tokio::test]
+async fn stats_events_image_filter_and_prune() {
+    skip_if!(skip_reason());
+    let (env, _cni) = start_env().await;
+    let berth = berth_for(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let busybox = env.image("busybox");
+    let configured = env.image("configured");
+    berth.ok(&["pull", &busybox]);
+    berth.ok(&["pull", &configured]);
+
+    // The image filter argument narrows the table to one repository.
+    let (busybox_repo, _) = busybox.rsplit_once(':').unwrap();
+    let filtered = berth.ok(&["images", busybox_repo]);
+    let rows: Vec<Vec<String>> = filtered.lines().skip(1).map(cells).collect();
+    assert_eq!(rows.len(), 1, "{filtered}");
+    assert_eq!(rows[0][0], busybox_repo);
+    let digests = berth.ok(&["images", "--digests", busybox_repo]);
+    assert_eq!(
+        cells(digests.lines().next().unwrap()),
+        ["IMAGE", "TAG", "DIGEST", "IMAGE ID", "SIZE"]
+    );
+
+    // events: one JSON document per event, streamed while things happen.
+    let mut events = Command::new(&berth.binary)
+        .args(["-r", &berth.endpoint, "events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "stats-pod"));
+    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let c_cfg = write(
+        dir.path(),
+        "c.yaml",
+        &container_yaml(&busybox, "sleeper", "exec sleep 3600"),
+    );
+    let cid = berth
+        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
+        .trim()
+        .to_string();
+    berth.ok(&["start", &cid]);
+
+    // stats / statsp tables.
+    let stats = berth.ok(&["stats"]);
+    let mut lines = stats.lines();
+    assert_eq!(
+        cells(lines.next().unwrap()),
+        ["CONTAINER", "NAME", "CPU %", "MEM", "DISK", "INODES"]
+    );
+    let row = lines
+        .map(cells)
+        .find(|c| c[0] == cid[..13])
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert_eq!(row[1], "sleeper");
+    assert!(row[2].parse::<f64>().is_ok(), "cpu {:?}", row[2]);
+    assert!(row[3].ends_with('B'), "mem {:?}", row[3]);
+    assert!(row[5].parse::<u64>().is_ok(), "inodes {:?}", row[5]);
+    let json: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["stats", "-o", "json"])).unwrap();
+    assert_eq!(json["stats"][0]["attributes"]["id"], cid.as_str());
+    let statsp = berth.ok(&["statsp"]);
+    let mut lines = statsp.lines();
+    assert_eq!(
+        cells(lines.next().unwrap()),
+        ["POD", "POD ID", "CPU %", "MEM"]
+    );
+    let row = cells(lines.next().unwrap_or_else(|| panic!("{statsp}")));
+    assert_eq!(row[0], "stats-pod");
+    assert_eq!(row[1], pod_id[..13]);
+
+    std::thread::sleep(Duration::from_millis(500));
+    events.kill().unwrap();
+    let out = events.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("events output is not a JSON stream ({e}):\n{text}"));
+    let kinds: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["containerId"] == cid.as_str())
+        .filter_map(|d| d["containerEventType"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"CONTAINER_CREATED_EVENT"),
+        "{kinds:?}\n{text}"
+    );
+    assert!(kinds.contains(&"CONTAINER_STARTED_EVENT"), "{kinds:?}");
+
+    // rmi --prune removes only images no container uses.
+    let pruned = berth.ok(&["rmi", "--prune"]);
+    assert_eq!(pruned.trim(), format!("Deleted: {configured}"));
+    assert!(berth.ok(&["images", "-q"]).lines().count() == 1);
+
+    assert_eq!(berth.ok(&["rm", "-f", &cid]).trim(), cid);
+    assert_eq!(
+        berth.ok(&["rmp", "-f", &pod_id]).trim(),
+        format!("Removed sandbox {pod_id}")
+    );
+}

@@ -188,7 +188,7 @@ pub async fn list_containers(cri: &mut CriClient, a: &PsArgs) -> Result<Vec<Cont
         };
         name_ok && image_ok
     });
-    containers.sort_by(|x, y| y.created_at.cmp(&x.created_at));
+    containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
     let keep = if a.latest { Some(1) } else { a.last };
     if let Some(n) = keep {
         containers.truncate(n);

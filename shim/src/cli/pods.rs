@@ -137,7 +137,7 @@ pub async fn list_pods(cri: &mut CriClient, a: &PodsArgs) -> Result<Vec<PodSandb
         name.as_ref().is_none_or(|r| r.is_match(&m.name))
             && namespace.as_ref().is_none_or(|r| r.is_match(&m.namespace))
     });
-    pods.sort_by(|x, y| y.created_at.cmp(&x.created_at));
+    pods.sort_by_key(|p| std::cmp::Reverse(p.created_at));
     let keep = if a.latest { Some(1) } else { a.last };
     if let Some(n) = keep {
         pods.truncate(n);

@@ -133,7 +133,7 @@ pub async fn stats(cri: &mut CriClient, a: StatsArgs) -> Result<()> {
         .any(|s| s.cpu.as_ref().is_none_or(|c| c.usage_nano_cores.is_none()));
     if needs_second_sample {
         for s in &second {
-            first.insert(s.attributes.clone().unwrap_or_default().id, s.cpu.clone());
+            first.insert(s.attributes.clone().unwrap_or_default().id, s.cpu);
         }
         tokio::time::sleep(SAMPLE).await;
         second = sample().await?;
