@@ -448,6 +448,26 @@ async fn version_info_and_unsupported_verbs() {
             "{err}"
         );
     }
+    // On a terminal, pull shows a spinner with the elapsed time on stderr.
+    if Path::new("/usr/bin/script").exists() {
+        let busybox = env.image("busybox");
+        let cmd = format!(
+            "{} -r {} pull {busybox}",
+            berth.binary.display(),
+            berth.endpoint
+        );
+        let out = Command::new("/usr/bin/script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("Pulling image {busybox} (")),
+            "{text:?}"
+        );
+        assert!(text.contains("Image is up to date for sha256:"), "{text:?}");
+    }
     // A daemon that is not there is a clear error, not a hang.
     let out = Command::new(&berth.binary)
         .args(["-r", "unix:///nonexistent/berth.sock", "-t", "1s", "ps"])
