@@ -581,3 +581,55 @@ async fn stats_events_image_filter_and_prune() {
         format!("Removed sandbox {pod_id}")
     );
 }
+
+#[tokio::test]
+async fn logs_follow_survives_rotation() {
+    skip_if!(skip_reason());
+    let (mut env, _cni) = start_env().await;
+    let berth = berth_for(&env);
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let busybox = env.image("busybox");
+    berth.ok(&["pull", &busybox]);
+    let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "rot-pod"));
+    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let c_cfg = write(
+        dir.path(),
+        "c.yaml",
+        &container_yaml(
+            &busybox,
+            "ticker",
+            "i=1; while [ $i -le 20 ]; do echo tick$i; i=$((i+1)); sleep 0.15; done",
+        ),
+    );
+    let cid = berth
+        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
+        .trim()
+        .to_string();
+    berth.ok(&["start", &cid]);
+    let follower = Command::new(&berth.binary)
+        .args(["-r", &berth.endpoint, "logs", "-f", &cid])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Rotate the way kubelet does: rename, then ask the runtime to reopen.
+    std::thread::sleep(Duration::from_millis(1000));
+    let log = logs.join("ticker.log");
+    std::fs::rename(&log, logs.join("ticker.log.1")).unwrap();
+    env.cri
+        .runtime
+        .reopen_container_log(berth_proto::v1::ReopenContainerLogRequest {
+            container_id: cid.clone(),
+        })
+        .await
+        .unwrap();
+    let out = follower.wait_with_output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected: String = (1..=20).map(|i| format!("tick{i}\n")).collect();
+    assert_eq!(text, expected);
+    // The new file holds only what came after the rotation.
+    let fresh = std::fs::read_to_string(&log).unwrap();
+    assert!(!fresh.contains("tick1\n"), "{fresh}");
+    berth.ok(&["rmp", "-f", &pod_id]);
+}

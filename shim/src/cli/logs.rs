@@ -286,6 +286,15 @@ pub async fn logs(cri: &mut CriClient, a: LogsArgs) -> Result<()> {
         let current_ino = file.metadata().map(|m| m.ino()).ok();
         if let Ok(meta) = std::fs::metadata(path) {
             if Some(meta.ino()) != current_ino {
+                // Rotated: the writer may have added a last line to the old
+                // file between our read and its reopen, so drain it first.
+                read_more(&mut file, &mut buf, path)?;
+                let (messages, _) = parse_chunk(&mut asm, &buf);
+                for m in messages {
+                    if since.is_none_or(|s| m.ts >= s) {
+                        write_message(&m, a.timestamps)?;
+                    }
+                }
                 file = open(path)?;
                 buf.clear();
                 continue;
