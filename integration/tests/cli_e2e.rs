@@ -575,11 +575,25 @@ async fn stats_events_image_filter_and_prune() {
     assert_eq!(pruned.trim(), format!("Deleted: {configured}"));
     assert!(berth.ok(&["images", "-q"]).lines().count() == 1);
 
-    assert_eq!(berth.ok(&["rm", "-f", &cid]).trim(), cid);
+    // Short ids work everywhere an id goes, printed back as given.
+    let json: serde_json::Value =
+        serde_json::from_str(&berth.ok(&["stats", "-o", "json", "--id", &cid[..13]])).unwrap();
+    assert_eq!(json["stats"][0]["attributes"]["id"], cid.as_str());
+    assert_eq!(json["stats"].as_array().unwrap().len(), 1);
+    assert_eq!(berth.ok(&["ps", "-q", "--pod", &pod_id[..13]]).trim(), cid);
+    assert_eq!(berth.ok(&["stop", &cid[..13]]).trim(), &cid[..13]);
+    assert_eq!(berth.ok(&["logs", &cid[..13]]), "");
+    assert_eq!(berth.ok(&["rm", &cid[..13]]).trim(), &cid[..13]);
+    assert_eq!(berth.ok(&["ps", "-a", "-q"]).trim(), "");
     assert_eq!(
-        berth.ok(&["rmp", "-f", &pod_id]).trim(),
-        format!("Removed sandbox {pod_id}")
+        berth.ok(&["stopp", &pod_id[..13]]).trim(),
+        format!("Stopped sandbox {}", &pod_id[..13])
     );
+    assert_eq!(
+        berth.ok(&["rmp", "-f", &pod_id[..13]]).trim(),
+        format!("Removed sandbox {}", &pod_id[..13])
+    );
+    assert_eq!(berth.ok(&["pods", "-q"]).trim(), "");
 }
 
 #[tokio::test]
