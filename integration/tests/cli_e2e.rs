@@ -605,7 +605,8 @@ async fn logs_follow_survives_rotation() {
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
     let busybox = env.image("busybox");
-    berth.ok(&["pull", &busybox]);
+    // No pull: `create` pulls a missing image itself, as crictl's does.
+    assert_eq!(berth.ok(&["images", "-q"]), "");
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "rot-pod"));
     let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
     let c_cfg = write(
@@ -621,6 +622,7 @@ async fn logs_follow_survives_rotation() {
         .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
         .trim()
         .to_string();
+    assert_eq!(berth.ok(&["images", "-q"]).lines().count(), 1);
     berth.ok(&["start", &cid]);
     let follower = Command::new(&berth.binary)
         .args(["-r", &berth.endpoint, "logs", "-f", &cid])
@@ -645,5 +647,10 @@ async fn logs_follow_survives_rotation() {
     // The new file holds only what came after the rotation.
     let fresh = std::fs::read_to_string(&log).unwrap();
     assert!(!fresh.contains("tick1\n"), "{fresh}");
+    let out = berth.run(&["logs", "-p", &cid]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--previous is not supported"));
+    let out = berth.run(&["exec", "-s", "--timeout", "1", &cid, "true"]);
+    assert_eq!(out.status.code(), Some(1), "the container has exited");
     berth.ok(&["rmp", "-f", &pod_id]);
 }
