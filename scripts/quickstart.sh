@@ -38,7 +38,8 @@ for b in berthd berth berth-monitor berth-push-test-images; do
   [ -x "$bin/$b" ] || { echo "quickstart: $bin/$b is missing" >&2; exit 1; }
 done
 
-work="$(mktemp -d /tmp/berth-quickstart.XXXXXX)"
+# Short on purpose: unix socket paths under the state dir must stay below 108 bytes.
+work="$(mktemp -d /tmp/bq.XXXXXX)"
 bridge="bq$(( $$ % 10000 ))"
 subnet="10.254.$(( $$ % 250 + 1 ))"
 registry_pid=""

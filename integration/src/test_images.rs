@@ -467,10 +467,18 @@ const LARGE_GENERATOR_VERSION: u32 = 1;
 
 /// The cache directory of the `large` image's layers.
 pub fn large_cache_dir() -> std::path::PathBuf {
+    // The compressor's output is part of the key: a different flate2 backend or
+    // version makes different bytes, and a cache built by it must not be reused.
+    let fingerprint = (|| -> Result<String> {
+        let mut b = LayerBuilder::new();
+        b.file("fingerprint", 0o644, &vec![7u8; 256 << 10])?;
+        Ok(b.finish(Compression::GzipStored)?.blob.digest)
+    })()
+    .unwrap_or_default();
     let key = crate::image_builder::sha256_digest(
         format!(
             "v{LARGE_GENERATOR_VERSION} layers={LARGE_LAYERS} bytes={LARGE_LAYER_BYTES} \
-             files={LARGE_FILES_PER_LAYER} mtime={}",
+             files={LARGE_FILES_PER_LAYER} mtime={} compressor={fingerprint}",
             crate::image_builder::FIXED_MTIME
         )
         .as_bytes(),

@@ -408,7 +408,7 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     while let Some(page) = pages.message().await.unwrap() {
         streamed.extend(page.pod_sandboxes.into_iter().map(|p| p.id));
     }
-    assert_eq!(streamed, [pod.clone()]);
+    assert_eq!(streamed, std::slice::from_ref(&pod));
     let mut pages = cri
         .runtime
         .stream_containers(StreamContainersRequest { filter: None })
@@ -419,7 +419,7 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     while let Some(page) = pages.message().await.unwrap() {
         streamed.extend(page.containers.into_iter().map(|c| c.id));
     }
-    assert_eq!(streamed, [c.clone()]);
+    assert_eq!(streamed, std::slice::from_ref(&c));
 
     // Listing with filters.
     let lister = cri.clone();

@@ -94,6 +94,17 @@ impl Config {
             )));
         }
         socket_path(&self.listen)?;
+        // Each container's attach socket lives at <state_dir>/c/<64-hex id>/attach.sock
+        // and a unix socket path must fit in 108 bytes (sun_path).
+        let longest = self.state_dir.as_os_str().len() + "/c/".len() + 64 + "/attach.sock".len();
+        if longest >= 108 {
+            return Err(Error::InvalidArgument(format!(
+                "config state_dir: {:?} is too long ({} bytes): container sockets under it would exceed the 107-byte unix socket path limit; use at most {} bytes",
+                self.state_dir.display(),
+                self.state_dir.as_os_str().len(),
+                107 - (longest - self.state_dir.as_os_str().len())
+            )));
+        }
         self.cni.validate()?;
         Ok(())
     }
@@ -155,6 +166,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("log_format"));
+        std::fs::write(&p, format!("state_dir = \"/tmp/{}\"\n", "x".repeat(40))).unwrap();
+        assert!(Config::load(&p, true)
+            .unwrap_err()
+            .to_string()
+            .contains("state_dir"));
         std::fs::write(&p, "listen = \"tcp://1.2.3.4:5\"\n").unwrap();
         assert!(Config::load(&p, true)
             .unwrap_err()

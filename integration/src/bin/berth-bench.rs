@@ -138,6 +138,12 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let cni_conf_dir = if args.pod_network {
+        // The bridge plugin turns on ip_forward: keep pod traffic on this machine.
+        let _ = std::process::Command::new("iptables")
+            .args([
+                "-I", "FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP",
+            ])
+            .status();
         let dir = work.path().join("cni/net.d");
         write_bridge_conflist(&dir, &work.path().join("cni/ipam"))?;
         Some(dir)
@@ -217,6 +223,11 @@ async fn main() -> anyhow::Result<()> {
         // The bridge plugin leaves its bridge behind once the last pod is gone.
         let _ = std::process::Command::new("ip")
             .args(["link", "del", BRIDGE])
+            .status();
+        let _ = std::process::Command::new("iptables")
+            .args([
+                "-D", "FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP",
+            ])
             .status();
     }
     Ok(())
