@@ -94,19 +94,23 @@ impl Config {
             )));
         }
         socket_path(&self.listen)?;
-        // Each container's attach socket lives at <state_dir>/c/<64-hex id>/attach.sock
-        // and a unix socket path must fit in 108 bytes (sun_path).
-        let longest = self.state_dir.as_os_str().len() + "/c/".len() + 64 + "/attach.sock".len();
-        if longest >= 108 {
-            return Err(Error::InvalidArgument(format!(
-                "config state_dir: {:?} is too long ({} bytes): container sockets under it would exceed the 107-byte unix socket path limit; use at most {} bytes",
-                self.state_dir.display(),
-                self.state_dir.as_os_str().len(),
-                107 - (longest - self.state_dir.as_os_str().len())
-            )));
-        }
         self.cni.validate()?;
         Ok(())
+    }
+
+    /// A warning when `state_dir` is so long that container sockets under it
+    /// (`<state_dir>/c/<64-hex id>/attach.sock`) would pass the 107-byte unix
+    /// socket path limit: creating containers would then fail.
+    pub fn state_dir_warning(&self) -> Option<String> {
+        let len = self.state_dir.as_os_str().len();
+        let longest = len + "/c/".len() + 64 + "/attach.sock".len();
+        (longest > 107).then(|| {
+            format!(
+                "state_dir {:?} is {len} bytes: container sockets under it would exceed the 107-byte unix socket path limit, so containers cannot be created; use at most {} bytes",
+                self.state_dir.display(),
+                107 - (longest - len)
+            )
+        })
     }
 
     /// The default config as TOML, for `berthd config default`.
@@ -166,11 +170,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("log_format"));
-        std::fs::write(&p, format!("state_dir = \"/tmp/{}\"\n", "x".repeat(40))).unwrap();
-        assert!(Config::load(&p, true)
-            .unwrap_err()
-            .to_string()
-            .contains("state_dir"));
         std::fs::write(&p, "listen = \"tcp://1.2.3.4:5\"\n").unwrap();
         assert!(Config::load(&p, true)
             .unwrap_err()
@@ -183,6 +182,14 @@ mod tests {
         let p = Path::new("/nonexistent/berth.toml");
         assert_eq!(Config::load(p, false).unwrap(), Config::default());
         assert!(Config::load(p, true).is_err());
+    }
+
+    #[test]
+    fn a_state_dir_too_long_for_container_sockets_is_flagged() {
+        let mut c = Config::default();
+        assert_eq!(c.state_dir_warning(), None);
+        c.state_dir = format!("/tmp/{}", "x".repeat(40)).into();
+        assert!(c.state_dir_warning().unwrap().contains("at most 28 bytes"));
     }
 
     #[test]

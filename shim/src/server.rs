@@ -27,6 +27,9 @@ const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// removes the socket.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let socket = config.socket_path()?;
+    if let Some(w) = config.state_dir_warning() {
+        tracing::warn!("{w}");
+    }
     // Check for a live owner before touching any state: a second berthd must not
     // disturb the first one's store or socket.
     refuse_if_live(&socket)?;
