@@ -179,3 +179,44 @@ async fn test_env_points_berthd_at_the_seeded_registry() {
         .into_inner();
     assert_eq!(v.runtime_name, "berth");
 }
+
+#[tokio::test]
+async fn a_second_berthd_on_a_live_socket_exits_and_the_first_keeps_serving() {
+    skip_if!(skip::not_root());
+    let berthd = Berthd::start().await.unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(berthd.binary())
+        .arg("--listen")
+        .arg(berthd.endpoint())
+        .arg("--root")
+        .arg(other.path().join("root"))
+        .arg("--state-dir")
+        .arg(other.path().join("run"))
+        .arg("--config")
+        .arg(berthd.config_path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "second berthd should refuse to start"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another berthd is already serving"),
+        "{stderr}"
+    );
+    // Its state dir was never touched, and the first daemon still answers,
+    // also through the operator CLI.
+    assert!(!other.path().join("root").join("meta.redb").exists());
+    assert_eq!(version(&berthd).await.runtime_name, "berth");
+    let cli = std::process::Command::new(berthd.binary().with_file_name("berth"))
+        .args(["-r", &berthd.endpoint(), "version"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&cli.stdout);
+    assert!(cli.status.success(), "{text}");
+    assert!(
+        text.contains("RuntimeName:  berth") && text.contains("RuntimeApiVersion:  v1"),
+        "{text}"
+    );
+}

@@ -562,7 +562,7 @@ async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
     let cycles: usize = std::env::var("BERTH_NET_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(100);
     let mut ids = Vec::new();
     for i in 0..cycles {
         let mut pc = pod_config(&env, &format!("cycle{i}"));
@@ -593,4 +593,129 @@ async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
         Vec::<String>::new(),
         "rules naming pod addresses left"
     );
+}
+
+/// A CNI plugin that fails, then one that hangs: RunPodSandbox answers with a
+/// clear error (the plugin's own message, or the timeout) and leaves no pod,
+/// namespace pin, pod directory or mount behind.
+#[tokio::test]
+async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    skip_if!(skip_reason());
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let conf = dir.path().join("net.d");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    let plugins = [
+        (
+            "failnet",
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"address pool exhausted\",\"details\":\"test plugin\"}'\n  exit 1\nfi\nexit 0\n",
+        ),
+        (
+            "hangnet",
+            "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then sleep 60; fi\nexit 0\n",
+        ),
+    ];
+    for (name, script) in plugins {
+        let p = bin.join(name);
+        std::fs::write(&p, script).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let write_conf = |plugin: &str| {
+        std::fs::write(
+            conf.join("10-test.conflist"),
+            format!(r#"{{"cniVersion": "1.0.0", "name": "test-{plugin}", "plugins": [{{"type": "{plugin}"}}]}}"#),
+        )
+        .unwrap();
+    };
+    write_conf("failnet");
+    let berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
+        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\nplugin_timeout_secs = 2\n",
+        conf.display(),
+        bin.display(),
+        dir.path().join("cache").display()
+    )))
+    .await
+    .unwrap();
+    let mut cri = berthd.client().await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let config = PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "doomed".into(),
+            uid: "uid-doomed".into(),
+            namespace: "net-e2e".into(),
+            attempt: 0,
+        }),
+        hostname: "doomed".into(),
+        log_directory: logs.path().display().to_string(),
+        ..Default::default()
+    };
+    let run = |cri: &mut Cri| {
+        let mut cri = cri.clone();
+        let config = config.clone();
+        async move {
+            cri.runtime
+                .run_pod_sandbox(RunPodSandboxRequest {
+                    config: Some(config),
+                    runtime_handler: String::new(),
+                })
+                .await
+        }
+    };
+    let nothing_left = |berthd: &Berthd| {
+        let mut left = Vec::new();
+        for sub in ["ns", "pods"] {
+            for e in std::fs::read_dir(berthd.state_dir().join(sub))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                left.push(e.path().display().to_string());
+            }
+        }
+        let dir = berthd.dir().display().to_string();
+        for line in std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+        {
+            if line.contains(&dir) {
+                left.push(format!("mount: {line}"));
+            }
+        }
+        left
+    };
+
+    let err = run(&mut cri).await.unwrap_err();
+    assert!(err.message().contains("address pool exhausted"), "{err:?}");
+    assert!(err.message().contains("failnet"), "{err:?}");
+    assert_eq!(nothing_left(&berthd), Vec::<String>::new());
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pods.items.is_empty(), "{:?}", pods.items);
+
+    write_conf("hangnet");
+    let started = std::time::Instant::now();
+    let err = run(&mut cri).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err:?}");
+    assert!(err.message().contains("hangnet"), "{err:?}");
+    assert_eq!(nothing_left(&berthd), Vec::<String>::new());
+    // The hung plugin was killed.
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        assert!(
+            !cmd.contains(&bin.join("hangnet").display().to_string()),
+            "plugin left running: {cmd}"
+        );
+    }
 }
