@@ -1386,3 +1386,72 @@ async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
         );
     }
 }
+
+/// 50 pods, each with a running container, started all at once as a busy
+/// kubelet would: no errors, every container runs, and removing them all
+/// leaves no mount, cgroup, pin, directory or monitor behind.
+#[tokio::test]
+async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
+    skip_if!(skip_reason());
+    let env = env().await;
+    let count: usize = std::env::var("BERTH_CONCURRENT_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let mut tasks = Vec::new();
+    for i in 0..count {
+        let mut cri = env.cri.clone();
+        let pc = pod_config(&env, &format!("many{i}"));
+        let cfg = container_config("app", &env.busybox, &["sleep", "3600"]);
+        tasks.push(tokio::spawn(async move {
+            let pod = run_pod(&mut cri, &pc).await;
+            let c = create(&mut cri, &pod, &pc, cfg).await;
+            start(&mut cri, &c).await;
+            (pod, c)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.expect("a concurrent pod start failed"));
+    }
+    let mut cri = env.cri.clone();
+    let running = cri
+        .runtime
+        .list_containers(ListContainersRequest {
+            filter: Some(ContainerFilter {
+                state: Some(ContainerStateValue {
+                    state: ContainerState::ContainerRunning as i32,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(running.len(), count, "running containers");
+    let mut removals = Vec::new();
+    for (pod, _) in &ids {
+        let mut cri = env.cri.clone();
+        let pod = pod.clone();
+        removals.push(tokio::spawn(
+            async move { teardown_pod(&mut cri, &pod).await },
+        ));
+    }
+    for r in removals {
+        r.await.expect("a concurrent pod removal failed");
+    }
+    let all: Vec<&str> = ids
+        .iter()
+        .flat_map(|(p, c)| [p.as_str(), c.as_str()])
+        .collect();
+    assert_eq!(leftovers(&env.berthd, &all), Vec::<String>::new());
+    let pods = cri
+        .runtime
+        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert!(pods.is_empty(), "{} pods left", pods.len());
+}
