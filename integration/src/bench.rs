@@ -344,3 +344,133 @@ mod tests {
         assert!(matches!(Recorder::default().outcome(), Outcome::NotRun));
     }
 }
+
+/// Operations timed by [`list_latency`], in its outcome order.
+pub const LIST_OPS: [&str; 2] = ["ListContainers", "ListPodSandbox"];
+
+/// Creates `containers` containers (not started, so no runtime process is
+/// needed per container) in `pods` host-network pods, then times
+/// ListContainers and ListPodSandbox `iterations` times each, then removes the
+/// pods. `image` must already be pulled.
+pub async fn list_latency(
+    client: &mut Cri,
+    image: &str,
+    log_dir: &std::path::Path,
+    pods: usize,
+    containers: usize,
+    iterations: usize,
+) -> Vec<Outcome> {
+    let mut recs: Vec<Recorder> = LIST_OPS.iter().map(|_| Recorder::default()).collect();
+    let mut pod_ids = Vec::new();
+    let mut failed = None;
+    'setup: for p in 0..pods.max(1) {
+        let pod_config = cri::PodSandboxConfig {
+            metadata: Some(cri::PodSandboxMetadata {
+                name: format!("list-{p}"),
+                uid: format!("list-uid-{}-{p}", std::process::id()),
+                namespace: "bench".into(),
+                attempt: 0,
+            }),
+            log_directory: log_dir.join(format!("list-{p}")).to_string_lossy().into(),
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(cri::LinuxSandboxSecurityContext {
+                    namespace_options: Some(cri::NamespaceOption {
+                        network: cri::NamespaceMode::Node as i32,
+                        pid: cri::NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = match client
+            .runtime
+            .run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(pod_config.clone()),
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(r) => r.into_inner().pod_sandbox_id,
+            Err(s) => {
+                failed = Some(s);
+                break 'setup;
+            }
+        };
+        pod_ids.push(pod.clone());
+        let per_pod = containers / pods.max(1) + usize::from(p < containers % pods.max(1));
+        for c in 0..per_pod {
+            let config = cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata {
+                    name: format!("c{c}"),
+                    attempt: 0,
+                }),
+                image: image_spec(image),
+                command: vec!["sleep".into(), "3600".into()],
+                log_path: format!("c{c}.log"),
+                ..Default::default()
+            };
+            if let Err(s) = client
+                .runtime
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod.clone(),
+                    config: Some(config),
+                    sandbox_config: Some(pod_config.clone()),
+                })
+                .await
+            {
+                failed = Some(s);
+                break 'setup;
+            }
+        }
+    }
+    if let Some(s) = failed {
+        for rec in &mut recs {
+            rec.record(Duration::ZERO, Err(s.clone()));
+        }
+    } else {
+        for _ in 0..iterations {
+            let (took, r) = timed(
+                client
+                    .runtime
+                    .list_containers(cri::ListContainersRequest { filter: None }),
+            )
+            .await;
+            let r = r.and_then(|l| {
+                if l.containers.len() == containers {
+                    Ok(())
+                } else {
+                    Err(tonic::Status::internal(format!(
+                        "listed {} containers, expected {containers}",
+                        l.containers.len()
+                    )))
+                }
+            });
+            recs[0].record(took, r);
+            let (took, r) = timed(
+                client
+                    .runtime
+                    .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }),
+            )
+            .await;
+            recs[1].record(took, r.map(|_| ()));
+        }
+    }
+    for pod in pod_ids {
+        let _ = client
+            .runtime
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await;
+        let _ = client
+            .runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            })
+            .await;
+    }
+    recs.into_iter().map(Recorder::outcome).collect()
+}

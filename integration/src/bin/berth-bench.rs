@@ -47,11 +47,17 @@ struct Args {
     /// into a private dir used by both runtimes and deletes the bridge at the end.
     #[arg(long)]
     pod_network: bool,
-    /// Workloads to run (comma separated): pull-small, pull-large, pod-lifecycle.
+    /// Containers (created, not started) present during the list workload.
+    #[arg(long, default_value_t = 500)]
+    list_containers: usize,
+    /// Pods those containers are spread over.
+    #[arg(long, default_value_t = 50)]
+    list_pods: usize,
+    /// Workloads to run (comma separated): pull-small, pull-large, pod-lifecycle, list.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pull-small,pull-large,pod-lifecycle"
+        default_value = "pull-small,pull-large,pod-lifecycle,list"
     )]
     workloads: Vec<String>,
 }
@@ -101,6 +107,34 @@ async fn run_workloads(
             "pod-lifecycle (host net)"
         };
         for (op, o) in bench::POD_OPS.iter().zip(outcomes) {
+            out.push((workload, op, o));
+        }
+    }
+    if wants("list") {
+        let _ = cri
+            .image
+            .pull_image(berth_proto::v1::PullImageRequest {
+                image: Some(berth_proto::v1::ImageSpec {
+                    image: small.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await;
+        let outcomes = bench::list_latency(
+            cri,
+            small,
+            log_dir,
+            args.list_pods,
+            args.list_containers,
+            args.iterations,
+        )
+        .await;
+        let workload = match args.list_containers {
+            500 => "list (500 containers)",
+            _ => "list (N containers)",
+        };
+        for (op, o) in bench::LIST_OPS.iter().zip(outcomes) {
             out.push((workload, op, o));
         }
     }
