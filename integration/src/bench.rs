@@ -303,48 +303,6 @@ pub async fn pod_lifecycle(
     recs.into_iter().map(Recorder::outcome).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ms(v: &[u64]) -> Outcome {
-        Outcome::Samples(v.iter().map(|m| Duration::from_millis(*m)).collect())
-    }
-
-    #[test]
-    fn quantiles_use_nearest_rank() {
-        let o = ms(&[5, 1, 4, 2, 3, 6, 7, 8, 9, 10]);
-        assert_eq!(o.quantile(0.5), Some(Duration::from_millis(5)));
-        assert_eq!(o.quantile(0.95), Some(Duration::from_millis(10)));
-        assert_eq!(o.quantile(1.0), Some(Duration::from_millis(10)));
-        assert_eq!(ms(&[7]).quantile(0.5), Some(Duration::from_millis(7)));
-        assert_eq!(ms(&[]).quantile(0.5), None);
-    }
-
-    #[test]
-    fn ratio_and_summaries() {
-        assert_eq!(p50_ratio(&ms(&[10, 10]), &ms(&[20, 20])), Some(0.5));
-        assert_eq!(p50_ratio(&Outcome::Unimplemented, &ms(&[1])), None);
-        assert_eq!(
-            Outcome::Unimplemented.summary("berthd"),
-            "n/a (berthd: UNIMPLEMENTED)"
-        );
-        assert_eq!(ms(&[1, 2, 3]).summary("x"), "2.0 / 3.0 / 3.0 (n=3)");
-    }
-
-    #[test]
-    fn recorder_reports_unimplemented_only_without_samples() {
-        let mut r = Recorder::default();
-        r.record(Duration::ZERO, Err(tonic::Status::unimplemented("no")));
-        assert!(matches!(r.outcome(), Outcome::Unimplemented));
-        let mut r = Recorder::default();
-        r.record(Duration::from_millis(1), Ok(()));
-        r.record(Duration::ZERO, Err(tonic::Status::internal("boom")));
-        assert!(matches!(r.outcome(), Outcome::Failed(m) if m.contains("boom")));
-        assert!(matches!(Recorder::default().outcome(), Outcome::NotRun));
-    }
-}
-
 /// Operations timed by [`list_latency`], in its outcome order.
 pub const LIST_OPS: [&str; 2] = ["ListContainers", "ListPodSandbox"];
 
@@ -473,4 +431,46 @@ pub async fn list_latency(
             .await;
     }
     recs.into_iter().map(Recorder::outcome).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: &[u64]) -> Outcome {
+        Outcome::Samples(v.iter().map(|m| Duration::from_millis(*m)).collect())
+    }
+
+    #[test]
+    fn quantiles_use_nearest_rank() {
+        let o = ms(&[5, 1, 4, 2, 3, 6, 7, 8, 9, 10]);
+        assert_eq!(o.quantile(0.5), Some(Duration::from_millis(5)));
+        assert_eq!(o.quantile(0.95), Some(Duration::from_millis(10)));
+        assert_eq!(o.quantile(1.0), Some(Duration::from_millis(10)));
+        assert_eq!(ms(&[7]).quantile(0.5), Some(Duration::from_millis(7)));
+        assert_eq!(ms(&[]).quantile(0.5), None);
+    }
+
+    #[test]
+    fn ratio_and_summaries() {
+        assert_eq!(p50_ratio(&ms(&[10, 10]), &ms(&[20, 20])), Some(0.5));
+        assert_eq!(p50_ratio(&Outcome::Unimplemented, &ms(&[1])), None);
+        assert_eq!(
+            Outcome::Unimplemented.summary("berthd"),
+            "n/a (berthd: UNIMPLEMENTED)"
+        );
+        assert_eq!(ms(&[1, 2, 3]).summary("x"), "2.0 / 3.0 / 3.0 (n=3)");
+    }
+
+    #[test]
+    fn recorder_reports_unimplemented_only_without_samples() {
+        let mut r = Recorder::default();
+        r.record(Duration::ZERO, Err(tonic::Status::unimplemented("no")));
+        assert!(matches!(r.outcome(), Outcome::Unimplemented));
+        let mut r = Recorder::default();
+        r.record(Duration::from_millis(1), Ok(()));
+        r.record(Duration::ZERO, Err(tonic::Status::internal("boom")));
+        assert!(matches!(r.outcome(), Outcome::Failed(m) if m.contains("boom")));
+        assert!(matches!(Recorder::default().outcome(), Outcome::NotRun));
+    }
 }
