@@ -348,4 +348,20 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     // Channel 0 carries data (after its 2-byte port header), channel 1 errors.
     let data = joined(&frames, 0);
     assert!(data.contains("pf-ok"), "{frames:?}");
+
+    // Removing the pod stops its containers and its pid-namespace init.
+    env.cri
+        .runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: env.pod.clone(),
+        })
+        .await
+        .unwrap();
+    env.cri
+        .runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: env.pod.clone(),
+        })
+        .await
+        .unwrap();
 }

@@ -158,9 +158,15 @@ fn start_pause(dir: &Path) -> Result<()> {
                 }
             }
             let _ = std::env::set_current_dir("/");
+            // The pin dir on the command line says which pod this init serves
+            // (for operators, and for cleanup that looks for a dir's processes).
             let e = sys.execve(
                 Path::new("/proc/self/exe"),
-                &["berth-monitor".into(), "__pause".into()],
+                &[
+                    "berth-monitor".into(),
+                    "__pause".into(),
+                    format!("--dir={}", dir.display()),
+                ],
                 &[],
             );
             let mut w = std::fs::File::from(w);
