@@ -160,7 +160,10 @@ impl Cni {
                 })?;
                 last = Some(result);
             }
-            let result = last.clone().expect("a list has at least one plugin");
+            // conf.rs refuses an empty plugin list; an error, not a panic, if that changes.
+            let result = last.clone().ok_or_else(|| {
+                Error::Internal(format!("cni network {} has no plugins", net.name))
+            })?;
             let ips = pod_ips(&result).map_err(|e| {
                 Error::Internal(format!("pod {} network {}: {e}", pod.pod_id, net.name))
             })?;
