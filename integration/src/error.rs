@@ -65,6 +65,11 @@ pub enum Error {
         #[source]
         source: nix::Error,
     },
+    #[error("{rpc}: {status}")]
+    Rpc {
+        rpc: &'static str,
+        status: Box<tonic::Status>,
+    },
     #[error("json for {what}: {source}")]
     Json {
         what: String,
@@ -81,5 +86,13 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }
+    }
+
+    /// Wraps a failed CRI call with the RPC's name.
+    pub fn rpc(rpc: &'static str) -> impl FnOnce(tonic::Status) -> Error {
+        move |status| Error::Rpc {
+            rpc,
+            status: Box::new(status),
+        }
     }
 }
