@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use berth_integration::berthd::BerthdOptions;
 use berth_integration::env::{TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 
@@ -64,20 +63,13 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
-async fn start_env() -> (TestEnv, tempfile::TempDir) {
-    let cni = tempfile::tempdir().unwrap();
-    std::fs::write(
-        cni.path().join("99-loopback.conflist"),
-        r#"{"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}"#,
-    )
-    .unwrap();
-    let env = TestEnv::start_with(TestEnvOptions {
-        berthd: BerthdOptions::default().cni_conf_dir(cni.path()),
+async fn start_env() -> TestEnv {
+    TestEnv::start_with(TestEnvOptions {
+        loopback_cni: true,
         ..Default::default()
     })
     .await
-    .unwrap();
-    (env, cni)
+    .unwrap()
 }
 
 fn berth_for(env: &TestEnv) -> Berth {
@@ -126,7 +118,7 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 #[tokio::test]
 async fn crictl_workflow_through_the_berth_cli() {
     skip_if!(skip_reason());
-    let (env, _cni) = start_env().await;
+    let env = start_env().await;
     let berth = berth_for(&env);
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
@@ -424,7 +416,7 @@ async fn crictl_workflow_through_the_berth_cli() {
 #[tokio::test]
 async fn version_info_and_unsupported_verbs() {
     skip_if!(skip_reason());
-    let (env, _cni) = start_env().await;
+    let env = start_env().await;
     let berth = berth_for(&env);
     let version = berth.ok(&["version"]);
     assert!(version.starts_with("Version:  "), "{version}");
@@ -480,7 +472,7 @@ async fn version_info_and_unsupported_verbs() {
 #[tokio::test]
 async fn stats_events_image_filter_and_prune() {
     skip_if!(skip_reason());
-    let (env, _cni) = start_env().await;
+    let env = start_env().await;
     let berth = berth_for(&env);
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
@@ -599,7 +591,7 @@ async fn stats_events_image_filter_and_prune() {
 #[tokio::test]
 async fn logs_follow_survives_rotation() {
     skip_if!(skip_reason());
-    let (mut env, _cni) = start_env().await;
+    let mut env = start_env().await;
     let berth = berth_for(&env);
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");

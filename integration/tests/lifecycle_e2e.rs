@@ -6,21 +6,18 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_integration::berthd::{Berthd, BerthdOptions};
+use berth_integration::berthd::Berthd;
 use berth_integration::client::Cri;
-use berth_integration::registry::Registry;
-use berth_integration::{push, skip, skip_if, test_images};
+use berth_integration::env::{self, TestEnv};
+use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 
 /// A registry with the test images, a berthd that has pulled them, a client.
 struct Env {
-    _registry: Registry,
-    berthd: Berthd,
     cri: Cri,
     busybox: String,
     configured: String,
-    logs: tempfile::TempDir,
-    _cni: tempfile::TempDir,
+    base: TestEnv,
 }
 
 fn skip_reason() -> Option<String> {
@@ -28,66 +25,13 @@ fn skip_reason() -> Option<String> {
 }
 
 async fn env() -> Env {
-    let registry = Registry::start().await.unwrap();
-    push::push_image(
-        &registry.host(),
-        "busybox",
-        "latest",
-        test_images::busybox().unwrap(),
-    )
-    .await
-    .unwrap();
-    push::push_image(
-        &registry.host(),
-        "configured",
-        "v1",
-        test_images::configured().unwrap(),
-    )
-    .await
-    .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    // Pods need a CNI config (as with any runtime); these tests are about the
-    // lifecycle, so a loopback-only network: no bridge, no addresses.
-    let cni = tempfile::tempdir().unwrap();
-    std::fs::write(
-        cni.path().join("99-loopback.conflist"),
-        r#"{"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}"#,
-    )
-    .unwrap();
-    let berthd = Berthd::start_with(
-        BerthdOptions::default()
-            .config(&format!(
-                "[registry]\nconfig_path = \"{}\"\n",
-                certs.path().display()
-            ))
-            .cni_conf_dir(cni.path()),
-    )
-    .await
-    .unwrap();
-    let mut cri = berthd.client().await.unwrap();
-    let busybox = registry.image_ref("busybox", "latest");
-    let configured = registry.image_ref("configured", "v1");
-    for image in [&busybox, &configured] {
-        cri.image
-            .pull_image(PullImageRequest {
-                image: Some(ImageSpec {
-                    image: image.clone(),
-                    ..Default::default()
-                }),
-                auth: None,
-                sandbox_config: None,
-            })
-            .await
-            .unwrap_or_else(|e| panic!("pull {image}: {e}"));
-    }
+    let mut base = TestEnv::start_for_pods().await.unwrap();
+    let configured = base.pull("configured").await.unwrap();
     Env {
-        _registry: registry,
-        berthd,
-        cri,
-        busybox,
+        cri: base.cri.clone(),
+        busybox: base.image("busybox"),
         configured,
-        logs: tempfile::tempdir().unwrap(),
-        _cni: cni,
+        base,
     }
 }
 
@@ -102,18 +46,7 @@ fn ns_options(network: NamespaceMode) -> NamespaceOption {
 }
 
 fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
-    let mut labels = HashMap::new();
-    labels.insert("app".to_string(), name.to_string());
     PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("uid-{name}"),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: name.into(),
-        log_directory: env.logs.path().join(name).display().to_string(),
-        labels,
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(ns_options(NamespaceMode::Pod)),
@@ -121,21 +54,12 @@ fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
             }),
             ..Default::default()
         }),
-        ..Default::default()
+        ..env.base.pod_config(name)
     }
 }
 
 fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.into(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.into(),
-            ..Default::default()
-        }),
-        command: command.iter().map(|s| s.to_string()).collect(),
         log_path: format!("{name}/0.log"),
         linux: Some(LinuxContainerConfig {
             resources: None,
@@ -144,7 +68,7 @@ fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfi
                 ..Default::default()
             }),
         }),
-        ..Default::default()
+        ..env::container_config(name, image, command)
     }
 }
 
@@ -342,6 +266,7 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert_eq!(st.labels["app"], "web");
     assert!(ps.info.contains_key("info"));
     assert!(env
+        .base
         .berthd
         .state_dir()
         .join("ns")
@@ -592,7 +517,10 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
         .into_inner()
         .items;
     assert!(pods.is_empty(), "{pods:?}");
-    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.base.berthd, &[&pod, &c]),
+        Vec::<String>::new()
+    );
 
     // Events, in order: created, started, stopped, deleted.
     let mut kinds = Vec::new();
@@ -750,7 +678,7 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
 
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(
-        leftovers(&env.berthd, &[&pod, &server, &client, &peer]),
+        leftovers(&env.base.berthd, &[&pod, &server, &client, &peer]),
         Vec::<String>::new()
     );
 }
@@ -803,7 +731,7 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
     );
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(
-        leftovers(&env.berthd, &[&pod, &plain, &args]),
+        leftovers(&env.base.berthd, &[&pod, &plain, &args]),
         Vec::<String>::new()
     );
 }
@@ -831,7 +759,10 @@ async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
     assert_eq!(s.reason, "OOMKilled", "{s:?}");
     assert_eq!(s.exit_code, 137);
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.base.berthd, &[&pod, &c]),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -865,10 +796,10 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     )
     .await;
 
-    env.berthd.kill9().unwrap();
+    env.base.berthd.kill9().unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
-    env.berthd.restart().await.unwrap();
-    let mut cri = env.berthd.client().await.unwrap();
+    env.base.berthd.restart().await.unwrap();
+    let mut cri = env.base.berthd.client().await.unwrap();
 
     let s = status(&mut cri, &long).await;
     assert_eq!(s.state, ContainerState::ContainerRunning as i32, "{s:?}");
@@ -928,7 +859,7 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup}");
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(
-        leftovers(&env.berthd, &[&pod, &long, &short, &created, &late]),
+        leftovers(&env.base.berthd, &[&pod, &long, &short, &created, &late]),
         Vec::<String>::new()
     );
 }
@@ -1007,7 +938,7 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
     assert_ne!(c, c2);
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(
-        leftovers(&env.berthd, &[&pod, &c, &c2]),
+        leftovers(&env.base.berthd, &[&pod, &c, &c2]),
         Vec::<String>::new()
     );
 }
@@ -1059,12 +990,12 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
         .unwrap_err();
     assert!(e.message().contains("berth_no_such_sysctl"), "{e}");
     for sub in ["ns", "pods"] {
-        let left: Vec<_> = std::fs::read_dir(env.berthd.state_dir().join(sub))
+        let left: Vec<_> = std::fs::read_dir(env.base.berthd.state_dir().join(sub))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "{sub}: {left:?}");
     }
-    assert_eq!(leftovers(&env.berthd, &[]), Vec::<String>::new());
+    assert_eq!(leftovers(&env.base.berthd, &[]), Vec::<String>::new());
 
     // The failed call freed the name.
     let pc = pod_config(&env, "good");
@@ -1142,7 +1073,7 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
     let e = try_create(cfg).await;
     assert_eq!(e.code(), tonic::Code::Internal, "{e}");
     assert!(e.message().contains("cpuset.cpus"), "{e}");
-    let runtime_dirs: Vec<_> = std::fs::read_dir(env.berthd.state_dir().join("c"))
+    let runtime_dirs: Vec<_> = std::fs::read_dir(env.base.berthd.state_dir().join("c"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(runtime_dirs.is_empty(), "{runtime_dirs:?}");
@@ -1170,12 +1101,12 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
         .into_inner()
         .containers;
     assert!(all.is_empty(), "{all:?}");
-    let left: Vec<_> = std::fs::read_dir(env.berthd.root_dir().join("containers"))
+    let left: Vec<_> = std::fs::read_dir(env.base.berthd.root_dir().join("containers"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod]), Vec::<String>::new());
+    assert_eq!(leftovers(&env.base.berthd, &[&pod]), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -1190,7 +1121,7 @@ async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
         ..Default::default()
     });
     let pod = run_pod(&mut cri, &pc).await;
-    let pins = env.berthd.state_dir().join("ns").join(&pod);
+    let pins = env.base.berthd.state_dir().join("ns").join(&pod);
     assert!(pins.join("ipc").exists() && !pins.join("net").exists() && !pins.join("uts").exists());
     let mut cfg = container_config("app", &env.busybox, &["sleep", "3600"]);
     cfg.linux.as_mut().unwrap().security_context = Some(LinuxContainerSecurityContext {
@@ -1214,7 +1145,10 @@ async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
     let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), node.trim());
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.base.berthd, &[&pod, &c]),
+        Vec::<String>::new()
+    );
 }
 
 #[tokio::test]
@@ -1326,7 +1260,10 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
     let s = status(&mut cri, &c).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.berthd, &[&pod, &c]), Vec::<String>::new());
+    assert_eq!(
+        leftovers(&env.base.berthd, &[&pod, &c]),
+        Vec::<String>::new()
+    );
 }
 
 /// pid POD (also what a config without namespace_options means, as crictl's
@@ -1341,7 +1278,7 @@ async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
     // No namespace options at all: every namespace is POD.
     pc.linux.as_mut().unwrap().security_context = None;
     let pod = run_pod(&mut cri, &pc).await;
-    let pins = env.berthd.state_dir().join("ns").join(&pod);
+    let pins = env.base.berthd.state_dir().join("ns").join(&pod);
     assert!(
         pins.join("pid").exists(),
         "no pid pin in {}",
@@ -1374,7 +1311,7 @@ async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
     teardown_pod(&mut cri, &pod).await;
     let mut all: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
     all.push(&pod);
-    assert_eq!(leftovers(&env.berthd, &all), Vec::<String>::new());
+    assert_eq!(leftovers(&env.base.berthd, &all), Vec::<String>::new());
     // The pause init names the pod's pin dir on its command line: it must be gone.
     let pin = pins.display().to_string();
     for p in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -1445,7 +1382,7 @@ async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
         .iter()
         .flat_map(|(p, c)| [p.as_str(), c.as_str()])
         .collect();
-    assert_eq!(leftovers(&env.berthd, &all), Vec::<String>::new());
+    assert_eq!(leftovers(&env.base.berthd, &all), Vec::<String>::new());
     let pods = cri
         .runtime
         .list_pod_sandbox(ListPodSandboxRequest { filter: None })

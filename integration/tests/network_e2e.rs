@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::client::Cri;
-use berth_integration::registry::Registry;
-use berth_integration::{push, skip, skip_if, test_images};
+use berth_integration::env::{TestEnv, TestEnvOptions};
+use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 
 fn skip_reason() -> Option<String> {
@@ -149,56 +149,26 @@ fn rand_suffix() -> String {
 }
 
 struct Env {
-    _registry: Registry,
-    berthd: Berthd,
     cri: Cri,
     busybox: String,
-    logs: tempfile::TempDir,
+    base: TestEnv,
 }
 
 async fn env(net: Option<&TestNet>, conf_dir: &Path) -> Env {
-    let registry = Registry::start().await.unwrap();
-    push::push_image(
-        &registry.host(),
-        "busybox",
-        "latest",
-        test_images::busybox().unwrap(),
-    )
-    .await
-    .unwrap();
     if let Some(net) = net {
         net.write_conf(conf_dir);
     }
-    let certs = tempfile::tempdir().unwrap();
-    let berthd = Berthd::start_with(
-        BerthdOptions::default()
-            .config(&format!(
-                "[registry]\nconfig_path = \"{}\"\n",
-                certs.path().display()
-            ))
-            .cni_conf_dir(conf_dir),
-    )
+    let mut base = TestEnv::start_with(TestEnvOptions {
+        berthd: BerthdOptions::default().cni_conf_dir(conf_dir),
+        ..Default::default()
+    })
     .await
     .unwrap();
-    let mut cri = berthd.client().await.unwrap();
-    let busybox = registry.image_ref("busybox", "latest");
-    cri.image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: busybox.clone(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await
-        .unwrap();
+    let busybox = base.pull("busybox").await.unwrap();
     Env {
-        _registry: registry,
-        berthd,
-        cri,
+        cri: base.cri.clone(),
         busybox,
-        logs: tempfile::tempdir().unwrap(),
+        base,
     }
 }
 
@@ -211,7 +181,7 @@ fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
             attempt: 0,
         }),
         hostname: name.into(),
-        log_directory: env.logs.path().join(name).display().to_string(),
+        log_directory: env.base.logs.path().join(name).display().to_string(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
                 namespace_options: Some(NamespaceOption {
@@ -543,9 +513,9 @@ async fn removing_a_pod_after_berthd_was_killed_still_releases_its_address() {
     let pod = run_pod(&mut cri, &pc).await;
     let ip = pod_ip(&mut cri, &pod).await;
     assert_eq!(net.allocations(), vec![ip.clone()]);
-    env.berthd.kill9().unwrap();
-    env.berthd.restart().await.unwrap();
-    let mut cri = env.berthd.client().await.unwrap();
+    env.base.berthd.kill9().unwrap();
+    env.base.berthd.restart().await.unwrap();
+    let mut cri = env.base.berthd.client().await.unwrap();
     assert_eq!(pod_ip(&mut cri, &pod).await, ip, "pod ip after restart");
     remove_pod(&mut cri, &pod).await;
     assert_eq!(net.allocations(), Vec::<String>::new());

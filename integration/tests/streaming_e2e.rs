@@ -6,10 +6,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::client::Cri;
-use berth_integration::registry::Registry;
-use berth_integration::{push, skip, skip_if, test_images};
+use berth_integration::env::{self, TestEnv};
+use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 
 fn python_websocket() -> Option<String> {
@@ -84,9 +83,7 @@ fn joined(frames: &[(u8, String)], channel: u8) -> String {
 }
 
 struct Env {
-    _registry: Registry,
-    _berthd: Berthd,
-    _dirs: Vec<tempfile::TempDir>,
+    base: TestEnv,
     cri: Cri,
     pod: String,
     pod_config: PodSandboxConfig,
@@ -94,112 +91,28 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let registry = Registry::start().await.unwrap();
-    push::push_image(
-        &registry.host(),
-        "busybox",
-        "latest",
-        test_images::busybox().unwrap(),
-    )
-    .await
-    .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let cni = tempfile::tempdir().unwrap();
-    std::fs::write(
-        cni.path().join("99-loopback.conflist"),
-        r#"{"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}"#,
-    )
-    .unwrap();
-    let berthd = Berthd::start_with(
-        BerthdOptions::default()
-            .config(&format!(
-                "[registry]\nconfig_path = \"{}\"\n",
-                certs.path().display()
-            ))
-            .cni_conf_dir(cni.path()),
-    )
-    .await
-    .unwrap();
-    let mut cri = berthd.client().await.unwrap();
-    let busybox = registry.image_ref("busybox", "latest");
-    cri.image
-        .pull_image(PullImageRequest {
-            image: Some(ImageSpec {
-                image: busybox.clone(),
-                ..Default::default()
-            }),
-            auth: None,
-            sandbox_config: None,
-        })
-        .await
-        .unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let pod_config = PodSandboxConfig {
-        metadata: Some(PodSandboxMetadata {
-            name: "stream".into(),
-            uid: "uid-stream".into(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        hostname: "stream".into(),
-        log_directory: logs.path().display().to_string(),
-        ..Default::default()
-    };
-    let pod = cri
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(pod_config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let mut base = TestEnv::start_for_pods().await.unwrap();
+    let pod_config = base.pod_config("stream");
+    let pod = base.run_pod(&pod_config).await.unwrap();
     Env {
-        _registry: registry,
-        _berthd: berthd,
-        _dirs: vec![certs, cni, logs],
-        cri,
+        cri: base.cri.clone(),
+        busybox: base.image("busybox"),
+        base,
         pod,
         pod_config,
-        busybox,
     }
 }
 
+/// Creates and starts a busybox container running `command` in the pod.
 async fn run(env: &mut Env, name: &str, command: &[&str], stdin: bool) -> String {
-    let id = env
-        .cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: env.pod.clone(),
-            config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: name.into(),
-                    attempt: 0,
-                }),
-                image: Some(ImageSpec {
-                    image: env.busybox.clone(),
-                    ..Default::default()
-                }),
-                command: command.iter().map(|s| s.to_string()).collect(),
-                log_path: format!("{name}.log"),
-                stdin,
-                ..Default::default()
-            }),
-            sandbox_config: Some(env.pod_config.clone()),
-        })
+    let config = ContainerConfig {
+        stdin,
+        ..env::container_config(name, &env.busybox, command)
+    };
+    env.base
+        .run_container(&env.pod, &env.pod_config, config)
         .await
         .unwrap()
-        .into_inner()
-        .container_id;
-    env.cri
-        .runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    id
 }
 
 #[tokio::test]
@@ -350,18 +263,6 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     assert!(data.contains("pf-ok"), "{frames:?}");
 
     // Removing the pod stops its containers and its pid-namespace init.
-    env.cri
-        .runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: env.pod.clone(),
-        })
-        .await
-        .unwrap();
-    env.cri
-        .runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: env.pod.clone(),
-        })
-        .await
-        .unwrap();
+    let pod = env.pod.clone();
+    env.base.remove_pod(&pod).await.unwrap();
 }
