@@ -479,12 +479,7 @@ mod tests {
         };
         let names = HashMap::from([(pod_id, "web".to_string())]);
         let out = ps_table(&[c], &names, false, now).render();
-        let lines: Vec<&str> = out.lines().collect();
-        let header: Vec<&str> = lines[0]
-            .split("  ")
-            .filter(|s| !s.is_empty())
-            .map(str::trim)
-            .collect();
+        let (header, rows) = crate::cli::output::table_cells(&out);
         assert_eq!(
             header,
             [
@@ -498,13 +493,8 @@ mod tests {
                 "POD"
             ]
         );
-        let cells: Vec<&str> = lines[1]
-            .split("   ")
-            .filter(|s| !s.is_empty())
-            .map(str::trim)
-            .collect();
         assert_eq!(
-            cells,
+            rows[0],
             [
                 "cdcdcdcdcdcdc",
                 "efefefefefefe",

@@ -182,6 +182,22 @@ pub fn check_list_format(format: &str) -> Result<()> {
     }
 }
 
+/// A rendered table's header names and the cells of each row (columns are
+/// separated by at least two blanks in the header, three in rows whose cells
+/// may contain single blanks such as "2 hours ago").
+#[cfg(test)]
+pub fn table_cells(rendered: &str) -> (Vec<&str>, Vec<Vec<&str>>) {
+    fn split<'a>(line: &'a str, sep: &str) -> Vec<&'a str> {
+        line.split(sep)
+            .filter(|s| !s.is_empty())
+            .map(str::trim)
+            .collect()
+    }
+    let mut lines = rendered.lines();
+    let header = lines.next().map(|l| split(l, "  ")).unwrap_or_default();
+    (header, lines.map(|l| split(l, "   ")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -337,12 +337,7 @@ mod tests {
             ..Default::default()
         }];
         let out = pods_table(&pods, false, now).render();
-        let lines: Vec<&str> = out.lines().collect();
-        let header: Vec<&str> = lines[0]
-            .split("  ")
-            .filter(|s| !s.is_empty())
-            .map(str::trim)
-            .collect();
+        let (header, rows) = crate::cli::output::table_cells(&out);
         assert_eq!(
             header,
             [
@@ -355,13 +350,8 @@ mod tests {
                 "RUNTIME"
             ]
         );
-        let cells: Vec<&str> = lines[1]
-            .split("   ")
-            .filter(|s| !s.is_empty())
-            .map(str::trim)
-            .collect();
         assert_eq!(
-            cells,
+            rows[0],
             [
                 "f00dbabef00db",
                 "5 minutes ago",

@@ -356,57 +356,33 @@ fn pod_sysctls(config: &PodSandboxConfig, host_net: bool, host_ipc: bool) -> Vec
     out
 }
 
-/// hostname, hosts and resolv.conf, bind-mounted into every container of the pod.
+/// hostname, hosts and resolv.conf, bind-mounted into every container of the
+/// pod. Without a configured hostname the pod's UTS namespace keeps the node's
+/// (it is a copy made at unshare), so the files say the same.
 fn write_pod_files(
     dir: &Path,
     config: &PodSandboxConfig,
     host_net: bool,
     ip: Option<&str>,
 ) -> Result<()> {
-    let write = |name: &str, data: &[u8]| -> Result<()> {
-        let p = dir.join(name);
-        std::fs::write(&p, data).map_err(Error::io("write pod file", &p))
-    };
-    let hostname = if config.hostname.is_empty() && host_net {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default()
+    let hostname = if config.hostname.is_empty() {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .map_err(|e| Error::Internal(format!("read the node's hostname: {e}")))?
     } else {
         config.hostname.clone()
     };
-    write("hostname", format!("{hostname}\n").as_bytes())?;
-    let hosts = if host_net {
-        std::fs::read("/etc/hosts").unwrap_or_default()
-    } else {
-        let mut h = b"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n".to_vec();
-        // The pod's own address under its hostname, as kubelet writes it.
-        if let (Some(ip), false) = (ip, hostname.is_empty()) {
-            h.extend_from_slice(format!("{ip}\t{hostname}\n").as_bytes());
-        }
-        h
-    };
-    write("hosts", &hosts)?;
-    let resolv = match &config.dns_config {
-        Some(d) if !(d.servers.is_empty() && d.searches.is_empty() && d.options.is_empty()) => {
-            resolv_conf(&d.servers, &d.searches, &d.options)
-        }
-        _ => std::fs::read("/etc/resolv.conf").unwrap_or_default(),
-    };
-    write("resolv.conf", &resolv)
-}
-
-fn resolv_conf(servers: &[String], searches: &[String], options: &[String]) -> Vec<u8> {
-    let mut s = String::new();
-    if !searches.is_empty() {
-        s.push_str(&format!("search {}\n", searches.join(" ")));
-    }
-    for n in servers {
-        s.push_str(&format!("nameserver {n}\n"));
-    }
-    if !options.is_empty() {
-        s.push_str(&format!("options {}\n", options.join(" ")));
-    }
-    s.into_bytes()
+    let dns = config
+        .dns_config
+        .as_ref()
+        .map(|d| crate::network::DnsSettings {
+            servers: d.servers.clone(),
+            searches: d.searches.clone(),
+            options: d.options.clone(),
+        })
+        .unwrap_or_default();
+    crate::network::write_pod_files(dir, &hostname, ip, &dns, host_net)?;
+    Ok(())
 }
 
 fn mount_shm(path: &PathBuf) -> Result<()> {
@@ -522,20 +498,6 @@ mod tests {
         // Absent namespace options mean POD for every namespace (crictl's minimal config).
         c.linux = None;
         assert!(validate(&c, "").is_ok());
-    }
-
-    #[test]
-    fn resolv_conf_lists_search_servers_and_options() {
-        let text = String::from_utf8(resolv_conf(
-            &["10.0.0.10".into(), "fd00::a".into()],
-            &["ns.svc.cluster.local".into(), "svc.cluster.local".into()],
-            &["ndots:5".into()],
-        ))
-        .unwrap();
-        assert_eq!(
-            text,
-            "search ns.svc.cluster.local svc.cluster.local\nnameserver 10.0.0.10\nnameserver fd00::a\noptions ndots:5\n"
-        );
     }
 
     #[test]

@@ -106,6 +106,10 @@ struct Inner {
     downloads: Semaphore,
     gc: Arc<RwLock<()>>,
     gc_pending: AtomicBool,
+    /// Set by garbage collection when a container keeps snapshots that no image
+    /// records: releasing a rootfs collects only then, so RemoveContainer does
+    /// not walk the store in the common case.
+    orphans: AtomicBool,
     /// Serialises rootfs references against garbage collection.
     refs: Mutex<()>,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
@@ -259,6 +263,7 @@ impl ImageService {
             http,
             gc: Arc::new(RwLock::new(())),
             gc_pending: AtomicBool::new(false),
+            orphans: AtomicBool::new(false),
             refs: Mutex::new(()),
             locks: Mutex::new(HashMap::new()),
             blob_downloads: AtomicU64::new(0),
@@ -738,6 +743,9 @@ impl ImageService {
             store::delete_ref(&inner.store, container_id)?;
         }
         // Its image may have been removed while it ran.
+        if !inner.orphans.load(Ordering::SeqCst) && !inner.gc_pending.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         match inner.gc.clone().try_write_owned() {
             Ok(g) => inner.gc_with(g)?,
             Err(_) => inner.gc_pending.store(true, Ordering::SeqCst),
@@ -756,16 +764,17 @@ impl Inner {
     /// (or are `open`, before any pull can start).
     fn collect_garbage(&self) -> Result<()> {
         let _refs = self.refs.lock().unwrap_or_else(|p| p.into_inner());
-        let (blobs, snaps) = store::live_set(&self.store)?;
+        let live = store::live_set(&self.store)?;
+        self.orphans.store(live.has_orphans(), Ordering::SeqCst);
         let mut freed = 0usize;
         for s in self.snapshots.list()? {
-            if !snaps.contains(&s) {
+            if !live.keeps_snapshot(&s) {
                 self.snapshots.remove(&s)?;
                 freed += 1;
             }
         }
         for b in self.content.list()? {
-            if !blobs.contains(&b) {
+            if !live.blobs.contains(&b) {
                 self.content.remove(&b)?;
                 freed += 1;
             }

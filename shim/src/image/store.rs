@@ -180,17 +180,16 @@ pub fn get_ref(store: &Store, id: &str) -> Result<Option<SnapshotRef>> {
 }
 
 /// Blobs and snapshots that must be kept: named by a record or a container.
-pub fn live_set(store: &Store) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+pub fn live_set(store: &Store) -> Result<LiveSet> {
     let tx = store.db().begin_read()?;
-    let mut blobs = BTreeSet::new();
-    let mut snaps = BTreeSet::new();
+    let mut live = LiveSet::default();
     match tx.open_table(RECORDS) {
         Ok(t) => {
             for item in t.iter()? {
                 let (k, v) = item?;
                 let r: ImageRecord = decode("image_records", k.value(), v.value())?;
-                blobs.extend(r.blobs);
-                snaps.extend(r.chain_ids);
+                live.blobs.extend(r.blobs);
+                live.image_snapshots.extend(r.chain_ids);
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -201,13 +200,37 @@ pub fn live_set(store: &Store) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
             for item in t.iter()? {
                 let (k, v) = item?;
                 let r: SnapshotRef = decode("snapshot_refs", k.value(), v.value())?;
-                snaps.extend(r.chain_ids);
+                live.container_snapshots.extend(r.chain_ids);
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok((blobs, snaps))
+    Ok(live)
+}
+
+/// What garbage collection must keep.
+#[derive(Debug, Default)]
+pub struct LiveSet {
+    /// Blobs of recorded images.
+    pub blobs: BTreeSet<String>,
+    /// Snapshots (chain ids) of recorded images.
+    pub image_snapshots: BTreeSet<String>,
+    /// Snapshots that containers' root filesystems stack.
+    pub container_snapshots: BTreeSet<String>,
+}
+
+impl LiveSet {
+    /// True for a snapshot some image or container uses.
+    pub fn keeps_snapshot(&self, chain_id: &str) -> bool {
+        self.image_snapshots.contains(chain_id) || self.container_snapshots.contains(chain_id)
+    }
+
+    /// True when a container keeps a snapshot no image records any more (its
+    /// image was removed while the container existed).
+    pub fn has_orphans(&self) -> bool {
+        !self.container_snapshots.is_subset(&self.image_snapshots)
+    }
 }
 
 #[cfg(test)]
@@ -251,12 +274,13 @@ mod tests {
             },
         )
         .unwrap();
-        let (blobs, snaps) = live_set(&s).unwrap();
-        assert_eq!(blobs.into_iter().collect::<Vec<_>>(), ["blob-a", "blob-b"]);
-        assert_eq!(
-            snaps.into_iter().collect::<Vec<_>>(),
-            ["chain-a", "chain-b", "chain-z"]
-        );
+        let live = live_set(&s).unwrap();
+        assert_eq!(live.blobs.iter().collect::<Vec<_>>(), ["blob-a", "blob-b"]);
+        for chain in ["chain-a", "chain-b", "chain-z"] {
+            assert!(live.keeps_snapshot(chain), "{chain}");
+        }
+        assert!(!live.keeps_snapshot("chain-y"));
+        assert!(live.has_orphans(), "chain-z is only kept by c1");
     }
 
     #[test]
