@@ -144,6 +144,35 @@ impl Session {
     }
 }
 
+/// `ps` in the container, through ExecSync.
+async fn ps(env: &mut TestEnv, cid: &str) -> String {
+    let r = env
+        .cri
+        .runtime
+        .exec_sync(ExecSyncRequest {
+            container_id: cid.into(),
+            cmd: vec!["ps".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    String::from_utf8_lossy(&r.stdout).into_owned()
+}
+
+/// Polls `ps` until `pred` holds, for at most 10 s.
+async fn wait_ps(env: &mut TestEnv, cid: &str, what: &str, pred: impl Fn(&str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ps(env, cid).await;
+        if pred(&out) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -188,6 +217,23 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
             .await
             .unwrap();
         assert_eq!(r.stdout, b"a\nb", "{transport:?}: stdin EOF must reach cat");
+
+        // An empty stdin closes at once; a large one arrives intact.
+        let url = exec_url(&mut env, &cid, &["cat"], true, false).await;
+        let r = client::run_and_collect(&url, transport, Some(Vec::new()), true, true, false)
+            .await
+            .unwrap();
+        assert_eq!((r.stdout.len(), r.exit_code), (0, 0), "{transport:?}");
+        let url = exec_url(&mut env, &cid, &["wc", "-c"], true, false).await;
+        let big = vec![b'x'; 5_000_000];
+        let r = client::run_and_collect(&url, transport, Some(big), true, true, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&r.stdout).trim(),
+            "5000000",
+            "{transport:?}"
+        );
 
         // A command that cannot start is an error, not exit code 0.
         let url = exec_url(&mut env, &cid, &["/no/such/binary"], false, false).await;
@@ -234,6 +280,20 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
         }
         s.send("exit 5\n").await;
         assert_eq!(s.finish().await.unwrap(), 5, "{transport:?}");
+
+        // A client that goes away (its future dropped) ends the exec'd process.
+        let url = exec_url(&mut env, &cid, &["sleep", "4321"], true, false).await;
+        let s = Session::start(url, transport, false, true);
+        wait_ps(&mut env, &cid, "exec never started", |o| {
+            o.contains("sleep 4321")
+        })
+        .await;
+        s.done.abort();
+        drop(s);
+        wait_ps(&mut env, &cid, "exec outlived its client", |o| {
+            !o.contains("sleep 4321")
+        })
+        .await;
 
         // Throughput sanity: 10 MB of stdout arrive intact.
         let url = exec_url(
@@ -326,6 +386,7 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
     // One httpd on IPv4 (all addresses), one only on the IPv6 loopback, when
     // the pod's loopback has IPv6.
     let script = "mkdir -p /www && echo hello-from-pod > /www/index.html && \
+        (nc -ll -p 9000 -e wc -c &) && \
         httpd -p [::1]:8081 -h /www; exec httpd -f -p 8080 -h /www";
     let (pod, cid) = pod_with(&mut env, "pf", script, false).await;
     let ipv6_url = exec_url(
@@ -368,6 +429,25 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
             );
         } else {
             println!("pod loopback has no IPv6: [::1] forward not checked");
+        }
+
+        // An upload and its half-close reach the pod (SPDY only: a v4
+        // WebSocket channel cannot be half-closed).
+        if transport == Transport::Spdy {
+            let url = port_forward_url(&mut env, &pod, 9000).await;
+            let (mut local, remote) = tokio::io::duplex(64 * 1024);
+            let fwd = tokio::spawn(async move {
+                client::port_forward(&url, Transport::Spdy, 9000, remote).await
+            });
+            local.write_all(&vec![b'y'; 3_000_000]).await.unwrap();
+            local.shutdown().await.unwrap();
+            let mut resp = String::new();
+            tokio::time::timeout(Duration::from_secs(20), local.read_to_string(&mut resp))
+                .await
+                .expect("wc did not answer")
+                .unwrap();
+            assert_eq!(resp.trim(), "3000000");
+            fwd.await.unwrap().unwrap();
         }
 
         // Nothing listening: the server's error comes back as an error.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::streaming::channel::ChannelWriter;
 use crate::streaming::spdy::frame::{goaway, rst, FLAG_FIN};
@@ -48,10 +48,13 @@ impl Shared {
     }
 }
 
-/// A client SPDY connection.
+/// A client SPDY connection. Dropping the last clone ends both tasks and
+/// so closes the socket: a caller that gives up (a dropped future) must
+/// look like a client that went away, which is what ends a remote process.
 #[derive(Clone)]
 pub(crate) struct Connection {
     shared: Arc<Shared>,
+    _end_on_drop: Arc<DropGuard>,
 }
 
 /// A stream this side opened: what the server sends on it, and a writer.
@@ -131,7 +134,11 @@ impl Connection {
         let (rd, wr) = tokio::io::split(io);
         tokio::spawn(write_loop(wr, out_rx, shared.cancel.clone()));
         tokio::spawn(read_loop(rd, leftover, shared.clone()));
-        Connection { shared }
+        let guard = Arc::new(shared.cancel.clone().drop_guard());
+        Connection {
+            shared,
+            _end_on_drop: guard,
+        }
     }
 
     /// Opens a stream with `headers`; the server's data arrives on its inbound queue.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::upgrade::refused;
 use super::Target;
@@ -24,7 +24,7 @@ const OUT_QUEUE: usize = 64;
 /// Payloads queued per channel before the reader waits (back-pressure).
 const IN_QUEUE: usize = 64;
 
-/// An open channel-multiplexed WebSocket.
+/// An open channel-multiplexed WebSocket; dropping it closes the socket.
 pub(crate) struct Mux {
     /// The subprotocol the server picked.
     pub protocol: String,
@@ -32,6 +32,7 @@ pub(crate) struct Mux {
     pub inbound: Vec<Option<mpsc::Receiver<Bytes>>>,
     out: mpsc::Sender<Message>,
     cancel: CancellationToken,
+    _end_on_drop: DropGuard,
 }
 
 /// Sends on one channel.
@@ -139,6 +140,7 @@ impl Mux {
             protocol,
             inbound,
             out: out_tx,
+            _end_on_drop: cancel.clone().drop_guard(),
             cancel,
         })
     }
