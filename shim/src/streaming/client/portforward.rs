@@ -157,3 +157,25 @@ where
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn websocket_port_header_is_skipped_across_messages() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for m in [&b"\x90"[..], b"\x1f", b"", b"GET", b" /"] {
+            tx.send(Bytes::copy_from_slice(m)).await.unwrap();
+        }
+        drop(tx);
+        let mut skip = 2;
+        assert_eq!(next_payload(&mut rx, &mut skip).await.unwrap(), "GET");
+        assert_eq!(next_payload(&mut rx, &mut skip).await.unwrap(), " /");
+        assert!(next_payload(&mut rx, &mut skip).await.is_none());
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.send(Bytes::from_static(b"\x90\x1fdata")).await.unwrap();
+        let mut skip = 2;
+        assert_eq!(next_payload(&mut rx, &mut skip).await.unwrap(), "data");
+    }
+}

@@ -222,3 +222,111 @@ async fn read_loop<R>(
     drop(senders);
     cancel.cancel();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+
+    /// A fake server: checks the offered subprotocols, picks v5, says hello
+    /// with an empty message, sends on stdout/stderr/error, and expects the
+    /// client's stdin followed by the v5 close signal for channel 0.
+    #[tokio::test]
+    async fn channels_are_routed_and_v5_closes_stdin() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            // The error type is tungstenite's, not ours to shrink.
+            #[allow(clippy::result_large_err)]
+            let pick = |req: &Request, mut resp: Response| {
+                let offered = req.headers()["sec-websocket-protocol"].to_str().unwrap();
+                assert_eq!(offered, "v5.channel.k8s.io, v4.channel.k8s.io");
+                assert_eq!(req.uri().path(), "/exec/tok");
+                resp.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    HeaderValue::from_static("v5.channel.k8s.io"),
+                );
+                Ok(resp)
+            };
+            let mut ws = tokio_tungstenite::accept_hdr_async(tcp, pick)
+                .await
+                .unwrap();
+            for m in [
+                &b"\x01"[..],
+                b"\x01ok",
+                b"\x02err",
+                b"\x03{\"status\":\"Success\"}",
+            ] {
+                ws.send(Message::binary(m.to_vec())).await.unwrap();
+            }
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match ws.next().await.unwrap().unwrap() {
+                    Message::Binary(b) => got.push(b.to_vec()),
+                    other => panic!("{other:?}"),
+                }
+            }
+            ws.close(None).await.unwrap();
+            got
+        });
+        let target = Target {
+            authority: addr.to_string(),
+            path: "/exec/tok".into(),
+        };
+        let mut mux = Mux::connect(&target, &["v5.channel.k8s.io", "v4.channel.k8s.io"], 5)
+            .await
+            .unwrap();
+        assert_eq!(mux.protocol, "v5.channel.k8s.io");
+        let mut stdin = mux.writer(0);
+        stdin.write(Bytes::from_static(b"hi")).await.unwrap();
+        stdin.close().await.unwrap();
+        let mut recv_all = |ch: usize| {
+            let mut rx = mux.inbound[ch].take().unwrap();
+            async move {
+                let mut v = Vec::new();
+                while let Some(b) = rx.recv().await {
+                    v.extend_from_slice(&b);
+                }
+                v
+            }
+        };
+        let (out, err, status) = tokio::join!(recv_all(1), recv_all(2), recv_all(3));
+        assert_eq!(out, b"ok", "the empty hello is not data");
+        assert_eq!(err, b"err");
+        assert_eq!(status, br#"{"status":"Success"}"#);
+        assert_eq!(
+            server.await.unwrap(),
+            vec![b"\x00hi".to_vec(), vec![255, 0]]
+        );
+        assert!(stdin.write(Bytes::from_static(b"x")).await.is_err());
+        mux.close().await;
+    }
+
+    #[tokio::test]
+    async fn refused_upgrade_maps_to_not_found() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let body = "404 page not found\n";
+            let resp = format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            tcp.write_all(resp.as_bytes()).await.unwrap();
+        });
+        let target = Target {
+            authority: addr.to_string(),
+            path: "/exec/used".into(),
+        };
+        let e = Mux::connect(&target, &["v5.channel.k8s.io"], 5)
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::NotFound(_)), "{e}");
+    }
+}
