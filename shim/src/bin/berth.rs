@@ -15,7 +15,7 @@ fn main() {
         }
     };
     match rt.block_on(berth_shim::cli::run(cli)) {
-        // `exec -s` passes the command's exit code through.
+        // `exec` (and `attach`) pass the remote exit code through.
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("berth: {e}");

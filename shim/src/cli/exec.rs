@@ -1,31 +1,38 @@
-//! `berth exec -s`: ExecSync, printing the command's output and passing its
-//! exit code through. Streaming exec (`-it`, or without `-s`) needs the
-//! streaming client, which the CLI does not have yet.
+//! `berth exec`: without `-s`, through the streaming server like crictl
+//! (Exec RPC, then the SPDY or WebSocket client), with `-i` for stdin and
+//! `-t` for a terminal (raw mode, window size and SIGWINCH); with `-s`,
+//! ExecSync. Either way the command's exit code becomes berth's.
 
 use std::io::Write;
 
-use berth_proto::v1::ExecSyncRequest;
+use berth_proto::v1::{ExecRequest, ExecSyncRequest};
 use clap::Args;
 
 use super::pods::with_id;
+use super::terminal;
 use crate::client::CriClient;
 use crate::error::{Error, Result};
+use crate::streaming::client::{self, RemoteStdio, Transport};
+use crate::streaming::{BoxReader, BoxWriter};
 
-/// `berth exec [-s] ID CMD...`.
+/// `berth exec [-s] [-i] [-t] ID CMD...`.
 #[derive(Args, Debug)]
 pub struct ExecArgs {
-    /// Run synchronously (ExecSync); the only mode supported so far.
+    /// Run synchronously (ExecSync) instead of through the streaming server.
     #[arg(short = 's', long)]
     pub sync: bool,
     /// Timeout in seconds for a synchronous exec (0: none).
     #[arg(long, default_value_t = 0)]
     pub timeout: i64,
-    /// Keep stdin open (needs the streaming client; not supported yet).
+    /// Keep stdin open and send it to the command.
     #[arg(short = 'i', long)]
     pub interactive: bool,
-    /// Allocate a tty (needs the streaming client; not supported yet).
+    /// Allocate a tty (stderr is merged into stdout).
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Streaming protocol: spdy or websocket.
+    #[arg(long, default_value = "spdy", value_parser = parse_transport)]
+    pub transport: Transport,
     /// Container id.
     pub id: String,
     /// Command and arguments.
@@ -33,11 +40,64 @@ pub struct ExecArgs {
     pub cmd: Vec<String>,
 }
 
+/// clap's parser for `--transport`.
+pub(crate) fn parse_transport(s: &str) -> std::result::Result<Transport, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
 /// Runs the command; returns its exit code.
-pub async fn exec_sync(cri: &mut CriClient, a: ExecArgs) -> Result<i32> {
+pub async fn exec(cri: &mut CriClient, a: ExecArgs) -> Result<i32> {
+    if a.sync {
+        return exec_sync(cri, a).await;
+    }
+    let url = cri
+        .runtime
+        .exec(ExecRequest {
+            container_id: a.id.clone(),
+            cmd: a.cmd,
+            tty: a.tty,
+            stdin: a.interactive,
+            stdout: true,
+            stderr: !a.tty,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| with_id("exec in container", &a.id, e))?
+        .into_inner()
+        .url;
+    stream(&url, a.transport, a.interactive, a.tty).await
+}
+
+/// Connects the local stdio to the remote command or container behind
+/// `url` (exec or attach); returns the remote exit code.
+pub(crate) async fn stream(url: &str, transport: Transport, stdin: bool, tty: bool) -> Result<i32> {
+    let stdio = RemoteStdio {
+        stdin: if stdin {
+            Some(terminal::stdin()?)
+        } else {
+            None::<BoxReader>
+        },
+        stdout: Some(Box::new(tokio::io::stdout()) as BoxWriter),
+        stderr: (!tty).then(|| Box::new(tokio::io::stderr()) as BoxWriter),
+        tty,
+        resize: if tty { Some(terminal::sizes()?) } else { None },
+    };
+    // Raw only with a remote terminal and keystrokes to send; the guard
+    // restores the mode whichever way this returns.
+    let _raw = if tty && stdin {
+        terminal::RawMode::enable()?
+    } else {
+        None
+    };
+    client::remote_command(url, transport, stdio).await
+}
+
+/// ExecSync, printing the command's output; returns its exit code.
+async fn exec_sync(cri: &mut CriClient, a: ExecArgs) -> Result<i32> {
     if a.interactive || a.tty {
-        return Err(Error::Unimplemented(
-            "exec -i/-t is not supported yet by the berth CLI (it needs the streaming client); use `berth exec -s` or crictl".into(),
+        return Err(Error::InvalidArgument(
+            "exec: -s/--sync cannot be combined with -i or -t (ExecSync has no stdin or tty)"
+                .into(),
         ));
     }
     if a.timeout < 0 {

@@ -5,6 +5,7 @@
 //! `-i/--image-endpoint`, `-t/--timeout`); as with crictl, `-i` and `-t` go
 //! before the verb, since several verbs use those letters themselves.
 
+mod attach;
 mod config_file;
 mod containers;
 mod defaults;
@@ -15,7 +16,9 @@ mod inspect;
 mod logs;
 mod output;
 mod pods;
+mod port_forward;
 mod stats;
+mod terminal;
 
 use std::time::Duration;
 
@@ -100,18 +103,10 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
-    /// Attach to a running container (not supported yet).
-    Attach {
-        /// Container id.
-        id: String,
-    },
-    /// Forward local ports to a pod sandbox (not supported yet).
-    PortForward {
-        /// Pod sandbox id.
-        id: String,
-        /// Port mappings.
-        ports: Vec<String>,
-    },
+    /// Attach to a running container.
+    Attach(attach::AttachArgs),
+    /// Forward local ports to a pod sandbox.
+    PortForward(port_forward::PortForwardArgs),
     /// Show container resource usage.
     Stats(stats::StatsArgs),
     /// Show pod sandbox resource usage.
@@ -172,27 +167,8 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// The error for verbs that need the streaming client, which berth lacks yet.
-fn streaming_unsupported(what: &str) -> Error {
-    Error::Unimplemented(format!(
-        "{what} is not supported yet by the berth CLI (it needs the streaming client); use `berth exec -s` or crictl"
-    ))
-}
-
 /// Runs one CLI invocation, writing to stdout; returns the process exit code.
 pub async fn run(cli: Cli) -> Result<i32> {
-    // Refuse the unsupported verbs before dialling, so the message is the same
-    // with or without a daemon.
-    match &cli.command {
-        Command::Attach { .. } => return Err(streaming_unsupported("attach")),
-        Command::PortForward { .. } => return Err(streaming_unsupported("port-forward")),
-        Command::Exec(a) if !a.sync => {
-            return Err(streaming_unsupported(
-                "exec without -s/--sync (interactive or streaming exec)",
-            ));
-        }
-        _ => {}
-    }
     let mut cri = client::connect(&cli.runtime_endpoint, cli.timeout).await?;
     if let Some(image_endpoint) = &cli.image_endpoint {
         cri.image = client::connect(image_endpoint, cli.timeout).await?.image;
@@ -222,12 +198,12 @@ async fn dispatch(cri: &mut CriClient, command: Command) -> Result<i32> {
         Command::Inspectp(a) => inspect::pod(cri, a).await?,
         Command::Inspecti(a) => inspect::image(cri, a).await?,
         Command::Logs(a) => logs::logs(cri, a).await?,
-        Command::Exec(a) => return exec::exec_sync(cri, a).await,
+        Command::Exec(a) => return exec::exec(cri, a).await,
+        Command::Attach(a) => return attach::attach(cri, a).await,
+        Command::PortForward(a) => return port_forward::port_forward(cri, a).await,
         Command::Stats(a) => stats::stats(cri, a).await?,
         Command::Statsp(a) => stats::statsp(cri, a).await?,
         Command::Events(a) => events::events(cri, &a.output).await?,
-        Command::Attach { .. } => return Err(streaming_unsupported("attach")),
-        Command::PortForward { .. } => return Err(streaming_unsupported("port-forward")),
     }
     Ok(0)
 }
@@ -332,6 +308,32 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let cli = Cli::try_parse_from(["berth", "exec", "-it", "abc", "sh"]).unwrap();
+        match cli.command {
+            Command::Exec(a) => {
+                assert!(a.interactive && a.tty && !a.sync);
+                assert_eq!(a.transport, crate::streaming::client::Transport::Spdy);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["berth", "attach", "-i", "--transport", "websocket", "c"])
+            .unwrap();
+        match cli.command {
+            Command::Attach(a) => {
+                assert!(a.stdin && !a.tty);
+                assert_eq!(a.transport, crate::streaming::client::Transport::WebSocket);
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["berth", "port-forward", "p", "8080", ":80"]).unwrap();
+        match cli.command {
+            Command::PortForward(a) => {
+                assert_eq!(a.address, ["localhost"]);
+                assert_eq!(a.ports, ["8080", ":80"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["berth", "exec", "--transport", "x", "c", "sh"]).is_err());
         let cli = Cli::try_parse_from(["berth", "image", "-q"]).unwrap();
         assert!(matches!(cli.command, Command::Images(a) if a.quiet));
         assert!(parse_labels(&["a=b".into(), "c=".into()]).is_ok());

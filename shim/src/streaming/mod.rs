@@ -34,6 +34,7 @@
 //! [`netns::connect_in_netns`] (for port-forward).
 
 pub mod channel;
+pub mod client;
 pub mod monitor_attach;
 pub mod netns;
 pub mod process;

@@ -1,6 +1,7 @@
 //! SPDY/3.1 as Kubernetes uses it: a multiplexing layer with client-created
-//! streams, zlib-compressed header blocks and per-stream half-close. Only the
-//! server side is implemented; the frame codec is shared with the tests' client.
+//! streams, zlib-compressed header blocks and per-stream half-close. [`session`] is
+//! the server side; the frame codec is shared with the client in
+//! [`crate::streaming::client`].
 
 pub mod dictionary;
 pub mod frame;

@@ -1,0 +1,312 @@
+//! The `berth` CLI's streaming verbs end to end: `exec` (with and without
+//! `-i`/`-t`, exit codes passed through), `attach` and `port-forward`, run as
+//! the real binary against a live berthd, over SPDY and WebSocket.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use berth_integration::env::{container_config, TestEnv};
+use berth_integration::{skip, skip_if};
+
+const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
+
+fn skip_reason() -> Option<String> {
+    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
+}
+
+/// The berth binary next to berthd, with the endpoint of one berthd.
+struct Berth {
+    binary: PathBuf,
+    endpoint: String,
+}
+
+impl Berth {
+    fn for_env(env: &TestEnv) -> Berth {
+        let binary = env.berthd.binary().with_file_name("berth");
+        assert!(
+            binary.is_file(),
+            "{} missing: build the berth-shim bins",
+            binary.display()
+        );
+        Berth {
+            binary,
+            endpoint: env.berthd.endpoint(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("-r")
+            .arg(&self.endpoint)
+            .args(["-t", "30s"])
+            .args(args);
+        c
+    }
+
+    /// Runs with `stdin` piped in; returns the output.
+    fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        wait_output(child, Duration::from_secs(60))
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, b"")
+    }
+}
+
+/// Waits for `child` at most `limit` (killing it after), collecting its output.
+fn wait_output(child: Child, limit: Duration) -> Output {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("berth (pid {pid}) did not finish within {limit:?}");
+        }
+    }
+}
+
+/// Lines of a child's stdout, read on a thread so waits can time out.
+fn lines_of(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first line containing `want`, within 20 s.
+fn wait_line(lines: &mpsc::Receiver<String>, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) if l.contains(want) => return l,
+            Ok(l) => seen.push(l),
+            Err(e) => panic!("no line with {want:?} ({e}); saw {seen:?}"),
+        }
+    }
+}
+
+async fn pod_with(env: &mut TestEnv, name: &str, script: &str, stdin: bool) -> (String, String) {
+    let config = env.pod_config(name);
+    let pod = env.run_pod(&config).await.unwrap();
+    let mut c = container_config(name, &env.image("busybox"), &["sh", "-c", script]);
+    c.stdin = stdin;
+    let cid = env.run_container(&pod, &config, c).await.unwrap();
+    (pod, cid)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn exec_streams_stdin_and_passes_exit_codes() {
+    skip_if!(skip_reason());
+    let mut env = TestEnv::start_for_pods().await.unwrap();
+    let berth = Berth::for_env(&env);
+    let (pod, cid) = pod_with(&mut env, "cli-exec", "exec sleep 3600", false).await;
+    for t in TRANSPORTS {
+        let tr = ["--transport", t];
+        // Piped stdin reaches the command; its EOF ends `read`.
+        let out = berth.run_with_stdin(
+            &[
+                &["exec", "-i"][..],
+                &tr,
+                &[&cid, "sh", "-c", "read x; echo got:$x"],
+            ]
+            .concat(),
+            b"hello\n",
+        );
+        assert_eq!(out.status.code(), Some(0), "{t}: {out:?}");
+        assert_eq!(text(&out.stdout), "got:hello\n", "{t}");
+
+        // The remote exit code is berth's (crictl does the same).
+        let out = berth.run(&[&["exec"][..], &tr, &[&cid, "sh", "-c", "exit 4"]].concat());
+        assert_eq!(out.status.code(), Some(4), "{t}: {out:?}");
+        let out = berth.run(
+            &[
+                &["exec"][..],
+                &tr,
+                &[&cid, "sh", "-c", "echo out; echo err >&2; exit 3"],
+            ]
+            .concat(),
+        );
+        assert_eq!(out.status.code(), Some(3), "{t}: {out:?}");
+        assert_eq!(text(&out.stdout), "out\n", "{t}");
+        assert_eq!(text(&out.stderr), "err\n", "{t}");
+
+        // -it with piped stdin: a remote terminal (no local raw mode).
+        let out = berth.run_with_stdin(
+            &[&["exec", "-it"][..], &tr, &[&cid, "sh"]].concat(),
+            b"[ -t 0 ] && echo is-a-tty; echo hi-$((1+1)); exit 7\n",
+        );
+        assert_eq!(out.status.code(), Some(7), "{t}: {out:?}");
+        let s = text(&out.stdout);
+        assert!(s.contains("\nis-a-tty") && s.contains("hi-2"), "{t}: {s:?}");
+        assert!(out.stderr.is_empty(), "{t}: {}", text(&out.stderr));
+    }
+    // A command that cannot start: the shell's 127 and a message on stderr.
+    let out = berth.run(&["exec", &cid, "/no/such/binary"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(text(&out.stderr).contains("/no/such/binary"), "{out:?}");
+    // An unknown container is refused before any streaming.
+    let out = berth.run(&["exec", "-i", "nonexistent", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nonexistent"), "{out:?}");
+    let out = berth.run(&["exec", "-s", "-i", &cid, "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("-s/--sync"), "{out:?}");
+
+    // On a real terminal: raw mode, the window size sent at the start, and
+    // the local mode restored afterwards.
+    if Path::new("/usr/bin/script").exists() {
+        let cmd = format!(
+            "stty rows 33 cols 77; {} -r {} exec -it {cid} stty size; stty -a",
+            berth.binary.display(),
+            berth.endpoint
+        );
+        let out = Command::new("/usr/bin/script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let s = text(&out.stdout);
+        assert!(out.status.success(), "{s}");
+        assert!(s.contains("33 77"), "size not sent: {s:?}");
+        let after = &s[s.find("33 77").unwrap()..];
+        assert!(
+            after.contains(" icanon") && after.contains(" echo ") && !after.contains("-icanon"),
+            "terminal mode not restored: {after:?}"
+        );
+    }
+    env.remove_pod(&pod).await.unwrap();
+}
+
+#[tokio::test]
+async fn attach_sees_output_and_feeds_stdin() {
+    skip_if!(skip_reason());
+    let mut env = TestEnv::start_for_pods().await.unwrap();
+    let berth = Berth::for_env(&env);
+    let script = r#"while read l; do [ "$l" = quit ] && exit 0; echo got:$l; done"#;
+    let mut pods = Vec::new();
+    for t in TRANSPORTS {
+        let (pod, cid) = pod_with(&mut env, &format!("cli-attach-{t}"), script, true).await;
+        pods.push(pod);
+        let mut child = berth
+            .command(&["attach", "-i", "--transport", t, &cid])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(child.stdout.take().unwrap());
+        let mut stdin = child.stdin.take().unwrap();
+        // The attach may still be connecting: repeat until output comes back.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            stdin.write_all(b"ping\n").unwrap();
+            if let Ok(l) = lines.recv_timeout(Duration::from_millis(500)) {
+                assert_eq!(l, "got:ping", "{t}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{t}: attach saw no output");
+        }
+        stdin.write_all(b"second\n").unwrap();
+        wait_line(&lines, "got:second");
+        // The container's process ending ends the attach, successfully.
+        stdin.write_all(b"quit\n").unwrap();
+        let out = wait_output(child, Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(0), "{t}: {}", text(&out.stderr));
+    }
+    let out = berth.run(&["attach", "nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nonexistent"), "{out:?}");
+    for pod in pods {
+        env.remove_pod(&pod).await.unwrap();
+    }
+}
+
+fn http_get(port: u16) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    Ok(resp)
+}
+
+#[tokio::test]
+async fn port_forward_serves_local_connections() {
+    skip_if!(skip_reason());
+    let mut env = TestEnv::start_for_pods().await.unwrap();
+    let berth = Berth::for_env(&env);
+    let script = "mkdir -p /www && echo hello-from-pod > /www/index.html && \
+        exec httpd -f -p 8080 -h /www";
+    let (pod, _) = pod_with(&mut env, "cli-pf", script, false).await;
+    for t in TRANSPORTS {
+        let mut child = berth
+            .command(&["port-forward", "--transport", t, &pod, "0:8080"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = lines_of(child.stdout.take().unwrap());
+        let line = wait_line(&lines, "Forwarding from 127.0.0.1:");
+        let port: u16 = line
+            .trim_start_matches("Forwarding from 127.0.0.1:")
+            .trim_end_matches(" -> 8080")
+            .parse()
+            .unwrap_or_else(|_| panic!("{line:?}"));
+        // httpd may still be starting: retry until a full response comes back.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let resp = loop {
+            match http_get(port) {
+                Ok(r) if r.contains("hello-from-pod") => break r,
+                other => assert!(Instant::now() < deadline, "{t}: {other:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{t}: {resp}");
+        // Each connection gets its own forward; a second one works as well.
+        let resp = http_get(port).unwrap();
+        assert!(resp.ends_with("hello-from-pod\n"), "{t}: {resp}");
+        // Ctrl-C ends it cleanly.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )
+        .unwrap();
+        let out = wait_output(child, Duration::from_secs(20));
+        assert_eq!(out.status.code(), Some(0), "{t}: {}", text(&out.stderr));
+    }
+    let out = berth.run(&["port-forward", "nonexistent", "8080"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nonexistent"), "{out:?}");
+    let out = berth.run(&["port-forward", &pod, "http"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a port number"), "{out:?}");
+    env.remove_pod(&pod).await.unwrap();
+}
