@@ -8,6 +8,7 @@
 //!   manifests back.
 //! - [`berthd::Berthd`]: the real daemon as a child process in a private tempdir.
 //! - [`client::Cri`]: typed CRI clients over a unix socket.
+//! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard.
 
 pub mod error;
 pub mod image_builder;
@@ -16,6 +17,7 @@ pub mod test_images;
 pub use error::{Error, Result};
 pub mod bench;
 pub mod berthd;
+pub mod bridge;
 pub mod cleanup;
 pub mod client;
 pub mod containerd;

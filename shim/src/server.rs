@@ -33,7 +33,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     // Check for a live owner before touching any state: a second berthd must not
     // disturb the first one's store or socket.
     refuse_if_live(&socket)?;
-    let svc = Arc::new(CriService::open(config)?);
+    let svc = Arc::new(CriService::open(config).await?);
     svc.start_streaming().await?;
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), "serving CRI");

@@ -35,11 +35,13 @@ mod image_remove;
 mod image_status;
 mod recovery;
 mod runtime_status;
+mod sandbox_metrics;
 mod sandbox_remove;
 mod sandbox_run;
 mod sandbox_stats;
 mod sandbox_status;
 mod sandbox_stop;
+mod sandbox_update;
 pub mod service;
 mod unimplemented;
 
@@ -64,7 +66,7 @@ pub struct CriService {
 impl CriService {
     /// Opens the metadata and image stores under the configured root. The
     /// service answers `UNAVAILABLE` until [`CriService::set_ready`] is called.
-    pub fn open(config: Config) -> Result<CriService> {
+    pub async fn open(config: Config) -> Result<CriService> {
         let root = config.root.clone();
         std::fs::create_dir_all(&root).map_err(Error::io("create root directory", &root))?;
         std::fs::create_dir_all(&config.state_dir)
@@ -82,7 +84,7 @@ impl CriService {
             images.clone(),
         ));
         // Start-up recovery: before the service can be marked ready.
-        lifecycle.recover()?;
+        lifecycle.recover().await?;
         Ok(CriService {
             lifecycle,
             config,

@@ -2,7 +2,10 @@
 //! container record, fold in what happened while berthd was down (exits the
 //! monitors recorded, runtime state lost to a reboot), and roll back objects a
 //! crashed call left `Creating`. Namespace pins and monitors outlive berthd, so
-//! nothing is re-created. A record that cannot be read is logged and left in
+//! nothing is re-created. A pod left `Creating` may have been given an address
+//! by a CNI ADD that berthd did not live to see finish: its rollback runs CNI
+//! DEL (idempotent, fine when ADD never ran) before the namespace pins go, or
+//! host-local IPAM would keep that address reserved forever. A record that cannot be read is logged and left in
 //! the store untouched rather than deleted.
 
 use std::sync::Arc;
@@ -27,7 +30,7 @@ pub(crate) struct Recovered {
 
 impl Lifecycle {
     /// Rebuilds the in-memory state from the store and the runtime.
-    pub(crate) fn recover(self: &Arc<Self>) -> Result<Recovered> {
+    pub(crate) async fn recover(self: &Arc<Self>) -> Result<Recovered> {
         let mut out = Recovered::default();
         for (id, rec) in self.load::<PodRecord>(self.pods.table(), &mut out)? {
             if let Err(e) = check_version(self.pods.table(), &id, rec.version) {
@@ -37,7 +40,7 @@ impl Lifecycle {
             }
             if rec.state == PodState::Creating {
                 tracing::warn!(pod_sandbox_id = %id, "rolling back pod sandbox left half-created");
-                match self.roll_back_pod(&rec) {
+                match self.roll_back_pod(&rec).await {
                     Ok(()) => out.rolled_back += 1,
                     Err(e) => {
                         tracing::error!(pod_sandbox_id = %id, error = %e, "rollback failed; will retry at next start");
@@ -136,7 +139,11 @@ impl Lifecycle {
         Ok(recs)
     }
 
-    fn roll_back_pod(&self, rec: &PodRecord) -> Result<()> {
+    async fn roll_back_pod(&self, rec: &PodRecord) -> Result<()> {
+        // Before the unpin: DEL wants the namespace to remove the interface
+        // too (it also works without one, releasing the address only).
+        self.network_teardown(&rec.id, &rec.config, rec.namespaces.net.as_deref())
+            .await?;
         if let Some(dir) = &rec.ns_dir {
             berth_runtime::unpin_namespaces(dir)
                 .map_err(super::container_runtime::runtime_error)?;
@@ -204,6 +211,7 @@ mod tests {
             namespaces: PodNamespacePaths::default(),
             cgroup_parent: "/berth".into(),
             ips: None,
+            resources: None,
         }
     }
 
@@ -238,8 +246,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn half_created_objects_are_rolled_back_and_lost_containers_marked_exited() {
+    #[tokio::test]
+    async fn half_created_objects_are_rolled_back_and_lost_containers_marked_exited() {
         let dir = tempfile::tempdir().unwrap();
         {
             let lc = lifecycle(dir.path());
@@ -266,7 +274,7 @@ mod tests {
             s.put(CONTAINERS_TABLE_NAME, "c3", &future).unwrap();
         }
         let lc = lifecycle(dir.path());
-        let got = lc.recover().unwrap();
+        let got = lc.recover().await.unwrap();
         assert_eq!(
             got,
             Recovered {

@@ -135,6 +135,7 @@ impl Lifecycle {
             namespaces,
             cgroup_parent,
             ips: None,
+            resources: None,
         };
 
         // The record comes first: if berthd dies mid-way, recovery finds a

@@ -1,21 +1,40 @@
 //! PodSandboxStats, ListPodSandboxStats and StreamPodSandboxStats: the sum of
-//! the pod's containers (berth pods have no process of their own). Network
-//! usage stays empty until CNI lands.
+//! the pod's containers (berth pods have no process of their own), plus the
+//! byte and error counters of the interfaces in the pod's network namespace.
+//! Host-network pods report no network usage: their interfaces are the
+//! node's, shared with everything else, so no counter belongs to the pod
+//! (kubelet takes node network stats elsewhere).
 
 use berth_proto::v1::{
     CpuUsage, LinuxPodSandboxStats, ListPodSandboxStatsRequest, ListPodSandboxStatsResponse,
-    MemoryUsage, PodSandboxAttributes, PodSandboxStats, PodSandboxStatsFilter,
-    PodSandboxStatsRequest, PodSandboxStatsResponse, ProcessUsage, StreamPodSandboxStatsRequest,
-    StreamPodSandboxStatsResponse, UInt64Value,
+    MemoryUsage, NetworkInterfaceUsage, NetworkUsage, PodSandboxAttributes, PodSandboxStats,
+    PodSandboxStatsFilter, PodSandboxStatsRequest, PodSandboxStatsResponse, ProcessUsage,
+    StreamPodSandboxStatsRequest, StreamPodSandboxStatsResponse, UInt64Value,
 };
 
 use super::container_runtime::Lifecycle;
 use super::container_status::STREAM_PAGE;
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
+use crate::network::{InterfaceCounters, POD_IFNAME};
 use crate::state::{id_matches, labels_match, now_nanos, PodRecord, PodState};
 
 impl Lifecycle {
+    /// The pod's interface counters; `None` for a host-network pod, or when
+    /// its namespace cannot be read (logged: stats are best effort, as the
+    /// pod may be going away while it is sampled).
+    pub(crate) async fn pod_network_usage(&self, pod: &PodRecord) -> Option<NetworkUsage> {
+        let netns = pod.namespaces.net.clone()?;
+        let counters = match crate::network::interface_counters(netns).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(pod_sandbox_id = %pod.id, error = %e, "no network stats");
+                return None;
+            }
+        };
+        Some(network_usage(now_nanos(), counters))
+    }
+
     async fn pod_stats_of(&self, pod: &PodRecord) -> Result<PodSandboxStats> {
         let containers = self.all_container_stats(|c| c.pod_id == pod.id).await?;
         let sum =
@@ -76,7 +95,7 @@ impl Lifecycle {
             linux: Some(LinuxPodSandboxStats {
                 cpu: Some(cpu),
                 memory: Some(memory),
-                network: None,
+                network: self.pod_network_usage(pod).await,
                 process: Some(ProcessUsage {
                     timestamp: ts,
                     process_count: Some(UInt64Value { value: pids }),
@@ -99,6 +118,32 @@ impl Lifecycle {
             }
         }
         Ok(out)
+    }
+}
+
+/// The CRI form: every interface but loopback (pod-internal traffic is not
+/// network usage), the CNI interface as the default one.
+fn network_usage(ts: i64, counters: Vec<InterfaceCounters>) -> NetworkUsage {
+    let interfaces: Vec<NetworkInterfaceUsage> = counters
+        .into_iter()
+        .filter(|c| c.name != "lo")
+        .map(|c| NetworkInterfaceUsage {
+            name: c.name,
+            rx_bytes: Some(UInt64Value { value: c.rx_bytes }),
+            rx_errors: Some(UInt64Value { value: c.rx_errors }),
+            tx_bytes: Some(UInt64Value { value: c.tx_bytes }),
+            tx_errors: Some(UInt64Value { value: c.tx_errors }),
+        })
+        .collect();
+    let default_interface = interfaces
+        .iter()
+        .find(|i| i.name == POD_IFNAME)
+        .or(interfaces.first())
+        .cloned();
+    NetworkUsage {
+        timestamp: ts,
+        default_interface,
+        interfaces,
     }
 }
 
@@ -145,5 +190,46 @@ impl CriService {
             })
             .collect();
         Ok(Box::pin(futures::stream::iter(pages)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(name: &str, rx: u64) -> InterfaceCounters {
+        InterfaceCounters {
+            name: name.into(),
+            rx_bytes: rx,
+            rx_errors: 1,
+            tx_bytes: 2 * rx,
+            tx_errors: 3,
+        }
+    }
+
+    #[test]
+    fn loopback_is_left_out_and_eth0_is_the_default_interface() {
+        let u = network_usage(
+            7,
+            vec![
+                counters("lo", 5),
+                counters("net1", 10),
+                counters("eth0", 20),
+            ],
+        );
+        assert_eq!(u.timestamp, 7);
+        let names: Vec<_> = u.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["net1", "eth0"]);
+        let d = u.default_interface.unwrap();
+        assert_eq!(d.name, "eth0");
+        assert_eq!(d.rx_bytes.unwrap().value, 20);
+        assert_eq!(d.tx_bytes.unwrap().value, 40);
+        assert_eq!(
+            (d.rx_errors.unwrap().value, d.tx_errors.unwrap().value),
+            (1, 3)
+        );
+        // Only loopback (the loopback-only CNI config): no default interface.
+        let u = network_usage(1, vec![counters("lo", 5)]);
+        assert!(u.interfaces.is_empty() && u.default_interface.is_none());
     }
 }

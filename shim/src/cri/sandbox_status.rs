@@ -101,8 +101,24 @@ fn verbose_info(rec: &PodRecord) -> Result<String> {
         "hostname": rec.config.hostname,
         "logDirectory": rec.config.log_directory,
         "runtimeHandler": rec.runtime_handler,
+        "resources": rec.resources.as_ref().map(|r| serde_json::json!({
+            "overhead": resources_json(&r.overhead),
+            "resources": resources_json(&r.resources),
+        })),
     }))
     .map_err(|e| Error::Internal(format!("verbose pod info: {e}")))
+}
+
+/// The Linux resources in the camelCase JSON of containerd's verbose info.
+fn resources_json(r: &berth_proto::v1::LinuxContainerResources) -> serde_json::Value {
+    serde_json::json!({
+        "cpuPeriod": r.cpu_period,
+        "cpuQuota": r.cpu_quota,
+        "cpuShares": r.cpu_shares,
+        "memoryLimitInBytes": r.memory_limit_in_bytes,
+        "cpusetCpus": r.cpuset_cpus,
+        "cpusetMems": r.cpuset_mems,
+    })
 }
 
 #[cfg(test)]
@@ -126,6 +142,7 @@ mod tests {
             namespaces: Default::default(),
             cgroup_parent: "/berth".into(),
             ips: None,
+            resources: None,
         }
     }
 

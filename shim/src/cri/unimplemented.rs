@@ -2,9 +2,9 @@
 //! kubelet or crictl sees a clear "not yet" instead of a fake success. When an
 //! RPC is built, move its method out of here into its own `<object>_<verb>.rs`.
 
-use berth_proto::v1::*;
+use berth_proto::v1::{CheckpointContainerRequest, CheckpointContainerResponse};
 
-use super::{BoxStream, CriService};
+use super::CriService;
 use crate::error::{Error, Result};
 
 fn unimplemented<T>(rpc: &str) -> Result<T> {
@@ -19,29 +19,5 @@ impl CriService {
         _req: CheckpointContainerRequest,
     ) -> Result<CheckpointContainerResponse> {
         unimplemented("CheckpointContainer")
-    }
-    pub(crate) async fn list_metric_descriptors(
-        &self,
-        _req: ListMetricDescriptorsRequest,
-    ) -> Result<ListMetricDescriptorsResponse> {
-        unimplemented("ListMetricDescriptors")
-    }
-    pub(crate) async fn list_pod_sandbox_metrics(
-        &self,
-        _req: ListPodSandboxMetricsRequest,
-    ) -> Result<ListPodSandboxMetricsResponse> {
-        unimplemented("ListPodSandboxMetrics")
-    }
-    pub(crate) async fn stream_pod_sandbox_metrics(
-        &self,
-        _req: StreamPodSandboxMetricsRequest,
-    ) -> Result<BoxStream<StreamPodSandboxMetricsResponse>> {
-        unimplemented("StreamPodSandboxMetrics")
-    }
-    pub(crate) async fn update_pod_sandbox_resources(
-        &self,
-        _req: UpdatePodSandboxResourcesRequest,
-    ) -> Result<UpdatePodSandboxResourcesResponse> {
-        unimplemented("UpdatePodSandboxResources")
     }
 }

@@ -21,7 +21,8 @@ use super::types::{CniConfig, NetworkStatus, PodIps, PodNetwork};
 use crate::error::{Error, Result};
 
 /// The interface name every pod gets.
-const IFNAME: &str = "eth0";
+pub const POD_IFNAME: &str = "eth0";
+const IFNAME: &str = POD_IFNAME;
 /// The CRI reason for a network that is not ready, as kubelet expects it.
 pub const NOT_READY_REASON: &str = "NetworkPluginNotReady";
 

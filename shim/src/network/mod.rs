@@ -9,19 +9,22 @@
 //!
 //! Layout: `conf` finds and parses the config list, `plugin` runs one plugin
 //! binary, `result` reads its output, `cache` persists ADD results, `cni`
-//! ties them together, `pod_files` writes the /etc files, `types` holds the
-//! data exchanged with the pod lifecycle and `from_cri` converts CRI messages.
+//! ties them together, `pod_files` writes the /etc files, `counters` reads
+//! a pod's interface counters, `types` holds the data exchanged with the pod
+//! lifecycle and `from_cri` converts CRI messages.
 
 mod cache;
 mod cni;
 mod conf;
+mod counters;
 mod from_cri;
 mod plugin;
 mod pod_files;
 mod result;
 mod types;
 
-pub use cni::{Cni, NOT_READY_REASON};
+pub use cni::{Cni, NOT_READY_REASON, POD_IFNAME};
+pub use counters::{interface_counters, InterfaceCounters};
 pub use from_cri::is_host_network;
 pub use pod_files::{write_pod_files, PodFiles};
 pub use types::{

@@ -34,7 +34,7 @@ pub use container::{signal_to_cri, ContainerRecord, ContainerState, ProcessUser}
 pub use filter::{id_matches, labels_match};
 pub use names::{outcome_error, wait as wait_outcome, NameGuard, Names, Outcome, Reservation};
 pub use objects::{Entry, Objects, OpGuard};
-pub use pod::{PodNamespacePaths, PodRecord, PodState};
+pub use pod::{PodNamespacePaths, PodRecord, PodResources, PodState};
 
 use crate::error::{Error, Result};
 

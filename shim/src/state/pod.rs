@@ -76,6 +76,30 @@ pub struct PodRecord {
     /// Addresses CNI gave the pod (none for host network).
     #[serde(default)]
     pub ips: Option<crate::network::PodIps>,
+    /// Pod-level resources from the last UpdatePodSandboxResources (none
+    /// before the first one).
+    #[serde(default)]
+    pub resources: Option<PodResources>,
+}
+
+/// What kubelet last told berthd about the pod's cgroup: the sandbox overhead
+/// and the sum of its containers' resources.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PodResources {
+    #[serde(with = "super::proto_bytes")]
+    pub overhead: v1::LinuxContainerResources,
+    #[serde(with = "super::proto_bytes")]
+    pub resources: v1::LinuxContainerResources,
+}
+
+impl PodResources {
+    /// The pod cgroup's memory limit (resources plus overhead); `None` when
+    /// neither sets one.
+    pub fn memory_limit(&self) -> Option<i64> {
+        let sum = self.resources.memory_limit_in_bytes.max(0)
+            + self.overhead.memory_limit_in_bytes.max(0);
+        (sum > 0).then_some(sum)
+    }
 }
 
 impl PodRecord {
@@ -174,11 +198,31 @@ mod tests {
             namespaces: PodNamespacePaths::default(),
             cgroup_parent: "/berth".into(),
             ips: None,
+            resources: Some(PodResources {
+                overhead: v1::LinuxContainerResources {
+                    memory_limit_in_bytes: 1 << 20,
+                    ..Default::default()
+                },
+                resources: v1::LinuxContainerResources {
+                    cpu_shares: 512,
+                    memory_limit_in_bytes: 64 << 20,
+                    ..Default::default()
+                },
+            }),
         };
         assert_eq!(rec.name, "web_default_u1_2");
         let json = serde_json::to_string(&rec).unwrap();
         let back: PodRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, rec);
         assert_eq!(back.to_cri().labels["app"], "web");
+        assert_eq!(
+            back.resources.unwrap().memory_limit(),
+            Some((64 << 20) + (1 << 20))
+        );
+        // A record written before the field existed still loads.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("resources");
+        let old: PodRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(old.resources, None);
     }
 }
