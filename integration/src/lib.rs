@@ -20,6 +20,7 @@ pub mod cleanup;
 pub mod client;
 pub mod containerd;
 pub mod env;
+pub mod procmem;
 pub mod push;
 pub mod registry;
 pub mod skip;
