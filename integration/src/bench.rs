@@ -18,6 +18,16 @@ pub enum Outcome {
     Failed(String),
     /// Never attempted because an earlier step of the workload failed.
     NotRun,
+    /// One measured amount (a wall time, a memory size, a count).
+    Value(f64, Unit),
+}
+
+/// The unit of an [`Outcome::Value`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unit {
+    Ms,
+    MiB,
+    Count,
 }
 
 impl Outcome {
@@ -54,12 +64,19 @@ impl Outcome {
             Outcome::Unimplemented => format!("n/a ({runtime}: UNIMPLEMENTED)"),
             Outcome::Failed(m) => format!("error ({runtime}): {m}"),
             Outcome::NotRun => "not run (an earlier step failed)".into(),
+            Outcome::Value(v, Unit::Ms) => format!("{v:.1} ms"),
+            Outcome::Value(v, Unit::MiB) => format!("{v:.2} MiB"),
+            Outcome::Value(v, Unit::Count) => format!("{v:.0}"),
         }
     }
 }
 
-/// Ratio of the p50s (`a / b`), when both have samples.
+/// Ratio of the p50s (`a / b`), when both have samples; of the values when
+/// both are values in the same unit (and `b` is not zero).
 pub fn p50_ratio(a: &Outcome, b: &Outcome) -> Option<f64> {
+    if let (Outcome::Value(a, ua), Outcome::Value(b, ub)) = (a, b) {
+        return (ua == ub && *b > 0.0).then(|| a / b);
+    }
     let (a, b) = (a.quantile(0.5)?, b.quantile(0.5)?);
     (b.as_nanos() > 0).then(|| a.as_secs_f64() / b.as_secs_f64())
 }
@@ -433,6 +450,324 @@ pub async fn list_latency(
     recs.into_iter().map(Recorder::outcome).collect()
 }
 
+/// The command of every container the bench starts and keeps running.
+pub const SLEEPER: [&str; 2] = ["sleep", "3600"];
+
+/// A host-network pod with its own PID namespace per container (kubelet's
+/// default), logging under `log_dir/<name>`.
+fn simple_pod_config(name: &str, log_dir: &std::path::Path) -> cri::PodSandboxConfig {
+    cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("{name}-uid-{}", std::process::id()),
+            namespace: "bench".into(),
+            attempt: 0,
+        }),
+        log_directory: log_dir.join(name).to_string_lossy().into(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::NamespaceOption {
+                    network: cri::NamespaceMode::Node as i32,
+                    pid: cri::NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A pod with one running [`SLEEPER`] container.
+struct RunningPod {
+    pod_id: String,
+    container_id: String,
+}
+
+/// RunPodSandbox + CreateContainer + StartContainer. On failure the pod (if
+/// made) is removed again and the error names the failing RPC.
+async fn start_sleeper_pod(
+    client: &mut Cri,
+    name: &str,
+    image: &str,
+    log_dir: &std::path::Path,
+) -> Result<RunningPod, String> {
+    let config = simple_pod_config(name, log_dir);
+    let pod_id = client
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            ..Default::default()
+        })
+        .await
+        .map_err(|s| format!("RunPodSandbox: {:?}: {}", s.code(), s.message()))?
+        .into_inner()
+        .pod_sandbox_id;
+    let started = async {
+        let container_id = client
+            .runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod_id.clone(),
+                config: Some(cri::ContainerConfig {
+                    metadata: Some(cri::ContainerMetadata {
+                        name: "sleeper".into(),
+                        attempt: 0,
+                    }),
+                    image: image_spec(image),
+                    command: SLEEPER.iter().map(|s| s.to_string()).collect(),
+                    log_path: "sleeper.log".into(),
+                    ..Default::default()
+                }),
+                sandbox_config: Some(config),
+            })
+            .await
+            .map_err(|s| format!("CreateContainer: {:?}: {}", s.code(), s.message()))?
+            .into_inner()
+            .container_id;
+        client
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: container_id.clone(),
+            })
+            .await
+            .map_err(|s| format!("StartContainer: {:?}: {}", s.code(), s.message()))?;
+        Ok::<_, String>(container_id)
+    }
+    .await;
+    match started {
+        Ok(container_id) => Ok(RunningPod {
+            pod_id,
+            container_id,
+        }),
+        Err(e) => {
+            remove_pod(client, &pod_id).await;
+            Err(e)
+        }
+    }
+}
+
+/// StopPodSandbox + RemovePodSandbox (which removes its containers too);
+/// errors are left for the leftover check to find.
+async fn remove_pod(client: &mut Cri, pod_id: &str) {
+    let _ = client
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.into(),
+        })
+        .await;
+    let _ = client
+        .runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.into(),
+        })
+        .await;
+}
+
+/// Starts one pod with a sleeping container, then times `iterations`
+/// ExecSync `true` in it (a non-zero exit is an error), then removes the pod.
+pub async fn exec_sync(
+    client: &mut Cri,
+    image: &str,
+    log_dir: &std::path::Path,
+    iterations: usize,
+) -> Outcome {
+    let pod = match start_sleeper_pod(client, "exec-sync", image, log_dir).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(format!("setup: {e}")),
+    };
+    let mut rec = Recorder::default();
+    for _ in 0..iterations {
+        let (took, r) = timed(client.runtime.exec_sync(cri::ExecSyncRequest {
+            container_id: pod.container_id.clone(),
+            cmd: vec!["true".into()],
+            timeout: 10,
+        }))
+        .await;
+        let r = r.and_then(|resp| match resp.exit_code {
+            0 => Ok(()),
+            c => Err(tonic::Status::internal(format!(
+                "`true` exited with {c}: {}",
+                String::from_utf8_lossy(&resp.stderr)
+            ))),
+        });
+        if !rec.record(took, r) {
+            break;
+        }
+    }
+    remove_pod(client, &pod.pod_id).await;
+    rec.outcome()
+}
+
+/// Operations reported by [`concurrent_pods`], in its outcome order.
+pub const CONCURRENT_OPS: [&str; 4] = [
+    "wall until all run",
+    "per pod run+create+start",
+    "errors",
+    "leftovers after removal",
+];
+
+/// Starts `pods` pods at once (RunPodSandbox + CreateContainer +
+/// StartContainer each, every pod on its own task over the same connection),
+/// then removes them all and counts what is left: pods and containers still
+/// listed, plus the runtime's helper processes (`procs`, when known) still
+/// alive 10 s later.
+pub async fn concurrent_pods(
+    client: &mut Cri,
+    image: &str,
+    log_dir: &std::path::Path,
+    pods: usize,
+    procs: Option<&crate::procmem::RuntimeProcs>,
+) -> Vec<Outcome> {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..pods {
+        let mut c = client.clone();
+        let (image, log_dir) = (image.to_string(), log_dir.to_path_buf());
+        tasks.spawn(async move {
+            let t = Instant::now();
+            let r = start_sleeper_pod(&mut c, &format!("conc-{i}"), &image, &log_dir).await;
+            (t.elapsed(), r)
+        });
+    }
+    let mut per_pod = Vec::new();
+    let mut errors = Vec::new();
+    let mut running = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((took, Ok(p))) => {
+                per_pod.push(took);
+                running.push(p);
+            }
+            Ok((_, Err(e))) => errors.push(e),
+            Err(e) => errors.push(format!("task: {e}")),
+        }
+    }
+    let wall = start.elapsed();
+    if let Some(e) = errors.first() {
+        eprintln!("concurrent-pods: {} errors, first: {e}", errors.len());
+    }
+    for p in &running {
+        remove_pod(client, &p.pod_id).await;
+    }
+    let leftovers = leftovers(client, procs).await;
+    vec![
+        Outcome::Value(wall.as_secs_f64() * 1000.0, Unit::Ms),
+        if per_pod.is_empty() {
+            Outcome::Failed(errors.first().cloned().unwrap_or_default())
+        } else {
+            Outcome::Samples(per_pod)
+        },
+        Outcome::Value(errors.len() as f64, Unit::Count),
+        leftovers,
+    ]
+}
+
+/// Pods and containers still listed, plus helper processes still alive
+/// (waiting up to 10 s for them: shims and monitors exit asynchronously).
+async fn leftovers(client: &mut Cri, procs: Option<&crate::procmem::RuntimeProcs>) -> Outcome {
+    let pods = client
+        .runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await;
+    let containers = client
+        .runtime
+        .list_containers(cri::ListContainersRequest { filter: None })
+        .await;
+    let (pods, containers) = match (pods, containers) {
+        (Ok(p), Ok(c)) => (p.into_inner().items.len(), c.into_inner().containers.len()),
+        (Err(s), _) | (_, Err(s)) => {
+            return Outcome::Failed(format!(
+                "listing leftovers: {:?}: {}",
+                s.code(),
+                s.message()
+            ))
+        }
+    };
+    let mut helpers = 0;
+    if let Some(procs) = procs {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            helpers = procs.helpers().len();
+            if helpers == 0 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    if pods + containers + helpers > 0 {
+        eprintln!("leftovers: {pods} pods, {containers} containers, {helpers} helper processes");
+    }
+    Outcome::Value((pods + containers + helpers) as f64, Unit::Count)
+}
+
+/// Operations reported by [`memory`], in its outcome order.
+pub const MEMORY_OPS: [&str; 5] = [
+    "daemon RSS, idle",
+    "daemon RSS, N pods",
+    "RSS sum / container",
+    "Pss sum / container",
+    "processes counted",
+];
+
+/// Memory of the runtime `procs`: the daemon's RSS idle (image pulled, no
+/// pods), then with `pods` running pods of one [`SLEEPER`] container each the
+/// daemon's RSS and the RSS and Pss sums over all of the runtime's processes
+/// (see [`crate::procmem`]) divided by the number of running containers. The
+/// pods are removed at the end.
+pub async fn memory(
+    client: &mut Cri,
+    image: &str,
+    log_dir: &std::path::Path,
+    pods: usize,
+    procs: &crate::procmem::RuntimeProcs,
+) -> Vec<Outcome> {
+    use crate::procmem;
+    let mib = |kib: u64| Outcome::Value(kib as f64 / 1024.0, Unit::MiB);
+    let Some(idle) = procmem::rss_kib(procs.daemon_pid) else {
+        let e = Outcome::Failed(format!("daemon pid {} not found", procs.daemon_pid));
+        return MEMORY_OPS.iter().map(|_| e.clone()).collect();
+    };
+    let mut running = Vec::new();
+    let mut error = None;
+    for i in 0..pods {
+        match start_sleeper_pod(client, &format!("mem-{i}"), image, log_dir).await {
+            Ok(p) => running.push(p),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let out = match error {
+        Some(e) => {
+            let e = Outcome::Failed(format!("starting pod {}: {e}", running.len()));
+            let mut v = vec![mib(idle)];
+            v.extend(MEMORY_OPS[1..].iter().map(|_| e.clone()));
+            v
+        }
+        None => {
+            // Let the helpers settle (monitors re-exec after create; shims
+            // start their pause process) before reading.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let all = procmem::memory_of(&procs.all());
+            let loaded = procmem::rss_kib(procs.daemon_pid).unwrap_or(0);
+            let n = running.len().max(1) as u64;
+            vec![
+                mib(idle),
+                mib(loaded),
+                mib(all.rss_kib / n),
+                mib(all.pss_kib / n),
+                Outcome::Value(all.processes as f64, Unit::Count),
+            ]
+        }
+    };
+    for p in &running {
+        remove_pod(client, &p.pod_id).await;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +795,12 @@ mod tests {
             "n/a (berthd: UNIMPLEMENTED)"
         );
         assert_eq!(ms(&[1, 2, 3]).summary("x"), "2.0 / 3.0 / 3.0 (n=3)");
+        let mib = |v| Outcome::Value(v, Unit::MiB);
+        assert_eq!(p50_ratio(&mib(1.0), &mib(4.0)), Some(0.25));
+        assert_eq!(p50_ratio(&mib(1.0), &mib(0.0)), None);
+        assert_eq!(p50_ratio(&mib(1.0), &Outcome::Value(1.0, Unit::Ms)), None);
+        assert_eq!(mib(1.5).summary("x"), "1.50 MiB");
+        assert_eq!(Outcome::Value(3.0, Unit::Count).summary("x"), "3");
     }
 
     #[test]

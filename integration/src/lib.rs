@@ -22,6 +22,7 @@ pub mod cleanup;
 pub mod client;
 pub mod containerd;
 pub mod env;
+pub mod procmem;
 pub mod push;
 pub mod registry;
 pub mod skip;

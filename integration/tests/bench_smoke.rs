@@ -24,8 +24,10 @@ fn berth_bench_runs_a_short_workload_and_prints_the_report() {
             "--no-containerd",
             "--iterations",
             "2",
+            "--pods",
+            "3",
             "--workloads",
-            "pull-small,pod-lifecycle",
+            "pull-small,pod-lifecycle,exec-sync,concurrent-pods,memory,runtime",
         ])
         .env("BERTHD", &bin)
         .output()
@@ -49,4 +51,48 @@ fn berth_bench_runs_a_short_workload_and_prints_the_report() {
             .unwrap_or_else(|| panic!("no {op} row in:\n{stdout}"));
         assert!(line.contains("(n=2)"), "{op} row without 2 samples: {line}");
     }
+    let row = |op: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(op))
+            .unwrap_or_else(|| panic!("no {op} row in:\n{stdout}"))
+            .to_string()
+    };
+    assert!(row("ExecSync").contains("(n=2)"), "{}", row("ExecSync"));
+    // Three pods at once, all running, none failed, nothing left after removal.
+    assert!(row("per pod run+create+start").contains("(n=3)"));
+    assert!(row("wall until all run").contains(" ms"));
+    let count = |op: &str| {
+        let line = row(op);
+        let rest = line.split_once(op).unwrap().1.trim().to_string();
+        rest.split_whitespace().next().unwrap().to_string()
+    };
+    assert_eq!(count("errors"), "0", "{}", row("errors"));
+    assert_eq!(
+        count("leftovers after removal"),
+        "0",
+        "{}",
+        row("leftovers")
+    );
+    // Memory: berthd plus one monitor per running container were found.
+    for op in [
+        "daemon RSS, idle",
+        "daemon RSS, N pods",
+        "RSS sum / container",
+        "Pss sum / container",
+    ] {
+        assert!(row(op).contains(" MiB"), "{}", row(op));
+    }
+    let procs: usize = count("processes counted").parse().unwrap();
+    assert_eq!(
+        procs,
+        1 + 3,
+        "berthd + 3 monitors: {}",
+        row("processes counted")
+    );
+    // The runtime-level rows: berth-monitor has samples; runc and crun each
+    // have a row, measured or with the reason they could not be.
+    assert!(row("vs runc").contains("(n=2)"), "{}", row("vs runc"));
+    row("vs crun");
+    assert!(stdout.contains("containerd not measured (--no-containerd)"));
 }

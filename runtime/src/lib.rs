@@ -6,6 +6,7 @@
 //! [`unpin_namespaces`]. Creating containers, exec and pinning namespaces need a
 //! fresh single-threaded process and are done by `berth-monitor` subcommands.
 
+pub mod bench;
 pub mod cgroups;
 pub mod container;
 pub mod error;

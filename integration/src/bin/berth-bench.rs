@@ -10,9 +10,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_integration::bench::{self, Outcome};
-use berth_integration::berthd::{Berthd, BerthdOptions};
+use berth_integration::berthd::{self, Berthd, BerthdOptions};
 use berth_integration::client::{self, Cri};
 use berth_integration::containerd::{Containerd, ContainerdOptions};
+use berth_integration::procmem::RuntimeProcs;
 use berth_integration::registry::Registry;
 use berth_integration::test_images;
 use clap::Parser;
@@ -53,7 +54,13 @@ struct Args {
     /// Pods those containers are spread over.
     #[arg(long, default_value_t = 50)]
     list_pods: usize,
-    /// Workloads to run (comma separated): pull-small, pull-large, pod-lifecycle, list.
+    /// Pods started in the concurrent-pods and memory workloads.
+    #[arg(long, default_value_t = 50)]
+    pods: usize,
+    /// Workloads to run (comma separated): pull-small, pull-large, pod-lifecycle,
+    /// list, exec-sync, concurrent-pods, memory, runtime (berth-monitor vs runc
+    /// and crun on one OCI bundle, no daemon: its rows put runc/crun in the
+    /// incumbent's column, measured even with --no-containerd).
     #[arg(
         long,
         value_delimiter = ',',
@@ -64,41 +71,62 @@ struct Args {
 
 /// One row of the report: a workload's operation on both runtimes.
 struct Row {
-    workload: &'static str,
+    workload: String,
     op: &'static str,
     berth: Outcome,
+    /// Who is in the second column: containerd, or runc/crun for the
+    /// runtime-level rows.
+    incumbent: &'static str,
     containerd: Option<Outcome>,
 }
 
+/// Workloads that run against a CRI endpoint (the rest run without one).
+const CRI_WORKLOADS: [&str; 7] = [
+    "pull-small",
+    "pull-large",
+    "pod-lifecycle",
+    "list",
+    "exec-sync",
+    "concurrent-pods",
+    "memory",
+];
+
+async fn pull(cri: &mut Cri, image: &str) {
+    // A failure here shows up as errors in the workload that needs the image.
+    let _ = cri
+        .image
+        .pull_image(berth_proto::v1::PullImageRequest {
+            image: Some(berth_proto::v1::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await;
+}
+
+/// Runs the CRI workloads against one runtime. `procs` finds the runtime's
+/// processes (None for an endpoint we did not start: no memory figures).
 async fn run_workloads(
     cri: &mut Cri,
     args: &Args,
     small: &str,
     large: &str,
     log_dir: &std::path::Path,
-) -> Vec<(&'static str, &'static str, Outcome)> {
-    let mut out = Vec::new();
+    procs: Option<&RuntimeProcs>,
+) -> Vec<(String, &'static str, Outcome)> {
+    let mut out: Vec<(String, &'static str, Outcome)> = Vec::new();
     let wants = |w: &str| args.workloads.iter().any(|x| x == w);
     if wants("pull-small") {
         let o = bench::pull_cold(cri, small, args.iterations).await;
-        out.push(("pull-small (cold)", "PullImage", o));
+        out.push(("pull-small (cold)".into(), "PullImage", o));
     }
     if wants("pull-large") {
         let o = bench::pull_cold(cri, large, args.large_iterations).await;
-        out.push(("pull-large (cold, ~100 MB)", "PullImage", o));
+        out.push(("pull-large (cold, ~100 MB)".into(), "PullImage", o));
     }
     if wants("pod-lifecycle") {
-        // The container needs its image; a failure here shows up as errors below.
-        let _ = cri
-            .image
-            .pull_image(berth_proto::v1::PullImageRequest {
-                image: Some(berth_proto::v1::ImageSpec {
-                    image: small.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await;
+        pull(cri, small).await;
         let outcomes =
             bench::pod_lifecycle(cri, small, log_dir, args.iterations, args.pod_network).await;
         let workload = if args.pod_network {
@@ -107,20 +135,11 @@ async fn run_workloads(
             "pod-lifecycle (host net)"
         };
         for (op, o) in bench::POD_OPS.iter().zip(outcomes) {
-            out.push((workload, op, o));
+            out.push((workload.into(), op, o));
         }
     }
     if wants("list") {
-        let _ = cri
-            .image
-            .pull_image(berth_proto::v1::PullImageRequest {
-                image: Some(berth_proto::v1::ImageSpec {
-                    image: small.into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await;
+        pull(cri, small).await;
         let outcomes = bench::list_latency(
             cri,
             small,
@@ -130,27 +149,124 @@ async fn run_workloads(
             args.iterations,
         )
         .await;
-        let workload = match args.list_containers {
-            500 => "list (500 containers)",
-            _ => "list (N containers)",
-        };
+        let workload = format!("list ({} containers)", args.list_containers);
         for (op, o) in bench::LIST_OPS.iter().zip(outcomes) {
-            out.push((workload, op, o));
+            out.push((workload.clone(), op, o));
+        }
+    }
+    if wants("exec-sync") {
+        pull(cri, small).await;
+        let o = bench::exec_sync(cri, small, log_dir, args.iterations).await;
+        out.push(("exec-sync (`true`)".into(), "ExecSync", o));
+    }
+    if wants("concurrent-pods") {
+        pull(cri, small).await;
+        let outcomes = bench::concurrent_pods(cri, small, log_dir, args.pods, procs).await;
+        let workload = format!("concurrent-pods ({})", args.pods);
+        for (op, o) in bench::CONCURRENT_OPS.iter().zip(outcomes) {
+            out.push((workload.clone(), op, o));
+        }
+    }
+    if wants("memory") {
+        pull(cri, small).await;
+        let workload = format!("memory ({} pods)", args.pods);
+        let outcomes = match procs {
+            Some(p) => bench::memory(cri, small, log_dir, args.pods, p).await,
+            None => bench::MEMORY_OPS
+                .iter()
+                .map(|_| Outcome::Failed("external endpoint: its processes are unknown".into()))
+                .collect(),
+        };
+        for (op, o) in bench::MEMORY_OPS.iter().zip(outcomes) {
+            out.push((workload.clone(), op, o));
         }
     }
     out
 }
 
+/// The runtime-level comparison: berth-monitor in the berth column, runc and
+/// crun each in a row of their own in the incumbent's column.
+async fn runtime_rows(iterations: usize) -> Vec<Row> {
+    let monitor = match berthd::berthd_binary() {
+        Ok(b) => b.with_file_name("berth-monitor"),
+        Err(_) => berth_runtime::bench::default_monitor(),
+    };
+    let workload = "runtime (create..delete `true`)".to_string();
+    let results =
+        tokio::task::spawn_blocking(move || berth_runtime::bench::compare(iterations, &monitor))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![Row {
+                workload,
+                op: "berth-monitor",
+                berth: Outcome::Failed(e),
+                incumbent: "runc",
+                containerd: None,
+            }]
+        }
+    };
+    let to_outcome = |r: &berth_runtime::bench::RuntimeResult| match &r.samples {
+        Ok(v) => Outcome::Samples(v.clone()),
+        Err(e) => Outcome::Failed(e.clone()),
+    };
+    let berth = to_outcome(&results[0]);
+    results[1..]
+        .iter()
+        .map(|r| Row {
+            workload: workload.clone(),
+            op: if r.runtime == "runc" {
+                "vs runc"
+            } else {
+                "vs crun"
+            },
+            incumbent: if r.runtime == "runc" { "runc" } else { "crun" },
+            berth: berth.clone(),
+            containerd: Some(to_outcome(r)),
+        })
+        .collect()
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    for w in &args.workloads {
+        if !CRI_WORKLOADS.contains(&w.as_str()) && w != "runtime" {
+            anyhow::bail!(
+                "unknown workload {w:?}; known: {}, runtime",
+                CRI_WORKLOADS.join(", ")
+            );
+        }
+    }
     if let Some(reason) = berth_integration::skip::first(&[
         berth_integration::skip::no_registry(),
         berth_integration::skip::no_busybox(),
     ]) {
         anyhow::bail!("cannot benchmark: {reason}");
     }
+    let mut rows = Vec::new();
+    let mut containerd_note = None;
+    if args
+        .workloads
+        .iter()
+        .any(|w| CRI_WORKLOADS.contains(&w.as_str()))
+    {
+        containerd_note = cri_benchmarks(&args, &mut rows).await?;
+    }
+    if args.workloads.iter().any(|w| w == "runtime") {
+        eprintln!("running the runtime-level comparison…");
+        rows.extend(runtime_rows(args.iterations).await);
+    }
+    print_report(&rows, containerd_note.as_deref());
+    Ok(())
+}
 
+/// Runs the CRI workloads against berthd then containerd, appending rows;
+/// returns why containerd was not measured, if it was not.
+async fn cri_benchmarks(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<Option<String>> {
     eprintln!("building test images and starting the registry…");
     let registry = Registry::start().await?;
     let reg = registry.client()?;
@@ -186,7 +302,7 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // berthd first, then containerd, never both at once: they share 2 cores here.
-    let (_berthd, berth_endpoint) = match &args.berth_endpoint {
+    let (berthd_handle, berth_endpoint) = match &args.berth_endpoint {
         Some(e) => (None, e.clone()),
         None => {
             eprintln!("starting berthd…");
@@ -201,12 +317,25 @@ async fn main() -> anyhow::Result<()> {
     let mut berth = client::connect(client::socket_path(&berth_endpoint)).await?;
     let berth_log = work.path().join("berth-logs");
     eprintln!("running workloads against berthd ({berth_endpoint})…");
-    let berth_rows = run_workloads(&mut berth, &args, &small, &large, &berth_log).await;
-    drop(_berthd);
+    let berth_procs = berthd_handle
+        .as_ref()
+        .and_then(|b| Some(RuntimeProcs::berthd(b.pid()?, b.dir(), &bench::SLEEPER)));
+    let berth_rows = run_workloads(
+        &mut berth,
+        args,
+        &small,
+        &large,
+        &berth_log,
+        berth_procs.as_ref(),
+    )
+    .await;
+    drop(berthd_handle);
 
     let mut containerd_rows = None;
     let mut containerd_note = None;
-    if !args.no_containerd {
+    if args.no_containerd {
+        containerd_note = Some("--no-containerd".to_string());
+    } else {
         let started = match &args.containerd_endpoint {
             Some(e) => Ok((None, e.clone())),
             None => match Containerd::unavailable_reason() {
@@ -234,25 +363,30 @@ async fn main() -> anyhow::Result<()> {
                 let mut c = client::connect(client::socket_path(&endpoint)).await?;
                 eprintln!("running workloads against containerd ({endpoint})…");
                 let log_dir = work.path().join("containerd-logs");
-                containerd_rows =
-                    Some(run_workloads(&mut c, &args, &small, &large, &log_dir).await);
+                let procs = handle.as_ref().and_then(|h: &Containerd| {
+                    Some(RuntimeProcs::containerd(h.pid()?, h.dir(), &bench::SLEEPER))
+                });
+                containerd_rows = Some(
+                    run_workloads(&mut c, args, &small, &large, &log_dir, procs.as_ref()).await,
+                );
                 drop(handle);
             }
             Err(reason) => containerd_note = Some(reason),
         }
     }
 
-    let rows: Vec<Row> = berth_rows
-        .into_iter()
-        .enumerate()
-        .map(|(i, (workload, op, berth))| Row {
-            workload,
-            op,
-            berth,
-            containerd: containerd_rows.as_ref().map(|r| r[i].2.clone()),
-        })
-        .collect();
-    print_report(&rows, containerd_note.as_deref());
+    rows.extend(
+        berth_rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, (workload, op, berth))| Row {
+                workload,
+                op,
+                berth,
+                incumbent: "containerd",
+                containerd: containerd_rows.as_ref().map(|r| r[i].2.clone()),
+            }),
+    );
     if args.pod_network {
         // The bridge plugin leaves its bridge behind once the last pod is gone.
         let _ = std::process::Command::new("ip")
@@ -264,7 +398,7 @@ async fn main() -> anyhow::Result<()> {
             ])
             .status();
     }
-    Ok(())
+    Ok(containerd_note)
 }
 
 const BRIDGE: &str = "berthbench0";
@@ -300,14 +434,31 @@ fn write_bridge_conflist(dir: &std::path::Path, ipam_dir: &std::path::Path) -> a
     Ok(())
 }
 
+/// Cells longer than this are cut in the table (error messages).
+const CELL: usize = 44;
+
+fn cell(text: String) -> String {
+    if text.chars().count() <= CELL {
+        text
+    } else {
+        let cut: String = text.chars().take(CELL - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+/// One table: berth's column, the incumbent's (containerd; runc or crun for
+/// the runtime rows) and the ratio (p50s for latencies, values otherwise).
 fn print_report(rows: &[Row], containerd_note: Option<&str>) {
     println!(
-        "{:<28} {:<18} {:<40} {:<40} berth/containerd p50",
-        "workload", "operation", "berth p50/p95/max ms", "containerd p50/p95/max ms",
+        "{:<32} {:<26} {:<CELL$} {:<CELL$} berth/other",
+        "workload",
+        "operation",
+        "berth p50/p95/max ms | value",
+        "containerd (runtime rows: runc/crun)",
     );
     for r in rows {
         let c = match &r.containerd {
-            Some(o) => o.summary("containerd"),
+            Some(o) => o.summary(r.incumbent),
             None => "not measured".into(),
         };
         let ratio = r
@@ -316,15 +467,28 @@ fn print_report(rows: &[Row], containerd_note: Option<&str>) {
             .and_then(|c| bench::p50_ratio(&r.berth, c))
             .map_or_else(|| "-".to_string(), |x| format!("{x:.2}"));
         println!(
-            "{:<28} {:<18} {:<40} {:<40} {}",
+            "{:<32} {:<26} {:<CELL$} {:<CELL$} {}",
             r.workload,
             r.op,
-            r.berth.summary("berthd"),
-            c,
+            cell(r.berth.summary("berthd")),
+            cell(c),
             ratio
         );
     }
     if let Some(note) = containerd_note {
-        println!("containerd not measured: {note}");
+        println!("containerd not measured ({note}): berth alone");
+    }
+    // Full error texts the table had to cut.
+    for r in rows {
+        for (who, o) in [
+            ("berthd", Some(&r.berth)),
+            (r.incumbent, r.containerd.as_ref()),
+        ] {
+            if let Some(Outcome::Failed(m)) = o {
+                if m.chars().count() > CELL {
+                    println!("note: {} / {} / {who}: {m}", r.workload, r.op);
+                }
+            }
+        }
     }
 }
