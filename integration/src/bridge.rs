@@ -44,7 +44,7 @@ impl TestBridge {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        // 10.251.x: network_e2e uses 10.252.x, so the two never collide.
+        // 10.251.x: the benchmark's bridge uses 10.88.77.0/24.
         let bridge = format!("bs{n}x{:x}", nanos % 0xfff);
         let subnet_prefix = format!("10.251.{n}");
         let rule: Vec<String> = ["FORWARD", "-i", &bridge, "!", "-o", &bridge, "-j", "DROP"]

@@ -12,140 +12,24 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
+use berth_integration::bridge::TestBridge;
 use berth_integration::client::Cri;
 use berth_integration::env::{TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 
 fn skip_reason() -> Option<String> {
-    let no_cni = (!Path::new("/usr/lib/cni/bridge").exists())
-        .then(|| "containernetworking-plugins not installed (/usr/lib/cni/bridge)".to_string());
     skip::first(&[
         skip::not_root(),
         skip::no_registry(),
         skip::no_busybox(),
-        no_cni,
+        berth_integration::bridge::unavailable_reason(),
     ])
 }
 
-/// A bridge network private to one test: its conflist, host-local data dir and
-/// the iptables rule that keeps its traffic on this machine. Dropping it
-/// removes the rule and the bridge.
-struct TestNet {
-    bridge: String,
-    subnet_prefix: String,
-    ipam_dir: tempfile::TempDir,
-    rule: Vec<String>,
-}
-
-impl TestNet {
-    fn new() -> TestNet {
-        // Unique per test in this process and across concurrent test processes:
-        // two bridges with one subnet would make routing ambiguous.
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let n = (std::process::id() * 8 + k) % 250 + 2;
-        let bridge = format!("bb{n}x{}", rand_suffix());
-        let subnet_prefix = format!("10.252.{n}");
-        let rule = vec![
-            "FORWARD".to_string(),
-            "-i".into(),
-            bridge.clone(),
-            "!".into(),
-            "-o".into(),
-            bridge.clone(),
-            "-j".into(),
-            "DROP".into(),
-        ];
-        let mut args = vec!["-I".to_string()];
-        args.extend(rule.iter().cloned());
-        let st = Command::new("iptables").args(&args).status().unwrap();
-        assert!(st.success(), "iptables {args:?}");
-        TestNet {
-            bridge,
-            subnet_prefix,
-            ipam_dir: tempfile::tempdir().unwrap(),
-            rule,
-        }
-    }
-
-    fn conflist(&self) -> String {
-        serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": format!("berth-e2e-{}", self.bridge),
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": self.bridge,
-                    "isGateway": true,
-                    "ipMasq": false,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": format!("{}.0/24", self.subnet_prefix)}]],
-                        "dataDir": self.ipam_dir.path(),
-                    }
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
-            ]
-        })
-        .to_string()
-    }
-
-    fn write_conf(&self, dir: &Path) {
-        std::fs::create_dir_all(dir).unwrap();
-        std::fs::write(dir.join("10-berth-e2e.conflist"), self.conflist()).unwrap();
-    }
-
-    /// IP allocation files host-local keeps for this network.
-    fn allocations(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if let Ok(nets) = std::fs::read_dir(self.ipam_dir.path()) {
-            for net in nets.flatten() {
-                for f in std::fs::read_dir(net.path())
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                {
-                    let name = f.file_name().to_string_lossy().to_string();
-                    if name.starts_with(&self.subnet_prefix) {
-                        out.push(name);
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// veth interfaces attached to the test bridge.
-    fn veths(&self) -> Vec<String> {
-        let out = Command::new("ip")
-            .args(["-o", "link", "show", "master", &self.bridge])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.to_string())
-            .collect()
-    }
-}
-
-impl Drop for TestNet {
-    fn drop(&mut self) {
-        let mut args = vec!["-D".to_string()];
-        args.extend(self.rule.iter().cloned());
-        let _ = Command::new("iptables").args(&args).status();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .status();
-    }
-}
-
-fn rand_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{:x}", nanos % 0xfff)
+/// The conflist's plugins after the bridge: hostPort support.
+fn portmap() -> serde_json::Value {
+    serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true})
 }
 
 struct Env {
@@ -154,9 +38,9 @@ struct Env {
     base: TestEnv,
 }
 
-async fn env(net: Option<&TestNet>, conf_dir: &Path) -> Env {
+async fn env(net: Option<&TestBridge>, conf_dir: &Path) -> Env {
     if let Some(net) = net {
-        net.write_conf(conf_dir);
+        net.write_conf(conf_dir, &[portmap()]).unwrap();
     }
     let mut base = TestEnv::start_with(TestEnvOptions {
         berthd: BerthdOptions::default().cni_conf_dir(conf_dir),
@@ -342,7 +226,7 @@ fn iptables_lines_mentioning(needle: &str) -> Vec<String> {
 #[tokio::test]
 async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
     skip_if!(skip_reason());
-    let net = TestNet::new();
+    let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let env = env(Some(&net), conf.path()).await;
     let mut cri = env.cri.clone();
@@ -455,7 +339,7 @@ async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
 #[tokio::test]
 async fn network_ready_follows_the_cni_config_dir() {
     skip_if!(skip_reason());
-    let net = TestNet::new();
+    let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let env = env(None, conf.path()).await;
     let mut cri = env.cri.clone();
@@ -481,7 +365,7 @@ async fn network_ready_follows_the_cni_config_dir() {
         "{}",
         c.message
     );
-    net.write_conf(conf.path());
+    net.write_conf(conf.path(), &[portmap()]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let c = cond(
@@ -505,7 +389,7 @@ async fn network_ready_follows_the_cni_config_dir() {
 #[tokio::test]
 async fn removing_a_pod_after_berthd_was_killed_still_releases_its_address() {
     skip_if!(skip_reason());
-    let net = TestNet::new();
+    let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let mut env = env(Some(&net), conf.path()).await;
     let mut cri = env.cri.clone();
@@ -525,7 +409,7 @@ async fn removing_a_pod_after_berthd_was_killed_still_releases_its_address() {
 #[tokio::test]
 async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
     skip_if!(skip_reason());
-    let net = TestNet::new();
+    let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let env = env(Some(&net), conf.path()).await;
     let mut cri = env.cri.clone();
