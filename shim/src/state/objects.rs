@@ -188,6 +188,30 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             .collect()
     }
 
+    /// Copies of the records that pass `keep`, in id order (only those are
+    /// copied: per-pod work over all containers stays cheap).
+    pub fn records_where(&self, keep: impl Fn(&R) -> bool) -> Vec<R> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for e in map.values() {
+            let cur = e.cur.read().unwrap_or_else(|p| p.into_inner());
+            if keep(&cur.rec) {
+                out.push(cur.rec.clone());
+            }
+        }
+        out
+    }
+
+    /// Every id, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// The listing form of every listed object that passes `keep`, in id order.
     pub fn listed_where(&self, keep: impl Fn(&R::Item) -> bool) -> Vec<R::Item> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
@@ -239,6 +263,8 @@ mod tests {
         assert_eq!(objs.listed_where(|_| true), ["1", "5", "3"]);
         objs.remove(&store, "a").unwrap();
         assert_eq!(objs.listed_where(|_| true), ["5", "3"]);
+        assert_eq!(objs.records_where(|v| *v > 3), [5]);
+        assert_eq!(objs.ids(), ["b", "c"]);
     }
 
     #[tokio::test]
