@@ -112,11 +112,9 @@ impl Lifecycle {
         &self,
         keep: impl Fn(&ContainerRecord) -> bool,
     ) -> Result<Vec<ContainerStats>> {
-        let recs = self.containers.records();
-        self.cpu_samples
-            .retain(&recs.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+        self.cpu_samples.retain(&self.containers.ids());
         let mut out = Vec::new();
-        for r in recs.iter().filter(|r| keep(r)) {
+        for r in self.containers.records_where(keep).iter() {
             if let Some(s) = self.container_stats_of(r).await? {
                 out.push(s);
             }

@@ -68,23 +68,16 @@ impl CriService {
     fn matching_containers(&self, filter: Option<&ContainerFilter>) -> Vec<Container> {
         self.lifecycle
             .containers
-            .records()
-            .into_iter()
-            .filter(|r| r.state != ContainerState::Creating)
-            .filter(|r| filter.is_none_or(|f| container_matches(f, r)))
-            .map(|r| r.to_cri())
-            .collect()
+            .listed_where(|c| filter.is_none_or(|f| container_matches(f, c)))
     }
 }
 
 /// Whether a container passes every set field of `f`.
-pub(crate) fn container_matches(f: &ContainerFilter, r: &ContainerRecord) -> bool {
-    id_matches(&f.id, &r.id)
-        && id_matches(&f.pod_sandbox_id, &r.pod_id)
-        && f.state
-            .as_ref()
-            .is_none_or(|s| s.state == r.state.to_cri() as i32)
-        && labels_match(&f.label_selector, &r.config.labels)
+pub(crate) fn container_matches(f: &ContainerFilter, c: &Container) -> bool {
+    id_matches(&f.id, &c.id)
+        && id_matches(&f.pod_sandbox_id, &c.pod_sandbox_id)
+        && f.state.as_ref().is_none_or(|s| s.state == c.state)
+        && labels_match(&f.label_selector, &c.labels)
 }
 
 fn verbose_info(rec: &ContainerRecord) -> Result<String> {
@@ -139,8 +132,8 @@ mod tests {
 
     #[test]
     fn filters_combine_id_prefix_pod_state_and_labels() {
-        let a = rec("aa11", "p1", ContainerState::Running, "web");
-        let b = rec("ab22", "p2", ContainerState::Exited, "db");
+        let a = rec("aa11", "p1", ContainerState::Running, "web").to_cri();
+        let b = rec("ab22", "p2", ContainerState::Exited, "db").to_cri();
         let all = ContainerFilter::default();
         assert!(container_matches(&all, &a) && container_matches(&all, &b));
         let f = ContainerFilter {

@@ -179,15 +179,10 @@ impl Lifecycle {
         let ts = now_nanos();
         let mut total = berth_runtime::Stats::default();
         let mut container_metrics = Vec::new();
-        let containers: Vec<ContainerRecord> = self
-            .containers
-            .records()
-            .into_iter()
-            .filter(|c| {
-                c.pod_id == pod.id
-                    && matches!(c.state, ContainerState::Created | ContainerState::Running)
-            })
-            .collect();
+        let containers = self.containers.records_where(|c| {
+            c.pod_id == pod.id
+                && matches!(c.state, ContainerState::Created | ContainerState::Running)
+        });
         for c in containers {
             let dir = c.state_dir.clone();
             let sampled = blocking(move || {

@@ -72,9 +72,7 @@ impl Lifecycle {
         let mut pids = 0u64;
         for c in self
             .containers
-            .records()
-            .iter()
-            .filter(|c| c.pod_id == pod.id && c.state.is_running())
+            .records_where(|c| c.pod_id == pod.id && c.state.is_running())
         {
             let dir = c.state_dir.clone();
             if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || {

@@ -73,22 +73,15 @@ impl CriService {
     fn matching_pods(&self, filter: Option<&PodSandboxFilter>) -> Vec<PodSandbox> {
         self.lifecycle
             .pods
-            .records()
-            .into_iter()
-            .filter(|r| r.state != PodState::Creating)
-            .filter(|r| filter.is_none_or(|f| pod_matches(f, r)))
-            .map(|r| r.to_cri())
-            .collect()
+            .listed_where(|p| filter.is_none_or(|f| pod_matches(f, p)))
     }
 }
 
 /// Whether a pod passes every set field of `f`.
-pub(crate) fn pod_matches(f: &PodSandboxFilter, r: &PodRecord) -> bool {
-    id_matches(&f.id, &r.id)
-        && f.state
-            .as_ref()
-            .is_none_or(|s| s.state == r.state.to_cri() as i32)
-        && labels_match(&f.label_selector, &r.config.labels)
+pub(crate) fn pod_matches(f: &PodSandboxFilter, p: &PodSandbox) -> bool {
+    id_matches(&f.id, &p.id)
+        && f.state.as_ref().is_none_or(|s| s.state == p.state)
+        && labels_match(&f.label_selector, &p.labels)
 }
 
 fn verbose_info(rec: &PodRecord) -> Result<String> {
@@ -148,8 +141,8 @@ mod tests {
 
     #[test]
     fn filters_combine_id_prefix_state_and_labels() {
-        let a = rec("aa11", PodState::Ready, "web");
-        let b = rec("ab22", PodState::NotReady, "db");
+        let a = rec("aa11", PodState::Ready, "web").to_cri();
+        let b = rec("ab22", PodState::NotReady, "db").to_cri();
         let f = PodSandboxFilter {
             id: "ab".into(),
             ..Default::default()

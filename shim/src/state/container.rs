@@ -147,7 +147,7 @@ impl ContainerRecord {
         self.config.image.clone().unwrap_or_default()
     }
 
-    /// The short form used by ListContainers.
+    /// The short form used by ListContainers (see [`super::Listed`]).
     pub fn to_cri(&self) -> v1::Container {
         v1::Container {
             id: self.id.clone(),
@@ -199,6 +199,13 @@ impl ContainerRecord {
             }),
             stop_signal: signal_to_cri(self.stop_signal) as i32,
         }
+    }
+}
+
+impl super::Listed for ContainerRecord {
+    type Item = v1::Container;
+    fn listed(&self) -> Option<v1::Container> {
+        (self.state != ContainerState::Creating).then(|| self.to_cri())
     }
 }
 

@@ -2,6 +2,11 @@
 //! operation lock (held across a whole RPC that changes the object, so two
 //! changes never interleave) with the last persisted record (read without
 //! waiting for that lock, so listings never stall behind a slow stop).
+//!
+//! Next to each record sits its ready-made listing form ([`Listed`]), rebuilt
+//! whenever the record changes: List* RPCs are polled constantly by kubelet,
+//! and cloning one small CRI message per object is several times cheaper than
+//! copying the whole record (with its full config) and converting it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -11,26 +16,50 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+/// The form a List* RPC returns for a record.
+pub trait Listed {
+    type Item: Clone;
+    /// `None` hides the object from listings (e.g. while it is being created).
+    fn listed(&self) -> Option<Self::Item>;
+}
+
+/// A record and its listing form, always replaced together.
+struct Current<R: Listed> {
+    rec: R,
+    listed: Option<R::Item>,
+}
+
+impl<R: Listed> Current<R> {
+    fn new(rec: R) -> Current<R> {
+        let listed = rec.listed();
+        Current { rec, listed }
+    }
+}
+
 /// One object: its operation lock and its current (persisted) record.
-pub struct Entry<R> {
+pub struct Entry<R: Listed> {
     op: tokio::sync::Mutex<()>,
-    rec: RwLock<R>,
+    cur: RwLock<Current<R>>,
 }
 
 /// Proof that the caller holds an entry's operation lock.
 pub type OpGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
-impl<R: Clone + Serialize> Entry<R> {
+impl<R: Clone + Serialize + Listed> Entry<R> {
     fn new(rec: R) -> Entry<R> {
         Entry {
             op: tokio::sync::Mutex::new(()),
-            rec: RwLock::new(rec),
+            cur: RwLock::new(Current::new(rec)),
         }
     }
 
     /// A copy of the current record.
     pub fn get(&self) -> R {
-        self.rec.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.cur
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .rec
+            .clone()
     }
 
     /// Waits for the operation lock.
@@ -56,19 +85,20 @@ impl<R: Clone + Serialize> Entry<R> {
         let mut next = self.get();
         f(&mut next);
         store.put(table, id, &next)?;
-        *self.rec.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        let cur = Current::new(next.clone());
+        *self.cur.write().unwrap_or_else(|p| p.into_inner()) = cur;
         Ok(next)
     }
 }
 
 /// All objects of one kind, by id.
-pub struct Objects<R> {
+pub struct Objects<R: Listed> {
     table: &'static str,
     kind: &'static str,
     map: RwLock<BTreeMap<String, Arc<Entry<R>>>>,
 }
 
-impl<R: Clone + Serialize + DeserializeOwned> Objects<R> {
+impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
     /// An empty index persisting into store table `table`; `kind` names the
     /// objects in messages ("pod sandbox", "container").
     pub fn new(table: &'static str, kind: &'static str) -> Objects<R> {
@@ -158,6 +188,43 @@ impl<R: Clone + Serialize + DeserializeOwned> Objects<R> {
             .collect()
     }
 
+    /// Copies of the records that pass `keep`, in id order (only those are
+    /// copied: per-pod work over all containers stays cheap).
+    pub fn records_where(&self, keep: impl Fn(&R) -> bool) -> Vec<R> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for e in map.values() {
+            let cur = e.cur.read().unwrap_or_else(|p| p.into_inner());
+            if keep(&cur.rec) {
+                out.push(cur.rec.clone());
+            }
+        }
+        out
+    }
+
+    /// Every id, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The listing form of every listed object that passes `keep`, in id order.
+    pub fn listed_where(&self, keep: impl Fn(&R::Item) -> bool) -> Vec<R::Item> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(map.len());
+        for e in map.values() {
+            let cur = e.cur.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(item) = cur.listed.as_ref().filter(|i| keep(i)) {
+                out.push(item.clone());
+            }
+        }
+        out
+    }
+
     /// Every `(id, entry)`, in id order.
     pub fn entries(&self) -> Vec<(String, Arc<Entry<R>>)> {
         self.map
@@ -172,6 +239,33 @@ impl<R: Clone + Serialize + DeserializeOwned> Objects<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Odd numbers are listed as their decimal text, even ones are hidden.
+    impl Listed for u32 {
+        type Item = String;
+        fn listed(&self) -> Option<String> {
+            (self % 2 == 1).then(|| self.to_string())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_listing_form_follows_every_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.redb")).unwrap();
+        let objs: Objects<u32> = Objects::new("t", "thing");
+        objs.insert(&store, "a", 1).unwrap();
+        let b = objs.insert(&store, "b", 2).unwrap();
+        objs.insert_loaded("c", 3);
+        assert_eq!(objs.listed_where(|_| true), ["1", "3"]);
+        assert_eq!(objs.listed_where(|s| s != "1"), ["3"]);
+        let g = b.lock().await;
+        b.update(&g, &store, "t", "b", |v| *v = 5).unwrap();
+        assert_eq!(objs.listed_where(|_| true), ["1", "5", "3"]);
+        objs.remove(&store, "a").unwrap();
+        assert_eq!(objs.listed_where(|_| true), ["5", "3"]);
+        assert_eq!(objs.records_where(|v| *v > 3), [5]);
+        assert_eq!(objs.ids(), ["b", "c"]);
+    }
 
     #[tokio::test]
     async fn update_persists_before_it_becomes_visible_and_find_takes_unique_prefixes() {

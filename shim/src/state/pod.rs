@@ -156,6 +156,13 @@ impl PodRecord {
     }
 }
 
+impl super::Listed for PodRecord {
+    type Item = v1::PodSandbox;
+    fn listed(&self) -> Option<v1::PodSandbox> {
+        (self.state != PodState::Creating).then(|| self.to_cri())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
