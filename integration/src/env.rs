@@ -65,6 +65,18 @@ impl TestEnv {
         Ok(env)
     }
 
+    /// Like [`TestEnv::start_for_pods`] but with berthd's CNI conf dir at
+    /// `conf_dir` (e.g. where a [`crate::bridge::TestBridge`] wrote its conflist).
+    pub async fn start_for_pods_on_cni(conf_dir: &std::path::Path) -> Result<TestEnv> {
+        let mut env = Self::start_with(TestEnvOptions {
+            berthd: BerthdOptions::default().cni_conf_dir(conf_dir),
+            ..Default::default()
+        })
+        .await?;
+        env.pull("busybox").await?;
+        Ok(env)
+    }
+
     /// Starts the registry, pushes every test image as `<name>:latest` (and the
     /// multi-platform ones as indexes), writes its `hosts.toml`, then starts
     /// berthd with that hosts dir as `registry.config_path`.
@@ -195,6 +207,25 @@ impl TestEnv {
             .await
             .map_err(Error::rpc("StartContainer"))?;
         Ok(id)
+    }
+
+    /// A pod named `name` with one busybox container (also named `name`)
+    /// running `sh -c script`, with stdin open if `stdin`; returns
+    /// (pod id, container id).
+    pub async fn run_busybox_pod(
+        &mut self,
+        name: &str,
+        script: &str,
+        stdin: bool,
+    ) -> Result<(String, String)> {
+        let pod_config = self.pod_config(name);
+        let pod = self.run_pod(&pod_config).await?;
+        let container = ContainerConfig {
+            stdin,
+            ..container_config(name, &self.image("busybox"), &["sh", "-c", script])
+        };
+        let id = self.run_container(&pod, &pod_config, container).await?;
+        Ok((pod, id))
     }
 
     /// StopPodSandbox then RemovePodSandbox.

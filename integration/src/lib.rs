@@ -7,7 +7,8 @@
 //! - [`push::RegistryClient`]: pushes images over the distribution API, fetches
 //!   manifests back.
 //! - [`berthd::Berthd`]: the real daemon as a child process in a private tempdir.
-//! - [`client::Cri`]: typed CRI clients over a unix socket.
+//! - [`client::Cri`]: typed CRI clients over a unix socket; [`calls`]: the CRI
+//!   calls tests repeat, one function each.
 //! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard.
 
 pub mod error;
@@ -18,6 +19,7 @@ pub use error::{Error, Result};
 pub mod bench;
 pub mod berthd;
 pub mod bridge;
+pub mod calls;
 pub mod cleanup;
 pub mod client;
 pub mod containerd;

@@ -23,6 +23,18 @@ pub fn no_busybox() -> Option<String> {
     })
 }
 
+/// `Some(reason)` unless [`crate::env::TestEnv::start_for_pods`] can run here:
+/// root, the registry and busybox-static.
+pub fn no_pod_env() -> Option<String> {
+    first(&[not_root(), no_registry(), no_busybox()])
+}
+
+/// `Some(reason)` unless pods on a [`crate::bridge::TestBridge`] can run here:
+/// what [`no_pod_env`] needs plus the CNI bridge plugins.
+pub fn no_bridge_pod_env() -> Option<String> {
+    first(&[no_pod_env(), crate::bridge::unavailable_reason()])
+}
+
 /// The first reason among several, e.g. `first(&[no_registry(), no_busybox()])`.
 pub fn first(reasons: &[Option<String>]) -> Option<String> {
     reasons.iter().flatten().next().cloned()

@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::Berthd;
+use berth_integration::calls::{
+    self, container_status, create_container, exec_sync, list_containers, list_pods, pod_status,
+    remove_container, remove_pod, run_pod, start_container, stop_container, stop_pod, teardown_pod,
+    wait_exited,
+};
 use berth_integration::client::Cri;
 use berth_integration::env::{self, TestEnv};
 use berth_integration::{skip, skip_if};
@@ -20,10 +25,6 @@ struct Env {
     base: TestEnv,
 }
 
-fn skip_reason() -> Option<String> {
-    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
-}
-
 async fn env() -> Env {
     let mut base = TestEnv::start_for_pods().await.unwrap();
     let configured = base.pull("configured").await.unwrap();
@@ -35,21 +36,14 @@ async fn env() -> Env {
     }
 }
 
-fn ns_options(network: NamespaceMode) -> NamespaceOption {
-    NamespaceOption {
-        network: network as i32,
-        pid: NamespaceMode::Container as i32,
-        ipc: NamespaceMode::Pod as i32,
-        target_id: String::new(),
-        userns_options: None,
-    }
-}
-
 fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
     PodSandboxConfig {
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(ns_options(NamespaceMode::Pod)),
+                namespace_options: Some(calls::namespaces(
+                    NamespaceMode::Pod,
+                    NamespaceMode::Container,
+                )),
                 ..Default::default()
             }),
             ..Default::default()
@@ -64,111 +58,15 @@ fn container_config(name: &str, image: &str, command: &[&str]) -> ContainerConfi
         linux: Some(LinuxContainerConfig {
             resources: None,
             security_context: Some(LinuxContainerSecurityContext {
-                namespace_options: Some(ns_options(NamespaceMode::Pod)),
+                namespace_options: Some(calls::namespaces(
+                    NamespaceMode::Pod,
+                    NamespaceMode::Container,
+                )),
                 ..Default::default()
             }),
         }),
         ..env::container_config(name, image, command)
     }
-}
-
-async fn run_pod(cri: &mut Cri, config: &PodSandboxConfig) -> String {
-    cri.runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id
-}
-
-async fn create(
-    cri: &mut Cri,
-    pod: &str,
-    pod_config: &PodSandboxConfig,
-    c: ContainerConfig,
-) -> String {
-    cri.runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(c),
-            sandbox_config: Some(pod_config.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id
-}
-
-async fn start(cri: &mut Cri, id: &str) {
-    cri.runtime
-        .start_container(StartContainerRequest {
-            container_id: id.into(),
-        })
-        .await
-        .unwrap();
-}
-
-async fn status(cri: &mut Cri, id: &str) -> ContainerStatus {
-    cri.runtime
-        .container_status(ContainerStatusRequest {
-            container_id: id.into(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-}
-
-async fn wait_exited(cri: &mut Cri, id: &str, limit: Duration) -> ContainerStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        let s = status(cri, id).await;
-        if s.state == ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "container {id} still {:?}",
-            s.state
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn exec(
-    cri: &mut Cri,
-    id: &str,
-    cmd: &[&str],
-    timeout: i64,
-) -> Result<ExecSyncResponse, tonic::Status> {
-    cri.runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout,
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
-async fn teardown_pod(cri: &mut Cri, pod: &str) {
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await
-        .unwrap();
 }
 
 /// The CRI log lines' payloads of one stream (`<time> <stream> <tag> <line>`).
@@ -232,13 +130,9 @@ fn leftovers(berthd: &Berthd, ids: &[&str]) -> Vec<String> {
     out
 }
 
-fn code(e: &tonic::Status) -> tonic::Code {
-    e.code()
-}
-
 #[tokio::test]
 async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = env().await;
     let mut cri = env.cri.clone();
     let mut events = cri
@@ -274,7 +168,7 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
         .join("net")
         .exists());
 
-    let c = create(
+    let c = create_container(
         &mut cri,
         &pod,
         &pc,
@@ -285,16 +179,16 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
         ),
     )
     .await;
-    let s = status(&mut cri, &c).await;
+    let s = container_status(&mut cri, &c).await;
     assert_eq!(s.state, ContainerState::ContainerCreated as i32);
     assert!(s.image_id.starts_with("sha256:"), "{}", s.image_id);
-    start(&mut cri, &c).await;
-    let s = status(&mut cri, &c).await;
+    start_container(&mut cri, &c).await;
+    let s = container_status(&mut cri, &c).await;
     assert_eq!(s.state, ContainerState::ContainerRunning as i32);
     assert!(s.started_at >= s.created_at && s.created_at > 0);
 
     // ExecSync: output, exit codes, the container's hostname, timeouts.
-    let r = exec(
+    let r = exec_sync(
         &mut cri,
         &c,
         &["sh", "-c", "echo out; echo err >&2; hostname"],
@@ -306,15 +200,17 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     assert_eq!(String::from_utf8_lossy(&r.stderr), "err\n");
     assert_eq!(r.exit_code, 0);
     assert_eq!(
-        exec(&mut cri, &c, &["sh", "-c", "exit 3"], 10)
+        exec_sync(&mut cri, &c, &["sh", "-c", "exit 3"], 10)
             .await
             .unwrap()
             .exit_code,
         3
     );
     let t0 = Instant::now();
-    let e = exec(&mut cri, &c, &["sleep", "30"], 1).await.unwrap_err();
-    assert_eq!(code(&e), tonic::Code::DeadlineExceeded, "{e}");
+    let e = exec_sync(&mut cri, &c, &["sleep", "30"], 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e}");
     assert!(t0.elapsed() < Duration::from_secs(10));
 
     // The streamed listings carry the same items as the unary ones.
@@ -350,14 +246,7 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     let lister = cri.clone();
     let list = |f: ContainerFilter| {
         let mut cri = lister.clone();
-        async move {
-            cri.runtime
-                .list_containers(ListContainersRequest { filter: Some(f) })
-                .await
-                .unwrap()
-                .into_inner()
-                .containers
-        }
+        async move { list_containers(&mut cri, Some(f)).await }
     };
     assert_eq!(
         list(ContainerFilter {
@@ -409,19 +298,11 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     let stopper = {
         let mut cri = cri.clone();
         let c = c.clone();
-        tokio::spawn(async move {
-            cri.runtime
-                .stop_container(StopContainerRequest {
-                    container_id: c,
-                    timeout: 2,
-                })
-                .await
-                .unwrap();
-        })
+        tokio::spawn(async move { stop_container(&mut cri, &c, 2).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let polled = Instant::now();
-    let during = status(&mut cri, &c).await;
+    let during = container_status(&mut cri, &c).await;
     assert!(
         polled.elapsed() < Duration::from_millis(500),
         "{:?}",
@@ -434,27 +315,16 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
         "{:?}",
         t0.elapsed()
     );
-    let s = status(&mut cri, &c).await;
+    let s = container_status(&mut cri, &c).await;
     assert_eq!(s.state, ContainerState::ContainerExited as i32);
     assert_eq!(s.exit_code, 137);
     assert_eq!(s.reason, "Error");
     assert!(s.finished_at >= s.started_at);
     assert_eq!(list(exited).await.len(), 1);
     // Stopping again is fine.
-    cri.runtime
-        .stop_container(StopContainerRequest {
-            container_id: c.clone(),
-            timeout: 0,
-        })
-        .await
-        .unwrap();
+    stop_container(&mut cri, &c, 0).await;
 
-    cri.runtime
-        .remove_container(RemoveContainerRequest {
-            container_id: c.clone(),
-        })
-        .await
-        .unwrap();
+    remove_container(&mut cri, &c).await;
     let e = cri
         .runtime
         .container_status(ContainerStatusRequest {
@@ -465,57 +335,16 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::NotFound);
     // Removing an unknown container succeeds.
-    cri.runtime
-        .remove_container(RemoveContainerRequest {
-            container_id: c.clone(),
-        })
-        .await
-        .unwrap();
+    remove_container(&mut cri, &c).await;
 
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-    let st = cri
-        .runtime
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    stop_pod(&mut cri, &pod).await;
+    let st = pod_status(&mut cri, &pod).await;
     assert_eq!(st.state, PodSandboxState::SandboxNotready as i32);
     // Stop is idempotent.
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    stop_pod(&mut cri, &pod).await;
+    remove_pod(&mut cri, &pod).await;
+    remove_pod(&mut cri, &pod).await;
+    let pods = list_pods(&mut cri).await;
     assert!(pods.is_empty(), "{pods:?}");
     assert_eq!(
         leftovers(&env.base.berthd, &[&pod, &c]),
@@ -547,12 +376,12 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
 
 #[tokio::test]
 async fn containers_of_a_pod_share_its_network_and_ipc() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "shared");
     let pod = run_pod(&mut cri, &pc).await;
-    let server = create(
+    let server = create_container(
         &mut cri,
         &pod,
         &pc,
@@ -563,8 +392,8 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
         ),
     )
     .await;
-    start(&mut cri, &server).await;
-    let client = create(
+    start_container(&mut cri, &server).await;
+    let client = create_container(
         &mut cri,
         &pod,
         &pc,
@@ -575,7 +404,7 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
         ),
     )
     .await;
-    start(&mut cri, &client).await;
+    start_container(&mut cri, &client).await;
     let s = wait_exited(&mut cri, &client, Duration::from_secs(30)).await;
     let log = PathBuf::from(&pc.log_directory).join("client/0.log");
     assert_eq!(
@@ -587,19 +416,19 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     assert_eq!(log_lines(&log, "stdout"), ["shared-net", "ipc"]);
 
     // Same namespaces, seen from inside: a second live container.
-    let peer = create(
+    let peer = create_container(
         &mut cri,
         &pod,
         &pc,
         container_config("peer", &env.busybox, &["sleep", "3600"]),
     )
     .await;
-    start(&mut cri, &peer).await;
+    start_container(&mut cri, &peer).await;
     let nser = cri.clone();
     let ns = |id: String| {
         let mut cri = nser.clone();
         async move {
-            let r = exec(
+            let r = exec_sync(
                 &mut cri,
                 &id,
                 &[
@@ -685,20 +514,20 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
 
 #[tokio::test]
 async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "merge");
     let pod = run_pod(&mut cri, &pc).await;
     // No command and no args: the image's ENTRYPOINT + CMD (`sh -c "echo hello"`).
-    let plain = create(
+    let plain = create_container(
         &mut cri,
         &pod,
         &pc,
         container_config("plain", &env.configured, &[]),
     )
     .await;
-    start(&mut cri, &plain).await;
+    start_container(&mut cri, &plain).await;
     let s = wait_exited(&mut cri, &plain, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0);
     // The image's USER and STOPSIGNAL are what the status reports.
@@ -718,8 +547,8 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
         key: "EXTRA".into(),
         value: "x".into(),
     }];
-    let args = create(&mut cri, &pod, &pc, cfg).await;
-    start(&mut cri, &args).await;
+    let args = create_container(&mut cri, &pod, &pc, cfg).await;
+    start_container(&mut cri, &args).await;
     let s = wait_exited(&mut cri, &args, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0);
     assert_eq!(
@@ -738,7 +567,7 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
 
 #[tokio::test]
 async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "oom");
@@ -753,8 +582,8 @@ async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
         memory_swap_limit_in_bytes: 32 << 20,
         ..Default::default()
     });
-    let c = create(&mut cri, &pod, &pc, cfg).await;
-    start(&mut cri, &c).await;
+    let c = create_container(&mut cri, &pod, &pc, cfg).await;
+    start_container(&mut cri, &c).await;
     let s = wait_exited(&mut cri, &c, Duration::from_secs(30)).await;
     assert_eq!(s.reason, "OOMKilled", "{s:?}");
     assert_eq!(s.exit_code, 137);
@@ -767,28 +596,28 @@ async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
 
 #[tokio::test]
 async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = env().await;
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "crash");
     let pod = run_pod(&mut cri, &pc).await;
-    let long = create(
+    let long = create_container(
         &mut cri,
         &pod,
         &pc,
         container_config("long", &env.busybox, &["sleep", "3600"]),
     )
     .await;
-    start(&mut cri, &long).await;
-    let short = create(
+    start_container(&mut cri, &long).await;
+    let short = create_container(
         &mut cri,
         &pod,
         &pc,
         container_config("short", &env.busybox, &["sh", "-c", "sleep 2; exit 7"]),
     )
     .await;
-    start(&mut cri, &short).await;
-    let created = create(
+    start_container(&mut cri, &short).await;
+    let created = create_container(
         &mut cri,
         &pod,
         &pc,
@@ -801,32 +630,34 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     env.base.berthd.restart().await.unwrap();
     let mut cri = env.base.berthd.client().await.unwrap();
 
-    let s = status(&mut cri, &long).await;
+    let s = container_status(&mut cri, &long).await;
     assert_eq!(s.state, ContainerState::ContainerRunning as i32, "{s:?}");
-    let s = status(&mut cri, &short).await;
+    let s = container_status(&mut cri, &short).await;
     assert_eq!(s.state, ContainerState::ContainerExited as i32, "{s:?}");
     assert_eq!((s.exit_code, s.reason.as_str()), (7, "Error"));
     assert!(s.finished_at > s.started_at);
     assert_eq!(
-        status(&mut cri, &created).await.state,
+        container_status(&mut cri, &created).await.state,
         ContainerState::ContainerCreated as i32
     );
     // The survivors are still fully usable: exec, start, name reservations.
-    let r = exec(&mut cri, &long, &["echo", "alive"], 10).await.unwrap();
+    let r = exec_sync(&mut cri, &long, &["echo", "alive"], 10)
+        .await
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), "alive\n");
     // The pod's pinned namespaces outlived berthd: a new container joins them.
-    let late = create(
+    let late = create_container(
         &mut cri,
         &pod,
         &pc,
         container_config("late", &env.busybox, &["sleep", "3600"]),
     )
     .await;
-    start(&mut cri, &late).await;
+    start_container(&mut cri, &late).await;
     let net = |id: String| {
         let mut cri = cri.clone();
         async move {
-            let r = exec(&mut cri, &id, &["ls", "-l", "/proc/self/ns/net"], 10)
+            let r = exec_sync(&mut cri, &id, &["ls", "-l", "/proc/self/ns/net"], 10)
                 .await
                 .unwrap();
             String::from_utf8_lossy(&r.stdout)
@@ -840,7 +671,7 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     let (a, b) = (net(long.clone()).await, net(late.clone()).await);
     assert!(a.starts_with("net:"), "{a}");
     assert_eq!(a, b);
-    start(&mut cri, &created).await;
+    start_container(&mut cri, &created).await;
     assert_eq!(
         wait_exited(&mut cri, &created, Duration::from_secs(20))
             .await
@@ -866,7 +697,7 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
 
 #[tokio::test]
 async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_first_id() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "dup");
@@ -901,12 +732,12 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
         {
             let (mut cri, pod, pc) = (cri.clone(), pod.clone(), pc.clone());
             let cfg = container_config("app", &env.busybox, &["true"]);
-            async move { create(&mut cri, &pod, &pc, cfg).await }
+            async move { create_container(&mut cri, &pod, &pc, cfg).await }
         },
         {
             let (mut cri, pod, pc) = (cri.clone(), pod.clone(), pc.clone());
             let cfg = container_config("app", &env.busybox, &["true"]);
-            async move { create(&mut cri, &pod, &pc, cfg).await }
+            async move { create_container(&mut cri, &pod, &pc, cfg).await }
         }
     );
     assert_eq!(c, c_retry);
@@ -922,13 +753,8 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
     assert_eq!(e.code(), tonic::Code::AlreadyExists);
     assert!(e.message().contains(&c), "{e}");
     // After removal the name is free again.
-    cri.runtime
-        .remove_container(RemoveContainerRequest {
-            container_id: c.clone(),
-        })
-        .await
-        .unwrap();
-    let c2 = create(
+    remove_container(&mut cri, &c).await;
+    let c2 = create_container(
         &mut cri,
         &pod,
         &pc,
@@ -945,7 +771,7 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
 
 #[tokio::test]
 async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_nothing() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let mut bad = pod_config(&env, "bad");
@@ -1078,28 +904,17 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
         .unwrap_or_default();
     assert!(runtime_dirs.is_empty(), "{runtime_dirs:?}");
     // The failed calls freed the name.
-    let ok = create(
+    let ok = create_container(
         &mut cri,
         &pod,
         &pc,
         container_config("late", &env.busybox, &["true"]),
     )
     .await;
-    cri.runtime
-        .remove_container(RemoveContainerRequest {
-            container_id: ok.clone(),
-        })
-        .await
-        .unwrap();
+    remove_container(&mut cri, &ok).await;
 
     // None of the failed creates left a container or a rootfs behind.
-    let all = cri
-        .runtime
-        .list_containers(ListContainersRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+    let all = list_containers(&mut cri, None).await;
     assert!(all.is_empty(), "{all:?}");
     let left: Vec<_> = std::fs::read_dir(env.base.berthd.root_dir().join("containers"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
@@ -1111,13 +926,16 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
 
 #[tokio::test]
 async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let mut pc = pod_config(&env, "hostnet");
     pc.hostname = String::new();
     pc.linux.as_mut().unwrap().security_context = Some(LinuxSandboxSecurityContext {
-        namespace_options: Some(ns_options(NamespaceMode::Node)),
+        namespace_options: Some(calls::namespaces(
+            NamespaceMode::Node,
+            NamespaceMode::Container,
+        )),
         ..Default::default()
     });
     let pod = run_pod(&mut cri, &pc).await;
@@ -1125,12 +943,15 @@ async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
     assert!(pins.join("ipc").exists() && !pins.join("net").exists() && !pins.join("uts").exists());
     let mut cfg = container_config("app", &env.busybox, &["sleep", "3600"]);
     cfg.linux.as_mut().unwrap().security_context = Some(LinuxContainerSecurityContext {
-        namespace_options: Some(ns_options(NamespaceMode::Node)),
+        namespace_options: Some(calls::namespaces(
+            NamespaceMode::Node,
+            NamespaceMode::Container,
+        )),
         ..Default::default()
     });
-    let c = create(&mut cri, &pod, &pc, cfg).await;
-    start(&mut cri, &c).await;
-    let r = exec(&mut cri, &c, &["ls", "-l", "/proc/self/ns/net"], 10)
+    let c = create_container(&mut cri, &pod, &pc, cfg).await;
+    start_container(&mut cri, &c).await;
+    let r = exec_sync(&mut cri, &c, &["ls", "-l", "/proc/self/ns/net"], 10)
         .await
         .unwrap();
     let inside = String::from_utf8_lossy(&r.stdout)
@@ -1141,7 +962,7 @@ async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
         .to_string();
     let host = std::fs::read_link("/proc/self/ns/net").unwrap();
     assert_eq!(inside, host.display().to_string());
-    let r = exec(&mut cri, &c, &["hostname"], 10).await.unwrap();
+    let r = exec_sync(&mut cri, &c, &["hostname"], 10).await.unwrap();
     let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), node.trim());
     teardown_pod(&mut cri, &pod).await;
@@ -1153,7 +974,7 @@ async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
 
 #[tokio::test]
 async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let mut events = cri
@@ -1164,7 +985,7 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
         .into_inner();
     let pc = pod_config(&env, "tick");
     let pod = run_pod(&mut cri, &pc).await;
-    let c = create(
+    let c = create_container(
         &mut cri,
         &pod,
         &pc,
@@ -1179,7 +1000,7 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
         ),
     )
     .await;
-    start(&mut cri, &c).await;
+    start_container(&mut cri, &c).await;
 
     let limit = 96i64 << 20;
     cri.runtime
@@ -1203,7 +1024,7 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
         std::fs::read_to_string(&file).unwrap().trim(),
         limit.to_string()
     );
-    let s = status(&mut cri, &c).await;
+    let s = container_status(&mut cri, &c).await;
     assert_eq!(
         s.resources.unwrap().linux.unwrap().memory_limit_in_bytes,
         limit,
@@ -1257,7 +1078,7 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
             ContainerEventType::ContainerStoppedEvent as i32
         ]
     );
-    let s = status(&mut cri, &c).await;
+    let s = container_status(&mut cri, &c).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
     teardown_pod(&mut cri, &pod).await;
     assert_eq!(
@@ -1271,7 +1092,7 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
 /// and berth's pause init is PID 1; removal stops that init.
 #[tokio::test]
 async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let mut cri = env.cri.clone();
     let mut pc = pod_config(&env, "sharedpid");
@@ -1288,11 +1109,11 @@ async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
     for (name, secs) in [("a", "3601"), ("b", "3602")] {
         let mut cfg = container_config(name, &env.busybox, &["sleep", secs]);
         cfg.linux.as_mut().unwrap().security_context = None;
-        let c = create(&mut cri, &pod, &pc, cfg).await;
-        start(&mut cri, &c).await;
+        let c = create_container(&mut cri, &pod, &pc, cfg).await;
+        start_container(&mut cri, &c).await;
         ids.push(c);
     }
-    let r = exec(&mut cri, &ids[0], &["ps", "-o", "pid,args"], 10)
+    let r = exec_sync(&mut cri, &ids[0], &["ps", "-o", "pid,args"], 10)
         .await
         .unwrap();
     let ps = String::from_utf8_lossy(&r.stdout).to_string();
@@ -1329,7 +1150,7 @@ async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
 /// leaves no mount, cgroup, pin, directory or monitor behind.
 #[tokio::test]
 async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = env().await;
     let count: usize = std::env::var("BERTH_CONCURRENT_PODS")
         .ok()
@@ -1342,8 +1163,8 @@ async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
         let cfg = container_config("app", &env.busybox, &["sleep", "3600"]);
         tasks.push(tokio::spawn(async move {
             let pod = run_pod(&mut cri, &pc).await;
-            let c = create(&mut cri, &pod, &pc, cfg).await;
-            start(&mut cri, &c).await;
+            let c = create_container(&mut cri, &pod, &pc, cfg).await;
+            start_container(&mut cri, &c).await;
             (pod, c)
         }));
     }
@@ -1352,20 +1173,16 @@ async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
         ids.push(t.await.expect("a concurrent pod start failed"));
     }
     let mut cri = env.cri.clone();
-    let running = cri
-        .runtime
-        .list_containers(ListContainersRequest {
-            filter: Some(ContainerFilter {
-                state: Some(ContainerStateValue {
-                    state: ContainerState::ContainerRunning as i32,
-                }),
-                ..Default::default()
+    let running = list_containers(
+        &mut cri,
+        Some(ContainerFilter {
+            state: Some(ContainerStateValue {
+                state: ContainerState::ContainerRunning as i32,
             }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .containers;
+            ..Default::default()
+        }),
+    )
+    .await;
     assert_eq!(running.len(), count, "running containers");
     let mut removals = Vec::new();
     for (pod, _) in &ids {
@@ -1383,12 +1200,6 @@ async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
         .flat_map(|(p, c)| [p.as_str(), c.as_str()])
         .collect();
     assert_eq!(leftovers(&env.base.berthd, &all), Vec::<String>::new());
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let pods = list_pods(&mut cri).await;
     assert!(pods.is_empty(), "{} pods left", pods.len());
 }
