@@ -13,19 +13,11 @@ use std::time::{Duration, Instant};
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::bridge::TestBridge;
+use berth_integration::calls::{self, exec_sync, list_pods, pod_ip, run_pod, teardown_pod};
 use berth_integration::client::Cri;
-use berth_integration::env::{TestEnv, TestEnvOptions};
+use berth_integration::env::{container_config, TestEnv};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
-
-fn skip_reason() -> Option<String> {
-    skip::first(&[
-        skip::not_root(),
-        skip::no_registry(),
-        skip::no_busybox(),
-        berth_integration::bridge::unavailable_reason(),
-    ])
-}
 
 /// The conflist's plugins after the bridge: hostPort support.
 fn portmap() -> serde_json::Value {
@@ -42,16 +34,10 @@ async fn env(net: Option<&TestBridge>, conf_dir: &Path) -> Env {
     if let Some(net) = net {
         net.write_conf(conf_dir, &[portmap()]).unwrap();
     }
-    let mut base = TestEnv::start_with(TestEnvOptions {
-        berthd: BerthdOptions::default().cni_conf_dir(conf_dir),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let busybox = base.pull("busybox").await.unwrap();
+    let base = TestEnv::start_for_pods_on_cni(conf_dir).await.unwrap();
     Env {
         cri: base.cri.clone(),
-        busybox,
+        busybox: base.image("busybox"),
         base,
     }
 }
@@ -68,10 +54,7 @@ fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
         log_directory: env.base.logs.path().join(name).display().to_string(),
         linux: Some(LinuxPodSandboxConfig {
             security_context: Some(LinuxSandboxSecurityContext {
-                namespace_options: Some(NamespaceOption {
-                    pid: NamespaceMode::Container as i32,
-                    ..Default::default()
-                }),
+                namespace_options: Some(pod_namespaces()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -80,32 +63,10 @@ fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
     }
 }
 
-async fn run_pod(cri: &mut Cri, config: &PodSandboxConfig) -> String {
-    cri.runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id
-}
-
-async fn pod_ip(cri: &mut Cri, pod: &str) -> String {
-    cri.runtime
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.into(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap_or_default()
-        .ip
+/// The pod's and its containers' namespaces: the pod's network, a pid
+/// namespace per container.
+fn pod_namespaces() -> NamespaceOption {
+    calls::namespaces(NamespaceMode::Pod, NamespaceMode::Container)
 }
 
 /// Creates and starts `command` in `pod`; returns the container id.
@@ -116,74 +77,21 @@ async fn run_container(
     name: &str,
     command: &[&str],
 ) -> String {
-    let mut cri = env.cri.clone();
-    let id = cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: name.into(),
-                    attempt: 0,
-                }),
-                image: Some(ImageSpec {
-                    image: env.busybox.clone(),
-                    ..Default::default()
-                }),
-                command: command.iter().map(|s| s.to_string()).collect(),
-                log_path: format!("{name}.log"),
-                linux: Some(LinuxContainerConfig {
-                    resources: None,
-                    security_context: Some(LinuxContainerSecurityContext {
-                        namespace_options: Some(NamespaceOption {
-                            pid: NamespaceMode::Container as i32,
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                }),
+    let config = ContainerConfig {
+        linux: Some(LinuxContainerConfig {
+            resources: None,
+            security_context: Some(LinuxContainerSecurityContext {
+                namespace_options: Some(pod_namespaces()),
                 ..Default::default()
             }),
-            sandbox_config: Some(pc.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
-    cri.runtime
-        .start_container(StartContainerRequest {
-            container_id: id.clone(),
-        })
-        .await
-        .unwrap();
-    id
+        }),
+        ..container_config(name, &env.busybox, command)
+    };
+    calls::run_container(&mut env.cri.clone(), pod, pc, config).await
 }
 
 async fn exec(cri: &mut Cri, id: &str, cmd: &[&str]) -> ExecSyncResponse {
-    cri.runtime
-        .exec_sync(ExecSyncRequest {
-            container_id: id.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            timeout: 20,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-async fn remove_pod(cri: &mut Cri, pod: &str) {
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod.into(),
-        })
-        .await
-        .unwrap();
+    exec_sync(cri, id, cmd, 20).await.unwrap()
 }
 
 /// Starts `httpd` serving `body` from /www on `port` in a new container of `pod`.
@@ -225,7 +133,7 @@ fn iptables_lines_mentioning(needle: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_bridge_pod_env());
     let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let env = env(Some(&net), conf.path()).await;
@@ -312,8 +220,8 @@ async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
         !iptables_lines_mentioning(&a).is_empty(),
         "portmap rules for pod a expected while it runs"
     );
-    remove_pod(&mut cri, &a).await;
-    remove_pod(&mut cri, &b).await;
+    teardown_pod(&mut cri, &a).await;
+    teardown_pod(&mut cri, &b).await;
     assert_eq!(
         net.allocations(),
         Vec::<String>::new(),
@@ -338,7 +246,7 @@ async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
 
 #[tokio::test]
 async fn network_ready_follows_the_cni_config_dir() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_bridge_pod_env());
     let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let env = env(None, conf.path()).await;
@@ -388,7 +296,7 @@ async fn network_ready_follows_the_cni_config_dir() {
 
 #[tokio::test]
 async fn removing_a_pod_after_berthd_was_killed_still_releases_its_address() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_bridge_pod_env());
     let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let mut env = env(Some(&net), conf.path()).await;
@@ -401,14 +309,14 @@ async fn removing_a_pod_after_berthd_was_killed_still_releases_its_address() {
     env.base.berthd.restart().await.unwrap();
     let mut cri = env.base.berthd.client().await.unwrap();
     assert_eq!(pod_ip(&mut cri, &pod).await, ip, "pod ip after restart");
-    remove_pod(&mut cri, &pod).await;
+    teardown_pod(&mut cri, &pod).await;
     assert_eq!(net.allocations(), Vec::<String>::new());
     assert_eq!(net.veths(), Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_bridge_pod_env());
     let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let env = env(Some(&net), conf.path()).await;
@@ -428,7 +336,7 @@ async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
         }];
         let pod = run_pod(&mut cri, &pc).await;
         assert!(pod_ip(&mut cri, &pod).await.starts_with(&net.subnet_prefix));
-        remove_pod(&mut cri, &pod).await;
+        teardown_pod(&mut cri, &pod).await;
         ids.push(pod);
     }
     assert_eq!(net.allocations(), Vec::<String>::new());
@@ -455,7 +363,7 @@ async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
 #[tokio::test]
 async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() {
     use std::os::unix::fs::PermissionsExt;
-    skip_if!(skip_reason());
+    skip_if!(skip::no_bridge_pod_env());
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("bin");
     let conf = dir.path().join("net.d");
@@ -544,13 +452,8 @@ async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() 
     assert!(err.message().contains("address pool exhausted"), "{err:?}");
     assert!(err.message().contains("failnet"), "{err:?}");
     assert_eq!(nothing_left(&berthd), Vec::<String>::new());
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(pods.items.is_empty(), "{:?}", pods.items);
+    let pods = list_pods(&mut cri).await;
+    assert!(pods.is_empty(), "{pods:?}");
 
     write_conf("hangnet");
     let started = std::time::Instant::now();

@@ -12,47 +12,16 @@ use std::time::{Duration, Instant};
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::bridge::{self, TestBridge};
+use berth_integration::calls::{self, pod_ip};
 use berth_integration::client::Cri;
-use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
+use berth_integration::env::{container_config, TestEnv};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
-
-fn skip_reason() -> Option<String> {
-    skip::first(&[
-        skip::not_root(),
-        skip::no_registry(),
-        skip::no_busybox(),
-        bridge::unavailable_reason(),
-    ])
-}
 
 /// A test env whose pods get addresses on `net`.
 async fn bridge_env(net: &TestBridge, conf: &Path) -> TestEnv {
     net.write_conf(conf, &[]).unwrap();
-    let mut env = TestEnv::start_with(TestEnvOptions {
-        berthd: BerthdOptions::default().cni_conf_dir(conf),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    env.pull("busybox").await.unwrap();
-    env
-}
-
-async fn pod_ip(cri: &mut Cri, pod: &str) -> String {
-    cri.runtime
-        .pod_sandbox_status(PodSandboxStatusRequest {
-            pod_sandbox_id: pod.into(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap()
-        .network
-        .unwrap_or_default()
-        .ip
+    TestEnv::start_for_pods_on_cni(conf).await.unwrap()
 }
 
 async fn pod_stats(cri: &mut Cri, pod: &str) -> PodSandboxStats {
@@ -65,6 +34,31 @@ async fn pod_stats(cri: &mut Cri, pod: &str) -> PodSandboxStats {
         .into_inner()
         .stats
         .unwrap()
+}
+
+async fn pod_metrics(cri: &mut Cri) -> Vec<PodSandboxMetrics> {
+    cri.runtime
+        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_metrics
+}
+
+async fn update_pod_resources(
+    cri: &mut Cri,
+    pod: &str,
+    overhead: Option<LinuxContainerResources>,
+    resources: Option<LinuxContainerResources>,
+) -> Result<(), tonic::Status> {
+    cri.runtime
+        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
+            pod_sandbox_id: pod.into(),
+            overhead,
+            resources,
+        })
+        .await
+        .map(|_| ())
 }
 
 fn network(s: &PodSandboxStats) -> Option<NetworkUsage> {
@@ -101,11 +95,10 @@ fn http_get(addr: &str, path: &str) -> usize {
 fn host_network(mut pc: PodSandboxConfig) -> PodSandboxConfig {
     let linux = pc.linux.get_or_insert_with(Default::default);
     linux.security_context = Some(LinuxSandboxSecurityContext {
-        namespace_options: Some(NamespaceOption {
-            network: NamespaceMode::Node as i32,
-            pid: NamespaceMode::Container as i32,
-            ..Default::default()
-        }),
+        namespace_options: Some(calls::namespaces(
+            NamespaceMode::Node,
+            NamespaceMode::Container,
+        )),
         ..Default::default()
     });
     pc
@@ -113,7 +106,7 @@ fn host_network(mut pc: PodSandboxConfig) -> PodSandboxConfig {
 
 #[tokio::test]
 async fn pod_stats_and_metrics_count_the_traffic_a_bridge_pod_serves() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_bridge_pod_env());
     let net = TestBridge::new().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let mut env = bridge_env(&net, conf.path()).await;
@@ -241,14 +234,7 @@ async fn pod_stats_and_metrics_count_the_traffic_a_bridge_pod_serves() {
     }
     assert!(keys["container_network_transmit_bytes_total"].contains(&"interface".to_string()));
 
-    let metrics = env
-        .cri
-        .runtime
-        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_metrics;
+    let metrics = pod_metrics(&mut env.cri).await;
     let pm = metrics
         .iter()
         .find(|m| m.pod_sandbox_id == pod)
@@ -349,14 +335,7 @@ async fn pod_stats_and_metrics_count_the_traffic_a_bridge_pod_serves() {
     env.remove_pod(&pod).await.unwrap();
     env.remove_pod(&host_pod).await.unwrap();
     // A removed pod has no metrics.
-    let metrics = env
-        .cri
-        .runtime
-        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_metrics;
+    let metrics = pod_metrics(&mut env.cri).await;
     assert!(metrics.is_empty(), "{metrics:?}");
     assert_eq!(net.allocations(), Vec::<String>::new());
 }
@@ -421,11 +400,7 @@ async fn verbose_info(cri: &mut Cri, pod: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn update_pod_sandbox_resources_writes_the_pod_cgroup_and_survives_a_restart() {
-    skip_if!(skip::first(&[
-        skip::not_root(),
-        skip::no_registry(),
-        skip::no_busybox()
-    ]));
+    skip_if!(skip::no_pod_env());
     if !Path::new("/sys/fs/cgroup/cpu").is_dir() || !Path::new("/sys/fs/cgroup/memory").is_dir() {
         eprintln!("SKIPPED: needs the v1 cpu and memory controllers");
         return;
@@ -466,15 +441,14 @@ async fn update_pod_sandbox_resources_writes_the_pod_cgroup_and_survives_a_resta
         memory_limit_in_bytes: 16 << 20,
         ..Default::default()
     };
-    env.cri
-        .runtime
-        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
-            pod_sandbox_id: pod.clone(),
-            overhead: Some(overhead.clone()),
-            resources: Some(resources.clone()),
-        })
-        .await
-        .unwrap();
+    update_pod_resources(
+        &mut env.cri,
+        &pod,
+        Some(overhead.clone()),
+        Some(resources.clone()),
+    )
+    .await
+    .unwrap();
     assert_eq!(read_cgroup("cpu", &rel, "cpu.shares"), "612");
     assert_eq!(read_cgroup("cpu", &rel, "cpu.cfs_period_us"), "100000");
     assert_eq!(read_cgroup("cpu", &rel, "cpu.cfs_quota_us"), "60000");
@@ -500,14 +474,7 @@ async fn update_pod_sandbox_resources_writes_the_pod_cgroup_and_survives_a_resta
     };
     check_info(verbose_info(&mut env.cri, &pod).await);
     // The pod metrics report the pod's new memory limit.
-    let metrics = env
-        .cri
-        .runtime
-        .list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_metrics;
+    let metrics = pod_metrics(&mut env.cri).await;
     let limit = metrics
         .iter()
         .find(|m| m.pod_sandbox_id == pod)
@@ -527,65 +494,36 @@ async fn update_pod_sandbox_resources_writes_the_pod_cgroup_and_survives_a_resta
     check_info(verbose_info(&mut env.cri, &pod).await);
 
     // Errors name the pod and the reason.
-    let err = env
-        .cri
-        .runtime
-        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
-            pod_sandbox_id: "feedface".into(),
-            overhead: None,
-            resources: Some(resources.clone()),
-        })
+    let err = update_pod_resources(&mut env.cri, "feedface", None, Some(resources.clone()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     assert!(err.message().contains("feedface"), "{err:?}");
-    let err = env
-        .cri
-        .runtime
-        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
-            pod_sandbox_id: pod.clone(),
-            overhead: None,
-            resources: Some(LinuxContainerResources {
-                cpu_shares: -3,
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap_err();
+    let err = update_pod_resources(
+        &mut env.cri,
+        &pod,
+        None,
+        Some(LinuxContainerResources {
+            cpu_shares: -3,
+            ..Default::default()
+        }),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("resources.cpu_shares"), "{err:?}");
     // A pod in berthd's shared default parent has no cgroup of its own.
     let shared_pc = env.pod_config("shared");
     let shared = env.run_pod(&shared_pc).await.unwrap();
-    let err = env
-        .cri
-        .runtime
-        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
-            pod_sandbox_id: shared.clone(),
-            overhead: None,
-            resources: Some(resources.clone()),
-        })
+    let err = update_pod_resources(&mut env.cri, &shared, None, Some(resources.clone()))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("cgroup_parent"), "{err:?}");
     env.remove_pod(&shared).await.unwrap();
     // A stopped pod is not ready.
-    env.cri
-        .runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-    let err = env
-        .cri
-        .runtime
-        .update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
-            pod_sandbox_id: pod.clone(),
-            overhead: None,
-            resources: Some(resources),
-        })
+    calls::stop_pod(&mut env.cri, &pod).await;
+    let err = update_pod_resources(&mut env.cri, &pod, None, Some(resources))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
@@ -722,39 +660,13 @@ async fn berthd_killed_during_cni_add_releases_the_address_on_restart() {
         .collect();
     assert_eq!(mounts, Vec::<String>::new());
     let mut cri = berthd.client().await.unwrap();
-    let pods = cri
-        .runtime
-        .list_pod_sandbox(ListPodSandboxRequest { filter: None })
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let pods = calls::list_pods(&mut cri).await;
     assert!(pods.is_empty(), "{pods:?}");
 
     // The name is free again: with a network that does not hang, the same pod runs.
     net.write_conf(&conf, &[]).unwrap();
-    let pod = cri
-        .runtime
-        .run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = calls::run_pod(&mut cri, &config).await;
     assert_eq!(net.allocations().len(), 1);
-    cri.runtime
-        .stop_pod_sandbox(StopPodSandboxRequest {
-            pod_sandbox_id: pod.clone(),
-        })
-        .await
-        .unwrap();
-    cri.runtime
-        .remove_pod_sandbox(RemovePodSandboxRequest {
-            pod_sandbox_id: pod,
-        })
-        .await
-        .unwrap();
+    calls::teardown_pod(&mut cri, &pod).await;
     assert_eq!(net.allocations(), Vec::<String>::new());
 }
