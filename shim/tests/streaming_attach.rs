@@ -75,8 +75,15 @@ async fn fake_monitor(l: UnixListener, log: FrameLog) {
     }
 }
 
-#[tokio::test]
-async fn spdy_attach_through_the_monitor_socket() {
+/// A streaming server whose runtime attaches through a fake monitor's socket
+/// in a new tempdir; returns the tempdir (keep it), the monitor's frame log,
+/// the monitor task and the server.
+async fn server_on_fake_monitor() -> (
+    tempfile::TempDir,
+    FrameLog,
+    tokio::task::JoinHandle<()>,
+    StreamingServer,
+) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("attach.sock");
     let log = FrameLog::default();
@@ -90,6 +97,12 @@ async fn spdy_attach_through_the_monitor_socket() {
     )
     .await
     .unwrap();
+    (dir, log, monitor, srv)
+}
+
+#[tokio::test]
+async fn spdy_attach_through_the_monitor_socket() {
+    let (_dir, log, monitor, srv) = server_on_fake_monitor().await;
     let url = srv
         .attach_url(&AttachRequest {
             container_id: "c1".into(),
@@ -127,22 +140,9 @@ async fn spdy_attach_through_the_monitor_socket() {
 #[tokio::test]
 async fn websocket_tty_attach_sends_resize_frames() {
     use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
 
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("attach.sock");
-    let log = FrameLog::default();
-    let monitor = tokio::spawn(fake_monitor(
-        UnixListener::bind(&socket).unwrap(),
-        log.clone(),
-    ));
-    let srv = StreamingServer::start(
-        &StreamingConfig::default(),
-        Arc::new(MonitorRuntime { socket }),
-    )
-    .await
-    .unwrap();
+    let (_dir, log, monitor, srv) = server_on_fake_monitor().await;
     let url = srv
         .attach_url(&AttachRequest {
             container_id: "c1".into(),
@@ -152,17 +152,7 @@ async fn websocket_tty_attach_sends_resize_frames() {
             ..Default::default()
         })
         .unwrap();
-    let mut req = url
-        .replacen("http://", "ws://", 1)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "v5.channel.k8s.io".parse().unwrap(),
-    );
-    let (host, _) = split_url(&url);
-    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    let (mut ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
     ws.send(Message::binary(
         b"\x04{\"Width\":132,\"Height\":43}".to_vec(),
     ))

@@ -11,7 +11,6 @@ use futures::{SinkExt, StreamExt};
 use streaming_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 /// An echo server that upper-cases nothing: it returns exactly what it got,
@@ -131,21 +130,8 @@ async fn websocket_port_forward_prefixes_ports_and_echoes() {
     let url = srv
         .port_forward_url(&pf_req(vec![echo as i32, dead as i32]))
         .unwrap();
-    let mut req = url
-        .replacen("http://", "ws://", 1)
-        .into_client_request()
-        .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "v4.channel.k8s.io".parse().unwrap(),
-    );
-    let (host, _) = split_url(&url);
-    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
-    let (mut ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
-    assert_eq!(
-        resp.headers()["sec-websocket-protocol"],
-        "v4.channel.k8s.io"
-    );
+    let (mut ws, proto) = ws_connect(&url, "v4.channel.k8s.io").await;
+    assert_eq!(proto, "v4.channel.k8s.io");
     let mut firsts = std::collections::HashMap::new();
     let mut chans: Vec<Vec<u8>> = vec![Vec::new(); 4];
     let mut sent = false;

@@ -10,7 +10,6 @@ use berth_proto::v1::{AttachRequest, ExecRequest};
 use futures::{SinkExt, StreamExt};
 use streaming_support::*;
 use tokio::io::AsyncWriteExt;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 fn exec_req(cmd: &str, stdin: bool, tty: bool) -> ExecRequest {
@@ -310,28 +309,6 @@ async fn client_going_away_kills_the_exec_and_idle_connections_are_closed() {
         wait_gone(pid, 5).await,
         "idle session left process {pid} behind"
     );
-}
-
-async fn ws_connect(
-    url: &str,
-    protocols: &str,
-) -> (
-    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-    String,
-) {
-    let ws_url = url.replacen("http://", "ws://", 1);
-    let mut req = ws_url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
-    let (host, _) = split_url(url);
-    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
-    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
-    let proto = resp
-        .headers()
-        .get("sec-websocket-protocol")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (ws, proto)
 }
 
 /// Collects channel payloads until the server closes.

@@ -288,3 +288,30 @@ impl SpdyClient {
         }
     }
 }
+
+/// A WebSocket connection to the streaming `url` offering `protocols` (the
+/// `Sec-WebSocket-Protocol` value); returns it with the protocol the server
+/// chose ("" when it chose none).
+pub async fn ws_connect(
+    url: &str,
+    protocols: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    String,
+) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let ws_url = url.replacen("http://", "ws://", 1);
+    let mut req = ws_url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+    let (host, _) = split_url(url);
+    let tcp = tokio::net::TcpStream::connect(host).await.unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await.unwrap();
+    let proto = resp
+        .headers()
+        .get("sec-websocket-protocol")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (ws, proto)
+}
