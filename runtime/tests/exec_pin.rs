@@ -21,17 +21,44 @@ impl Drop for Pinned {
     }
 }
 
-fn exec(f: &Fixture, process: serde_json::Value) -> std::process::Output {
+/// `berth-monitor exec` (with `--tty` if `tty`) of `process` (an OCI process
+/// object, written to the fixture's `process.json`) in `f`'s container.
+fn exec_command(f: &Fixture, process: serde_json::Value, tty: bool) -> Command {
     let p = f.tmp.path().join("process.json");
     std::fs::write(&p, process.to_string()).unwrap();
-    Command::new(MONITOR)
-        .arg("exec")
-        .arg("--state-dir")
+    let mut cmd = Command::new(MONITOR);
+    cmd.arg("exec");
+    if tty {
+        cmd.arg("--tty");
+    }
+    cmd.arg("--state-dir")
         .arg(f.state_dir())
         .arg("--process")
-        .arg(&p)
+        .arg(&p);
+    cmd
+}
+
+fn exec(f: &Fixture, process: serde_json::Value) -> std::process::Output {
+    exec_command(f, process, false).output().unwrap()
+}
+
+/// `berth-monitor pin-ns --dir <dir> <args>`.
+fn pin_ns(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(MONITOR)
+        .args(["pin-ns", "--dir"])
+        .arg(dir)
+        .args(args)
         .output()
         .unwrap()
+}
+
+/// A started container `name` running `script`.
+fn running(name: &str, script: &str) -> (Fixture, berth_runtime::Container) {
+    let mut f = Fixture::new(name);
+    f.args(script);
+    let c = f.create();
+    c.start().unwrap();
+    (f, c)
 }
 
 fn proc_json(script: &str) -> serde_json::Value {
@@ -49,10 +76,7 @@ fn exec_runs_inside_the_container_with_its_exit_code() {
     if !can_run() {
         return;
     }
-    let mut f = Fixture::new("exec");
-    f.args("echo started; exec sleep 1000");
-    let c = f.create();
-    c.start().unwrap();
+    let (f, c) = running("exec", "echo started; exec sleep 1000");
     let out = exec(&f, proc_json("hostname; echo pid=$$; pwd; echo $X; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '; echo oops >&2; exit 4"));
     assert_eq!(
         out.status.code(),
@@ -93,17 +117,8 @@ fn killing_exec_helper_kills_the_execd_process() {
     if !can_run() {
         return;
     }
-    let mut f = Fixture::new("exectimeout");
-    f.args("exec sleep 1000");
-    let c = f.create();
-    c.start().unwrap();
-    let p = f.tmp.path().join("process.json");
-    std::fs::write(&p, proc_json("exec sleep 777").to_string()).unwrap();
-    let mut child = Command::new(MONITOR)
-        .args(["exec", "--state-dir"])
-        .arg(f.state_dir())
-        .arg("--process")
-        .arg(&p)
+    let (f, c) = running("exectimeout", "exec sleep 1000");
+    let mut child = exec_command(&f, proc_json("exec sleep 777"), false)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -128,14 +143,20 @@ fn pinned_namespaces_are_joined_by_path() {
     }
     let f0 = Fixture::new("pin");
     let dir = f0.tmp.path().join("ns");
-    let out = Command::new(MONITOR)
-        .args(["pin-ns", "--dir"])
-        .arg(&dir)
-        .args(["--net", "--ipc", "--uts", "--hostname", "podhost"])
-        .args(["--sysctl", "net.ipv4.ip_unprivileged_port_start=42"])
-        .args(["--sysctl", "kernel.shmmni=1234"])
-        .output()
-        .unwrap();
+    let out = pin_ns(
+        &dir,
+        &[
+            "--net",
+            "--ipc",
+            "--uts",
+            "--hostname",
+            "podhost",
+            "--sysctl",
+            "net.ipv4.ip_unprivileged_port_start=42",
+            "--sysctl",
+            "kernel.shmmni=1234",
+        ],
+    );
     let _pinned = Pinned(dir.clone());
     assert!(
         out.status.success(),
@@ -193,21 +214,11 @@ fn pin_ns_failure_leaves_nothing() {
     }
     let f = Fixture::new("pinfail");
     let dir = f.tmp.path().join("ns");
-    let out = Command::new(MONITOR)
-        .args(["pin-ns", "--dir"])
-        .arg(&dir)
-        .args(["--net", "--uts", "--sysctl", "net.no.such.key=1"])
-        .output()
-        .unwrap();
+    let out = pin_ns(&dir, &["--net", "--uts", "--sysctl", "net.no.such.key=1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("net.no.such.key"));
     assert!(!dir.exists());
-    let out = Command::new(MONITOR)
-        .args(["pin-ns", "--dir"])
-        .arg(&dir)
-        .args(["--net", "--sysctl", "vm.swappiness=1"])
-        .output()
-        .unwrap();
+    let out = pin_ns(&dir, &["--net", "--sysctl", "vm.swappiness=1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("vm.swappiness"));
     assert!(!dir.exists());
@@ -304,10 +315,10 @@ fn log_is_reopened_on_sigusr1_and_on_request() {
     if !can_run() {
         return;
     }
-    let mut f = Fixture::new("reopen");
-    f.args("i=0; while :; do echo line$i; i=$((i+1)); sleep 0.02; done");
-    let c = f.create();
-    c.start().unwrap();
+    let (f, c) = running(
+        "reopen",
+        "i=0; while :; do echo line$i; i=$((i+1)); sleep 0.02; done",
+    );
     wait_for("first lines", || f.log().contains("line2"));
     let rotated = f.log_path().with_extension("log.1");
     std::fs::rename(f.log_path(), &rotated).unwrap();
@@ -333,23 +344,11 @@ fn exec_with_tty_gets_a_controlling_terminal() {
     if !can_run() {
         return;
     }
-    let mut f = Fixture::new("exectty");
-    f.args("exec sleep 1000");
-    let c = f.create();
-    c.start().unwrap();
+    let (f, c) = running("exectty", "exec sleep 1000");
     let pty = nix::pty::openpty(None, None).unwrap();
-    let p = f.tmp.path().join("process.json");
-    std::fs::write(
-        &p,
-        proc_json("[ -t 0 ] && echo isatty; ps -o pid,tty | tail -1; exit 9").to_string(),
-    )
-    .unwrap();
+    let process = proc_json("[ -t 0 ] && echo isatty; ps -o pid,tty | tail -1; exit 9");
     let slave = std::fs::File::from(pty.slave);
-    let mut child = Command::new(MONITOR)
-        .args(["exec", "--tty", "--state-dir"])
-        .arg(f.state_dir())
-        .arg("--process")
-        .arg(&p)
+    let mut child = exec_command(&f, process, true)
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(slave)
@@ -393,12 +392,7 @@ fn pinned_pid_namespace_has_a_pause_init_and_is_shared() {
     }
     let f0 = Fixture::new("pinpid");
     let dir = f0.tmp.path().join("ns");
-    let out = Command::new(MONITOR)
-        .args(["pin-ns", "--dir"])
-        .arg(&dir)
-        .args(["--pid", "--uts", "--hostname", "sharedpid"])
-        .output()
-        .unwrap();
+    let out = pin_ns(&dir, &["--pid", "--uts", "--hostname", "sharedpid"]);
     let _pinned = Pinned(dir.clone());
     assert!(
         out.status.success(),
