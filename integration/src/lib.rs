@@ -17,12 +17,14 @@ pub mod test_images;
 
 pub use error::{Error, Result};
 pub mod bench;
+pub mod berth_cli;
 pub mod berthd;
 pub mod bridge;
 pub mod calls;
 pub mod cleanup;
 pub mod client;
 pub mod containerd;
+pub mod daemon;
 pub mod env;
 pub mod procmem;
 pub mod push;

@@ -2,47 +2,13 @@
 //! registry, checking crictl's output shapes (column headers, id widths, JSON
 //! field names), exit codes and the log reader.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use berth_integration::berth_cli::BerthCli;
 use berth_integration::env::{TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
-
-fn skip_reason() -> Option<String> {
-    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
-}
-
-/// The berth binary next to berthd, with the endpoint of one berthd.
-struct Berth {
-    binary: PathBuf,
-    endpoint: String,
-}
-
-impl Berth {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.binary)
-            .arg("-r")
-            .arg(&self.endpoint)
-            .args(["-t", "30s"])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("run {}: {e}", self.binary.display()))
-    }
-
-    /// Runs and insists on success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
 
 /// Cells of a table line: columns are separated by at least three blanks.
 fn cells(line: &str) -> Vec<String> {
@@ -70,19 +36,6 @@ async fn start_env() -> TestEnv {
     })
     .await
     .unwrap()
-}
-
-fn berth_for(env: &TestEnv) -> Berth {
-    let binary = env.berthd.binary().with_file_name("berth");
-    assert!(
-        binary.is_file(),
-        "{} missing: build the berth-shim bins",
-        binary.display()
-    );
-    Berth {
-        binary,
-        endpoint: env.berthd.endpoint(),
-    }
 }
 
 fn pod_json(logs: &Path, name: &str) -> String {
@@ -117,9 +70,9 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 #[tokio::test]
 async fn crictl_workflow_through_the_berth_cli() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = start_env().await;
-    let berth = berth_for(&env);
+    let berth = BerthCli::for_env(&env);
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
@@ -127,7 +80,7 @@ async fn crictl_workflow_through_the_berth_cli() {
     let (repo, tag) = busybox.rsplit_once(':').unwrap();
 
     // pull: crictl's message; no spinner when stderr is not a terminal.
-    let out = berth.run(&["pull", &busybox]);
+    let out = berth.output(&["pull", &busybox]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let image_ref = stdout
@@ -267,7 +220,7 @@ async fn crictl_workflow_through_the_berth_cli() {
     assert!(pods_yaml.contains(&format!("id: {pod_id}")), "{pods_yaml}");
 
     // exec -s passes the exit code and both streams through.
-    let out = berth.run(&[
+    let out = berth.output(&[
         "exec",
         "-s",
         &cid,
@@ -278,20 +231,20 @@ async fn crictl_workflow_through_the_berth_cli() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
-    let out = berth.run(&["exec", "-s", &cid[..13], "true"]);
+    let out = berth.output(&["exec", "-s", &cid[..13], "true"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let out = berth.run(&["exec", "-it", &cid, "sh"]);
+    let out = berth.output(&["exec", "-it", &cid, "sh"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet by the berth CLI"));
 
     // logs: stdout lines to stdout, stderr lines to stderr.
     let out = wait_for("both log lines", || {
-        let out = berth.run(&["logs", &cid]);
+        let out = berth.output(&["logs", &cid]);
         (out.status.success() && !out.stdout.is_empty() && !out.stderr.is_empty()).then_some(out)
     });
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "hello-err\n");
-    let out = berth.run(&["logs", "--tail", "0", &cid]);
+    let out = berth.output(&["logs", "--tail", "0", &cid]);
     assert!(out.status.success() && out.stdout.is_empty() && out.stderr.is_empty());
     let stamped = berth.ok(&["logs", "-t", &cid]);
     let (ts, text) = stamped.trim_end().split_once(' ').unwrap();
@@ -320,7 +273,7 @@ async fn crictl_workflow_through_the_berth_cli() {
     assert_eq!(poddoc["status"]["metadata"]["name"], "cli-pod");
     let yaml = berth.ok(&["inspect", "-o", "yaml", &cid]);
     assert!(yaml.contains("createdAt:"), "{yaml}");
-    let out = berth.run(&["inspect", "-o", "go-template", &cid]);
+    let out = berth.output(&["inspect", "-o", "go-template", &cid]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("go-template"));
 
@@ -360,7 +313,7 @@ async fn crictl_workflow_through_the_berth_cli() {
     assert_eq!(berth.ok(&["rm", &c2]).trim(), c2);
     assert_eq!(berth.ok(&["ps", "-a", "-q"]).trim(), "");
     // RemoveContainer is idempotent (CRI), but the container is gone.
-    let out = berth.run(&["inspect", &cid]);
+    let out = berth.output(&["inspect", &cid]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("berth: ") && err.contains(&cid), "{err}");
@@ -390,7 +343,7 @@ async fn crictl_workflow_through_the_berth_cli() {
     let c3 = berth.ok(&["run", &c3_cfg, &pod2_cfg]).trim().to_string();
     assert!(is_hex_id(&c3, 64), "run printed {c3:?}");
     assert_eq!(berth.ok(&["ps", "-q"]).trim(), c3);
-    let out = berth.run(&["rm", &c3]);
+    let out = berth.output(&["rm", &c3]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -409,15 +362,15 @@ async fn crictl_workflow_through_the_berth_cli() {
         format!("Deleted: {busybox}")
     );
     assert!(!berth.ok(&["images", "-q"]).contains(&image_ref));
-    let out = berth.run(&["rmi", &busybox]);
+    let out = berth.output(&["rmi", &busybox]);
     assert_eq!(out.status.code(), Some(1));
 }
 
 #[tokio::test]
 async fn version_info_and_unsupported_verbs() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = start_env().await;
-    let berth = berth_for(&env);
+    let berth = BerthCli::for_env(&env);
     let version = berth.ok(&["version"]);
     assert!(version.starts_with("Version:  "), "{version}");
     assert!(version.contains("RuntimeApiVersion:  v1"), "{version}");
@@ -432,7 +385,7 @@ async fn version_info_and_unsupported_verbs() {
         &["port-forward", "abc", "8080:80"],
         &["exec", "abc", "true"],
     ] {
-        let out = berth.run(args);
+        let out = berth.output(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -471,9 +424,9 @@ async fn version_info_and_unsupported_verbs() {
 
 #[tokio::test]
 async fn stats_events_image_filter_and_prune() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let env = start_env().await;
-    let berth = berth_for(&env);
+    let berth = BerthCli::for_env(&env);
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
@@ -590,9 +543,9 @@ async fn stats_events_image_filter_and_prune() {
 
 #[tokio::test]
 async fn logs_follow_survives_rotation() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = start_env().await;
-    let berth = berth_for(&env);
+    let berth = BerthCli::for_env(&env);
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
     std::fs::create_dir(&logs).unwrap();
@@ -639,10 +592,10 @@ async fn logs_follow_survives_rotation() {
     // The new file holds only what came after the rotation.
     let fresh = std::fs::read_to_string(&log).unwrap();
     assert!(!fresh.contains("tick1\n"), "{fresh}");
-    let out = berth.run(&["logs", "-p", &cid]);
+    let out = berth.output(&["logs", "-p", &cid]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--previous is not supported"));
-    let out = berth.run(&["exec", "-s", "--timeout", "1", &cid, "true"]);
+    let out = berth.output(&["exec", "-s", "--timeout", "1", &cid, "true"]);
     assert_eq!(out.status.code(), Some(1), "the container has exited");
     berth.ok(&["rmp", "-f", &pod_id]);
 }

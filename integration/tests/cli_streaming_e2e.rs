@@ -4,49 +4,24 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use berth_integration::env::{container_config, TestEnv};
+use berth_integration::berth_cli::BerthCli;
+use berth_integration::env::TestEnv;
 use berth_integration::{skip, skip_if};
 
 const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
 
-fn skip_reason() -> Option<String> {
-    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
+/// The streaming verbs' way to run berth: stdin fed from a buffer and a time limit.
+trait RunStreaming {
+    fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output;
+    fn run(&self, args: &[&str]) -> Output;
 }
 
-/// The berth binary next to berthd, with the endpoint of one berthd.
-struct Berth {
-    binary: PathBuf,
-    endpoint: String,
-}
-
-impl Berth {
-    fn for_env(env: &TestEnv) -> Berth {
-        let binary = env.berthd.binary().with_file_name("berth");
-        assert!(
-            binary.is_file(),
-            "{} missing: build the berth-shim bins",
-            binary.display()
-        );
-        Berth {
-            binary,
-            endpoint: env.berthd.endpoint(),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.binary);
-        c.arg("-r")
-            .arg(&self.endpoint)
-            .args(["-t", "30s"])
-            .args(args);
-        c
-    }
-
+impl RunStreaming for BerthCli {
     /// Runs with `stdin` piped in; returns the output.
     fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
         let mut child = self
@@ -109,25 +84,19 @@ fn wait_line(lines: &mpsc::Receiver<String>, want: &str) -> String {
     }
 }
 
-async fn pod_with(env: &mut TestEnv, name: &str, script: &str, stdin: bool) -> (String, String) {
-    let config = env.pod_config(name);
-    let pod = env.run_pod(&config).await.unwrap();
-    let mut c = container_config(name, &env.image("busybox"), &["sh", "-c", script]);
-    c.stdin = stdin;
-    let cid = env.run_container(&pod, &config, c).await.unwrap();
-    (pod, cid)
-}
-
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 #[tokio::test]
 async fn exec_streams_stdin_and_passes_exit_codes() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_for_pods().await.unwrap();
-    let berth = Berth::for_env(&env);
-    let (pod, cid) = pod_with(&mut env, "cli-exec", "exec sleep 3600", false).await;
+    let berth = BerthCli::for_env(&env);
+    let (pod, cid) = env
+        .run_busybox_pod("cli-exec", "exec sleep 3600", false)
+        .await
+        .unwrap();
     for t in TRANSPORTS {
         let tr = ["--transport", t];
         // Piped stdin reaches the command; its EOF ends `read`.
@@ -207,13 +176,16 @@ async fn exec_streams_stdin_and_passes_exit_codes() {
 
 #[tokio::test]
 async fn attach_sees_output_and_feeds_stdin() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_for_pods().await.unwrap();
-    let berth = Berth::for_env(&env);
+    let berth = BerthCli::for_env(&env);
     let script = r#"while read l; do [ "$l" = quit ] && exit 0; echo got:$l; done"#;
     let mut pods = Vec::new();
     for t in TRANSPORTS {
-        let (pod, cid) = pod_with(&mut env, &format!("cli-attach-{t}"), script, true).await;
+        let (pod, cid) = env
+            .run_busybox_pod(&format!("cli-attach-{t}"), script, true)
+            .await
+            .unwrap();
         pods.push(pod);
         let mut child = berth
             .command(&["attach", "-i", "--transport", t, &cid])
@@ -260,12 +232,12 @@ fn http_get(port: u16) -> std::io::Result<String> {
 
 #[tokio::test]
 async fn port_forward_serves_local_connections() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_for_pods().await.unwrap();
-    let berth = Berth::for_env(&env);
+    let berth = BerthCli::for_env(&env);
     let script = "mkdir -p /www && echo hello-from-pod > /www/index.html && \
         exec httpd -f -p 8080 -h /www";
-    let (pod, _) = pod_with(&mut env, "cli-pf", script, false).await;
+    let (pod, _) = env.run_busybox_pod("cli-pf", script, false).await.unwrap();
     for t in TRANSPORTS {
         let mut child = berth
             .command(&["port-forward", "--transport", t, &pod, "0:8080"])

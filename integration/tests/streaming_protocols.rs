@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::BerthdOptions;
-use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
+use berth_integration::env::{TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 use berth_shim::streaming::client::{self, RemoteStdio, Transport};
@@ -16,20 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
 const BOTH: [Transport; 2] = [Transport::Spdy, Transport::WebSocket];
-
-fn skip_reason() -> Option<String> {
-    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
-}
-
-/// A pod with one container running `script`; returns (pod id, container id).
-async fn pod_with(env: &mut TestEnv, name: &str, script: &str, stdin: bool) -> (String, String) {
-    let config = env.pod_config(name);
-    let pod = env.run_pod(&config).await.unwrap();
-    let mut c = container_config(name, &env.image("busybox"), &["sh", "-c", script]);
-    c.stdin = stdin;
-    let cid = env.run_container(&pod, &config, c).await.unwrap();
-    (pod, cid)
-}
 
 async fn exec_url(env: &mut TestEnv, cid: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
     env.cri
@@ -179,9 +165,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[tokio::test]
 async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_for_pods().await.unwrap();
-    let (pod, cid) = pod_with(&mut env, "exec", "exec sleep 3600", false).await;
+    let (pod, cid) = env
+        .run_busybox_pod("exec", "exec sleep 3600", false)
+        .await
+        .unwrap();
     for transport in BOTH {
         // Separate streams and the exit code.
         let url = exec_url(
@@ -322,13 +311,13 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
 
 #[tokio::test]
 async fn attach_sees_output_and_feeds_stdin_over_spdy_and_websocket() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_for_pods().await.unwrap();
     let script = r#"echo ready; while read l; do [ "$l" = quit ] && exit 0; echo got:$l; echo err:$l >&2; done"#;
     let mut pods = Vec::new();
     for transport in BOTH {
         let name = format!("attach-{}", format!("{transport:?}").to_lowercase());
-        let (pod, cid) = pod_with(&mut env, &name, script, true).await;
+        let (pod, cid) = env.run_busybox_pod(&name, script, true).await.unwrap();
         pods.push(pod);
         let url = env
             .cri
@@ -381,14 +370,14 @@ async fn http_get(url: &str, transport: Transport, port: u16) -> berth_shim::err
 
 #[tokio::test]
 async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_for_pods().await.unwrap();
     // One httpd on IPv4 (all addresses), one only on the IPv6 loopback, when
     // the pod's loopback has IPv6.
     let script = "mkdir -p /www && echo hello-from-pod > /www/index.html && \
         (nc -ll -p 9000 -e wc -c &) && \
         httpd -p [::1]:8081 -h /www; exec httpd -f -p 8080 -h /www";
-    let (pod, cid) = pod_with(&mut env, "pf", script, false).await;
+    let (pod, cid) = env.run_busybox_pod("pf", script, false).await.unwrap();
     let ipv6_url = exec_url(
         &mut env,
         &cid,
@@ -460,7 +449,7 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
 
 #[tokio::test]
 async fn used_tokens_are_refused_and_idle_streams_are_closed() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_with(TestEnvOptions {
         loopback_cni: true,
         berthd: BerthdOptions::default().config("[streaming]\nidle_timeout_secs = 2\n"),
@@ -469,7 +458,10 @@ async fn used_tokens_are_refused_and_idle_streams_are_closed() {
     .await
     .unwrap();
     env.pull("busybox").await.unwrap();
-    let (pod, cid) = pod_with(&mut env, "tokens", "exec sleep 3600", false).await;
+    let (pod, cid) = env
+        .run_busybox_pod("tokens", "exec sleep 3600", false)
+        .await
+        .unwrap();
     for transport in BOTH {
         let url = exec_url(&mut env, &cid, &["true"], false, false).await;
         let r = client::run_and_collect(&url, transport, None, true, true, false)
