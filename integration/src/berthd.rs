@@ -13,7 +13,6 @@
 //!    per test process. `cargo test` releases its build lock before running tests,
 //!    so this nests. `BERTH_NO_BUILD=1` never builds.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -23,6 +22,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::client::Cri;
+use crate::daemon::{self, Readiness};
 use crate::error::{Error, Result};
 use crate::registry::tail;
 
@@ -296,12 +296,7 @@ impl Berthd {
     async fn spawn_and_wait(&mut self) -> Result<()> {
         // A stale socket from a killed instance must not count as "ready".
         let _ = std::fs::remove_file(&self.socket);
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .map_err(Error::io(&self.log_path))?;
-        let log2 = log.try_clone().map_err(Error::io(&self.log_path))?;
+        let (log, log2) = daemon::log_file(&self.log_path, true)?;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--listen")
             .arg(self.endpoint())
@@ -327,39 +322,15 @@ impl Berthd {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                return Err(Error::ExitedEarly {
-                    what: "berthd".into(),
-                    status,
-                    log: tail(&self.log(), 200),
-                });
-            }
-            if self.socket.exists() {
-                if let Ok(mut cri) = crate::client::connect(&self.socket).await {
-                    let req = berth_proto::v1::VersionRequest {
-                        version: "v1".into(),
-                    };
-                    if cri.runtime.version(req).await.is_ok() {
-                        return Ok(());
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(Error::NotReady {
-                    what: "berthd".into(),
-                    seconds: READY_TIMEOUT.as_secs(),
-                    log: tail(&self.log(), 200),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let readiness = Readiness {
+            what: "berthd",
+            socket: &self.socket,
+            log_path: &self.log_path,
+            log_lines: 200,
+            timeout: READY_TIMEOUT,
+            poll: Duration::from_millis(50),
+        };
+        daemon::wait_until_serving(&mut self.child, readiness).await
     }
 
     /// Connects CRI clients to this berthd.

@@ -3,12 +3,12 @@
 //! Its CRI plugin pulls from the local test registry through the same
 //! `hosts.toml` layout berthd reads.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::client::Cri;
+use crate::daemon::{self, Readiness};
 use crate::error::{Error, Result};
 use crate::registry::tail;
 
@@ -97,8 +97,7 @@ impl Containerd {
         std::fs::write(&config_path, config).map_err(Error::io(&config_path))?;
 
         let log_path = d.join("containerd.log");
-        let log = File::create(&log_path).map_err(Error::io(&log_path))?;
-        let log2 = log.try_clone().map_err(Error::io(&log_path))?;
+        let (log, log2) = daemon::log_file(&log_path, false)?;
         let binary = Self::binary();
         let child = Command::new(&binary)
             .arg("--config")
@@ -122,39 +121,15 @@ impl Containerd {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                return Err(Error::ExitedEarly {
-                    what: "containerd".into(),
-                    status,
-                    log: tail(&self.log(), 100),
-                });
-            }
-            if self.socket.exists() {
-                if let Ok(mut cri) = crate::client::connect(&self.socket).await {
-                    let req = berth_proto::v1::VersionRequest {
-                        version: "v1".into(),
-                    };
-                    if cri.runtime.version(req).await.is_ok() {
-                        return Ok(());
-                    }
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(Error::NotReady {
-                    what: "containerd".into(),
-                    seconds: READY_TIMEOUT.as_secs(),
-                    log: tail(&self.log(), 100),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let readiness = Readiness {
+            what: "containerd",
+            socket: &self.socket,
+            log_path: &self.log_path,
+            log_lines: 100,
+            timeout: READY_TIMEOUT,
+            poll: Duration::from_millis(100),
+        };
+        daemon::wait_until_serving(&mut self.child, readiness).await
     }
 
     /// CRI clients of this containerd.
