@@ -10,10 +10,6 @@ use berth_integration::registry::{Registry, RegistryOptions};
 use berth_integration::{push, skip, skip_if, test_images};
 use berth_proto::v1::*;
 
-fn skip_reason() -> Option<String> {
-    skip::first(&[skip::not_root(), skip::no_registry(), skip::no_busybox()])
-}
-
 /// berthd with `[registry] config_path` pointing at `certs`.
 async fn berthd(certs: &Path) -> (Berthd, Cri) {
     let b = Berthd::start_with(BerthdOptions::default().config(&format!(
@@ -24,6 +20,13 @@ async fn berthd(certs: &Path) -> (Berthd, Cri) {
     .unwrap();
     let c = b.client().await.unwrap();
     (b, c)
+}
+
+/// A plain-HTTP registry holding `img` as `repo:tag`.
+async fn registry_with(repo: &str, tag: &str, img: &Image) -> Registry {
+    let reg = Registry::start().await.unwrap();
+    push::push_image(&reg.host(), repo, tag, img).await.unwrap();
+    reg
 }
 
 fn spec(image: &str) -> Option<ImageSpec> {
@@ -102,12 +105,9 @@ fn blob_gets(reg: &Registry, digest: &str) -> usize {
 
 #[tokio::test]
 async fn pull_by_tag_and_digest_then_list_status_and_stream() {
-    skip_if!(skip_reason());
-    let reg = Registry::start().await.unwrap();
+    skip_if!(skip::no_pod_env());
     let img = test_images::configured().unwrap();
-    push::push_image(&reg.host(), "configured", "v1", img)
-        .await
-        .unwrap();
+    let reg = registry_with("configured", "v1", img).await;
     let certs = tempfile::tempdir().unwrap();
     let (_b, mut cri) = berthd(certs.path()).await;
 
@@ -166,7 +166,7 @@ async fn pull_by_tag_and_digest_then_list_status_and_stream() {
 
 #[tokio::test]
 async fn multiarch_index_resolves_to_the_host_platform() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let reg = Registry::start().await.unwrap();
     let index = test_images::multiarch().unwrap();
     push::push_index(&reg.host(), "multiarch", "latest", index)
@@ -193,7 +193,7 @@ async fn multiarch_index_resolves_to_the_host_platform() {
 
 #[tokio::test]
 async fn same_layers_in_another_image_are_not_fetched_or_unpacked_again() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let reg = Registry::start().await.unwrap();
     let layered = test_images::layered().unwrap();
     let mixed = test_images::mixed().unwrap();
@@ -247,12 +247,9 @@ async fn same_layers_in_another_image_are_not_fetched_or_unpacked_again() {
 
 #[tokio::test]
 async fn tampered_blob_fails_stores_nothing_and_a_retry_works() {
-    skip_if!(skip_reason());
-    let reg = Registry::start().await.unwrap();
+    skip_if!(skip::no_pod_env());
     let img = test_images::layered().unwrap();
-    push::push_image(&reg.host(), "layered", "1", img)
-        .await
-        .unwrap();
+    let reg = registry_with("layered", "1", img).await;
     let victim = &img.layers.last().unwrap().blob.digest;
     let path = reg.blob_data_path(victim);
     let original = std::fs::read(&path).unwrap();
@@ -283,12 +280,9 @@ async fn tampered_blob_fails_stores_nothing_and_a_retry_works() {
 
 #[tokio::test]
 async fn ten_concurrent_pulls_fetch_each_blob_once() {
-    skip_if!(skip_reason());
-    let reg = Registry::start().await.unwrap();
+    skip_if!(skip::no_pod_env());
     let img = test_images::layered().unwrap();
-    push::push_image(&reg.host(), "layered", "1", img)
-        .await
-        .unwrap();
+    let reg = registry_with("layered", "1", img).await;
     let certs = tempfile::tempdir().unwrap();
     let (_b, cri) = berthd(certs.path()).await;
     let name = reg.image_ref("layered", "1");
@@ -324,12 +318,9 @@ async fn futures_join_all<T>(handles: impl Iterator<Item = tokio::task::JoinHand
 
 #[tokio::test]
 async fn remove_image_frees_space_and_is_idempotent() {
-    skip_if!(skip_reason());
-    let reg = Registry::start().await.unwrap();
+    skip_if!(skip::no_pod_env());
     let img = test_images::layered().unwrap();
-    push::push_image(&reg.host(), "layered", "1", img)
-        .await
-        .unwrap();
+    let reg = registry_with("layered", "1", img).await;
     let certs = tempfile::tempdir().unwrap();
     let (_b, mut cri) = berthd(certs.path()).await;
     let (bytes0, inodes0) = fs_used(&mut cri).await;
@@ -352,7 +343,7 @@ async fn remove_image_frees_space_and_is_idempotent() {
 
 #[tokio::test]
 async fn basic_auth_over_tls_with_the_registry_ca_in_hosts_toml() {
-    skip_if!(skip_reason());
+    skip_if!(skip::no_pod_env());
     let reg = Registry::start_with(
         RegistryOptions::default()
             .tls()
@@ -390,12 +381,9 @@ async fn basic_auth_over_tls_with_the_registry_ca_in_hosts_toml() {
 
 #[tokio::test]
 async fn hosts_toml_mirror_serves_registry_k8s_io_from_a_local_registry() {
-    skip_if!(skip_reason());
-    let reg = Registry::start().await.unwrap();
+    skip_if!(skip::no_pod_env());
     let pause = test_images::pause().unwrap();
-    push::push_image(&reg.host(), "pause", "3.10", pause)
-        .await
-        .unwrap();
+    let reg = registry_with("pause", "3.10", pause).await;
     let certs = tempfile::tempdir().unwrap();
     let dir = certs.path().join("registry.k8s.io");
     std::fs::create_dir_all(&dir).unwrap();
