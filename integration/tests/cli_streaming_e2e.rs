@@ -253,6 +253,7 @@ fn interactive_shell_follows_window_resizes(berth: &Berth, cid: &str) {
         &cmd,
     ]);
     assert!(out.status.success(), "{out:?}");
+    let _server = KillTmuxServer(sock.clone());
     wait_screen("/ #");
     tmux(&[
         "send-keys",
