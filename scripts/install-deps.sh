@@ -14,6 +14,7 @@ packages=(
   ca-certificates openssl     # TLS registry tests
   python3 python3-pip         # independent protocol clients and the chart tests
   systemd shellcheck          # systemd-analyze verify of the unit; installer script lint
+  tmux bsdutils               # a real terminal for the CLI's exec -it / resize tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -127,15 +127,23 @@ async fn exec_streams_stdin_and_passes_exit_codes() {
         assert_eq!(text(&out.stdout), "out\n", "{t}");
         assert_eq!(text(&out.stderr), "err\n", "{t}");
 
-        // -it with piped stdin: a remote terminal (no local raw mode).
+        // -t needs -i and a terminal on stdin, as with crictl: a pty would
+        // never pass the pipe's EOF on.
         let out = berth.run_with_stdin(
             &[&["exec", "-it"][..], &tr, &[&cid, "sh"]].concat(),
-            b"[ -t 0 ] && echo is-a-tty; echo hi-$((1+1)); exit 7\n",
+            b"exit 7\n",
         );
-        assert_eq!(out.status.code(), Some(7), "{t}: {out:?}");
-        let s = text(&out.stdout);
-        assert!(s.contains("\nis-a-tty") && s.contains("hi-2"), "{t}: {s:?}");
-        assert!(out.stderr.is_empty(), "{t}: {}", text(&out.stderr));
+        assert_eq!(out.status.code(), Some(1), "{t}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("input is not a terminal"),
+            "{out:?}"
+        );
+        let out = berth.run(&[&["exec", "-t"][..], &tr, &[&cid, "true"]].concat());
+        assert_eq!(out.status.code(), Some(1), "{t}: {out:?}");
+        assert!(
+            text(&out.stderr).contains("-t must be combined with -i"),
+            "{out:?}"
+        );
     }
     // A command that cannot start: the shell's 127 and a message on stderr.
     let out = berth.run(&["exec", &cid, "/no/such/binary"]);
@@ -171,7 +179,113 @@ async fn exec_streams_stdin_and_passes_exit_codes() {
             "terminal mode not restored: {after:?}"
         );
     }
+    if Path::new("/usr/bin/tmux").exists() {
+        interactive_shell_follows_window_resizes(&berth, &cid);
+    }
     env.remove_pod(&pod).await.unwrap();
+}
+
+/// `exec -it sh` in a tmux window, as a person would use it: keystrokes go
+/// through the raw terminal, a window resize reaches the shell (SIGWINCH),
+/// and `exit 9` becomes berth's exit code.
+fn interactive_shell_follows_window_resizes(berth: &BerthCli, cid: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("tmux.sock");
+    let rc_file = dir.path().join("rc");
+    let tmux = |args: &[&str]| {
+        Command::new("/usr/bin/tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let screen = || text(&tmux(&["capture-pane", "-p", "-t", "t"]).stdout);
+    let wait_screen = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = screen();
+            if s.contains(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no {want:?} on screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let cmd = format!(
+        "{} -r {} exec -it {cid} sh; echo rc=$? > {}",
+        berth.binary.display(),
+        berth.endpoint,
+        rc_file.display()
+    );
+    let out = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let _server = KillTmuxServer(sock.clone());
+    wait_screen("/ #");
+    tmux(&[
+        "send-keys",
+        "-t",
+        "t",
+        "echo size-$((3*3)): $(stty size)",
+        "Enter",
+    ]);
+    wait_screen("size-9: 30 100");
+    tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
+    wait_screen_after_resize(&tmux, &screen);
+    tmux(&["send-keys", "-t", "t", "exit 9", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !rc_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "berth did not exit:\n{}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let rc = std::fs::read_to_string(&rc_file).unwrap();
+    assert_eq!(rc.trim(), "rc=9");
+}
+
+/// Ends the test's private tmux server (and the berth in it) however the test ends.
+struct KillTmuxServer(PathBuf);
+
+impl Drop for KillTmuxServer {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/bin/tmux")
+            .arg("-S")
+            .arg(&self.0)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// The resize is asynchronous: ask for the size until the new one shows.
+fn wait_screen_after_resize(tmux: &dyn Fn(&[&str]) -> Output, screen: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for i in 0.. {
+        let marker = format!("echo now-{i}-$((1+1)): $(stty size)");
+        tmux(&["send-keys", "-t", "t", &marker, "Enter"]);
+        std::thread::sleep(Duration::from_millis(300));
+        let s = screen();
+        if s.contains(&format!("now-{i}-2: 40 120")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "resize never reached the shell:\n{s}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::BerthdOptions;
-use berth_integration::env::{TestEnv, TestEnvOptions};
+use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 use berth_shim::streaming::client::{self, RemoteStdio, Transport};
@@ -341,6 +341,65 @@ async fn attach_sees_output_and_feeds_stdin_over_spdy_and_websocket() {
         s.expect("got:again").await;
         // The container's main process ending ends the attach.
         s.send("quit\n").await;
+        assert_eq!(s.finish().await.unwrap(), 0, "{transport:?}");
+    }
+    for pod in pods {
+        env.remove_pod(&pod).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn attach_to_a_tty_container_follows_resizes_over_spdy_and_websocket() {
+    skip_if!(skip::no_pod_env());
+    let mut env = TestEnv::start_for_pods().await.unwrap();
+    let mut pods = Vec::new();
+    for transport in BOTH {
+        let name = format!("attach-tty-{}", format!("{transport:?}").to_lowercase());
+        let config = env.pod_config(&name);
+        let pod = env.run_pod(&config).await.unwrap();
+        pods.push(pod.clone());
+        let mut c = container_config(&name, &env.image("busybox"), &["sh"]);
+        c.stdin = true;
+        c.tty = true;
+        let cid = env.run_container(&pod, &config, c).await.unwrap();
+        let url = env
+            .cri
+            .runtime
+            .attach(AttachRequest {
+                container_id: cid.clone(),
+                stdin: true,
+                tty: true,
+                stdout: true,
+                stderr: false,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .url;
+        let mut s = Session::start(url, transport, true, false);
+        s.resize
+            .send(TermSize {
+                width: 77,
+                height: 33,
+            })
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for i in 0.. {
+            s.send(&format!("echo m{i}-$((2+2)): $(stty size)\n")).await;
+            s.expect(&format!("m{i}-4: ")).await;
+            let rest = s.expect("\n").await;
+            if rest.contains("33 77") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{transport:?}: resize not applied: {rest:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        s.send("exit\n").await;
         assert_eq!(s.finish().await.unwrap(), 0, "{transport:?}");
     }
     for pod in pods {

@@ -13,10 +13,12 @@
 mod path;
 mod v1;
 mod v2;
+mod warm;
 
 pub use path::parse_cgroups_path;
 pub use v1::V1Cgroup;
 pub use v2::V2Cgroup;
+pub use warm::{own_procs_files, warm_attach_lock};
 
 use crate::error::{Error, Result};
 use oci_spec::runtime::LinuxResources;

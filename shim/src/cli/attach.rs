@@ -4,7 +4,7 @@
 use berth_proto::v1::AttachRequest;
 use clap::Args;
 
-use super::exec::{parse_transport, stream};
+use super::exec::{check_tty, parse_transport, stream};
 use super::pods::with_id;
 use crate::client::CriClient;
 use crate::error::Result;
@@ -28,6 +28,7 @@ pub struct AttachArgs {
 
 /// Attaches until the container's process ends or the connection does.
 pub async fn attach(cri: &mut CriClient, a: AttachArgs) -> Result<i32> {
+    check_tty(a.stdin, a.tty)?;
     let url = cri
         .runtime
         .attach(AttachRequest {

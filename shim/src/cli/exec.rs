@@ -3,7 +3,7 @@
 //! `-t` for a terminal (raw mode, window size and SIGWINCH); with `-s`,
 //! ExecSync. Either way the command's exit code becomes berth's.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use berth_proto::v1::{ExecRequest, ExecSyncRequest};
 use clap::Args;
@@ -50,6 +50,7 @@ pub async fn exec(cri: &mut CriClient, a: ExecArgs) -> Result<i32> {
     if a.sync {
         return exec_sync(cri, a).await;
     }
+    check_tty(a.interactive, a.tty)?;
     let url = cri
         .runtime
         .exec(ExecRequest {
@@ -66,6 +67,27 @@ pub async fn exec(cri: &mut CriClient, a: ExecArgs) -> Result<i32> {
         .into_inner()
         .url;
     stream(&url, a.transport, a.interactive, a.tty).await
+}
+
+/// crictl's rules for `-t`: it needs `-i`, and stdin must be a terminal
+/// (a pty never passes on the EOF of a pipe, so the remote would wait forever).
+pub(crate) fn check_tty(stdin: bool, tty: bool) -> Result<()> {
+    if !tty {
+        return Ok(());
+    }
+    if !stdin {
+        return Err(Error::InvalidArgument(
+            "tty: -t must be combined with -i (tty=true must be specified with interactive=true)"
+                .into(),
+        ));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::InvalidArgument(
+            "tty: -t needs stdin to be a terminal (input is not a terminal); drop -t to pipe input"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Connects the local stdio to the remote command or container behind

@@ -4,6 +4,7 @@
 //! Each step pushes its undo; a failure leaves nothing behind.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use berth_proto::v1::{
@@ -42,6 +43,7 @@ impl Lifecycle {
             return Err(Error::InvalidArgument("pod_sandbox_id: empty".into()));
         }
         let (pod_id, pod_entry) = self.pods.must_find(&req.pod_sandbox_id)?;
+        warm_cgroup_attach();
         let pod_md = pod_entry.get().metadata();
         let md = config.metadata.clone().unwrap_or_default();
         let name = ContainerRecord::reservation_name(&md, &pod_md);
@@ -308,6 +310,25 @@ impl Lifecycle {
         }
         Ok(Some(t.pid))
     }
+}
+
+/// Set while a [`warm_cgroup_attach`] task runs: one at a time is enough, the
+/// creates in flight share its grace period.
+static WARMING: AtomicBool = AtomicBool::new(false);
+
+/// Starts taking the kernel's cgroup attach lock on a blocking thread, so that
+/// the grace period the first attach after a quiet spell waits for (most of
+/// `berth-monitor create`'s time) runs while this create does its own
+/// durable writes, mounts the rootfs and starts the monitor. See
+/// `berth_runtime::cgroups::warm_attach_lock`; it moves no process.
+fn warm_cgroup_attach() {
+    if WARMING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    tokio::task::spawn_blocking(|| {
+        berth_runtime::cgroups::warm_attach_lock(Path::new("/sys/fs/cgroup"));
+        WARMING.store(false, Ordering::Release);
+    });
 }
 
 fn validate(config: &ContainerConfig) -> Result<()> {
