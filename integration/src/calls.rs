@@ -211,3 +211,52 @@ pub fn namespaces(network: NamespaceMode, pid: NamespaceMode) -> NamespaceOption
         userns_options: None,
     }
 }
+
+/// The streaming URL of an Exec of `cmd` with stdout, and stderr unless `tty`
+/// (a terminal merges it into stdout).
+pub async fn exec_url(cri: &mut Cri, id: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
+    cri.runtime
+        .exec(ExecRequest {
+            container_id: id.into(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}
+
+/// The streaming URL of an Attach with stdout, and stderr unless `tty`.
+pub async fn attach_url(cri: &mut Cri, id: &str, stdin: bool, tty: bool) -> String {
+    cri.runtime
+        .attach(AttachRequest {
+            container_id: id.into(),
+            stdin,
+            tty,
+            stdout: true,
+            stderr: !tty,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}
+
+/// The streaming URL of a PortForward to `port` of `pod`.
+pub async fn port_forward_url(cri: &mut Cri, pod: &str, port: i32) -> String {
+    cri.runtime
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.into(),
+            port: vec![port],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}

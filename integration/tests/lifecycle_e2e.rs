@@ -87,6 +87,13 @@ fn log_lines(path: &Path, stream: &str) -> Vec<String> {
         .collect()
 }
 
+/// Stops and removes `ids[0]` (a pod), then asserts that neither it nor any
+/// of the other `ids` (its containers) left anything behind.
+async fn teardown_leaving_nothing(cri: &mut Cri, berthd: &Berthd, ids: &[&str]) {
+    teardown_pod(cri, ids[0]).await;
+    assert_eq!(leftovers(berthd, ids), Vec::<String>::new());
+}
+
 /// What a removed pod or container might leave behind, named so a failure says which.
 fn leftovers(berthd: &Berthd, ids: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
@@ -505,11 +512,7 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     assert_eq!(ids, want, "the exited client has no stats");
     assert!(linux.process.unwrap().process_count.unwrap().value >= 2);
 
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &server, &client, &peer]),
-        Vec::<String>::new()
-    );
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &server, &client, &peer]).await;
 }
 
 #[tokio::test]
@@ -558,11 +561,7 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
         ),
         ["1000", "/work", "bar x"]
     );
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &plain, &args]),
-        Vec::<String>::new()
-    );
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &plain, &args]).await;
 }
 
 #[tokio::test]
@@ -587,11 +586,7 @@ async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
     let s = wait_exited(&mut cri, &c, Duration::from_secs(30)).await;
     assert_eq!(s.reason, "OOMKilled", "{s:?}");
     assert_eq!(s.exit_code, 137);
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &c]),
-        Vec::<String>::new()
-    );
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &c]).await;
 }
 
 #[tokio::test]
@@ -688,11 +683,12 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
         .await
         .unwrap_err();
     assert_eq!(dup.code(), tonic::Code::AlreadyExists, "{dup}");
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &long, &short, &created, &late]),
-        Vec::<String>::new()
-    );
+    teardown_leaving_nothing(
+        &mut cri,
+        &env.base.berthd,
+        &[&pod, &long, &short, &created, &late],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -762,11 +758,7 @@ async fn duplicate_names_are_already_exists_and_a_concurrent_retry_gets_the_firs
     )
     .await;
     assert_ne!(c, c2);
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &c, &c2]),
-        Vec::<String>::new()
-    );
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &c, &c2]).await;
 }
 
 #[tokio::test]
@@ -920,8 +912,7 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(leftovers(&env.base.berthd, &[&pod]), Vec::<String>::new());
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod]).await;
 }
 
 #[tokio::test]
@@ -965,11 +956,7 @@ async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
     let r = exec_sync(&mut cri, &c, &["hostname"], 10).await.unwrap();
     let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim(), node.trim());
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &c]),
-        Vec::<String>::new()
-    );
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &c]).await;
 }
 
 #[tokio::test]
@@ -1080,11 +1067,7 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
     );
     let s = container_status(&mut cri, &c).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
-    teardown_pod(&mut cri, &pod).await;
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &c]),
-        Vec::<String>::new()
-    );
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &c]).await;
 }
 
 /// pid POD (also what a config without namespace_options means, as crictl's

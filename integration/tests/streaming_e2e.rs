@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use berth_integration::calls;
 use berth_integration::client::Cri;
 use berth_integration::env::{self, TestEnv};
 use berth_integration::{skip, skip_if};
@@ -21,12 +22,7 @@ fn python_websocket() -> Option<String> {
 }
 
 fn skip_reason() -> Option<String> {
-    skip::first(&[
-        skip::not_root(),
-        skip::no_registry(),
-        skip::no_busybox(),
-        python_websocket(),
-    ])
+    skip::first(&[skip::no_pod_env(), python_websocket()])
 }
 
 /// The channel-protocol client: connects to `url` with `subprotocol`, sends
@@ -122,24 +118,14 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     let sleeper = run(&mut env, "sleeper", &["sleep", "3600"], false).await;
 
     // Exec: both streams and the exit code, as the Kubernetes Status on channel 3.
-    let url = env
-        .cri
-        .runtime
-        .exec(ExecRequest {
-            container_id: sleeper.clone(),
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                "echo out; echo err >&2; exit 3".into(),
-            ],
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = calls::exec_url(
+        &mut env.cri,
+        &sleeper,
+        &["sh", "-c", "echo out; echo err >&2; exit 3"],
+        false,
+        false,
+    )
+    .await;
     let u = url.clone();
     let frames = tokio::task::spawn_blocking(move || ws_client(&u, "v4.channel.k8s.io", &[], ""))
         .await
@@ -201,21 +187,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
         true,
     )
     .await;
-    let url = env
-        .cri
-        .runtime
-        .attach(AttachRequest {
-            container_id: echo,
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            tty: false,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = calls::attach_url(&mut env.cri, &echo, true, false).await;
     let frames = tokio::task::spawn_blocking(move || {
         ws_client(&url, "v4.channel.k8s.io", &[(0, "hello\n")], "got:hello")
     })
@@ -236,17 +208,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let url = env
-        .cri
-        .runtime
-        .port_forward(PortForwardRequest {
-            pod_sandbox_id: env.pod.clone(),
-            port: vec![8080],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = calls::port_forward_url(&mut env.cri, &env.pod, 8080).await;
     let url = format!("{url}?ports=8080");
     let frames = tokio::task::spawn_blocking(move || {
         ws_client(

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::BerthdOptions;
+use berth_integration::calls::{self, exec_url, port_forward_url};
 use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
@@ -16,37 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 
 const BOTH: [Transport; 2] = [Transport::Spdy, Transport::WebSocket];
-
-async fn exec_url(env: &mut TestEnv, cid: &str, cmd: &[&str], stdin: bool, tty: bool) -> String {
-    env.cri
-        .runtime
-        .exec(ExecRequest {
-            container_id: cid.into(),
-            cmd: cmd.iter().map(|s| s.to_string()).collect(),
-            tty,
-            stdin,
-            stdout: true,
-            stderr: !tty,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url
-}
-
-async fn port_forward_url(env: &mut TestEnv, pod: &str, port: i32) -> String {
-    env.cri
-        .runtime
-        .port_forward(PortForwardRequest {
-            pod_sandbox_id: pod.into(),
-            port: vec![port],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url
-}
 
 /// A running remote command whose stdin and stdout the test drives.
 struct Session {
@@ -174,7 +144,7 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
     for transport in BOTH {
         // Separate streams and the exit code.
         let url = exec_url(
-            &mut env,
+            &mut env.cri,
             &cid,
             &["sh", "-c", "echo out; echo err >&2; exit 3"],
             false,
@@ -190,7 +160,7 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
 
         // stdin reaches the command and its EOF ends it.
         let url = exec_url(
-            &mut env,
+            &mut env.cri,
             &cid,
             &["sh", "-c", "read x; echo got:$x"],
             true,
@@ -201,19 +171,19 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
             .await
             .unwrap();
         assert_eq!((r.stdout.as_slice(), r.exit_code), (&b"got:hi\n"[..], 0));
-        let url = exec_url(&mut env, &cid, &["cat"], true, false).await;
+        let url = exec_url(&mut env.cri, &cid, &["cat"], true, false).await;
         let r = client::run_and_collect(&url, transport, Some(b"a\nb".to_vec()), true, true, false)
             .await
             .unwrap();
         assert_eq!(r.stdout, b"a\nb", "{transport:?}: stdin EOF must reach cat");
 
         // An empty stdin closes at once; a large one arrives intact.
-        let url = exec_url(&mut env, &cid, &["cat"], true, false).await;
+        let url = exec_url(&mut env.cri, &cid, &["cat"], true, false).await;
         let r = client::run_and_collect(&url, transport, Some(Vec::new()), true, true, false)
             .await
             .unwrap();
         assert_eq!((r.stdout.len(), r.exit_code), (0, 0), "{transport:?}");
-        let url = exec_url(&mut env, &cid, &["wc", "-c"], true, false).await;
+        let url = exec_url(&mut env.cri, &cid, &["wc", "-c"], true, false).await;
         let big = vec![b'x'; 5_000_000];
         let r = client::run_and_collect(&url, transport, Some(big), true, true, false)
             .await
@@ -225,7 +195,7 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
         );
 
         // A command that cannot start is an error, not exit code 0.
-        let url = exec_url(&mut env, &cid, &["/no/such/binary"], false, false).await;
+        let url = exec_url(&mut env.cri, &cid, &["/no/such/binary"], false, false).await;
         let e = client::run_and_collect(&url, transport, None, true, true, false).await;
         match e {
             Err(e) => assert!(e.to_string().contains("no/such/binary"), "{e}"),
@@ -233,7 +203,7 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
         }
 
         // An interactive shell on a tty: the size follows resizes.
-        let url = exec_url(&mut env, &cid, &["sh"], true, true).await;
+        let url = exec_url(&mut env.cri, &cid, &["sh"], true, true).await;
         let mut s = Session::start(url, transport, true, false);
         s.resize
             .send(TermSize {
@@ -271,7 +241,7 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
         assert_eq!(s.finish().await.unwrap(), 5, "{transport:?}");
 
         // A client that goes away (its future dropped) ends the exec'd process.
-        let url = exec_url(&mut env, &cid, &["sleep", "4321"], true, false).await;
+        let url = exec_url(&mut env.cri, &cid, &["sleep", "4321"], true, false).await;
         let s = Session::start(url, transport, false, true);
         wait_ps(&mut env, &cid, "exec never started", |o| {
             o.contains("sleep 4321")
@@ -286,7 +256,7 @@ async fn exec_streams_exit_codes_tty_resize_and_10mb_over_spdy_and_websocket() {
 
         // Throughput sanity: 10 MB of stdout arrive intact.
         let url = exec_url(
-            &mut env,
+            &mut env.cri,
             &cid,
             &["head", "-c", "10000000", "/dev/zero"],
             false,
@@ -319,21 +289,7 @@ async fn attach_sees_output_and_feeds_stdin_over_spdy_and_websocket() {
         let name = format!("attach-{}", format!("{transport:?}").to_lowercase());
         let (pod, cid) = env.run_busybox_pod(&name, script, true).await.unwrap();
         pods.push(pod);
-        let url = env
-            .cri
-            .runtime
-            .attach(AttachRequest {
-                container_id: cid.clone(),
-                stdin: true,
-                tty: false,
-                stdout: true,
-                stderr: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+        let url = calls::attach_url(&mut env.cri, &cid, true, false).await;
         let mut s = Session::start(url, transport, false, true);
         s.send("hello\n").await;
         s.expect("got:hello").await;
@@ -362,21 +318,7 @@ async fn attach_to_a_tty_container_follows_resizes_over_spdy_and_websocket() {
         c.stdin = true;
         c.tty = true;
         let cid = env.run_container(&pod, &config, c).await.unwrap();
-        let url = env
-            .cri
-            .runtime
-            .attach(AttachRequest {
-                container_id: cid.clone(),
-                stdin: true,
-                tty: true,
-                stdout: true,
-                stderr: false,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .url;
+        let url = calls::attach_url(&mut env.cri, &cid, true, true).await;
         let mut s = Session::start(url, transport, true, false);
         s.resize
             .send(TermSize {
@@ -438,7 +380,7 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
         httpd -p [::1]:8081 -h /www; exec httpd -f -p 8080 -h /www";
     let (pod, cid) = env.run_busybox_pod("pf", script, false).await.unwrap();
     let ipv6_url = exec_url(
-        &mut env,
+        &mut env.cri,
         &cid,
         &["sh", "-c", "cat /proc/sys/net/ipv6/conf/lo/disable_ipv6"],
         false,
@@ -453,7 +395,7 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
         // httpd may still be starting: retry a refused connection briefly.
         let deadline = Instant::now() + Duration::from_secs(15);
         let resp = loop {
-            let url = port_forward_url(&mut env, &pod, 8080).await;
+            let url = port_forward_url(&mut env.cri, &pod, 8080).await;
             match http_get(&url, transport, 8080).await {
                 Ok(r) if !r.is_empty() => break r,
                 other => {
@@ -469,7 +411,7 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
         assert!(resp.ends_with("hello-from-pod\n"), "{transport:?}: {resp}");
 
         if ipv6 {
-            let url = port_forward_url(&mut env, &pod, 8081).await;
+            let url = port_forward_url(&mut env.cri, &pod, 8081).await;
             let resp = http_get(&url, transport, 8081).await.unwrap();
             assert!(
                 resp.ends_with("hello-from-pod\n"),
@@ -482,7 +424,7 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
         // An upload and its half-close reach the pod (SPDY only: a v4
         // WebSocket channel cannot be half-closed).
         if transport == Transport::Spdy {
-            let url = port_forward_url(&mut env, &pod, 9000).await;
+            let url = port_forward_url(&mut env.cri, &pod, 9000).await;
             let (mut local, remote) = tokio::io::duplex(64 * 1024);
             let fwd = tokio::spawn(async move {
                 client::port_forward(&url, Transport::Spdy, 9000, remote).await
@@ -499,7 +441,7 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
         }
 
         // Nothing listening: the server's error comes back as an error.
-        let url = port_forward_url(&mut env, &pod, 8099).await;
+        let url = port_forward_url(&mut env.cri, &pod, 8099).await;
         let e = http_get(&url, transport, 8099).await.unwrap_err();
         assert!(e.to_string().contains("8099"), "{transport:?}: {e}");
     }
@@ -522,7 +464,7 @@ async fn used_tokens_are_refused_and_idle_streams_are_closed() {
         .await
         .unwrap();
     for transport in BOTH {
-        let url = exec_url(&mut env, &cid, &["true"], false, false).await;
+        let url = exec_url(&mut env.cri, &cid, &["true"], false, false).await;
         let r = client::run_and_collect(&url, transport, None, true, true, false)
             .await
             .unwrap();
@@ -538,7 +480,7 @@ async fn used_tokens_are_refused_and_idle_streams_are_closed() {
 
         // A session with no traffic is cut after the idle timeout (2 s), and
         // the client reports the missing status as an error.
-        let url = exec_url(&mut env, &cid, &["sleep", "60"], true, false).await;
+        let url = exec_url(&mut env.cri, &cid, &["sleep", "60"], true, false).await;
         let s = Session::start(url, transport, false, true);
         let start = Instant::now();
         let r = s.finish().await;
