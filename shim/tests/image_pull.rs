@@ -347,16 +347,19 @@ async fn push_image(
     }
 }
 
-fn service(root: &Path, cfg: RegistryConfig) -> ImageService {
-    let store = Arc::new(Store::open(&root.join("meta.redb")).unwrap());
-    ImageService::open(root, store, cfg).unwrap()
+/// An amd64 OCI image of `layers` with an empty runtime config.
+async fn push_plain(reg: &Registry, repo: &str, tag: &str, layers: &[&Layer]) -> Pushed {
+    push_image(reg, repo, tag, layers, json!({}), "amd64", false).await
 }
 
-fn cfg_in(dir: &Path) -> RegistryConfig {
-    RegistryConfig {
-        config_path: dir.join("certs.d"),
+/// An image service in `root` reading registry hosts from `root/certs.d`.
+fn service_in(root: &Path) -> ImageService {
+    let store = Arc::new(Store::open(&root.join("meta.redb")).unwrap());
+    let cfg = RegistryConfig {
+        config_path: root.join("certs.d"),
         ..Default::default()
-    }
+    };
+    ImageService::open(root, store, cfg).unwrap()
 }
 
 fn count(dir: &Path) -> usize {
@@ -393,7 +396,7 @@ async fn pull_by_tag_and_digest_records_names_config_and_layers() {
     )
     .await;
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
 
     let name = format!("{}/team/app:v1", reg.host());
     let rec = svc.pull(&name, None).await.unwrap();
@@ -492,7 +495,7 @@ async fn index_resolves_to_this_nodes_platform() {
     let reg = Registry::start().await;
     let l = layer(&[E::File("f", b"amd")], Comp::Gzip);
     let la = layer(&[E::File("f", b"arm")], Comp::Gzip);
-    let amd = push_image(&reg, "multi", "amd", &[&l], json!({}), "amd64", false).await;
+    let amd = push_plain(&reg, "multi", "amd", &[&l]).await;
     let arm = push_image(&reg, "multi", "arm", &[&la], json!({}), "arm64", false).await;
     let desc = |p: &Pushed, arch: &str| {
         json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": p.manifest_digest,
@@ -525,7 +528,7 @@ async fn index_resolves_to_this_nodes_platform() {
     .await;
 
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let rec = svc
         .pull(&format!("{}/multi", reg.host()), None)
         .await
@@ -573,9 +576,9 @@ async fn whiteouts_apply_in_prepared_rootfs_and_release_cleans_up() {
         ],
         Comp::Gzip,
     );
-    push_image(&reg, "wh", "1", &[&base, &top], json!({}), "amd64", false).await;
+    push_plain(&reg, "wh", "1", &[&base, &top]).await;
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let rec = svc
         .pull(&format!("{}/wh:1", reg.host()), None)
         .await
@@ -651,7 +654,7 @@ async fn shared_base_layer_is_downloaded_and_unpacked_once() {
     )
     .await;
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let ra = svc
         .pull(&format!("{}/a:1", reg.host()), None)
         .await
@@ -685,7 +688,7 @@ async fn tampered_blob_fails_names_the_blob_and_stores_nothing_then_retry_works(
     let reg = Registry::start().await;
     let l = layer(&[E::File("data", &[5u8; 50_000])], Comp::Gzip);
     let ok = layer(&[E::File("ok", b"fine")], Comp::Gzip);
-    push_image(&reg, "t", "1", &[&ok, &l], json!({}), "amd64", false).await;
+    push_plain(&reg, "t", "1", &[&ok, &l]).await;
     let layer_digest = digest(&l.blob);
     let path = reg.blob_path(&layer_digest);
     let original = std::fs::read(&path).unwrap();
@@ -695,7 +698,7 @@ async fn tampered_blob_fails_names_the_blob_and_stores_nothing_then_retry_works(
     std::fs::write(&path, &bad).unwrap();
 
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let name = format!("{}/t:1", reg.host());
     let err = svc.pull(&name, None).await.unwrap_err().to_string();
     assert!(
@@ -737,18 +740,9 @@ async fn ten_concurrent_pulls_download_each_blob_once() {
     let layers: Vec<Layer> = (0..3)
         .map(|i| layer(&[E::File("f", &vec![i as u8; 300_000])], Comp::Gzip))
         .collect();
-    push_image(
-        &reg,
-        "c",
-        "1",
-        &layers.iter().collect::<Vec<_>>(),
-        json!({}),
-        "amd64",
-        false,
-    )
-    .await;
+    push_plain(&reg, "c", "1", &layers.iter().collect::<Vec<_>>()).await;
     let root = tempfile::tempdir().unwrap();
-    let svc = Arc::new(service(root.path(), cfg_in(root.path())));
+    let svc = Arc::new(service_in(root.path()));
     let name = format!("{}/c:1", reg.host());
     let pulls = (0..10).map(|_| {
         let svc = svc.clone();
@@ -778,9 +772,9 @@ async fn ten_concurrent_pulls_download_each_blob_once() {
 async fn remove_frees_space_and_is_idempotent() {
     let reg = Registry::start().await;
     let l = layer(&[E::File("big", &vec![9u8; 2_000_000])], Comp::Plain);
-    push_image(&reg, "r", "1", &[&l], json!({}), "amd64", false).await;
+    push_plain(&reg, "r", "1", &[&l]).await;
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let before = svc.fs_info().unwrap();
     let name = format!("{}/r:1", reg.host());
     svc.pull(&name, None).await.unwrap();
@@ -807,7 +801,7 @@ async fn remove_frees_space_and_is_idempotent() {
 async fn basic_auth_over_tls_with_a_private_ca() {
     let reg = Registry::start_with(true, Some(("alice", "s3cret"))).await;
     let l = layer(&[E::File("secret", b"s")], Comp::Gzip);
-    push_image(&reg, "private/app", "1", &[&l], json!({}), "amd64", false).await;
+    push_plain(&reg, "private/app", "1", &[&l]).await;
     let root = tempfile::tempdir().unwrap();
     let certs = root.path().join("certs.d").join(reg.host());
     std::fs::create_dir_all(&certs).unwrap();
@@ -817,7 +811,7 @@ async fn basic_auth_over_tls_with_a_private_ca() {
         format!("server = \"https://{}\"\nca = \"ca.pem\"\n", reg.host()),
     )
     .unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let name = format!("{}/private/app:1", reg.host());
 
     let err = svc.pull(&name, None).await.unwrap_err();
@@ -895,7 +889,7 @@ async fn mirror_serves_registry_k8s_io_from_a_local_http_registry() {
         ),
     )
     .unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let rec = svc.pull("registry.k8s.io/pause:3.10", None).await.unwrap();
     assert_eq!(rec.id, p.config_digest);
     assert_eq!(rec.repo_tags, ["registry.k8s.io/pause:3.10"]);
@@ -922,9 +916,9 @@ async fn dropped_pull_leaves_nothing_visible_and_a_retry_works() {
         *b = x as u8;
     }
     let l = layer(&[E::File("noise", &noise)], Comp::Gzip);
-    push_image(&reg, "slow", "1", &[&l], json!({}), "amd64", false).await;
+    push_plain(&reg, "slow", "1", &[&l]).await;
     let root = tempfile::tempdir().unwrap();
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     let name = format!("{}/slow:1", reg.host());
     let r = tokio::time::timeout(Duration::from_millis(150), svc.pull(&name, None)).await;
     assert!(r.is_err(), "pull should still be running after 150ms");
@@ -948,11 +942,11 @@ async fn dropped_pull_leaves_nothing_visible_and_a_retry_works() {
 async fn reopen_keeps_images_and_sweeps_crash_leftovers() {
     let reg = Registry::start().await;
     let l = layer(&[E::File("kept", b"k")], Comp::Gzip);
-    push_image(&reg, "keep", "1", &[&l], json!({}), "amd64", false).await;
+    push_plain(&reg, "keep", "1", &[&l]).await;
     let root = tempfile::tempdir().unwrap();
     let name = format!("{}/keep:1", reg.host());
     let rec = {
-        let svc = service(root.path(), cfg_in(root.path()));
+        let svc = service_in(root.path());
         svc.pull(&name, None).await.unwrap()
     };
     // What a crash mid-pull leaves: a half-unpacked layer, a partial blob,
@@ -964,7 +958,7 @@ async fn reopen_keeps_images_and_sweeps_crash_leftovers() {
     std::fs::write(r.join("content/sha256").join(&orphan), b"x").unwrap();
     std::fs::create_dir(r.join("snapshots").join(&orphan)).unwrap();
 
-    let svc = service(root.path(), cfg_in(root.path()));
+    let svc = service_in(root.path());
     assert_eq!(svc.resolve(&name).unwrap().unwrap(), rec);
     assert_eq!(
         std::fs::read_dir(r.join("snapshots/.tmp")).unwrap().count(),
