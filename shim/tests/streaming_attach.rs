@@ -7,7 +7,6 @@ mod streaming_support;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use berth_proto::v1::AttachRequest;
 use berth_runtime::monitor::attach as frame;
 use berth_shim::error::{Error, Result};
 use berth_shim::streaming::monitor_attach::attach_via_monitor;
@@ -103,15 +102,7 @@ async fn server_on_fake_monitor() -> (
 #[tokio::test]
 async fn spdy_attach_through_the_monitor_socket() {
     let (_dir, log, monitor, srv) = server_on_fake_monitor().await;
-    let url = srv
-        .attach_url(&AttachRequest {
-            container_id: "c1".into(),
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let url = srv.attach_url(&attach_req(false)).unwrap();
     let mut c = SpdyClient::connect(&url, &["v4.channel.k8s.io"]).await;
     let error = c.open(&[("streamType", "error")]).await;
     let stdin = c.open(&[("streamType", "stdin")]).await;
@@ -143,15 +134,7 @@ async fn websocket_tty_attach_sends_resize_frames() {
     use tokio_tungstenite::tungstenite::Message;
 
     let (_dir, log, monitor, srv) = server_on_fake_monitor().await;
-    let url = srv
-        .attach_url(&AttachRequest {
-            container_id: "c1".into(),
-            stdin: true,
-            stdout: true,
-            tty: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let url = srv.attach_url(&attach_req(true)).unwrap();
     let (mut ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
     ws.send(Message::binary(
         b"\x04{\"Width\":132,\"Height\":43}".to_vec(),

@@ -252,15 +252,7 @@ async fn runtime_errors_become_an_internal_error_status() {
 #[tokio::test]
 async fn spdy_attach_reports_success_whatever_the_exit_code() {
     let (srv, _rt) = server(60).await;
-    let url = srv
-        .attach_url(&AttachRequest {
-            container_id: "c1".into(),
-            stdin: true,
-            stdout: true,
-            stderr: true,
-            ..Default::default()
-        })
-        .unwrap();
+    let url = srv.attach_url(&attach_req(false)).unwrap();
     let mut c = SpdyClient::connect(&url, &["v4.channel.k8s.io"]).await;
     let error = c.open(&[("streamType", "error")]).await;
     let stdin = c.open(&[("streamType", "stdin")]).await;

@@ -315,3 +315,16 @@ pub async fn ws_connect(
         .unwrap_or_default();
     (ws, proto)
 }
+
+/// An Attach to container `c1` with stdin and stdout, and stderr unless `tty`
+/// (a terminal merges it into stdout).
+pub fn attach_req(tty: bool) -> berth_proto::v1::AttachRequest {
+    berth_proto::v1::AttachRequest {
+        container_id: "c1".into(),
+        stdin: true,
+        stdout: true,
+        stderr: !tty,
+        tty,
+        ..Default::default()
+    }
+}
