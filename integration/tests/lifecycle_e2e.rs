@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use berth_integration::berthd::Berthd;
 use berth_integration::calls::{
     self, container_status, create_container, exec_sync, list_containers, list_pods, pod_status,
-    remove_container, remove_pod, run_pod, start_container, stop_container, stop_pod, teardown_pod,
-    wait_exited,
+    remove_container, remove_pod, run_container, run_pod, start_container, stop_container,
+    stop_pod, teardown_pod, wait_exited,
 };
 use berth_integration::client::Cri;
 use berth_integration::env::{self, TestEnv};
@@ -388,7 +388,7 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "shared");
     let pod = run_pod(&mut cri, &pc).await;
-    let server = create_container(
+    let server = run_container(
         &mut cri,
         &pod,
         &pc,
@@ -399,7 +399,6 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
         ),
     )
     .await;
-    start_container(&mut cri, &server).await;
     let client = create_container(
         &mut cri,
         &pod,
@@ -423,14 +422,13 @@ async fn containers_of_a_pod_share_its_network_and_ipc() {
     assert_eq!(log_lines(&log, "stdout"), ["shared-net", "ipc"]);
 
     // Same namespaces, seen from inside: a second live container.
-    let peer = create_container(
+    let peer = run_container(
         &mut cri,
         &pod,
         &pc,
         container_config("peer", &env.busybox, &["sleep", "3600"]),
     )
     .await;
-    start_container(&mut cri, &peer).await;
     let nser = cri.clone();
     let ns = |id: String| {
         let mut cri = nser.clone();
@@ -523,14 +521,13 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
     let pc = pod_config(&env, "merge");
     let pod = run_pod(&mut cri, &pc).await;
     // No command and no args: the image's ENTRYPOINT + CMD (`sh -c "echo hello"`).
-    let plain = create_container(
+    let plain = run_container(
         &mut cri,
         &pod,
         &pc,
         container_config("plain", &env.configured, &[]),
     )
     .await;
-    start_container(&mut cri, &plain).await;
     let s = wait_exited(&mut cri, &plain, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0);
     // The image's USER and STOPSIGNAL are what the status reports.
@@ -550,8 +547,7 @@ async fn image_entrypoint_cmd_user_workdir_and_env_merge_with_the_request() {
         key: "EXTRA".into(),
         value: "x".into(),
     }];
-    let args = create_container(&mut cri, &pod, &pc, cfg).await;
-    start_container(&mut cri, &args).await;
+    let args = run_container(&mut cri, &pod, &pc, cfg).await;
     let s = wait_exited(&mut cri, &args, Duration::from_secs(20)).await;
     assert_eq!(s.exit_code, 0);
     assert_eq!(
@@ -581,8 +577,7 @@ async fn a_container_killed_by_its_memory_limit_reports_oomkilled() {
         memory_swap_limit_in_bytes: 32 << 20,
         ..Default::default()
     });
-    let c = create_container(&mut cri, &pod, &pc, cfg).await;
-    start_container(&mut cri, &c).await;
+    let c = run_container(&mut cri, &pod, &pc, cfg).await;
     let s = wait_exited(&mut cri, &c, Duration::from_secs(30)).await;
     assert_eq!(s.reason, "OOMKilled", "{s:?}");
     assert_eq!(s.exit_code, 137);
@@ -596,14 +591,13 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "crash");
     let pod = run_pod(&mut cri, &pc).await;
-    let long = create_container(
+    let long = run_container(
         &mut cri,
         &pod,
         &pc,
         container_config("long", &env.busybox, &["sleep", "3600"]),
     )
     .await;
-    start_container(&mut cri, &long).await;
     let short = create_container(
         &mut cri,
         &pod,
@@ -641,14 +635,13 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&r.stdout), "alive\n");
     // The pod's pinned namespaces outlived berthd: a new container joins them.
-    let late = create_container(
+    let late = run_container(
         &mut cri,
         &pod,
         &pc,
         container_config("late", &env.busybox, &["sleep", "3600"]),
     )
     .await;
-    start_container(&mut cri, &late).await;
     let net = |id: String| {
         let mut cri = cri.clone();
         async move {
@@ -940,8 +933,7 @@ async fn host_network_pods_share_the_node_network_and_get_their_own_ipc() {
         )),
         ..Default::default()
     });
-    let c = create_container(&mut cri, &pod, &pc, cfg).await;
-    start_container(&mut cri, &c).await;
+    let c = run_container(&mut cri, &pod, &pc, cfg).await;
     let r = exec_sync(&mut cri, &c, &["ls", "-l", "/proc/self/ns/net"], 10)
         .await
         .unwrap();
@@ -1092,8 +1084,7 @@ async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
     for (name, secs) in [("a", "3601"), ("b", "3602")] {
         let mut cfg = container_config(name, &env.busybox, &["sleep", secs]);
         cfg.linux.as_mut().unwrap().security_context = None;
-        let c = create_container(&mut cri, &pod, &pc, cfg).await;
-        start_container(&mut cri, &c).await;
+        let c = run_container(&mut cri, &pod, &pc, cfg).await;
         ids.push(c);
     }
     let r = exec_sync(&mut cri, &ids[0], &["ps", "-o", "pid,args"], 10)
@@ -1146,8 +1137,7 @@ async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
         let cfg = container_config("app", &env.busybox, &["sleep", "3600"]);
         tasks.push(tokio::spawn(async move {
             let pod = run_pod(&mut cri, &pc).await;
-            let c = create_container(&mut cri, &pod, &pc, cfg).await;
-            start_container(&mut cri, &c).await;
+            let c = run_container(&mut cri, &pod, &pc, cfg).await;
             (pod, c)
         }));
     }
