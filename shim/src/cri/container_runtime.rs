@@ -18,7 +18,9 @@ use tokio::sync::broadcast;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image::ImageService;
-use crate::state::{ContainerRecord, Names, Objects, PodRecord, CONTAINERS_TABLE, PODS_TABLE};
+use crate::state::{
+    ContainerRecord, ContainerState, Names, Objects, PodRecord, CONTAINERS_TABLE, PODS_TABLE,
+};
 use crate::store::Store;
 
 /// How many events a slow GetContainerEvents subscriber may fall behind.
@@ -196,6 +198,29 @@ impl Rollback {
             }
         }
         clean
+    }
+}
+
+impl Lifecycle {
+    /// The running container `id` (a unique prefix is fine), or the CRI error
+    /// kubelet expects: INVALID_ARGUMENT for an empty id, NOT_FOUND, or
+    /// FAILED_PRECONDITION naming its state.
+    pub(crate) async fn running_container(&self, id: &str) -> Result<ContainerRecord> {
+        if id.is_empty() {
+            return Err(Error::InvalidArgument("container_id: empty".into()));
+        }
+        let (id, _) = self.containers.must_find(id)?;
+        let rec = self
+            .refresh_if_idle(&id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))?;
+        if rec.state != ContainerState::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is not running ({:?})",
+                rec.state
+            )));
+        }
+        Ok(rec)
     }
 }
 

@@ -15,7 +15,7 @@ use super::container_runtime::Lifecycle;
 use super::exec_sync::exec_process;
 use super::CriService;
 use crate::error::{Error, Result};
-use crate::state::{new_id, ContainerRecord, ContainerState, PodState};
+use crate::state::{new_id, PodState};
 use crate::streaming::{
     monitor_attach, netns, process, AsyncReadWrite, ProcessIo, StreamRuntime, StreamingServer,
 };
@@ -25,7 +25,9 @@ impl CriService {
         if req.cmd.is_empty() || req.cmd[0].is_empty() {
             return Err(Error::InvalidArgument("cmd: empty".into()));
         }
-        req.container_id = running_container(&self.lifecycle, &req.container_id)
+        req.container_id = self
+            .lifecycle
+            .running_container(&req.container_id)
             .await?
             .id;
         Ok(ExecResponse {
@@ -34,7 +36,7 @@ impl CriService {
     }
 
     pub(crate) async fn attach(&self, mut req: AttachRequest) -> Result<AttachResponse> {
-        let rec = running_container(&self.lifecycle, &req.container_id).await?;
+        let rec = self.lifecycle.running_container(&req.container_id).await?;
         if req.tty != rec.config.tty {
             return Err(Error::InvalidArgument(format!(
                 "tty: {} does not match container {} (created with tty {})",
@@ -87,25 +89,6 @@ impl CriService {
     }
 }
 
-/// The running container `id` (a unique prefix is fine), or the CRI error kubelet expects.
-async fn running_container(lc: &Lifecycle, id: &str) -> Result<ContainerRecord> {
-    if id.is_empty() {
-        return Err(Error::InvalidArgument("container_id: empty".into()));
-    }
-    let (id, _) = lc.containers.must_find(id)?;
-    let rec = lc
-        .refresh_if_idle(&id)
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))?;
-    if rec.state != ContainerState::Running {
-        return Err(Error::FailedPrecondition(format!(
-            "container {id} is not running ({:?})",
-            rec.state
-        )));
-    }
-    Ok(rec)
-}
-
 /// How the streaming server reaches containers: `berth-monitor exec` for exec,
 /// the monitor's attach socket for attach, a socket opened inside the pod's
 /// network namespace for port-forward.
@@ -131,7 +114,7 @@ impl StreamRuntime for CriStreamRuntime {
         tty: bool,
         stdin: bool,
     ) -> Result<ProcessIo> {
-        let rec = running_container(&self.lc, container_id).await?;
+        let rec = self.lc.running_container(container_id).await?;
         let file = rec.bundle.join(format!("exec-{}.json", &new_id()?[..16]));
         let process = exec_process(&rec.bundle.join("config.json"), &cmd, tty)?;
         std::fs::write(&file, process).map_err(Error::io("write exec process", &file))?;
@@ -159,7 +142,7 @@ impl StreamRuntime for CriStreamRuntime {
     }
 
     async fn attach(&self, container_id: &str, tty: bool, stdin: bool) -> Result<ProcessIo> {
-        let rec = running_container(&self.lc, container_id).await?;
+        let rec = self.lc.running_container(container_id).await?;
         monitor_attach::attach_via_monitor(&rec.state_dir.join("attach.sock"), tty, stdin).await
     }
 

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::CriService;
 use crate::error::{Error, Result};
-use crate::state::{new_id, ContainerState};
+use crate::state::new_id;
 
 /// Cap on each of stdout and stderr (what the CRI documents); the rest is drained and dropped.
 const OUTPUT_CAP: usize = 16 << 20;
@@ -30,17 +30,8 @@ impl CriService {
             )));
         }
         let lc = &self.lifecycle;
-        let (id, _) = lc.containers.must_find(&req.container_id)?;
-        let rec = lc
-            .refresh_if_idle(&id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("container {id:?} not found")))?;
-        if rec.state != ContainerState::Running {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is not running ({:?})",
-                rec.state
-            )));
-        }
+        let rec = lc.running_container(&req.container_id).await?;
+        let id = rec.id.clone();
         let process_file = rec.bundle.join(format!("exec-{}.json", &new_id()?[..16]));
         let process = exec_process(&rec.bundle.join("config.json"), &req.cmd, false)?;
         std::fs::write(&process_file, process)
