@@ -16,6 +16,7 @@ pub mod test_images;
 
 pub use error::{Error, Result};
 pub mod bench;
+pub mod bench_stream;
 pub mod berthd;
 pub mod bridge;
 pub mod cleanup;
