@@ -17,6 +17,7 @@ pub mod test_images;
 
 pub use error::{Error, Result};
 pub mod bench;
+pub mod bench_stream;
 pub mod berth_cli;
 pub mod berthd;
 pub mod bridge;

@@ -347,8 +347,9 @@ fn render_config(
     c
 }
 
-/// Generates a CA and a server certificate for 127.0.0.1/localhost signed by it.
-fn write_tls_files(dir: &Path) -> Result<TlsFiles> {
+/// Generates a CA and a server certificate for 127.0.0.1/localhost signed by
+/// it into `dir` (also what the streaming TLS tests serve).
+pub fn write_tls_files(dir: &Path) -> Result<TlsFiles> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         KeyUsagePurpose,

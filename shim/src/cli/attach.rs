@@ -8,7 +8,7 @@ use super::exec::{check_tty, parse_transport, stream};
 use super::pods::with_id;
 use crate::client::CriClient;
 use crate::error::Result;
-use crate::streaming::client::Transport;
+use crate::streaming::client::{TlsTrust, Transport};
 
 /// `berth attach [-i] [-t] ID`.
 #[derive(Args, Debug)]
@@ -22,6 +22,10 @@ pub struct AttachArgs {
     /// Streaming protocol: spdy or websocket.
     #[arg(long, default_value = "spdy", value_parser = parse_transport)]
     pub transport: Transport,
+    /// CA certificate(s) (PEM) to trust for an `https://` streaming URL;
+    /// without it the system CA bundle is trusted.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Container id.
     pub id: String,
 }
@@ -43,5 +47,6 @@ pub async fn attach(cri: &mut CriClient, a: AttachArgs) -> Result<i32> {
         .map_err(|e| with_id("attach to container", &a.id, e))?
         .into_inner()
         .url;
-    stream(&url, a.transport, a.stdin, a.tty).await
+    let trust = TlsTrust::from_ca_file(a.tls_ca);
+    stream(&url, a.transport, &trust, a.stdin, a.tty).await
 }

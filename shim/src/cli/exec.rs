@@ -12,7 +12,7 @@ use super::pods::with_id;
 use super::terminal;
 use crate::client::CriClient;
 use crate::error::{Error, Result};
-use crate::streaming::client::{self, RemoteStdio, Transport};
+use crate::streaming::client::{self, RemoteStdio, TlsTrust, Transport};
 use crate::streaming::{BoxReader, BoxWriter};
 
 /// `berth exec [-s] [-i] [-t] ID CMD...`.
@@ -33,6 +33,10 @@ pub struct ExecArgs {
     /// Streaming protocol: spdy or websocket.
     #[arg(long, default_value = "spdy", value_parser = parse_transport)]
     pub transport: Transport,
+    /// CA certificate(s) (PEM) to trust for an `https://` streaming URL;
+    /// without it the system CA bundle is trusted.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Container id.
     pub id: String,
     /// Command and arguments.
@@ -66,7 +70,8 @@ pub async fn exec(cri: &mut CriClient, a: ExecArgs) -> Result<i32> {
         .map_err(|e| with_id("exec in container", &a.id, e))?
         .into_inner()
         .url;
-    stream(&url, a.transport, a.interactive, a.tty).await
+    let trust = TlsTrust::from_ca_file(a.tls_ca);
+    stream(&url, a.transport, &trust, a.interactive, a.tty).await
 }
 
 /// crictl's rules for `-t`: it needs `-i`, and stdin must be a terminal
@@ -92,7 +97,13 @@ pub(crate) fn check_tty(stdin: bool, tty: bool) -> Result<()> {
 
 /// Connects the local stdio to the remote command or container behind
 /// `url` (exec or attach); returns the remote exit code.
-pub(crate) async fn stream(url: &str, transport: Transport, stdin: bool, tty: bool) -> Result<i32> {
+pub(crate) async fn stream(
+    url: &str,
+    transport: Transport,
+    trust: &TlsTrust,
+    stdin: bool,
+    tty: bool,
+) -> Result<i32> {
     let stdio = RemoteStdio {
         stdin: if stdin {
             Some(terminal::stdin()?)
@@ -111,7 +122,7 @@ pub(crate) async fn stream(url: &str, transport: Transport, stdin: bool, tty: bo
     } else {
         None
     };
-    client::remote_command(url, transport, stdio).await
+    client::remote_command_trusting(url, transport, trust, stdio).await
 }
 
 /// ExecSync, printing the command's output; returns its exit code.

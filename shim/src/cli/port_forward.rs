@@ -13,7 +13,7 @@ use super::exec::parse_transport;
 use super::pods::with_id;
 use crate::client::CriClient;
 use crate::error::{Error, Result};
-use crate::streaming::client::{self, Transport};
+use crate::streaming::client::{self, TlsTrust, Transport};
 
 /// `berth port-forward`.
 #[derive(Args, Debug)]
@@ -24,6 +24,10 @@ pub struct PortForwardArgs {
     /// Streaming protocol: spdy or websocket.
     #[arg(long, default_value = "spdy", value_parser = parse_transport)]
     pub transport: Transport,
+    /// CA certificate(s) (PEM) to trust for an `https://` streaming URL;
+    /// without it the system CA bundle is trusted.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Pod sandbox id.
     pub id: String,
     /// `[LOCAL:]REMOTE` port pairs; LOCAL 0 or empty picks a free port.
@@ -102,6 +106,7 @@ pub async fn port_forward(cri: &mut CriClient, a: PortForwardArgs) -> Result<i32
                 a.id.clone(),
                 m.remote,
                 a.transport,
+                TlsTrust::from_ca_file(a.tls_ca.clone()),
             ));
         }
     }
@@ -114,7 +119,14 @@ pub async fn port_forward(cri: &mut CriClient, a: PortForwardArgs) -> Result<i32
     Ok(0)
 }
 
-async fn serve(listener: TcpListener, cri: CriClient, pod: String, remote: u16, t: Transport) {
+async fn serve(
+    listener: TcpListener,
+    cri: CriClient,
+    pod: String,
+    remote: u16,
+    t: Transport,
+    trust: TlsTrust,
+) {
     loop {
         let conn = match listener.accept().await {
             Ok((c, _)) => c,
@@ -126,9 +138,10 @@ async fn serve(listener: TcpListener, cri: CriClient, pod: String, remote: u16, 
         };
         let mut cri = cri.clone();
         let pod = pod.clone();
+        let trust = trust.clone();
         tokio::spawn(async move {
             println!("Handling connection for {remote}");
-            if let Err(e) = forward_one(&mut cri, &pod, remote, t, conn).await {
+            if let Err(e) = forward_one(&mut cri, &pod, remote, t, &trust, conn).await {
                 eprintln!("port-forward: {e}");
             }
         });
@@ -140,6 +153,7 @@ async fn forward_one(
     pod: &str,
     remote: u16,
     transport: Transport,
+    trust: &TlsTrust,
     conn: TcpStream,
 ) -> Result<()> {
     let url = cri
@@ -152,7 +166,7 @@ async fn forward_one(
         .map_err(|e| with_id("port-forward to pod", pod, e))?
         .into_inner()
         .url;
-    client::port_forward(&url, transport, remote, conn).await
+    client::port_forward_trusting(&url, transport, trust, remote, conn).await
 }
 
 #[cfg(test)]

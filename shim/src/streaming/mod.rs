@@ -42,6 +42,7 @@ pub mod remotecommand;
 pub mod server;
 pub mod spdy;
 pub mod status;
+pub mod tls;
 pub mod tokens;
 pub mod websocket;
 
@@ -77,9 +78,10 @@ pub struct StreamingConfig {
     pub idle_timeout_secs: u64,
     /// How long a client may take to open all the streams a session needs.
     pub stream_creation_timeout_secs: u64,
-    /// PEM certificate for HTTPS (not implemented yet: start-up fails if set).
+    /// PEM certificate chain for HTTPS (leaf first); with `tls_key` the
+    /// server speaks only HTTPS and hands out `https://` URLs.
     pub tls_cert: Option<PathBuf>,
-    /// PEM private key for HTTPS (not implemented yet: start-up fails if set).
+    /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
 }
 
@@ -186,7 +188,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_settings_are_refused_until_implemented() {
+    async fn incomplete_tls_settings_and_bad_addresses_are_refused() {
         struct NoRuntime;
         #[async_trait::async_trait]
         impl StreamRuntime for NoRuntime {
@@ -200,6 +202,7 @@ mod tests {
                 unreachable!()
             }
         }
+        // A certificate without its key (or the other way round) is refused.
         let cfg = StreamingConfig {
             tls_cert: Some("/etc/berth/stream.crt".into()),
             ..Default::default()
@@ -208,8 +211,18 @@ mod tests {
             .await
             .err()
             .unwrap();
-        assert!(matches!(e, crate::error::Error::Unimplemented(_)));
-        assert!(e.to_string().contains("tls_cert"));
+        assert!(matches!(e, crate::error::Error::InvalidArgument(_)));
+        assert!(e.to_string().contains("tls_key"), "{e}");
+        let missing = StreamingConfig {
+            tls_cert: Some("/nonexistent/stream.crt".into()),
+            tls_key: Some("/nonexistent/stream.key".into()),
+            ..Default::default()
+        };
+        let e = StreamingServer::start(&missing, std::sync::Arc::new(NoRuntime))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/nonexistent/stream.crt"), "{e}");
         let bad = StreamingConfig {
             address: "localhost".into(),
             ..Default::default()

@@ -22,6 +22,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
@@ -34,7 +35,9 @@ use super::status::{
 };
 use super::tokens::{self, Cached, TokenCache};
 use super::websocket::WsProtocol;
-use super::{portforward, remotecommand_spdy, remotecommand_ws, StreamRuntime, StreamingConfig};
+use super::{
+    portforward, remotecommand_spdy, remotecommand_ws, tls, StreamRuntime, StreamingConfig,
+};
 use crate::error::{Error, Result};
 
 /// Header carrying the Kubernetes stream protocol on SPDY upgrades.
@@ -70,12 +73,16 @@ impl StreamingServer {
         cfg: &StreamingConfig,
         runtime: Arc<dyn StreamRuntime>,
     ) -> Result<StreamingServer> {
-        if cfg.tls_cert.is_some() || cfg.tls_key.is_some() {
-            return Err(Error::Unimplemented(
-                "streaming.tls_cert/tls_key: HTTPS for the streaming server is not implemented"
-                    .into(),
-            ));
-        }
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsAcceptor::from(tls::server_config(cert, key)?)),
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "streaming.tls_cert and streaming.tls_key: set both for HTTPS, or neither"
+                        .into(),
+                ))
+            }
+        };
         let ip: IpAddr = cfg.address.parse().map_err(|_| {
             Error::InvalidArgument(format!(
                 "streaming.address: {:?} is not an IP address",
@@ -101,7 +108,8 @@ impl StreamingServer {
             IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             other => other,
         };
-        let base_url = format!("http://{}", SocketAddr::new(url_ip, addr.port()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{}", SocketAddr::new(url_ip, addr.port()));
         let state = Arc::new(State {
             tokens: TokenCache::new(Duration::from_secs(cfg.token_ttl_secs)),
             runtime,
@@ -111,8 +119,8 @@ impl StreamingServer {
             },
             shutdown: CancellationToken::new(),
         });
-        tokio::spawn(accept_loop(listener, state.clone()));
-        tracing::info!(%addr, "streaming server listening");
+        tokio::spawn(accept_loop(listener, tls, state.clone()));
+        tracing::info!(%addr, %scheme, "streaming server listening");
         Ok(StreamingServer {
             addr,
             base_url,
@@ -125,7 +133,7 @@ impl StreamingServer {
         self.addr
     }
 
-    /// `http://host:port`, the prefix of every URL handed out.
+    /// `http://host:port` (`https://` with TLS), the prefix of every URL handed out.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
@@ -162,7 +170,10 @@ impl Drop for StreamingServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+/// Longest a client may take over the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<State>) {
     loop {
         let conn = tokio::select! {
             c = listener.accept() => c,
@@ -178,15 +189,32 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
             }
         };
         let st = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(st.clone(), req));
-            let conn = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "streaming: http connection ended");
+            let Some(tls) = tls else {
+                return serve_http(stream, st).await;
+            };
+            // The handshake runs on the connection's own task, so a slow or
+            // silent client holds up nobody else; a plain-HTTP client fails it.
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_http(stream, st).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "streaming: TLS handshake failed"),
+                Err(_) => tracing::debug!("streaming: TLS handshake timed out"),
             }
         });
+    }
+}
+
+async fn serve_http<IO>(io: IO, state: Arc<State>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let svc = service_fn(move |req| handle(state.clone(), req));
+    let conn = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "streaming: http connection ended");
     }
 }
 

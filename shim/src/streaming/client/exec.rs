@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::spdy::Connection;
 use super::ws::Mux;
-use super::{exit_code_from_status, upgrade, Target, Transport};
+use super::{exit_code_from_status, upgrade, Target, TlsTrust, Transport};
 use crate::error::{Error, Result};
 use crate::streaming::channel::BoxChannelWriter;
 use crate::streaming::remotecommand_ws::{ERROR, RESIZE, STDERR, STDIN, STDOUT};
@@ -91,7 +91,18 @@ impl Session {
 /// attach that ended). Errors are connection or protocol failures and
 /// remote failures other than a non-zero exit (e.g. the command not found).
 pub async fn remote_command(url: &str, transport: Transport, stdio: RemoteStdio) -> Result<i32> {
-    let target = Target::parse(url)?;
+    remote_command_trusting(url, transport, &TlsTrust::System, stdio).await
+}
+
+/// [`remote_command`], trusting `trust` (instead of the system CA bundle)
+/// when `url` is `https://`.
+pub async fn remote_command_trusting(
+    url: &str,
+    transport: Transport,
+    trust: &TlsTrust,
+    stdio: RemoteStdio,
+) -> Result<i32> {
+    let target = Target::parse_trusting(url, trust)?;
     let want = Wanted {
         stdin: stdio.stdin.is_some(),
         stdout: stdio.stdout.is_some(),

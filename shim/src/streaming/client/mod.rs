@@ -10,6 +10,9 @@
 //!   buffering convenience for tests.
 //! * [`port_forward`] connects one local byte stream to a pod port over SPDY
 //!   (`portforward.k8s.io`) or WebSocket.
+//! * `https://` URLs (berthd with `streaming.tls_cert`) are dialled over TLS,
+//!   trusting the system CA bundle or, with the `_trusting` variants, a given
+//!   CA file ([`TlsTrust`]).
 //!
 //! The frame codec is the server's ([`crate::streaming::spdy::frame`]); a
 //! client differs only in who opens streams (the client, odd ids). Like the
@@ -22,12 +25,21 @@ mod spdy;
 mod upgrade;
 mod ws;
 
-pub use exec::{remote_command, run_and_collect, Collected, RemoteStdio};
-pub use portforward::port_forward;
+pub use exec::{remote_command, remote_command_trusting, run_and_collect, Collected, RemoteStdio};
+pub use portforward::{port_forward, port_forward_trusting};
 
+pub use crate::streaming::tls::TlsTrust;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_tungstenite::tungstenite::http::Uri;
 
 use crate::error::{Error, Result};
+
+/// A dialled connection: plain TCP, or TLS over it for `https://` URLs.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+pub(crate) type BoxIo = Box<dyn Io>;
 
 /// Which protocol family to speak to the streaming server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,35 +71,49 @@ pub(crate) struct Target {
     pub authority: String,
     /// Path and query.
     pub path: String,
+    /// For `https://`: whom to trust, and the host the certificate must name.
+    pub tls: Option<(TlsTrust, String)>,
 }
 
 impl Target {
+    /// `url` with the system CA bundle trusted for `https://`.
+    #[cfg(test)]
     pub(crate) fn parse(url: &str) -> Result<Target> {
+        Self::parse_trusting(url, &TlsTrust::System)
+    }
+
+    pub(crate) fn parse_trusting(url: &str, trust: &TlsTrust) -> Result<Target> {
         let bad = |why: &str| Error::InvalidArgument(format!("streaming url {url:?}: {why}"));
         let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(Error::Unimplemented(format!(
-                    "streaming url {url:?}: https is not supported by the berth client"
-                )))
-            }
-            _ => return Err(bad("scheme must be http")),
-        }
+        let (https, default_port) = match uri.scheme_str() {
+            Some("http") => (false, 80),
+            Some("https") => (true, 443),
+            _ => return Err(bad("scheme must be http or https")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        let tls = https.then(|| {
+            let host = authority.host();
+            let host = host.strip_prefix('[').unwrap_or(host);
+            let host = host.strip_suffix(']').unwrap_or(host);
+            (trust.clone(), host.to_string())
+        });
         let authority = if authority.port().is_some() {
             authority.as_str().to_string()
         } else {
-            format!("{}:80", authority.as_str())
+            format!("{}:{default_port}", authority.as_str())
         };
         let path = uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_else(|| "/".into());
-        Ok(Target { authority, path })
+        Ok(Target {
+            authority,
+            path,
+            tls,
+        })
     }
 
-    async fn dial(&self) -> Result<tokio::net::TcpStream> {
+    async fn dial(&self) -> Result<BoxIo> {
         let s = tokio::net::TcpStream::connect(&self.authority)
             .await
             .map_err(|e| {
@@ -95,7 +121,20 @@ impl Target {
             })?;
         // Interactive keystrokes must not wait for Nagle.
         let _ = s.set_nodelay(true);
-        Ok(s)
+        let Some((trust, host)) = &self.tls else {
+            return Ok(Box::new(s));
+        };
+        let name = ServerName::try_from(host.clone()).map_err(|e| {
+            Error::InvalidArgument(format!("streaming url: host {host:?} for TLS: {e}"))
+        })?;
+        let connector = tokio_rustls::TlsConnector::from(trust.client_config()?);
+        let tls = connector.connect(name, s).await.map_err(|e| {
+            Error::Unavailable(format!(
+                "streaming: TLS handshake with {}: {e}",
+                self.authority
+            ))
+        })?;
+        Ok(Box::new(tls))
     }
 }
 
@@ -166,10 +205,13 @@ mod tests {
             Target::parse("http://node/exec/t").unwrap().authority,
             "node:80"
         );
-        assert!(matches!(
-            Target::parse("https://h:1/exec/t"),
-            Err(Error::Unimplemented(_))
-        ));
+        let t = Target::parse("https://[::1]/exec/t").unwrap();
+        assert_eq!(t.authority, "[::1]:443");
+        assert_eq!(t.tls, Some((TlsTrust::System, "::1".to_string())));
+        let ca = TlsTrust::CaFile("/etc/berth/ca.pem".into());
+        let t = Target::parse_trusting("https://node-1:10010/exec/t", &ca).unwrap();
+        assert_eq!(t.tls, Some((ca, "node-1".to_string())));
+        assert_eq!(Target::parse("http://h:1/exec/t").unwrap().tls, None);
         assert!(Target::parse("ftp://h/x").is_err());
         assert!("spdy".parse::<Transport>().is_ok());
         assert!("bogus".parse::<Transport>().is_err());

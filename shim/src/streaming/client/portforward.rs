@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 
 use super::spdy::Connection;
 use super::ws::Mux;
-use super::{upgrade, Target, Transport};
+use super::{upgrade, Target, TlsTrust, Transport};
 use crate::error::{Error, Result};
 use crate::streaming::channel::{BoxChannelWriter, ChannelWriter};
 
@@ -28,7 +28,22 @@ pub async fn port_forward<S>(url: &str, transport: Transport, port: u16, conn: S
 where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let target = Target::parse(url)?;
+    port_forward_trusting(url, transport, &TlsTrust::System, port, conn).await
+}
+
+/// [`port_forward`], trusting `trust` (instead of the system CA bundle)
+/// when `url` is `https://`.
+pub async fn port_forward_trusting<S>(
+    url: &str,
+    transport: Transport,
+    trust: &TlsTrust,
+    port: u16,
+    conn: S,
+) -> Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let target = Target::parse_trusting(url, trust)?;
     match transport {
         Transport::Spdy => {
             let up = upgrade::spdy(&target, SPDY_PROTOCOLS).await?;

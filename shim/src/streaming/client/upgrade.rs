@@ -7,9 +7,8 @@
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use super::Target;
+use super::{BoxIo, Target};
 use crate::error::{Error, Result};
 
 /// Largest response head accepted.
@@ -18,7 +17,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// An upgraded connection: the socket and the bytes already read past the
 /// response head.
 pub(crate) struct Upgraded {
-    pub io: TcpStream,
+    pub io: BoxIo,
     pub leftover: BytesMut,
 }
 
@@ -164,6 +163,7 @@ mod tests {
         let t = Target {
             authority: "127.0.0.1:1".into(),
             path: "/exec/tok".into(),
+            tls: None,
         };
         let r = request(&t, &["v4.channel.k8s.io", "v3.channel.k8s.io"]);
         assert!(r.starts_with("POST /exec/tok HTTP/1.1\r\nHost: 127.0.0.1:1\r\n"));

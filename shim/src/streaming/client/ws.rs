@@ -273,6 +273,7 @@ mod tests {
         let target = Target {
             authority: addr.to_string(),
             path: "/exec/tok".into(),
+            tls: None,
         };
         let mut mux = Mux::connect(&target, &["v5.channel.k8s.io", "v4.channel.k8s.io"], 5)
             .await
@@ -322,6 +323,7 @@ mod tests {
         let target = Target {
             authority: addr.to_string(),
             path: "/exec/used".into(),
+            tls: None,
         };
         let e = Mux::connect(&target, &["v5.channel.k8s.io"], 5)
             .await
