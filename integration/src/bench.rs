@@ -480,14 +480,14 @@ fn simple_pod_config(name: &str, log_dir: &std::path::Path) -> cri::PodSandboxCo
 }
 
 /// A pod with one running [`SLEEPER`] container.
-struct RunningPod {
-    pod_id: String,
-    container_id: String,
+pub(crate) struct RunningPod {
+    pub pod_id: String,
+    pub container_id: String,
 }
 
 /// RunPodSandbox + CreateContainer + StartContainer. On failure the pod (if
 /// made) is removed again and the error names the failing RPC.
-async fn start_sleeper_pod(
+pub(crate) async fn start_sleeper_pod(
     client: &mut Cri,
     name: &str,
     image: &str,
@@ -549,7 +549,7 @@ async fn start_sleeper_pod(
 
 /// StopPodSandbox + RemovePodSandbox (which removes its containers too);
 /// errors are left for the leftover check to find.
-async fn remove_pod(client: &mut Cri, pod_id: &str) {
+pub(crate) async fn remove_pod(client: &mut Cri, pod_id: &str) {
     let _ = client
         .runtime
         .stop_pod_sandbox(cri::StopPodSandboxRequest {

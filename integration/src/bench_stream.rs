@@ -110,21 +110,25 @@ pub async fn exec_streaming(
     options: &ExecStreamOptions,
 ) -> Vec<(String, &'static str, Outcome)> {
     let throughput = throughput_workload(options.throughput_bytes);
-    let (pod_id, container_id) = match start_sleeper(client, image, log_dir).await {
-        Ok(ids) => ids,
-        Err(e) => {
-            let failed = Outcome::Failed(format!("setup: {e}"));
-            let mut rows = Vec::new();
-            for t in TRANSPORTS {
-                rows.push((ROUND_TRIP_WORKLOAD.to_string(), time_op(t), failed.clone()));
+    let (pod_id, container_id) =
+        match crate::bench::start_sleeper_pod(client, "exec-stream", image, log_dir)
+            .await
+            .map(|p| (p.pod_id, p.container_id))
+        {
+            Ok(ids) => ids,
+            Err(e) => {
+                let failed = Outcome::Failed(format!("setup: {e}"));
+                let mut rows = Vec::new();
+                for t in TRANSPORTS {
+                    rows.push((ROUND_TRIP_WORKLOAD.to_string(), time_op(t), failed.clone()));
+                }
+                for t in TRANSPORTS {
+                    rows.push((throughput.clone(), time_op(t), failed.clone()));
+                    rows.push((throughput.clone(), rate_op(t), failed.clone()));
+                }
+                return rows;
             }
-            for t in TRANSPORTS {
-                rows.push((throughput.clone(), time_op(t), failed.clone()));
-                rows.push((throughput.clone(), rate_op(t), failed.clone()));
-            }
-            return rows;
-        }
-    };
+        };
     let mut rows = Vec::new();
     for t in TRANSPORTS {
         let o = round_trips(client, &container_id, t, options).await;
@@ -142,7 +146,7 @@ pub async fn exec_streaming(
         rows.push((throughput.clone(), time_op(t), o));
         rows.push((throughput.clone(), rate_op(t), rate));
     }
-    remove_pod(client, &pod_id).await;
+    crate::bench::remove_pod(client, &pod_id).await;
     rows
 }
 
@@ -376,128 +380,5 @@ impl AsyncWrite for Sink {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
-    }
-}
-
-/// A host-network pod (own PID namespace per container, as kubelet's default)
-/// with one running `sleep 3600` busybox container; returns (pod, container).
-/// On failure the pod, if made, is removed again.
-async fn start_sleeper(
-    client: &mut Cri,
-    image: &str,
-    log_dir: &std::path::Path,
-) -> Result<(String, String), String> {
-    let name = "exec-stream";
-    let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: name.into(),
-            uid: format!("{name}-uid-{}", std::process::id()),
-            namespace: "bench".into(),
-            attempt: 0,
-        }),
-        log_directory: log_dir.join(name).to_string_lossy().into(),
-        linux: Some(cri::LinuxPodSandboxConfig {
-            security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: cri::NamespaceMode::Node as i32,
-                    pid: cri::NamespaceMode::Container as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let pod_id = client
-        .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(config.clone()),
-            ..Default::default()
-        })
-        .await
-        .map_err(|s| format!("RunPodSandbox: {:?}: {}", s.code(), s.message()))?
-        .into_inner()
-        .pod_sandbox_id;
-    let started = async {
-        let container_id = client
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: pod_id.clone(),
-                config: Some(cri::ContainerConfig {
-                    metadata: Some(cri::ContainerMetadata {
-                        name: "sleeper".into(),
-                        attempt: 0,
-                    }),
-                    image: Some(cri::ImageSpec {
-                        image: image.into(),
-                        ..Default::default()
-                    }),
-                    command: vec!["sleep".into(), "3600".into()],
-                    log_path: "sleeper.log".into(),
-                    ..Default::default()
-                }),
-                sandbox_config: Some(config),
-            })
-            .await
-            .map_err(|s| format!("CreateContainer: {:?}: {}", s.code(), s.message()))?
-            .into_inner()
-            .container_id;
-        client
-            .runtime
-            .start_container(cri::StartContainerRequest {
-                container_id: container_id.clone(),
-            })
-            .await
-            .map_err(|s| format!("StartContainer: {:?}: {}", s.code(), s.message()))?;
-        Ok::<_, String>(container_id)
-    }
-    .await;
-    match started {
-        Ok(container_id) => Ok((pod_id, container_id)),
-        Err(e) => {
-            remove_pod(client, &pod_id).await;
-            Err(e)
-        }
-    }
-}
-
-/// StopPodSandbox + RemovePodSandbox (which removes the container too);
-/// errors are left for the caller's leftover checks to find.
-async fn remove_pod(client: &mut Cri, pod_id: &str) {
-    let _ = client
-        .runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.into(),
-        })
-        .await;
-    let _ = client
-        .runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id.into(),
-        })
-        .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncWriteExt;
-
-    #[test]
-    fn throughput_rows_name_their_size() {
-        assert_eq!(throughput_workload(104_857_600), "exec 100 MiB stdout");
-        assert_eq!(throughput_workload(1_000_000), "exec 1 MB stdout");
-        assert_eq!(throughput_workload(1000), "exec 1000 B stdout");
-    }
-
-    #[tokio::test]
-    async fn sink_counts_everything_and_keeps_only_the_head() {
-        let (mut sink, seen) = Sink::keeping(5);
-        sink.write_all(b"abc").await.unwrap();
-        sink.write_all(b"defgh").await.unwrap();
-        sink.shutdown().await.unwrap();
-        assert_eq!(seen.count(), 8);
-        assert_eq!(seen.text(), "abcde");
     }
 }

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_integration::bench::{self, Outcome};
+use berth_integration::bench_stream;
 use berth_integration::berthd::{self, Berthd, BerthdOptions};
 use berth_integration::client::{self, Cri};
 use berth_integration::containerd::{Containerd, ContainerdOptions};
@@ -57,14 +58,19 @@ struct Args {
     /// Pods started in the concurrent-pods and memory workloads.
     #[arg(long, default_value_t = 50)]
     pods: usize,
+    /// MiB of stdout each exec-stream throughput run streams.
+    #[arg(long, default_value_t = 100)]
+    stream_mib: u64,
     /// Workloads to run (comma separated): pull-small, pull-large, pod-lifecycle,
-    /// list, exec-sync, concurrent-pods, memory, runtime (berth-monitor vs runc
-    /// and crun on one OCI bundle, no daemon: its rows put runc/crun in the
-    /// incumbent's column, measured even with --no-containerd).
+    /// list, exec-sync, exec-stream (Exec + the streaming session over SPDY and
+    /// WebSocket: round trip of `true`, and stdout throughput), concurrent-pods,
+    /// memory, runtime (berth-monitor vs runc and crun on one OCI bundle, no
+    /// daemon: its rows put runc/crun in the incumbent's column, measured even
+    /// with --no-containerd).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pull-small,pull-large,pod-lifecycle,list"
+        default_value = "pull-small,pull-large,pod-lifecycle,list,memory,exec-sync,exec-stream,concurrent-pods,runtime"
     )]
     workloads: Vec<String>,
 }
@@ -81,12 +87,13 @@ struct Row {
 }
 
 /// Workloads that run against a CRI endpoint (the rest run without one).
-const CRI_WORKLOADS: [&str; 7] = [
+const CRI_WORKLOADS: [&str; 8] = [
     "pull-small",
     "pull-large",
     "pod-lifecycle",
     "list",
     "exec-sync",
+    "exec-stream",
     "concurrent-pods",
     "memory",
 ];
@@ -125,6 +132,22 @@ async fn run_workloads(
         let o = bench::pull_cold(cri, large, args.large_iterations).await;
         out.push(("pull-large (cold, ~100 MB)".into(), "PullImage", o));
     }
+    // Memory before the pod workloads: its "idle" figure is the daemon with
+    // the image pulled and nothing else done yet.
+    if wants("memory") {
+        pull(cri, small).await;
+        let workload = format!("memory ({} pods)", args.pods);
+        let outcomes = match procs {
+            Some(p) => bench::memory(cri, small, log_dir, args.pods, p).await,
+            None => bench::MEMORY_OPS
+                .iter()
+                .map(|_| Outcome::Failed("external endpoint: its processes are unknown".into()))
+                .collect(),
+        };
+        for (op, o) in bench::MEMORY_OPS.iter().zip(outcomes) {
+            out.push((workload.clone(), op, o));
+        }
+    }
     if wants("pod-lifecycle") {
         pull(cri, small).await;
         let outcomes =
@@ -154,26 +177,19 @@ async fn run_workloads(
             out.push((workload.clone(), op, o));
         }
     }
-    // Memory before the other pod workloads: its "idle" figure is the daemon
-    // with the image pulled and nothing else done yet.
-    if wants("memory") {
-        pull(cri, small).await;
-        let workload = format!("memory ({} pods)", args.pods);
-        let outcomes = match procs {
-            Some(p) => bench::memory(cri, small, log_dir, args.pods, p).await,
-            None => bench::MEMORY_OPS
-                .iter()
-                .map(|_| Outcome::Failed("external endpoint: its processes are unknown".into()))
-                .collect(),
-        };
-        for (op, o) in bench::MEMORY_OPS.iter().zip(outcomes) {
-            out.push((workload.clone(), op, o));
-        }
-    }
     if wants("exec-sync") {
         pull(cri, small).await;
         let o = bench::exec_sync(cri, small, log_dir, args.iterations).await;
         out.push(("exec-sync (`true`)".into(), "ExecSync", o));
+    }
+    if wants("exec-stream") {
+        pull(cri, small).await;
+        let options = bench_stream::ExecStreamOptions {
+            round_trips: args.iterations,
+            throughput_bytes: args.stream_mib * 1024 * 1024,
+            ..Default::default()
+        };
+        out.extend(bench_stream::exec_streaming(cri, small, log_dir, &options).await);
     }
     if wants("concurrent-pods") {
         pull(cri, small).await;
