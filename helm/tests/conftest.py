@@ -16,15 +16,13 @@ TESTS = Path(__file__).resolve().parent
 
 
 def find_binary(name):
-    """A built Berth binary: $BERTH_BIN_DIR, the repo's target/, $CARGO_TARGET_DIR, /work/target-*."""
+    """A built Berth binary: $BERTH_BIN_DIR, the repo's target/, or $CARGO_TARGET_DIR."""
     dirs = []
     if os.environ.get("BERTH_BIN_DIR"):
         dirs.append(Path(os.environ["BERTH_BIN_DIR"]))
     dirs.append(REPO / "target" / "debug")
     if os.environ.get("CARGO_TARGET_DIR"):
         dirs.append(Path(os.environ["CARGO_TARGET_DIR"]) / "debug")
-    dirs.append(Path("/work/target-main/debug"))
-    dirs += sorted(Path("/work").glob("target-*/debug"))
     for d in dirs:
         if (d / name).is_file() and os.access(d / name, os.X_OK):
             return d / name
