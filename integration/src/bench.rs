@@ -339,27 +339,7 @@ pub async fn list_latency(
     let mut pod_ids = Vec::new();
     let mut failed = None;
     'setup: for p in 0..pods.max(1) {
-        let pod_config = cri::PodSandboxConfig {
-            metadata: Some(cri::PodSandboxMetadata {
-                name: format!("list-{p}"),
-                uid: format!("list-uid-{}-{p}", std::process::id()),
-                namespace: "bench".into(),
-                attempt: 0,
-            }),
-            log_directory: log_dir.join(format!("list-{p}")).to_string_lossy().into(),
-            linux: Some(cri::LinuxPodSandboxConfig {
-                security_context: Some(cri::LinuxSandboxSecurityContext {
-                    namespace_options: Some(cri::NamespaceOption {
-                        network: cri::NamespaceMode::Node as i32,
-                        pid: cri::NamespaceMode::Container as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let pod_config = simple_pod_config(&format!("list-{p}"), log_dir);
         let pod = match client
             .runtime
             .run_pod_sandbox(cri::RunPodSandboxRequest {

@@ -26,8 +26,14 @@ fn berth_bench_runs_a_short_workload_and_prints_the_report() {
             "2",
             "--pods",
             "3",
+            "--list-containers",
+            "4",
+            "--list-pods",
+            "2",
+            "--stream-mib",
+            "1",
             "--workloads",
-            "pull-small,pod-lifecycle,exec-sync,concurrent-pods,memory,runtime",
+            "pull-small,pod-lifecycle,list,exec-sync,exec-stream,concurrent-pods,memory,runtime",
         ])
         .env("BERTHD", &bin)
         .output()
@@ -59,6 +65,22 @@ fn berth_bench_runs_a_short_workload_and_prints_the_report() {
             .to_string()
     };
     assert!(row("ExecSync").contains("(n=2)"), "{}", row("ExecSync"));
+    for op in ["ListContainers", "ListPodSandbox"] {
+        assert!(row(op).contains("(n=2)"), "{}", row(op));
+    }
+    // The streaming rows: round trips (2 samples each) then the 1 MiB streams.
+    for op in ["Exec + SPDY session", "Exec + WebSocket session"] {
+        assert!(row(op).contains("(n=2)"), "{}", row(op));
+    }
+    let streams: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("exec 1 MiB stdout"))
+        .collect();
+    assert_eq!(
+        streams.len(),
+        4,
+        "time and MiB/s rows per transport: {stdout}"
+    );
     // Three pods at once, all running, none failed, nothing left after removal.
     assert!(row("per pod run+create+start").contains("(n=3)"));
     assert!(row("wall until all run").contains(" ms"));

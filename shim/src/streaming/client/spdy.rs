@@ -21,6 +21,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::streaming::channel::ChannelWriter;
 use crate::streaming::spdy::frame::{goaway, rst, FLAG_FIN};
 use crate::streaming::spdy::headers::HeaderList;
+use crate::streaming::spdy::session::broken;
 use crate::streaming::spdy::{Frame, FrameCodec};
 
 /// Largest DATA payload sent in one frame.
@@ -68,13 +69,6 @@ pub(crate) struct StreamWriter {
     id: u32,
     shared: Arc<Shared>,
     closed: bool,
-}
-
-fn broken(id: u32) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::BrokenPipe,
-        format!("spdy stream {id} is closed"),
-    )
 }
 
 #[async_trait::async_trait]

@@ -110,7 +110,8 @@ pub struct SpdyWriter {
     closed: bool,
 }
 
-fn broken(id: u32) -> io::Error {
+/// The error a write to a closed or reset stream gets (server and client alike).
+pub(crate) fn broken(id: u32) -> io::Error {
     io::Error::new(
         io::ErrorKind::BrokenPipe,
         format!("spdy stream {id} is closed"),
