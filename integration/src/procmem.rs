@@ -189,7 +189,14 @@ mod tests {
         std::os::unix::fs::symlink("/bin/sleep", &fake).unwrap();
         let mut child = std::process::Command::new(&fake).arg("30").spawn().unwrap();
         let procs = RuntimeProcs::berthd(std::process::id(), dir.path(), &["sleep", "3600"]);
-        let found = procs.helpers();
+        // Until the child has exec'd, its /proc entry still shows this test
+        // binary: wait for the exec (bounded) before judging.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = procs.helpers();
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = procs.helpers();
+        }
         let other = RuntimeProcs::berthd(std::process::id(), Path::new("/nonexistent-x"), &[]);
         let _ = child.kill();
         let _ = child.wait();
