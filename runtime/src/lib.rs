@@ -21,4 +21,4 @@ pub mod timefmt;
 pub use cgroups::Stats;
 pub use container::{delete_dir, Container, ContainerState, ExitInfo, Status};
 pub use error::{Error, ErrorKind, Result};
-pub use pin::unpin_namespaces;
+pub use pin::{pin_namespaces_in_thread, unpin_namespaces};

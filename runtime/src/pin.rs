@@ -1,7 +1,13 @@
-//! Pod namespaces without a pause process: `berth-monitor pin-ns` unshares the
-//! requested namespaces in a fresh process, configures them, and bind-mounts
-//! `/proc/self/ns/<ns>` onto `<dir>/<ns>`; the mount keeps each namespace alive
-//! after the process exits. Containers join them via `linux.namespaces[].path`.
+//! Pod namespaces without a pause process: unshare the requested namespaces,
+//! configure them, and bind-mount `/proc/thread-self/ns/<ns>` onto `<dir>/<ns>`;
+//! the mount keeps each namespace alive after the unsharing task is gone.
+//! Containers join them via `linux.namespaces[].path`.
+//!
+//! Net, IPC and UTS namespaces belong to a thread, not a process, so berthd
+//! pins them from a short-lived thread of its own ([`pin_namespaces_in_thread`])
+//! instead of paying for a process. A shared pid namespace needs a living init,
+//! so it goes through `berth-monitor pin-ns --pid` ([`pin_namespaces`] in a
+//! fresh process).
 
 use crate::error::{Error, Result};
 use crate::sys::linux::LinuxSyscall;
@@ -64,7 +70,30 @@ fn check(o: &PinOptions) -> Result<()> {
     Ok(())
 }
 
-/// Unshares, configures and pins. Call from a fresh single-threaded process.
+/// Pins net/IPC/UTS namespaces from a thread spawned for it and joined before
+/// returning: the unshare changes only that thread, whose exit leaves the bind
+/// mounts as the namespaces' only references. Safe in a multi-threaded process
+/// (berthd). On failure nothing is left mounted or created. `o.pid` is refused:
+/// a pid namespace needs a process ([`pin_namespaces`] via `berth-monitor pin-ns`).
+pub fn pin_namespaces_in_thread(o: &PinOptions) -> Result<()> {
+    if o.pid {
+        return Err(Error::InvalidArgument {
+            name: "pid".into(),
+            msg: "a pid namespace needs its own process: use berth-monitor pin-ns --pid".into(),
+        });
+    }
+    let o = o.clone();
+    // A thread of its own, never a pooled one: it leaves with the namespaces.
+    std::thread::Builder::new()
+        .name("berth-pin-ns".into())
+        .spawn(move || pin_namespaces(&o))
+        .map_err(|e| Error::sys("spawn namespace pinning thread", e))?
+        .join()
+        .map_err(|_| Error::Init("namespace pinning thread panicked".into()))?
+}
+
+/// Unshares, configures and pins, in the calling thread: call from a fresh
+/// single-threaded process, or through [`pin_namespaces_in_thread`].
 /// On failure nothing is left mounted or created.
 pub fn pin_namespaces(o: &PinOptions) -> Result<()> {
     check(o)?;
@@ -122,7 +151,9 @@ fn pin_inner(o: &PinOptions) -> Result<()> {
         let target = o.dir.join(name);
         sys.create_file(&target)
             .map_err(|e| Error::io(&target, e))?;
-        let src = PathBuf::from(format!("/proc/self/ns/{name}"));
+        // thread-self, not self: in a multi-threaded caller /proc/self/ns is
+        // the main thread's, which did not unshare.
+        let src = PathBuf::from(format!("/proc/thread-self/ns/{name}"));
         sys.mount(Some(&src), &target, None, libc::MS_BIND, None)
             .map_err(|e| {
                 Error::sys(format!("bind {} on {}", src.display(), target.display()), e)

@@ -136,6 +136,11 @@ fn killing_exec_helper_kills_the_execd_process() {
     c.delete(true).unwrap();
 }
 
+const POD_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv4.ip_unprivileged_port_start", "42"),
+    ("kernel.shmmni", "1234"),
+];
+
 #[test]
 fn pinned_namespaces_are_joined_by_path() {
     if !can_run() {
@@ -143,26 +148,78 @@ fn pinned_namespaces_are_joined_by_path() {
     }
     let f0 = Fixture::new("pin");
     let dir = f0.tmp.path().join("ns");
-    let out = pin_ns(
-        &dir,
-        &[
-            "--net",
-            "--ipc",
-            "--uts",
-            "--hostname",
-            "podhost",
-            "--sysctl",
-            "net.ipv4.ip_unprivileged_port_start=42",
-            "--sysctl",
-            "kernel.shmmni=1234",
-        ],
-    );
+    let mut args = vec!["--net", "--ipc", "--uts", "--hostname", "podhost"];
+    let sysctls: Vec<String> = POD_SYSCTLS
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for s in &sysctls {
+        args.extend(["--sysctl", s]);
+    }
+    let out = pin_ns(&dir, &args);
     let _pinned = Pinned(dir.clone());
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    check_pinned_pod_namespaces(&dir, "pinned");
+}
+
+#[test]
+fn namespaces_pinned_from_a_thread_are_joined_and_leave_the_process_alone() {
+    if !can_run() {
+        return;
+    }
+    let own = |ns: &str| std::fs::read_link(format!("/proc/thread-self/ns/{ns}")).unwrap();
+    let before: Vec<_> = ["net", "ipc", "uts"].iter().map(|n| own(n)).collect();
+    let f0 = Fixture::new("pinthread");
+    let dir = f0.tmp.path().join("ns");
+    let opts = berth_runtime::pin::PinOptions {
+        dir: dir.clone(),
+        net: true,
+        ipc: true,
+        uts: true,
+        pid: false,
+        hostname: Some("podhost".into()),
+        sysctls: POD_SYSCTLS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let _pinned = Pinned(dir.clone());
+    berth_runtime::pin_namespaces_in_thread(&opts).unwrap();
+    // The calling thread (and so the process) kept its namespaces.
+    let after: Vec<_> = ["net", "ipc", "uts"].iter().map(|n| own(n)).collect();
+    assert_eq!(before, after);
+    check_pinned_pod_namespaces(&dir, "thread-pinned");
+
+    // A pid namespace needs a process: refused, nothing made.
+    let pid_dir = f0.tmp.path().join("ns-pid");
+    let err = berth_runtime::pin_namespaces_in_thread(&berth_runtime::pin::PinOptions {
+        dir: pid_dir.clone(),
+        pid: true,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("pid"), "{err}");
+    assert!(!pid_dir.exists());
+    // A failure half way (a sysctl that does not exist) leaves nothing behind.
+    let err = berth_runtime::pin_namespaces_in_thread(&berth_runtime::pin::PinOptions {
+        dir: pid_dir.clone(),
+        net: true,
+        sysctls: vec![("net.no.such.key".into(), "1".into())],
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("net.no.such.key"), "{err}");
+    assert!(!pid_dir.exists());
+}
+
+/// Two containers join the net/ipc/uts namespaces pinned in `dir` (hostname
+/// `podhost`, [`POD_SYSCTLS`]) and see them; the host is untouched; unpinning
+/// removes everything and is idempotent.
+fn check_pinned_pod_namespaces(dir: &Path, name: &str) {
     for ns in ["net", "ipc", "uts"] {
         assert!(dir.join(ns).exists());
     }
@@ -171,8 +228,8 @@ fn pinned_namespaces_are_joined_by_path() {
         .unwrap();
 
     let mut runs = Vec::new();
-    for name in ["pinned-a", "pinned-b"] {
-        let mut f = Fixture::new(name);
+    for name in [format!("{name}-a"), format!("{name}-b")] {
+        let mut f = Fixture::new(&name);
         f.spec["hostname"] = json!(null);
         f.spec["linux"]["namespaces"] = json!([
             {"type": "pid"}, {"type": "mount"},
@@ -200,9 +257,9 @@ fn pinned_namespaces_are_joined_by_path() {
         "1234"
     );
 
-    berth_runtime::unpin_namespaces(&dir).unwrap();
+    berth_runtime::unpin_namespaces(dir).unwrap();
     assert!(!dir.exists());
-    berth_runtime::unpin_namespaces(&dir).unwrap();
+    berth_runtime::unpin_namespaces(dir).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(dir.to_str().unwrap()));
 }

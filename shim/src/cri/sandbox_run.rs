@@ -1,9 +1,11 @@
 //! RunPodSandbox: a pod without a pause process. berthd writes the pod's
-//! hostname, hosts and resolv.conf files, mounts its shared `/dev/shm`, and has
-//! `berth-monitor pin-ns` create and pin its network, IPC and UTS namespaces
-//! (unless the pod uses the node's). Every step pushes its undo; a failure
+//! hostname, hosts and resolv.conf files, mounts its shared `/dev/shm`, and pins
+//! its network, IPC and UTS namespaces from a short-lived thread (unless the pod
+//! uses the node's); a shared pid namespace goes through `berth-monitor pin-ns
+//! --pid`, whose pause init keeps it alive. Every step pushes its undo; a failure
 //! undoes them all, so a failed call leaves nothing behind.
 
+use berth_runtime::pin::PinOptions;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -158,33 +160,33 @@ impl Lifecycle {
         }
 
         if pinned {
-            let mut args = vec![
-                "pin-ns".to_string(),
-                "--dir".into(),
-                ns_dir.display().to_string(),
-            ];
-            if !host_net {
-                args.extend(["--net".into(), "--uts".into()]);
-                if !config.hostname.is_empty() {
-                    args.extend(["--hostname".into(), config.hostname.clone()]);
-                }
-            }
-            if !host_ipc {
-                args.push("--ipc".into());
-            }
-            if shared_pid {
-                args.push("--pid".into());
-            }
-            for (k, v) in pod_sysctls(&config, host_net, host_ipc) {
-                args.extend(["--sysctl".into(), format!("{k}={v}")]);
-            }
+            let pin = PinOptions {
+                dir: ns_dir.clone(),
+                net: !host_net,
+                uts: !host_net,
+                ipc: !host_ipc,
+                pid: shared_pid,
+                hostname: (!host_net && !config.hostname.is_empty())
+                    .then(|| config.hostname.clone()),
+                sysctls: pod_sysctls(&config, host_net, host_ipc),
+            };
             let dir = ns_dir.clone();
-            // Registered before the call: pin-ns cleans up after itself on
+            // Registered before the call: pinning cleans up after itself on
             // failure, and unpinning what is not there is a no-op.
             rollback.push("unpin namespaces", move || async move {
                 blocking(move || berth_runtime::unpin_namespaces(&dir).map_err(runtime_error)).await
             });
-            self.run_monitor(&args).await?;
+            if shared_pid {
+                // The pid namespace's init must be a process of its own.
+                self.run_monitor(&pin_ns_args(&pin)).await?;
+            } else {
+                // Net/IPC/UTS are per thread: a thread of berthd pins them
+                // without the cost of starting a process.
+                blocking(move || {
+                    berth_runtime::pin_namespaces_in_thread(&pin).map_err(runtime_error)
+                })
+                .await?;
+            }
         }
 
         // The undo goes first: CNI DEL is idempotent and also cleans up after
@@ -326,6 +328,32 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `berth-monitor pin-ns` arguments for `o`.
+fn pin_ns_args(o: &PinOptions) -> Vec<String> {
+    let mut args = vec![
+        "pin-ns".to_string(),
+        "--dir".into(),
+        o.dir.display().to_string(),
+    ];
+    for (on, flag) in [
+        (o.net, "--net"),
+        (o.uts, "--uts"),
+        (o.ipc, "--ipc"),
+        (o.pid, "--pid"),
+    ] {
+        if on {
+            args.push(flag.into());
+        }
+    }
+    if let Some(h) = &o.hostname {
+        args.extend(["--hostname".into(), h.clone()]);
+    }
+    for (k, v) in &o.sysctls {
+        args.extend(["--sysctl".into(), format!("{k}={v}")]);
+    }
+    args
 }
 
 /// The pod sysctls that belong to the namespaces berthd pins (the rest are
