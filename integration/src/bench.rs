@@ -682,17 +682,18 @@ async fn leftovers(client: &mut Cri, procs: Option<&crate::procmem::RuntimeProcs
 }
 
 /// Operations reported by [`memory`], in its outcome order.
-pub const MEMORY_OPS: [&str; 5] = [
+pub const MEMORY_OPS: [&str; 6] = [
     "daemon RSS, idle",
     "daemon RSS, N pods",
     "RSS sum / container",
     "Pss sum / container",
+    "private sum / container",
     "processes counted",
 ];
 
 /// Memory of the runtime `procs`: the daemon's RSS idle (image pulled, no
 /// pods), then with `pods` running pods of one [`SLEEPER`] container each the
-/// daemon's RSS and the RSS and Pss sums over all of the runtime's processes
+/// daemon's RSS and the RSS, Pss and private-memory sums over all of the runtime's processes
 /// (see [`crate::procmem`]) divided by the number of running containers. The
 /// pods are removed at the end.
 pub async fn memory(
@@ -738,6 +739,7 @@ pub async fn memory(
                 mib(loaded),
                 mib(all.rss_kib / n),
                 mib(all.pss_kib / n),
+                mib(all.private_kib / n),
                 Outcome::Value(all.processes as f64, Unit::Count),
             ]
         }

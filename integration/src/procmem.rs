@@ -42,6 +42,8 @@ pub struct Memory {
     pub processes: usize,
     pub rss_kib: u64,
     pub pss_kib: u64,
+    /// Private_Clean + Private_Dirty: pages mapped by that process alone (USS).
+    pub private_kib: u64,
 }
 
 impl RuntimeProcs {
@@ -97,7 +99,10 @@ impl RuntimeProcs {
     }
 }
 
-/// Sums VmRSS and Pss over `pids`; processes that are gone are skipped.
+/// Sums VmRSS, Pss and private memory over `pids`; processes that are gone are
+/// skipped. RSS counts every shared page (libc, the runtime's own binary) once
+/// per process; Pss splits them between their users; private pages are what
+/// a process alone costs.
 pub fn memory_of(pids: &[u32]) -> Memory {
     let mut m = Memory::default();
     for &pid in pids {
@@ -106,7 +111,11 @@ pub fn memory_of(pids: &[u32]) -> Memory {
         };
         m.processes += 1;
         m.rss_kib += rss;
-        m.pss_kib += smaps_rollup_kib(pid, "Pss:").unwrap_or(0);
+        if let Ok(rollup) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) {
+            m.pss_kib += kib_field(&rollup, "Pss:").unwrap_or(0);
+            m.private_kib += kib_field(&rollup, "Private_Clean:").unwrap_or(0)
+                + kib_field(&rollup, "Private_Dirty:").unwrap_or(0);
+        }
     }
     m
 }
@@ -118,11 +127,6 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    kib_field(&s, key)
-}
-
-fn smaps_rollup_kib(pid: u32, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     kib_field(&s, key)
 }
 
@@ -178,6 +182,8 @@ mod tests {
         let m = memory_of(&[me, u32::MAX]);
         assert_eq!(m.processes, 1, "a missing pid is skipped");
         assert!(m.rss_kib > 0 && m.pss_kib > 0, "{m:?}");
+        // A test binary's heap and stacks are its own; its libc pages are not.
+        assert!(m.private_kib > 0 && m.private_kib < m.rss_kib, "{m:?}");
         assert_eq!(ppid(me), Some(std::os::unix::process::parent_id()));
     }
 

@@ -102,6 +102,7 @@ fn berth_bench_runs_a_short_workload_and_prints_the_report() {
         "daemon RSS, N pods",
         "RSS sum / container",
         "Pss sum / container",
+        "private sum / container",
     ] {
         assert!(row(op).contains(" MiB"), "{}", row(op));
     }
