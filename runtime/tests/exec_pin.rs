@@ -6,6 +6,7 @@ use berth_runtime::monitor::attach;
 use common::*;
 use serde_json::json;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -397,13 +398,17 @@ fn log_is_reopened_on_sigusr1_and_on_request() {
 }
 
 #[test]
-fn exec_with_tty_gets_a_controlling_terminal() {
+fn exec_with_tty_gets_a_terminal_of_the_containers_devpts() {
     if !can_run() {
         return;
     }
     let (f, c) = running("exectty", "exec sleep 1000");
     let pty = nix::pty::openpty(None, None).unwrap();
-    let process = proc_json("[ -t 0 ] && echo isatty; ps -o pid,tty | tail -1; exit 9");
+    berth_runtime::sys::process::set_winsize(pty.master.as_raw_fd(), 21, 63).unwrap();
+    // `tty` names the terminal only if it exists in the container's /dev/pts;
+    // `read` takes a line through the container's line discipline.
+    let process =
+        proc_json("[ -t 0 ] && echo isatty; tty; stty size; read line; echo got:$line; exit 9");
     let slave = std::fs::File::from(pty.slave);
     let mut child = exec_command(&f, process, true)
         .stdin(slave.try_clone().unwrap())
@@ -411,13 +416,42 @@ fn exec_with_tty_gets_a_controlling_terminal() {
         .stderr(slave)
         .spawn()
         .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    // Type once the shell runs, as a user would: keys pressed before the
+    // helper has put the host terminal in raw mode are echoed by it too.
+    while !String::from_utf8_lossy(&out).contains("isatty") {
+        let n = master.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "exec ended early: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+        out.extend_from_slice(&buf[..n]);
+    }
+    master.write_all(b"hello\n").unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(9));
-    let mut master = std::fs::File::from(pty.master);
-    let mut buf = vec![0u8; 4096];
-    let n = master.read(&mut buf).unwrap();
-    let out = String::from_utf8_lossy(&buf[..n]);
+    // EIO once the helper (the last holder of the slave) is gone.
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
     assert!(out.contains("isatty"), "{out:?}");
+    assert!(
+        out.contains("/dev/pts/"),
+        "tty has no name in the container: {out:?}"
+    );
+    assert!(!out.contains("not a tty"), "{out:?}");
+    assert!(out.contains("21 63"), "size not passed on: {out:?}");
+    assert!(out.contains("got:hello"), "{out:?}");
+    // Echoed once by the container's terminal, once by `echo`: a second line
+    // discipline (the host pty not in raw mode) would echo it a third time.
+    assert_eq!(out.matches("hello").count(), 2, "{out:?}");
     c.delete(true).unwrap();
 }
 

@@ -94,6 +94,16 @@ pub fn exec(state_dir: &Path, process: &Process, tty: bool) -> Result<i32> {
     }
     let userns = fds.iter().any(|(name, _, _)| *name == "user");
     drop(fds);
+    // In the container's mount namespace now: its /dev/ptmx is its own devpts.
+    let console = if tty {
+        super::exec_tty::open_container_pty()
+    } else {
+        None
+    };
+    let relay_sigs = match console {
+        Some(_) => Some(super::exec_tty::block_relay_signals()?),
+        None => None,
+    };
 
     let (mut err_r, err_w) = {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -104,7 +114,11 @@ pub fn exec(state_dir: &Path, process: &Process, tty: bool) -> Result<i32> {
     match process::fork().map_err(|e| Error::sys("fork", e))? {
         Fork::Child => {
             drop(err_r);
-            let r = child(process, tty, parent, userns, filter.as_ref());
+            let r = match &console {
+                Some(pty) => use_console(&pty.slave)
+                    .and_then(|()| child(process, tty, parent, userns, filter.as_ref())),
+                None => child(process, tty, parent, userns, filter.as_ref()),
+            };
             let msg = match r {
                 Ok(never) => match never {},
                 Err(e) => e.to_string(),
@@ -117,13 +131,28 @@ pub fn exec(state_dir: &Path, process: &Process, tty: bool) -> Result<i32> {
             drop(err_w);
             let mut msg = String::new();
             let _ = err_r.read_to_string(&mut msg);
-            let status = wait_code(child_pid)?;
+            let status = match (console, relay_sigs) {
+                (Some(pty), Some(sigs)) if msg.is_empty() => {
+                    drop(pty.slave);
+                    super::exec_tty::relay(pty.master, child_pid, sigs)?
+                }
+                _ => wait_code(child_pid)?,
+            };
             if !msg.is_empty() {
                 return Err(Error::Init(msg));
             }
             Ok(status)
         }
     }
+}
+
+/// Makes the container pty's slave the child's stdin, stdout and stderr.
+fn use_console(slave: &std::os::fd::OwnedFd) -> Result<()> {
+    for fd in 0..3 {
+        process::dup2(slave.as_raw_fd(), fd)
+            .map_err(|e| Error::sys(format!("--tty: dup2 container pty to fd {fd}"), e))?;
+    }
+    Ok(())
 }
 
 fn spec_seccomp(bundle: &Path) -> Result<Option<oci_spec::runtime::LinuxSeccomp>> {

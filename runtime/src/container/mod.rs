@@ -4,6 +4,7 @@
 
 pub mod create;
 pub mod exec;
+mod exec_tty;
 pub mod init;
 pub mod state;
 

@@ -63,6 +63,48 @@ pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
     }
 }
 
+/// Opens a new pty pair through the `/dev/ptmx` of the caller's mount
+/// namespace: (master, slave). The slave comes from TIOCGPTPEER, so no path
+/// under /dev/pts has to be looked up.
+pub fn open_pty_pair() -> io::Result<(std::fs::File, OwnedFd)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let master = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/dev/ptmx")?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int that lives across the call.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes open flags by value and returns a new fd.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned to us and nothing else owns it.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// A terminal's window size as (rows, cols).
+pub fn get_winsize(fd: RawFd) -> io::Result<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a winsize struct that lives across the call.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((ws.ws_row, ws.ws_col))
+    }
+}
+
 /// Sets a terminal's window size.
 pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
     let ws = libc::winsize {
