@@ -257,6 +257,7 @@ def test_full_config_toml_carries_every_value(full_render, full_values):
     assert cfg["log_level"] == c["logLevel"] and cfg["log_format"] == "json"
     assert cfg["cgroup_driver"] == "systemd" and cfg["monitor_path"] == c["monitorPath"]
     assert cfg["restrict_oom_score_adj"] is True and cfg["cgroup_parent"] == "/berth-pods"
+    assert cfg["volatile_rootfs"] is False
     assert cfg["registry"] == {"config_path": "/etc/containerd/certs.d", "max_concurrent_downloads": 5}
     assert cfg["cni"] == {"conf_dir": "/etc/cni/custom.d", "bin_dirs": ["/opt/cni/bin", "/usr/lib/cni"],
                           "cache_dir": "/var/lib/cni/berth", "plugin_timeout_secs": 30}
@@ -306,6 +307,7 @@ def test_default_values_render_no_registry_files_and_a_minimal_config(default_re
     assert list(files) == ["config.toml"]
     cfg = tomllib.loads(files["config.toml"])
     assert "cni" not in cfg and "streaming" not in cfg and "metrics" not in cfg and "cgroup_parent" not in cfg
+    assert cfg["volatile_rootfs"] is True
 
 
 def run_berthd_dump(tmp_path, text):

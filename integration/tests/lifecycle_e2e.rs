@@ -193,6 +193,25 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     let s = container_status(&mut cri, &c).await;
     assert_eq!(s.state, ContainerState::ContainerRunning as i32);
     assert!(s.started_at >= s.created_at && s.created_at > 0);
+    // The writable layer is a volatile overlay (berthd's default): its
+    // unmount at removal does not sync the whole upper filesystem.
+    let rootfs = env
+        .base
+        .berthd
+        .root_dir()
+        .join("containers")
+        .join(&c)
+        .join("rootfs");
+    let mount = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(rootfs.to_str().unwrap()))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(
+        mount.contains(" overlay ") && mount.contains("volatile"),
+        "rootfs mount: {mount:?}"
+    );
 
     // ExecSync: output, exit codes, the container's hostname, timeouts.
     let r = exec_sync(

@@ -35,6 +35,10 @@ pub struct Config {
     pub restrict_oom_score_adj: bool,
     /// Cgroup parent of containers whose pod names none (cgroupfs path).
     pub cgroup_parent: String,
+    /// Mount container writable layers with overlayfs `volatile`: no syncs of
+    /// the layer (fsync in the container, the upper filesystem's sync at
+    /// unmount). A layer dies with its container, which a host crash ends anyway.
+    pub volatile_rootfs: bool,
     /// Registry access: mirrors, plain-HTTP hosts and CAs (containerd's hosts.toml layout).
     pub registry: crate::image::RegistryConfig,
     /// Streaming server for Exec/Attach/PortForward (address, port, token and idle timeouts).
@@ -55,6 +59,7 @@ impl Default for Config {
             monitor_path: String::new(),
             restrict_oom_score_adj: false,
             cgroup_parent: "/berth".into(),
+            volatile_rootfs: true,
             registry: Default::default(),
             streaming: Default::default(),
             cni: Default::default(),

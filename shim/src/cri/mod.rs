@@ -77,6 +77,7 @@ impl CriService {
             store.clone(),
             config.registry.clone(),
         )?);
+        images.set_volatile_rootfs(config.volatile_rootfs);
         let config = Arc::new(config);
         let lifecycle = Arc::new(container_runtime::Lifecycle::new(
             config.clone(),

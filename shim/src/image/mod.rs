@@ -112,6 +112,9 @@ struct Inner {
     orphans: AtomicBool,
     /// Serialises rootfs references against garbage collection.
     refs: Mutex<()>,
+    /// Mount container layers with overlayfs `volatile` (see
+    /// [`snapshot::mount_overlay`]).
+    volatile_rootfs: AtomicBool,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     blob_downloads: AtomicU64,
     bytes_downloaded: AtomicU64,
@@ -265,6 +268,7 @@ impl ImageService {
             gc_pending: AtomicBool::new(false),
             orphans: AtomicBool::new(false),
             refs: Mutex::new(()),
+            volatile_rootfs: AtomicBool::new(false),
             locks: Mutex::new(HashMap::new()),
             blob_downloads: AtomicU64::new(0),
             bytes_downloaded: AtomicU64::new(0),
@@ -702,7 +706,8 @@ impl ImageService {
                     chain_ids: rec.chain_ids.clone(),
                 },
             )?;
-            snapshot::mount_overlay(&lowers, &upper, &work, &rootfs)
+            let volatile = inner.volatile_rootfs.load(Ordering::Relaxed);
+            snapshot::mount_overlay(&lowers, &upper, &work, &rootfs, volatile)
         })();
         if let Err(e) = result {
             let _ = store::delete_ref(&inner.store, container_id);
@@ -713,6 +718,11 @@ impl ImageService {
             return Err(e);
         }
         Ok(rootfs)
+    }
+
+    /// Whether container layers are mounted without syncs (config `volatile_rootfs`).
+    pub fn set_volatile_rootfs(&self, on: bool) {
+        self.inner.volatile_rootfs.store(on, Ordering::Relaxed);
     }
 
     /// Unmounts and deletes container `container_id`'s rootfs and writable

@@ -154,7 +154,20 @@ pub fn is_mountpoint(p: &Path) -> bool {
 }
 
 /// Mounts an overlay of `lowers` (top layer first) with `upper`/`work` at `target`.
-pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<()> {
+///
+/// `volatile` skips every sync of the upper layer: fsync inside the container
+/// and, above all, the sync of the whole upper filesystem when the overlay is
+/// unmounted (~3.5 ms of each RemoveContainer here). A writable layer never
+/// outlives its container, and a container does not outlive a host crash, so
+/// that durability buys nothing. Kernels before 5.10 refuse the option
+/// (EINVAL): the mount is retried without it.
+pub fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
+) -> Result<()> {
     let lower = lowers
         .iter()
         .map(|p| p.display().to_string())
@@ -173,14 +186,24 @@ pub fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Pat
             lowers.len()
         )));
     }
-    mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(opts.as_str()),
-    )
-    .map_err(|e| Error::Io {
+    let do_mount = |opts: &str| {
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts),
+        )
+    };
+    let result = if volatile {
+        match do_mount(&format!("{opts},volatile")) {
+            Err(nix::errno::Errno::EINVAL) => do_mount(&opts),
+            r => r,
+        }
+    } else {
+        do_mount(&opts)
+    };
+    result.map_err(|e| Error::Io {
         op: "mount overlay rootfs",
         path: target.to_path_buf(),
         source: e.into(),
