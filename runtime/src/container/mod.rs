@@ -202,6 +202,15 @@ impl Container {
         Ok(())
     }
 
+    /// A pidfd of the init, which polls readable once the init has exited;
+    /// `None` when it is already gone. Lets a caller wait for the exit
+    /// without polling the state.
+    pub fn init_pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        let fd = process::pidfd_open(self.file.pid).ok()?;
+        // Opened first, checked second: the fd cannot name a reused pid.
+        self.init_alive().then_some(fd)
+    }
+
     /// Removes the container: kills it when `force` (or when it was never
     /// started), waits for the monitor to record the exit, removes the cgroup
     /// and the state dir. Deleting twice is fine.

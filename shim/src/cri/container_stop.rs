@@ -90,17 +90,42 @@ impl Lifecycle {
 }
 
 /// Waits until the container in `dir` is no longer alive; false on timeout.
+/// Wakes when the init's pidfd reports its exit (then the monitor records it,
+/// which `observe` waits for), so a stop does not wait out a polling tick.
 async fn wait_exit(dir: &std::path::Path, limit: Duration) -> Result<bool> {
     let deadline = Instant::now() + limit;
+    let d = dir.to_path_buf();
+    let pidfd = blocking(move || {
+        Ok(berth_runtime::Container::load(&d)
+            .ok()
+            .and_then(|c| c.init_pidfd()))
+    })
+    .await?;
+    // `AsyncFd::new` is deprecated because a type's `as_raw_fd` could change
+    // under the reactor; an `OwnedFd` keeps its fd until dropped.
+    #[allow(deprecated)]
+    let mut exit_signal = pidfd.and_then(|fd| tokio::io::unix::AsyncFd::new(fd).ok());
     loop {
         let d = dir.to_path_buf();
         let seen = blocking(move || Ok(observe(&d))).await?;
         if matches!(seen, Observed::Exited { .. } | Observed::Lost(_)) {
             return Ok(true);
         }
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Ok(false);
         }
-        tokio::time::sleep(POLL).await;
+        let left = deadline - now;
+        match &exit_signal {
+            // Readable stays readable after the exit: once it has fired, the
+            // record is being written and short ticks follow.
+            Some(fd) => {
+                let wait = left.min(Duration::from_secs(1));
+                if tokio::time::timeout(wait, fd.readable()).await.is_ok() {
+                    exit_signal = None;
+                }
+            }
+            None => tokio::time::sleep(POLL.min(left)).await,
+        }
     }
 }
