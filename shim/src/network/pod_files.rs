@@ -176,8 +176,10 @@ fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
             tmp.as_file()
                 .set_permissions(std::fs::Permissions::from_mode(0o644))
         })
-        .and_then(|()| tmp.as_file().sync_all())
         .map_err(Error::io("write", dest))?;
+    // Renamed into place, so a reader never sees half a file; not fsynced:
+    // pod files live in the state dir, which a reboot clears along with
+    // the pods (as `/run` does), so durability would buy nothing.
     tmp.persist(dest)
         .map_err(|e| Error::io("rename", dest)(e.error))?;
     Ok(())
