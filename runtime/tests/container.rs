@@ -428,6 +428,48 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
 }
 
 #[test]
+fn init_failing_while_the_monitor_makes_its_cgroup_is_reported_and_cleaned_up() {
+    // The init starts its set-up while the monitor creates the cgroup and
+    // moves it there; an init that fails early may already be dead when the
+    // monitor writes its pid. Its own message must win, and nothing stay.
+    if !can_run() {
+        return;
+    }
+    for i in 0..5 {
+        let mut f = Fixture::new(&format!("early-sysctl{i}"));
+        f.spec["linux"]["sysctl"] = json!({"net.berth.no_such_key": "1"});
+        assert_clean_failure(&f, &[], "linux.sysctl.net.berth.no_such_key: write 1");
+
+        let mut f = Fixture::new(&format!("early-mount{i}"));
+        f.spec["mounts"].as_array_mut().unwrap().insert(
+            0,
+            json!({"destination": "/x", "type": "nosuchfs", "source": "none"}),
+        );
+        assert_clean_failure(&f, &[], "mounts[0]: mount nosuchfs on");
+    }
+}
+
+#[test]
+fn monitor_failing_while_the_init_waits_kills_the_init_and_cleans_up() {
+    if !can_run() || !Path::new("/sys/fs/cgroup/cpuset").is_dir() {
+        return;
+    }
+    let mut f = Fixture::new("badcpuset");
+    f.spec["linux"]["resources"]["cpu"] = json!({"cpus": "4000-4001"});
+    f.args("exec sleep 1000");
+    assert_clean_failure(&f, &[], "cpuset.cpus");
+    // The init was cloned before the cgroup write failed: it must be gone
+    // (it and the monitor carry the id in their command line).
+    wait_for("no process left with the container's id", || {
+        !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&f.id))
+                .unwrap_or(false)
+        })
+    });
+}
+
+#[test]
 fn device_cgroup_and_readonly_paths_are_enforced() {
     if !can_run() {
         return;

@@ -1,9 +1,12 @@
 //! The container's first process, between clone and exec.
 //!
 //! Runs in the freshly cloned child of the monitor. Talks to the monitor over a
-//! socket pair with one-line messages: it waits for `go` (uid/gid maps and cgroup
-//! are in place), sets itself up, answers `ready` or `error <message>`, then
-//! blocks reading the exec fifo until `start()` writes a byte to it, and execs.
+//! socket pair with one-line messages: it sets itself up, waiting for `go`
+//! (uid/gid maps and cgroup are in place) at the first step that needs it,
+//! answers `ready` or `error <message>`, waits for `done` (device rules are in
+//! place), then blocks reading the exec fifo until `start()` writes a byte to
+//! it, and execs. The monitor sends at most one line ahead of what the init has
+//! read, so a fresh [`read_line`] buffer never swallows the next line.
 
 use crate::error::{Error, Result};
 use crate::rootfs::{self, HostInfo};
@@ -72,6 +75,11 @@ pub fn run(args: InitArgs<'_>) -> ! {
             if send_line(args.sync, "ready").is_err() {
                 exit_now(1);
             }
+            // The device rules are written after our mknods; without `done`
+            // (the monitor died or gave up) we must never exec.
+            if !matches!(read_line(args.sync).as_deref(), Ok("done")) {
+                exit_now(1);
+            }
             // From here the container outlives its monitor.
             let _ = nix::sys::prctl::set_pdeathsig(None);
             let mut b = [0u8; 1];
@@ -133,10 +141,42 @@ fn setup_stdio(stdio: &ChildStdio) -> Result<()> {
 
 type Prepared = (PathBuf, Vec<String>, Vec<String>);
 
+/// Waits for the monitor's `go` once: from then on the process is in its
+/// cgroups (and has its id maps), so it can enter a new cgroup namespace,
+/// whose root is the cgroup it is in at that moment.
+struct CgroupGate<'a> {
+    sync: &'a UnixStream,
+    new_cgroupns: bool,
+    passed: bool,
+}
+
+impl CgroupGate<'_> {
+    fn pass(&mut self, sys: &dyn Syscall) -> Result<()> {
+        if self.passed {
+            return Ok(());
+        }
+        let go = read_line(self.sync).map_err(|e| Error::sys("read sync socket", e))?;
+        if go != "go" {
+            return Err(Error::Init(format!("monitor aborted set-up ({go:?})")));
+        }
+        self.passed = true;
+        if self.new_cgroupns {
+            sys.unshare(libc::CLONE_NEWCGROUP)
+                .map_err(|e| Error::sys("linux.namespaces(cgroup): unshare", e))?;
+        }
+        Ok(())
+    }
+}
+
 fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
-    let go = read_line(a.sync).map_err(|e| Error::sys("read sync socket", e))?;
-    if go != "go" {
-        return Err(Error::Init(format!("monitor aborted set-up ({go:?})")));
+    let mut gate = CgroupGate {
+        sync: a.sync,
+        new_cgroupns: a.new_cgroupns,
+        passed: false,
+    };
+    if a.host.userns {
+        // Nothing useful can happen before the id maps are written.
+        gate.pass(sys)?;
     }
     setup_stdio(&a.stdio)?;
     let mut keep = vec![
@@ -147,9 +187,11 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
     keep.extend(a.join_mnt);
     process::close_fds_from(3, &keep);
 
-    if a.new_cgroupns {
-        sys.unshare(libc::CLONE_NEWCGROUP)
-            .map_err(|e| Error::sys("linux.namespaces(cgroup): unshare", e))?;
+    let mut host = a.host.clone();
+    if rootfs::mounts_cgroupfs(a.spec) {
+        // The hierarchies to mount are the monitor's, so read them before
+        // joining another mount namespace.
+        host.read_cgroup_mounts();
     }
     if let Some(fd) = a.join_mnt {
         sys.setns(fd, libc::CLONE_NEWNS)
@@ -182,7 +224,8 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
                 .map_err(|e| Error::sys(format!("linux.sysctl.{k}: write {v}"), e))?;
         }
     }
-    rootfs::setup(sys, a.spec, a.rootfs, &a.host)?;
+    rootfs::setup(sys, a.spec, a.rootfs, &host, &mut || gate.pass(sys))?;
+    gate.pass(sys)?;
 
     let exe = security::resolve_executable(process, "process")?;
     security::set_rlimits(sys, process, "process")?;
