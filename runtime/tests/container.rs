@@ -38,6 +38,23 @@ fn container_is_pid1_with_own_hostname_and_rootfs() {
 }
 
 #[test]
+fn container_holds_only_its_stdio_and_leads_its_own_session() {
+    // The init closes what it inherited from the monitor early but takes its
+    // stdio and session only after `go`: neither step may be lost.
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("fds");
+    f.args(
+        "ls /proc/1/fd | tr '\\n' ' '; echo; cut -d' ' -f6 /proc/1/stat; echo out; echo err >&2",
+    );
+    let st = f.run();
+    assert_eq!(st.exit.unwrap().code, 0, "{}", f.log());
+    assert_eq!(f.log_lines("stdout"), vec!["0 1 2 ", "1", "out"]);
+    assert_eq!(f.log_lines("stderr"), vec!["err"]);
+}
+
+#[test]
 fn exit_codes_and_signals_are_recorded() {
     if !can_run() {
         return;

@@ -34,6 +34,19 @@ pub enum ChildStdio {
     Pty { slave: RawFd },
 }
 
+impl ChildStdio {
+    fn fds(&self) -> Vec<RawFd> {
+        match *self {
+            ChildStdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => vec![stdin, stdout, stderr],
+            ChildStdio::Pty { slave } => vec![slave],
+        }
+    }
+}
+
 /// Everything the child needs, prepared by the monitor before clone.
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -143,9 +156,13 @@ type Prepared = (PathBuf, Vec<String>, Vec<String>);
 
 /// Waits for the monitor's `go` once: from then on the process is in its
 /// cgroups (and has its id maps), so it can enter a new cgroup namespace,
-/// whose root is the cgroup it is in at that moment.
+/// whose root is the cgroup it is in at that moment. It also takes its stdio
+/// and its own session only then: a new session gets a new scheduler
+/// autogroup when made outside a cpu cgroup (as in the monitor's), and
+/// moving into one costs the init a scheduling round on a busy node.
 struct CgroupGate<'a> {
     sync: &'a UnixStream,
+    stdio: &'a ChildStdio,
     new_cgroupns: bool,
     passed: bool,
 }
@@ -160,6 +177,10 @@ impl CgroupGate<'_> {
             return Err(Error::Init(format!("monitor aborted set-up ({go:?})")));
         }
         self.passed = true;
+        setup_stdio(self.stdio)?;
+        for fd in self.stdio.fds().into_iter().filter(|fd| *fd > 2) {
+            let _ = nix::unistd::close(fd);
+        }
         if self.new_cgroupns {
             sys.unshare(libc::CLONE_NEWCGROUP)
                 .map_err(|e| Error::sys("linux.namespaces(cgroup): unshare", e))?;
@@ -171,6 +192,7 @@ impl CgroupGate<'_> {
 fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
     let mut gate = CgroupGate {
         sync: a.sync,
+        stdio: &a.stdio,
         new_cgroupns: a.new_cgroupns,
         passed: false,
     };
@@ -178,13 +200,15 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
         // Nothing useful can happen before the id maps are written.
         gate.pass(sys)?;
     }
-    setup_stdio(&a.stdio)?;
+    // Everything else inherited from the monitor goes now, while /proc is
+    // still the monitor's (joining a mount namespace changes what it shows).
     let mut keep = vec![
         a.sync.as_raw_fd(),
         a.fifo.0.as_raw_fd(),
         a.fifo.1.as_raw_fd(),
     ];
     keep.extend(a.join_mnt);
+    keep.extend(a.stdio.fds());
     process::close_fds_from(3, &keep);
 
     let mut host = a.host.clone();
