@@ -204,7 +204,13 @@ fn cmd_create(a: &Args) -> i32 {
 
 /// The detached monitor: creates the container, reports, serves until exit.
 fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::File) -> ! {
-    let _ = nix::unistd::setsid();
+    // Out of the caller's process group, so signals aimed at it (a terminal's
+    // ^C, a kill of the group) miss the monitor. Not a new session: on a host
+    // with scheduler autogroups, setsid(2) outside a cpu cgroup makes a new
+    // autogroup and moving into it costs a scheduling round (often several
+    // ms on a busy node) on create's critical path; the monitor has no
+    // terminal to lose either way.
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     // Let go of the caller's stdio so it sees EOF once `create` returns.
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)
