@@ -25,6 +25,7 @@ use super::state::{self, StateFile, FIFO_FILE, STATE_FILE, STATE_VERSION};
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Error, Result};
 use crate::rootfs::HostInfo;
+use crate::seccomp_cache;
 use crate::security::SecurityOptions;
 use crate::spec::{self, ns_flag};
 use crate::sys::linux::LinuxSyscall;
@@ -50,6 +51,9 @@ pub struct CreateOptions {
     pub security: SecurityOptions,
     /// Where cgroupfs is mounted; `/sys/fs/cgroup` outside tests.
     pub cgroup_root: PathBuf,
+    /// Where compiled seccomp programs are kept between creates (see
+    /// [`crate::seccomp_cache`]); `None` compiles every time.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// The monitor's ends of the container's stdio.
@@ -299,6 +303,10 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     }
     // The init reads the host's cgroup mounts itself, off this critical path.
     let host = HostInfo::new(new_userns, console);
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(seccomp_cache::build(s, opts.seccomp_cache.as_deref())?),
+        None => None,
+    };
 
     let (sync_parent, sync_child) = UnixStream::pair().map_err(|e| Error::sys("socketpair", e))?;
     let pid = match process::clone_with_flags(clone_flags)
@@ -316,6 +324,7 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
                 new_cgroupns,
                 host,
                 security: opts.security,
+                seccomp: seccomp.as_ref(),
             })
         }
         Fork::Parent(pid) => pid,

@@ -13,6 +13,7 @@ use crate::rootfs::{self, HostInfo};
 use crate::security::{self, SecurityOptions};
 use crate::sys::linux::LinuxSyscall;
 use crate::sys::process::{self, exit_now};
+use crate::sys::seccomp::Filter;
 use crate::sys::Syscall;
 use oci_spec::runtime::{Process, Spec};
 use std::fs::File;
@@ -59,6 +60,8 @@ pub struct InitArgs<'a> {
     pub new_cgroupns: bool,
     pub host: HostInfo,
     pub security: SecurityOptions,
+    /// The compiled `linux.seccomp` filter, loaded last.
+    pub seccomp: Option<&'a Filter>,
 }
 
 /// Sends one line to the other side of the sync socket.
@@ -255,17 +258,13 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
     security::set_rlimits(sys, process, "process")?;
     sys.chdir(process.cwd())
         .map_err(|e| Error::sys(format!("process.cwd: chdir {}", process.cwd().display()), e))?;
-    let filter = match a.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(security::build_seccomp(s)?),
-        None => None,
-    };
     let setgroups_allowed = !a.host.userns
         || std::fs::read_to_string("/proc/self/setgroups")
             .map(|s| s.trim() == "allow")
             .unwrap_or(true);
     security::set_apparmor(sys, process, "process")?;
     security::set_selinux_label(sys, process, "process")?;
-    security::set_identity(sys, process, filter.as_ref(), "process", setgroups_allowed)?;
+    security::set_identity(sys, process, a.seccomp, "process", setgroups_allowed)?;
     let argv = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
     Ok((exe, argv, env))
