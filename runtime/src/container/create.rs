@@ -3,12 +3,13 @@
 //! Order: validate the spec, make the state dir, stdio and exec fifo, join
 //! namespaces given by path (all but mount and user are joined by the monitor
 //! itself, which is harmless for it and lets the new namespaces of the clone be
-//! created in the right place), clone the init with the new namespaces. Then
-//! two things run at once, one per side of the sync socket:
+//! created in the right place), compile the seccomp filter, clone the init
+//! with the new namespaces. Then two things run at once, one per side of the
+//! sync socket:
 //!
 //! ```text
 //! monitor: id maps, cgroup mkdir + limits, add pid ── "go" ──> state.json, attach socket ── wait "ready" ── device rules ── "done" ──> report ok
-//! init:    stdio, hostname, sysctls, mounts up to the first cgroup mount ── wait "go" ── cgroupns, the rest of the rootfs, identity ── "ready" ── wait "done" ── wait exec fifo ── exec
+//! init:    close fds, hostname, sysctls, mounts up to the first cgroup mount ── wait "go" ── stdio + session, cgroupns, the rest of the rootfs, identity ── "ready" ── wait "done" ── wait exec fifo ── exec
 //! ```
 //!
 //! Why the overlap is safe: until "go" the init only runs runtime code (no
