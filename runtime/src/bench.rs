@@ -42,6 +42,60 @@ pub fn compare(
     results
 }
 
+/// create → start → wait → delete with several berth-monitor binaries,
+/// taking turns every iteration so that a noisy host (other builds, CPU
+/// frequency) weighs on all of them alike: the way to compare two builds.
+/// Rows are named after the binaries' paths.
+pub fn compare_monitors(
+    iterations: usize,
+    monitors: &[PathBuf],
+) -> std::result::Result<Vec<RuntimeResult>, String> {
+    let work = std::env::temp_dir().join(format!("berth-bench-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &work,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=256m"),
+    )
+    .map_err(|e| format!("mount tmpfs on {} (run as root): {e}", work.display()))?;
+    let results = (|| {
+        let bundle = work.join("bundle");
+        build_rootfs(&bundle.join("rootfs"))?;
+        std::fs::write(bundle.join("config.json"), spec_json())
+            .map_err(|e| format!("write config.json: {e}"))?;
+        let mut samples = vec![Ok(Vec::new()); monitors.len()];
+        // The first round warms up (page cache, cgroup parents) and is dropped.
+        for i in 0..=iterations {
+            for (m, (monitor, out)) in monitors.iter().zip(samples.iter_mut()).enumerate() {
+                let Ok(v) = out else { continue };
+                let n = if i == 0 {
+                    usize::MAX - m
+                } else {
+                    i * monitors.len() + m
+                };
+                match berth_once(monitor, &bundle, &work, n) {
+                    Ok(d) if i > 0 => v.push(d),
+                    Ok(_) => {}
+                    Err(e) => *out = Err(e),
+                }
+            }
+        }
+        Ok(monitors
+            .iter()
+            .zip(samples)
+            .map(|(m, samples)| RuntimeResult {
+                runtime: m.display().to_string(),
+                samples,
+            })
+            .collect())
+    })();
+    let _ = nix::mount::umount2(&work, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(&work);
+    results
+}
+
 fn compare_in(
     iterations: usize,
     monitor: &Path,

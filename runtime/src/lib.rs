@@ -13,6 +13,7 @@ pub mod error;
 pub mod monitor;
 pub mod pin;
 pub mod rootfs;
+pub mod seccomp_cache;
 pub mod security;
 pub mod spec;
 pub mod sys;

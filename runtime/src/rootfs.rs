@@ -157,13 +157,18 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
-    /// Reads the cgroup mounts of the calling process.
-    pub fn detect(userns: bool, console: Option<PathBuf>) -> Self {
-        let mut info = HostInfo {
+    /// Host facts without the cgroup mounts (see [`HostInfo::read_cgroup_mounts`]).
+    pub fn new(userns: bool, console: Option<PathBuf>) -> Self {
+        HostInfo {
             userns,
             console,
             ..Default::default()
-        };
+        }
+    }
+
+    /// Fills in the cgroup mounts from the calling process's mountinfo. Only
+    /// a spec with a cgroup mount needs them; mountinfo is long on a busy node.
+    pub fn read_cgroup_mounts(&mut self) {
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         for line in text.lines() {
             let Some((pre, post)) = line.split_once(" - ") else {
@@ -184,14 +189,21 @@ impl HostInfo {
                         .filter(|o| !matches!(*o, "rw" | "ro"))
                         .collect::<Vec<_>>()
                         .join(",");
-                    info.cgroup_v1.push(CgroupHierarchy { name, options });
+                    self.cgroup_v1.push(CgroupHierarchy { name, options });
                 }
-                "cgroup2" => info.cgroup_v2_dir = Some(name),
+                "cgroup2" => self.cgroup_v2_dir = Some(name),
                 _ => {}
             }
         }
-        info
     }
+}
+
+/// Whether a spec mounts cgroupfs (and so needs [`HostInfo::read_cgroup_mounts`]).
+pub fn mounts_cgroupfs(spec: &Spec) -> bool {
+    spec.mounts()
+        .iter()
+        .flatten()
+        .any(|m| matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")))
 }
 
 fn sys_err(op: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -282,6 +294,7 @@ fn do_mount(
     rootfs: &Path,
     m: &Mount,
     field: &str,
+    before_cgroup: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
     let dest = secure_join(rootfs, m.destination());
     let opts = m.options().clone().unwrap_or_default();
@@ -328,6 +341,7 @@ fn do_mount(
             dest.display()
         )))?;
         if typ == "cgroup" || typ == "cgroup2" {
+            before_cgroup()?;
             mount_cgroup(sys, host, &dest, flags, field)?;
         } else {
             let src = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
@@ -526,8 +540,16 @@ fn setup_dev(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, spec: &Spec) -> 
 }
 
 /// Everything from "make / private" to "root is read-only". Ends with the
-/// process's root and cwd at the new root.
-pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path, host: &HostInfo) -> Result<()> {
+/// process's root and cwd at the new root. `before_cgroup` runs before each
+/// cgroupfs mount: the caller's chance to wait until the process is in its
+/// cgroups and its cgroup namespace (it must cope with being called twice).
+pub fn setup(
+    sys: &dyn Syscall,
+    spec: &Spec,
+    rootfs: &Path,
+    host: &HostInfo,
+    before_cgroup: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     let linux = spec.linux().clone().unwrap_or_default();
     // Keep host mount events out of the container (and ours out of the host).
     let prop = match linux.rootfs_propagation().as_deref() {
@@ -546,7 +568,7 @@ pub fn setup(sys: &dyn Syscall, spec: &Spec, rootfs: &Path, host: &HostInfo) -> 
         )))?;
     sys.umask(0);
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        do_mount(sys, host, rootfs, m, &format!("mounts[{i}]"))?;
+        do_mount(sys, host, rootfs, m, &format!("mounts[{i}]"), before_cgroup)?;
     }
     setup_dev(sys, host, rootfs, spec)?;
 
@@ -669,7 +691,10 @@ mod tests {
         }))
         .unwrap();
         let sys = RecordingSyscall::new();
-        setup(&sys, &spec, root.path(), &HostInfo::default()).unwrap();
+        setup(&sys, &spec, root.path(), &HostInfo::default(), &mut || {
+            Ok(())
+        })
+        .unwrap();
         let calls = sys.calls();
         let proc_mount = format!("mount proc {}/proc proc 0xe -", root.path().display());
         let pos = |prefix: &str| {
@@ -684,6 +709,54 @@ mod tests {
     }
 
     #[test]
+    fn cgroup_gate_runs_just_before_the_first_cgroup_mount() {
+        let root = tempfile::tempdir().unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": root.path()},
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup"},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}
+            ],
+        }))
+        .unwrap();
+        let sys = RecordingSyscall::new();
+        let mut gate_at = Vec::new();
+        setup(&sys, &spec, root.path(), &HostInfo::default(), &mut || {
+            gate_at.push(sys.calls().len());
+            Ok(())
+        })
+        .unwrap();
+        let calls = sys.calls();
+        let cgroup = calls
+            .iter()
+            .position(|c| c.starts_with("mount cgroup2"))
+            .unwrap();
+        let proc_mount = calls
+            .iter()
+            .position(|c| c.starts_with("mount proc"))
+            .unwrap();
+        assert_eq!(gate_at.len(), 1, "{calls:#?}");
+        assert!(
+            proc_mount < gate_at[0] && gate_at[0] <= cgroup,
+            "{calls:#?}"
+        );
+        assert!(!calls[..gate_at[0]]
+            .iter()
+            .any(|c| c.starts_with("mount cgroup")));
+
+        // A failing gate stops the set-up before the cgroup mount.
+        let sys = RecordingSyscall::new();
+        let e = setup(&sys, &spec, root.path(), &HostInfo::default(), &mut || {
+            Err(Error::Init("monitor aborted set-up".into()))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("monitor aborted"), "{e}");
+        assert!(!sys.calls().iter().any(|c| c.starts_with("mount cgroup")));
+    }
+
+    #[test]
     fn mount_failure_names_the_mount() {
         let root = tempfile::tempdir().unwrap();
         let spec: Spec = serde_json::from_value(serde_json::json!({
@@ -694,7 +767,10 @@ mod tests {
         .unwrap();
         let sys = RecordingSyscall::new();
         sys.fail_on("mount proc", libc::EPERM);
-        let e = setup(&sys, &spec, root.path(), &HostInfo::default()).unwrap_err();
+        let e = setup(&sys, &spec, root.path(), &HostInfo::default(), &mut || {
+            Ok(())
+        })
+        .unwrap_err();
         assert!(e.to_string().starts_with("mounts[0]: mount proc on"), "{e}");
     }
 }

@@ -38,6 +38,23 @@ fn container_is_pid1_with_own_hostname_and_rootfs() {
 }
 
 #[test]
+fn container_holds_only_its_stdio_and_leads_its_own_session() {
+    // The init closes what it inherited from the monitor early but takes its
+    // stdio and session only after `go`: neither step may be lost.
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("fds");
+    // pid 1 itself lists its fds (ls's own directory fd is the 3): a child
+    // looking at pid 1 could catch the shell's pipes or saved fds instead.
+    f.args("cut -d' ' -f6 /proc/1/stat; echo err >&2; exec ls /proc/self/fd");
+    let st = f.run();
+    assert_eq!(st.exit.unwrap().code, 0, "{}", f.log());
+    assert_eq!(f.log_lines("stdout"), vec!["1", "0", "1", "2", "3"]);
+    assert_eq!(f.log_lines("stderr"), vec!["err"]);
+}
+
+#[test]
 fn exit_codes_and_signals_are_recorded() {
     if !can_run() {
         return;
@@ -173,17 +190,52 @@ fn seccomp_filter_blocks_a_named_syscall() {
     if !can_run() {
         return;
     }
-    let mut f = Fixture::new("seccomp");
-    f.spec["linux"]["seccomp"] = json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
-        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
-    });
-    f.args("mkdir /tmp/d 2>&1; [ -d /tmp/d ] && echo made || echo blocked; touch /tmp/f && echo touched");
-    f.run();
-    let out = f.log_lines("stdout");
-    assert!(out[0].contains("Operation not permitted"), "{out:?}");
-    assert_eq!(&out[1..], ["blocked", "touched"]);
+    // Without a cache, then compiled into one, then from the cache: the
+    // program the monitor compiles ahead (and the init loads itself) must
+    // behave the same each time.
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("seccomp");
+    let cache_arg = cache_dir.to_str().unwrap();
+    for (round, extra) in [
+        &[][..],
+        &["--seccomp-cache", cache_arg],
+        &["--seccomp-cache", cache_arg],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut f = Fixture::new(&format!("seccomp{round}"));
+        f.spec["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            // The three x86 ABIs of RuntimeDefault, and an argument rule.
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                 "args": [{"index": 0, "value": 255, "op": "SCMP_CMP_EQ"}]}
+            ]
+        });
+        f.args("mkdir /tmp/d 2>&1; [ -d /tmp/d ] && echo made || echo blocked; touch /tmp/f && echo touched");
+        let out = f.create_raw(extra);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = Container::load(&f.state_dir()).unwrap();
+        c.start().unwrap();
+        wait_stopped(&c);
+        let out = f.log_lines("stdout");
+        assert!(
+            out[0].contains("Operation not permitted"),
+            "round {round}: {out:?}"
+        );
+        assert_eq!(&out[1..], ["blocked", "touched"], "round {round}");
+        let entries = std::fs::read_dir(&cache_dir)
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(entries, usize::from(round > 0), "round {round}");
+    }
 }
 
 #[test]
@@ -425,6 +477,48 @@ fn bad_specs_fail_naming_the_field_and_leave_nothing() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn init_failing_while_the_monitor_makes_its_cgroup_is_reported_and_cleaned_up() {
+    // The init starts its set-up while the monitor creates the cgroup and
+    // moves it there; an init that fails early may already be dead when the
+    // monitor writes its pid. Its own message must win, and nothing stay.
+    if !can_run() {
+        return;
+    }
+    for i in 0..5 {
+        let mut f = Fixture::new(&format!("early-sysctl{i}"));
+        f.spec["linux"]["sysctl"] = json!({"net.berth.no_such_key": "1"});
+        assert_clean_failure(&f, &[], "linux.sysctl.net.berth.no_such_key: write 1");
+
+        let mut f = Fixture::new(&format!("early-mount{i}"));
+        f.spec["mounts"].as_array_mut().unwrap().insert(
+            0,
+            json!({"destination": "/x", "type": "nosuchfs", "source": "none"}),
+        );
+        assert_clean_failure(&f, &[], "mounts[0]: mount nosuchfs on");
+    }
+}
+
+#[test]
+fn monitor_failing_while_the_init_waits_kills_the_init_and_cleans_up() {
+    if !can_run() || !Path::new("/sys/fs/cgroup/cpuset").is_dir() {
+        return;
+    }
+    let mut f = Fixture::new("badcpuset");
+    f.spec["linux"]["resources"]["cpu"] = json!({"cpus": "4000-4001"});
+    f.args("exec sleep 1000");
+    assert_clean_failure(&f, &[], "cpuset.cpus");
+    // The init was cloned before the cgroup write failed: it must be gone
+    // (it and the monitor carry the id in their command line).
+    wait_for("no process left with the container's id", || {
+        !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&f.id))
+                .unwrap_or(false)
+        })
+    });
 }
 
 #[test]

@@ -55,3 +55,30 @@ fn cgroup_namespace_hides_the_host_hierarchy() {
     assert_eq!(out[1], (100u64 << 20).to_string());
     assert_eq!(out[2], "ro");
 }
+
+#[test]
+fn cgroup_namespace_without_a_cgroup_mount_is_rooted_at_the_container() {
+    // The init enters its cgroup namespace only once the monitor has put it in
+    // its cgroup; without a cgroup mount in the spec that happens after the
+    // rootfs is set up, and must happen all the same.
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("cgroupns-nomount");
+    f.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "cgroup"}));
+    f.spec["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["type"] != "cgroup");
+    f.args("grep -E 'memory|pids' /proc/self/cgroup");
+    let st = f.run();
+    assert_eq!(st.exit.unwrap().code, 0, "{}", f.log());
+    let out = f.log_lines("stdout");
+    assert_eq!(out.len(), 2, "{out:?}");
+    for line in out {
+        assert_eq!(line.rsplit(':').next().unwrap(), "/", "{line:?}");
+    }
+}

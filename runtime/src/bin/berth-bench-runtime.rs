@@ -1,8 +1,10 @@
 //! Side-by-side latency of create → start → wait → delete of `busybox true`
 //! for berth-monitor and runc (and crun when it works on this host).
 //!
-//! `berth-bench-runtime [--iterations N] [--monitor PATH]`; prints p50/p95 per
-//! runtime and the ratio to berth. Needs root and /bin/busybox. The same rows
+//! `berth-bench-runtime [--iterations N] [--monitor PATH] [--baseline PATH]`;
+//! prints p50/p95 per runtime and the ratio to berth. With `--baseline`, the
+//! two berth-monitor builds take turns every iteration instead (no runc), the
+//! fair way to compare builds on a noisy host. Needs root and /bin/busybox. The same rows
 //! appear in `berth-bench --workloads runtime`; both use
 //! [`berth_runtime::bench`].
 
@@ -22,7 +24,12 @@ fn main() {
     let monitor = get("--monitor")
         .map(PathBuf::from)
         .unwrap_or_else(bench::default_monitor);
-    let results = match bench::compare(iterations, &monitor) {
+    // With a baseline: the two builds take turns every iteration (no runc).
+    let results = match get("--baseline") {
+        Some(b) => bench::compare_monitors(iterations, &[monitor, PathBuf::from(b)]),
+        None => bench::compare(iterations, &monitor),
+    };
+    let results = match results {
         Ok(r) => r,
         Err(e) => {
             eprintln!("berth-bench-runtime: {e}");

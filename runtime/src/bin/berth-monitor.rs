@@ -4,6 +4,7 @@
 //! ```text
 //! berth-monitor create --id ID --bundle DIR --state-dir DIR [--log-path FILE]
 //!                      [--stdin] [--restrict-oom-score-adj] [--cgroup-root DIR]
+//!                      [--seccomp-cache DIR]
 //! berth-monitor exec --state-dir DIR --process FILE [--tty]
 //! berth-monitor pin-ns --dir DIR [--net] [--ipc] [--uts] [--pid] [--hostname NAME] [--sysctl K=V]...
 //! berth-monitor start|state|stats --state-dir DIR
@@ -29,7 +30,7 @@ struct Args {
     values: Vec<(String, Option<String>)>,
 }
 
-const VALUE_FLAGS: [&str; 19] = [
+const VALUE_FLAGS: [&str; 20] = [
     "--id",
     "--bundle",
     "--state-dir",
@@ -49,6 +50,7 @@ const VALUE_FLAGS: [&str; 19] = [
     "--init-pid",
     "--cgroup-layout",
     "--cgroup-path",
+    "--seccomp-cache",
 ];
 
 impl Args {
@@ -143,6 +145,7 @@ fn cmd_create(a: &Args) -> i32 {
             "--stdin",
             "--restrict-oom-score-adj",
             "--cgroup-root",
+            "--seccomp-cache",
         ])?;
         Ok((
             CreateOptions {
@@ -157,6 +160,7 @@ fn cmd_create(a: &Args) -> i32 {
                     .get("--cgroup-root")
                     .map(abs)
                     .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
+                seccomp_cache: a.get("--seccomp-cache").map(abs),
             },
             a.get("--log-path").map(abs),
         ))
@@ -204,7 +208,13 @@ fn cmd_create(a: &Args) -> i32 {
 
 /// The detached monitor: creates the container, reports, serves until exit.
 fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::File) -> ! {
-    let _ = nix::unistd::setsid();
+    // Out of the caller's process group, so signals aimed at it (a terminal's
+    // ^C, a kill of the group) miss the monitor. Not a new session: on a host
+    // with scheduler autogroups, setsid(2) outside a cpu cgroup makes a new
+    // autogroup and moving into it costs a scheduling round (often several
+    // ms on a busy node) on create's critical path; the monitor has no
+    // terminal to lose either way.
+    let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     // Let go of the caller's stdio so it sees EOF once `create` returns.
     if let Ok(null) = std::fs::OpenOptions::new()
         .read(true)

@@ -4,6 +4,7 @@ use super::{read_keyed, read_pids, read_u64, rmdir, write, CgroupManager, Stats}
 use crate::error::{Error, Result};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxResources};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 const CONTROLLERS: [&str; 13] = [
     "cpu",
@@ -26,6 +27,9 @@ pub struct V1Cgroup {
     root: PathBuf,
     rel: PathBuf,
     hybrid: bool,
+    /// [`V1Cgroup::dirs`], worked out once: it costs a stat and a
+    /// canonicalize per controller, and create, add_pid and remove all need it.
+    dirs: OnceLock<Vec<PathBuf>>,
 }
 
 impl V1Cgroup {
@@ -35,6 +39,7 @@ impl V1Cgroup {
             root: root.into(),
             rel: rel.into(),
             hybrid,
+            dirs: OnceLock::new(),
         }
     }
 
@@ -51,7 +56,11 @@ impl V1Cgroup {
     }
 
     /// Every distinct hierarchy directory (cpu and cpuacct may be one mount).
-    fn dirs(&self) -> Vec<PathBuf> {
+    fn dirs(&self) -> &[PathBuf] {
+        self.dirs.get_or_init(|| self.find_dirs())
+    }
+
+    fn find_dirs(&self) -> Vec<PathBuf> {
         let mut seen: Vec<PathBuf> = Vec::new();
         let mut out = Vec::new();
         for c in CONTROLLERS {
@@ -102,20 +111,57 @@ impl V1Cgroup {
                 msg: "the devices cgroup controller is not mounted".into(),
             });
         };
+        // One open per file: the kernel takes each write(2) as one rule, and
+        // a container from a CRI spec has a dozen or more of them.
+        let mut allow = RuleFile::new(dir.join("devices.allow"));
+        let mut deny = RuleFile::new(dir.join("devices.deny"));
         for r in rules {
-            let file = if r.allow() {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            };
-            write(&dir.join(file), &device_rule(r))?;
+            let f = if r.allow() { &mut allow } else { &mut deny };
+            f.write(&device_rule(r))?;
         }
         if rules.iter().any(|r| !r.allow()) {
             for r in super::default_device_rules() {
-                write(&dir.join("devices.allow"), &r)?;
+                allow.write(&r)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A cgroup file taking one value per write(2), opened on first use.
+struct RuleFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl RuleFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, file: None }
+    }
+
+    fn write(&mut self, value: &str) -> Result<()> {
+        use std::io::Write;
+        let err = |e: std::io::Error| Error::Cgroup {
+            path: self.path.clone(),
+            msg: format!("write {value:?}: {e}"),
+        };
+        let f = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&self.path)
+                    .map_err(err)?,
+            ),
+        };
+        // One write call: a rule split over two writes would be two bad rules.
+        match f.write(value.as_bytes()) {
+            Ok(n) if n == value.len() => Ok(()),
+            Ok(_) => Err(err(std::io::Error::from(std::io::ErrorKind::WriteZero))),
+            Err(e) => Err(err(e)),
+        }
     }
 }
 
@@ -148,7 +194,7 @@ fn limit_str(v: i64) -> String {
 impl CgroupManager for V1Cgroup {
     fn create(&self) -> Result<()> {
         for d in self.dirs() {
-            std::fs::create_dir_all(&d).map_err(|e| Error::Cgroup {
+            std::fs::create_dir_all(d).map_err(|e| Error::Cgroup {
                 path: d.clone(),
                 msg: format!("mkdir: {e}"),
             })?;
@@ -313,7 +359,7 @@ impl CgroupManager for V1Cgroup {
         let dir = self
             .dir("pids")
             .or_else(|| self.dir("memory"))
-            .or_else(|| self.dirs().into_iter().next())
+            .or_else(|| self.dirs().first().cloned())
             .unwrap_or_default();
         read_pids(&dir.join("cgroup.procs"))
     }
@@ -345,7 +391,7 @@ impl CgroupManager for V1Cgroup {
     fn remove(&self) -> Result<()> {
         let mut first_err = None;
         for d in self.dirs() {
-            if let Err(e) = rmdir(&d) {
+            if let Err(e) = rmdir(d) {
                 first_err.get_or_insert(e);
             }
         }
@@ -353,10 +399,7 @@ impl CgroupManager for V1Cgroup {
     }
 
     fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs()
-            .into_iter()
-            .map(|d| d.join("cgroup.procs"))
-            .collect()
+        self.dirs().iter().map(|d| d.join("cgroup.procs")).collect()
     }
 }
 

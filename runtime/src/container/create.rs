@@ -1,28 +1,44 @@
 //! Creating a container: runs inside the (already detached) monitor process.
 //!
-//! Order: validate the spec, make the state dir, cgroup, stdio and exec fifo,
-//! join namespaces given by path (all but mount and user are joined by the
-//! monitor itself, which is harmless for it and lets the new namespaces of the
-//! clone be created in the right place), clone the init with the new namespaces,
-//! write its uid/gid maps and put it in the cgroup, tell it to go, wait for
-//! `ready`. Every step pushes an undo; a failure runs them in reverse, so a failed
-//! create leaves no cgroup, process or state dir behind.
+//! Order: validate the spec, make the state dir, stdio and exec fifo, join
+//! namespaces given by path (all but mount and user are joined by the monitor
+//! itself, which is harmless for it and lets the new namespaces of the clone be
+//! created in the right place), compile the seccomp filter, clone the init
+//! with the new namespaces. Then two things run at once, one per side of the
+//! sync socket:
+//!
+//! ```text
+//! monitor: id maps, cgroup mkdir + limits, add pid ── "go" ──> state.json, attach socket ── wait "ready" ── device rules ── "done" ──> report ok
+//! init:    close fds, hostname, sysctls, mounts up to the first cgroup mount ── wait "go" ── stdio + session, cgroupns, the rest of the rootfs, identity ── "ready" ── wait "done" ── wait exec fifo ── exec
+//! ```
+//!
+//! Why the overlap is safe: until "go" the init only runs runtime code (no
+//! user program) and touches nothing whose meaning depends on its cgroup; the
+//! cgroup namespace root is the cgroup the init is in when it unshares, so the
+//! init waits for "go" before that (and before any cgroup mount, and at the
+//! very start when it has its own user namespace, whose id maps come with
+//! "go"). The init cannot exec before "done", which the monitor sends only after
+//! the device rules are written. Every step pushes an undo; a failure runs them
+//! in reverse, so a failed create leaves no cgroup, process or state dir behind.
 
 use super::init::{self, ChildStdio, InitArgs};
 use super::state::{self, StateFile, FIFO_FILE, STATE_FILE, STATE_VERSION};
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Error, Result};
 use crate::rootfs::HostInfo;
+use crate::seccomp_cache;
 use crate::security::SecurityOptions;
 use crate::spec::{self, ns_flag};
 use crate::sys::linux::LinuxSyscall;
 use crate::sys::process::{self, Fork};
 use crate::sys::Syscall;
 use oci_spec::runtime::LinuxNamespaceType;
+use std::cell::Cell;
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Inputs of `berth-monitor create`.
 #[derive(Debug, Clone)]
@@ -36,6 +52,9 @@ pub struct CreateOptions {
     pub security: SecurityOptions,
     /// Where cgroupfs is mounted; `/sys/fs/cgroup` outside tests.
     pub cgroup_root: PathBuf,
+    /// Where compiled seccomp programs are kept between creates (see
+    /// [`crate::seccomp_cache`]); `None` compiles every time.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// The monitor's ends of the container's stdio.
@@ -155,10 +174,17 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     let cg_rel = cgroups::parse_cgroups_path(&cg_value, &opts.id)
         .map_err(|m| Error::spec("linux.cgroupsPath", m))?;
     let cgroup = cgroups::manager(layout, &opts.cgroup_root, &cg_rel);
-    cgroup.create()?;
+    // The cgroup is made after the clone, while the init starts its set-up, but
+    // its undo goes first so that a rollback reaps the init before the rmdir.
+    // It does nothing to a cgroup this create never got to.
+    let cg_touched = Rc::new(Cell::new(false));
     {
         let cg = cgroups::manager(layout, &opts.cgroup_root, &cg_rel);
+        let touched = cg_touched.clone();
         undo.push(move || {
+            if !touched.get() {
+                return;
+            }
             for pid in cg.pids().unwrap_or_default() {
                 let _ = process::kill(pid, libc::SIGKILL);
             }
@@ -167,14 +193,11 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     }
     // Device rules go in after the init has made its device nodes (the rules
     // also govern mknod), but before it can exec anything.
-    let mut device_rules = None;
-    if let Some(res) = linux.resources() {
-        let mut res = res.clone();
-        device_rules = res.devices().clone().filter(|d| !d.is_empty());
-        res.set_devices(None);
-        cgroup.apply(&res)?;
-    }
-    let oom_baseline = cgroup.oom_kills().unwrap_or(0);
+    let mut resources = linux.resources().clone();
+    let device_rules = resources
+        .as_mut()
+        .and_then(|r| r.devices_mut().take())
+        .filter(|d| !d.is_empty());
 
     // stdio
     let terminal = process.terminal() == Some(true);
@@ -279,7 +302,12 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
             }
         }
     }
-    let host = HostInfo::detect(new_userns, console);
+    // The init reads the host's cgroup mounts itself, off this critical path.
+    let host = HostInfo::new(new_userns, console);
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(seccomp_cache::build(s, opts.seccomp_cache.as_deref())?),
+        None => None,
+    };
 
     let (sync_parent, sync_child) = UnixStream::pair().map_err(|e| Error::sys("socketpair", e))?;
     let pid = match process::clone_with_flags(clone_flags)
@@ -297,6 +325,7 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
                 new_cgroupns,
                 host,
                 security: opts.security,
+                seccomp: seccomp.as_ref(),
             })
         }
         Fork::Parent(pid) => pid,
@@ -310,25 +339,33 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     });
 
-    if new_userns {
-        write_id_maps(pid, &linux)?;
-    }
-    cgroup.add_pid(pid)?;
-    init::send_line(&sync_parent, "go").map_err(|e| Error::sys("write sync socket", e))?;
-    let answer = init::read_line(&sync_parent).map_err(|e| Error::sys("read sync socket", e))?;
-    if let Some(msg) = answer.strip_prefix("error ") {
-        return Err(Error::Init(msg.to_string()));
-    }
-    if answer != "ready" {
-        return Err(Error::Init("container init exited during set-up".into()));
-    }
-    if let Some(rules) = device_rules {
-        let mut res = oci_spec::runtime::LinuxResources::default();
-        res.set_devices(Some(rules));
-        cgroup.apply(&res)?;
-    }
-    let pid_start_time = state::pid_start_time(pid)
-        .ok_or_else(|| Error::Init("container init exited during set-up".into()))?;
+    // While the init sets itself up: its id maps and cgroup, which it needs
+    // before "go" (see the module doc).
+    let placed = (|| {
+        if new_userns {
+            write_id_maps(pid, &linux)?;
+        }
+        cg_touched.set(true);
+        cgroup.create()?;
+        if let Some(res) = &resources {
+            cgroup.apply(res)?;
+        }
+        cgroup.add_pid(pid)
+    })();
+    // An init that failed early may be why the cgroup write failed: its
+    // message names the real cause.
+    placed.map_err(|e| init_failure(&sync_parent).unwrap_or(e))?;
+    let oom_baseline = cgroup.oom_kills().unwrap_or(0);
+    init::send_line(&sync_parent, "go").map_err(|e| {
+        init_failure(&sync_parent).unwrap_or_else(|| Error::sys("write sync socket", e))
+    })?;
+
+    // Still while the init works: the state file and the attach socket.
+    let exited = || {
+        init_failure(&sync_parent)
+            .unwrap_or_else(|| Error::Init("container init exited during set-up".into()))
+    };
+    let pid_start_time = state::pid_start_time(pid).ok_or_else(exited)?;
     let me = process::getpid();
     let st = StateFile {
         version: STATE_VERSION,
@@ -352,7 +389,24 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         .set_nonblocking(true)
         .map_err(|e| Error::io(&sock, e))?;
     let json = serde_json::to_vec_pretty(&st).map_err(|e| Error::Init(e.to_string()))?;
+    // Visible before the container is complete, which is harmless: `start`
+    // only wakes an init that is past "done" (see the module doc).
     state::write_atomic(&opts.state_dir.join(STATE_FILE), &json)?;
+
+    let answer = init::read_line(&sync_parent).map_err(|e| Error::sys("read sync socket", e))?;
+    if let Some(msg) = answer.strip_prefix("error ") {
+        return Err(Error::Init(msg.to_string()));
+    }
+    if answer != "ready" {
+        return Err(exited());
+    }
+    if let Some(rules) = device_rules {
+        let mut res = oci_spec::runtime::LinuxResources::default();
+        res.set_devices(Some(rules));
+        cgroup.apply(&res)?;
+    }
+    // Only now may the init exec (once `start` writes the fifo).
+    init::send_line(&sync_parent, "done").map_err(|_| exited())?;
     Ok(Created {
         attach,
         state: st,
@@ -360,6 +414,16 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         cgroup,
         oom_baseline,
     })
+}
+
+/// The error line of an init that gave up, if it has sent one (never blocks).
+fn init_failure(sync: &UnixStream) -> Option<Error> {
+    sync.set_nonblocking(true).ok()?;
+    let line = init::read_line(sync).ok();
+    let _ = sync.set_nonblocking(false);
+    line?
+        .strip_prefix("error ")
+        .map(|m| Error::Init(m.to_string()))
 }
 
 fn write_id_maps(pid: i32, linux: &oci_spec::runtime::Linux) -> Result<()> {

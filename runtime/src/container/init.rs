@@ -1,15 +1,19 @@
 //! The container's first process, between clone and exec.
 //!
 //! Runs in the freshly cloned child of the monitor. Talks to the monitor over a
-//! socket pair with one-line messages: it waits for `go` (uid/gid maps and cgroup
-//! are in place), sets itself up, answers `ready` or `error <message>`, then
-//! blocks reading the exec fifo until `start()` writes a byte to it, and execs.
+//! socket pair with one-line messages: it sets itself up, waiting for `go`
+//! (uid/gid maps and cgroup are in place) at the first step that needs it,
+//! answers `ready` or `error <message>`, waits for `done` (device rules are in
+//! place), then blocks reading the exec fifo until `start()` writes a byte to
+//! it, and execs. The monitor sends at most one line ahead of what the init has
+//! read, so a fresh [`read_line`] buffer never swallows the next line.
 
 use crate::error::{Error, Result};
 use crate::rootfs::{self, HostInfo};
 use crate::security::{self, SecurityOptions};
 use crate::sys::linux::LinuxSyscall;
 use crate::sys::process::{self, exit_now};
+use crate::sys::seccomp::Filter;
 use crate::sys::Syscall;
 use oci_spec::runtime::{Process, Spec};
 use std::fs::File;
@@ -31,6 +35,19 @@ pub enum ChildStdio {
     Pty { slave: RawFd },
 }
 
+impl ChildStdio {
+    fn fds(&self) -> Vec<RawFd> {
+        match *self {
+            ChildStdio::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            } => vec![stdin, stdout, stderr],
+            ChildStdio::Pty { slave } => vec![slave],
+        }
+    }
+}
+
 /// Everything the child needs, prepared by the monitor before clone.
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
@@ -43,6 +60,8 @@ pub struct InitArgs<'a> {
     pub new_cgroupns: bool,
     pub host: HostInfo,
     pub security: SecurityOptions,
+    /// The compiled `linux.seccomp` filter, loaded last.
+    pub seccomp: Option<&'a Filter>,
 }
 
 /// Sends one line to the other side of the sync socket.
@@ -70,6 +89,11 @@ pub fn run(args: InitArgs<'_>) -> ! {
         Ok((path, argv, env)) => {
             let mut fifo = args.fifo;
             if send_line(args.sync, "ready").is_err() {
+                exit_now(1);
+            }
+            // The device rules are written after our mknods; without `done`
+            // (the monitor died or gave up) we must never exec.
+            if !matches!(read_line(args.sync).as_deref(), Ok("done")) {
                 exit_now(1);
             }
             // From here the container outlives its monitor.
@@ -133,23 +157,68 @@ fn setup_stdio(stdio: &ChildStdio) -> Result<()> {
 
 type Prepared = (PathBuf, Vec<String>, Vec<String>);
 
-fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
-    let go = read_line(a.sync).map_err(|e| Error::sys("read sync socket", e))?;
-    if go != "go" {
-        return Err(Error::Init(format!("monitor aborted set-up ({go:?})")));
+/// Waits for the monitor's `go` once: from then on the process is in its
+/// cgroups (and has its id maps), so it can enter a new cgroup namespace,
+/// whose root is the cgroup it is in at that moment. It also takes its stdio
+/// and its own session only then: a new session gets a new scheduler
+/// autogroup when made outside a cpu cgroup (as in the monitor's), and
+/// moving into one costs the init a scheduling round on a busy node.
+struct CgroupGate<'a> {
+    sync: &'a UnixStream,
+    stdio: &'a ChildStdio,
+    new_cgroupns: bool,
+    passed: bool,
+}
+
+impl CgroupGate<'_> {
+    fn pass(&mut self, sys: &dyn Syscall) -> Result<()> {
+        if self.passed {
+            return Ok(());
+        }
+        let go = read_line(self.sync).map_err(|e| Error::sys("read sync socket", e))?;
+        if go != "go" {
+            return Err(Error::Init(format!("monitor aborted set-up ({go:?})")));
+        }
+        self.passed = true;
+        setup_stdio(self.stdio)?;
+        for fd in self.stdio.fds().into_iter().filter(|fd| *fd > 2) {
+            let _ = nix::unistd::close(fd);
+        }
+        if self.new_cgroupns {
+            sys.unshare(libc::CLONE_NEWCGROUP)
+                .map_err(|e| Error::sys("linux.namespaces(cgroup): unshare", e))?;
+        }
+        Ok(())
     }
-    setup_stdio(&a.stdio)?;
+}
+
+fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
+    let mut gate = CgroupGate {
+        sync: a.sync,
+        stdio: &a.stdio,
+        new_cgroupns: a.new_cgroupns,
+        passed: false,
+    };
+    if a.host.userns {
+        // Nothing useful can happen before the id maps are written.
+        gate.pass(sys)?;
+    }
+    // Everything else inherited from the monitor goes now, while /proc is
+    // still the monitor's (joining a mount namespace changes what it shows).
     let mut keep = vec![
         a.sync.as_raw_fd(),
         a.fifo.0.as_raw_fd(),
         a.fifo.1.as_raw_fd(),
     ];
     keep.extend(a.join_mnt);
+    keep.extend(a.stdio.fds());
     process::close_fds_from(3, &keep);
 
-    if a.new_cgroupns {
-        sys.unshare(libc::CLONE_NEWCGROUP)
-            .map_err(|e| Error::sys("linux.namespaces(cgroup): unshare", e))?;
+    let mut host = a.host.clone();
+    if rootfs::mounts_cgroupfs(a.spec) {
+        // The hierarchies to mount are the monitor's, so read them before
+        // joining another mount namespace.
+        host.read_cgroup_mounts();
     }
     if let Some(fd) = a.join_mnt {
         sys.setns(fd, libc::CLONE_NEWNS)
@@ -182,23 +251,20 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
                 .map_err(|e| Error::sys(format!("linux.sysctl.{k}: write {v}"), e))?;
         }
     }
-    rootfs::setup(sys, a.spec, a.rootfs, &a.host)?;
+    rootfs::setup(sys, a.spec, a.rootfs, &host, &mut || gate.pass(sys))?;
+    gate.pass(sys)?;
 
     let exe = security::resolve_executable(process, "process")?;
     security::set_rlimits(sys, process, "process")?;
     sys.chdir(process.cwd())
         .map_err(|e| Error::sys(format!("process.cwd: chdir {}", process.cwd().display()), e))?;
-    let filter = match a.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(security::build_seccomp(s)?),
-        None => None,
-    };
     let setgroups_allowed = !a.host.userns
         || std::fs::read_to_string("/proc/self/setgroups")
             .map(|s| s.trim() == "allow")
             .unwrap_or(true);
     security::set_apparmor(sys, process, "process")?;
     security::set_selinux_label(sys, process, "process")?;
-    security::set_identity(sys, process, filter.as_ref(), "process", setgroups_allowed)?;
+    security::set_identity(sys, process, a.seccomp, "process", setgroups_allowed)?;
     let argv = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
     Ok((exe, argv, env))

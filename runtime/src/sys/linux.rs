@@ -193,9 +193,32 @@ impl Syscall for LinuxSyscall {
     }
 
     fn load_seccomp(&self, filter: &seccomp::Filter) -> io::Result<()> {
-        match &filter.ctx {
-            Some(ctx) => ctx.load().map_err(|e| io::Error::other(e.to_string())),
-            None => Ok(()),
+        let Some(program) = &filter.program else {
+            return Ok(());
+        };
+        let len =
+            u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        let prog = libc::sock_fprog {
+            len,
+            filter: program.as_ptr().cast_mut(),
+        };
+        // What libseccomp's load does for a filter without flags (no tsync,
+        // no log): prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog).
+        // SAFETY: `prog` points at `len` instructions that outlive the call;
+        // the kernel copies them and does not keep the pointer.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+                0,
+                0,
+            )
+        };
+        if rc == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
         }
     }
 

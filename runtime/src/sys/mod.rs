@@ -87,8 +87,10 @@ pub trait Syscall {
 pub mod seccomp {
     /// A filter built from the spec, ready to load.
     pub struct Filter {
-        /// The libseccomp context; `None` in unit tests that only check the call order.
-        pub ctx: Option<libseccomp::ScmpFilterContext>,
+        /// The compiled BPF program; `None` in unit tests that only check the
+        /// call order. Compiled ahead (not by libseccomp's load) so that the
+        /// expensive part can run before the process is ready to load it.
+        pub program: Option<Vec<libc::sock_filter>>,
         /// A short description for test assertions and errors.
         pub summary: String,
     }
