@@ -1195,3 +1195,80 @@ async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
     let pods = list_pods(&mut cri).await;
     assert!(pods.is_empty(), "{} pods left", pods.len());
 }
+
+#[tokio::test]
+async fn runtime_default_seccomp_confines_containers_and_execs_from_one_compiled_program() {
+    skip_if!(skip::no_pod_env());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "seccomp");
+    let pod = run_pod(&mut cri, &pc).await;
+    let config = |name: &str, profile: security_profile::ProfileType| {
+        let mut cfg = container_config(name, &env.busybox, &["sleep", "3600"]);
+        cfg.linux
+            .as_mut()
+            .unwrap()
+            .security_context
+            .get_or_insert_with(Default::default)
+            .seccomp = Some(SecurityProfile {
+            profile_type: profile as i32,
+            ..Default::default()
+        });
+        cfg
+    };
+    let cache = env.base.berthd.state_dir().join("seccomp");
+    let programs = || {
+        std::fs::read_dir(&cache)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let free = run_container(
+        &mut cri,
+        &pod,
+        &pc,
+        config("free", security_profile::ProfileType::Unconfined),
+    )
+    .await;
+    assert_eq!(programs(), 0, "an unconfined container compiles nothing");
+    let a = run_container(
+        &mut cri,
+        &pod,
+        &pc,
+        config("a", security_profile::ProfileType::RuntimeDefault),
+    )
+    .await;
+    assert_eq!(programs(), 1, "the compiled RuntimeDefault program is kept");
+    let b = run_container(
+        &mut cri,
+        &pod,
+        &pc,
+        config("b", security_profile::ProfileType::RuntimeDefault),
+    )
+    .await;
+    assert_eq!(programs(), 1, "the same profile reuses the kept program");
+
+    // Seccomp mode 2 (filter) for the init and for an exec'd process; a new
+    // user namespace is refused by RuntimeDefault but not without a profile.
+    let probe = "grep Seccomp: /proc/1/status /proc/self/status | tr -d '\\t'; unshare -U true && echo unshare-ok || echo unshare-denied";
+    for (c, mode, unshare) in [
+        (&free, "0", "unshare-ok"),
+        (&a, "2", "unshare-denied"),
+        (&b, "2", "unshare-denied"),
+    ] {
+        let r = exec_sync(&mut cri, c, &["sh", "-c", probe], 10)
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&r.stdout);
+        assert_eq!(
+            out.matches(&format!("Seccomp:{mode}\n")).count(),
+            2,
+            "{out}"
+        );
+        assert!(out.contains(unshare), "{out}");
+    }
+    teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &free, &a, &b]).await;
+}

@@ -397,14 +397,16 @@ fn cmd_serve(a: &Args) -> i32 {
 }
 
 fn cmd_exec(a: &Args) -> i32 {
-    if let Err(e) = a.check_known(&["--state-dir", "--process", "--tty"]) {
+    if let Err(e) = a.check_known(&["--state-dir", "--process", "--tty", "--seccomp-cache"]) {
         fail(&e, 2);
     }
     let (dir, file) = match (a.need("--state-dir"), a.need("--process")) {
         (Ok(d), Ok(f)) => (abs(d), abs(f)),
         (Err(e), _) | (_, Err(e)) => fail(&e, 2),
     };
-    let result = exec::load_process(&file).and_then(|p| exec::exec(&dir, &p, a.flag("--tty")));
+    let cache = a.get("--seccomp-cache").map(abs);
+    let result = exec::load_process(&file)
+        .and_then(|p| exec::exec(&dir, &p, a.flag("--tty"), cache.as_deref()));
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -45,7 +45,13 @@ pub fn load_process(path: &Path) -> Result<Process> {
 
 /// Runs `process` in the container and returns its exit code (128+signal when
 /// killed). Must be called from a single-threaded process.
-pub fn exec(state_dir: &Path, process: &Process, tty: bool) -> Result<i32> {
+/// `seccomp_cache`: compiled programs to reuse (see [`crate::seccomp_cache`]).
+pub fn exec(
+    state_dir: &Path,
+    process: &Process,
+    tty: bool,
+    seccomp_cache: Option<&Path>,
+) -> Result<i32> {
     let c = Container::load(state_dir)?;
     let st = c.state()?;
     if st.status != super::Status::Running {
@@ -80,7 +86,7 @@ pub fn exec(state_dir: &Path, process: &Process, tty: bool) -> Result<i32> {
     }
     // The container's seccomp profile applies to exec'd processes too.
     let filter = match spec_seccomp(&c.state_file().bundle)? {
-        Some(s) => Some(security::build_seccomp(&s)?),
+        Some(s) => Some(crate::seccomp_cache::build(&s, seccomp_cache)?),
         None => None,
     };
     let me = process::getpid().to_string();

@@ -251,6 +251,10 @@ impl Lifecycle {
         if self.config.restrict_oom_score_adj {
             args.push("--restrict-oom-score-adj".into());
         }
+        args.extend([
+            "--seccomp-cache".into(),
+            self.seccomp_cache_dir().display().to_string(),
+        ]);
         {
             let dir = state_dir.clone();
             // Registered first: the monitor cleans up after a failed create, and

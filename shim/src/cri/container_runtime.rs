@@ -82,6 +82,35 @@ impl Lifecycle {
         self.config.state_dir.join("c").join(id)
     }
 
+    /// `<state_dir>/seccomp`: compiled seccomp programs that `berth-monitor`
+    /// reuses across creates and execs (compiling RuntimeDefault costs
+    /// ~10 ms). Volatile like the rest of the state dir, and rebuilt on demand.
+    pub fn seccomp_cache_dir(&self) -> PathBuf {
+        self.config.state_dir.join("seccomp")
+    }
+
+    /// `berth-monitor exec` of the process in `process_file` in the container
+    /// whose monitor state is in `state_dir`.
+    pub fn exec_helper(
+        &self,
+        state_dir: &Path,
+        process_file: &Path,
+        tty: bool,
+    ) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.monitor);
+        c.arg("exec")
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--process")
+            .arg(process_file)
+            .arg("--seccomp-cache")
+            .arg(self.seccomp_cache_dir());
+        if tty {
+            c.arg("--tty");
+        }
+        c
+    }
+
     /// `<root>/containers/<id>`: the OCI bundle (config.json next to the rootfs).
     pub fn bundle_dir(&self, id: &str) -> PathBuf {
         self.config.root.join("containers").join(id)

@@ -119,15 +119,7 @@ impl StreamRuntime for CriStreamRuntime {
         let process = exec_process(&rec.bundle.join("config.json"), &cmd, tty)?;
         std::fs::write(&file, process).map_err(Error::io("write exec process", &file))?;
         let guard = RemoveOnDrop(file.clone());
-        let mut c = tokio::process::Command::new(&self.lc.monitor);
-        c.arg("exec")
-            .arg("--state-dir")
-            .arg(&rec.state_dir)
-            .arg("--process")
-            .arg(&file);
-        if tty {
-            c.arg("--tty");
-        }
+        let c = self.lc.exec_helper(&rec.state_dir, &file, tty);
         let (mut io, _pid) = if tty {
             process::spawn_with_pty(c, stdin)?
         } else {

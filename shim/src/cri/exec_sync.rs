@@ -37,9 +37,7 @@ impl CriService {
         std::fs::write(&process_file, process)
             .map_err(Error::io("write exec process", &process_file))?;
         let result = run(
-            lc.monitor.as_path(),
-            &rec.state_dir,
-            &process_file,
+            lc.exec_helper(&rec.state_dir, &process_file, false),
             req.timeout,
         )
         .await;
@@ -77,24 +75,14 @@ pub(crate) fn exec_process(
     serde_json::to_vec(&p).map_err(|e| Error::Internal(format!("exec process: {e}")))
 }
 
-async fn run(
-    monitor: &std::path::Path,
-    state_dir: &std::path::Path,
-    process_file: &std::path::Path,
-    timeout: i64,
-) -> Result<ExecSyncResponse> {
-    let mut child = tokio::process::Command::new(monitor)
-        .arg("exec")
-        .arg("--state-dir")
-        .arg(state_dir)
-        .arg("--process")
-        .arg(process_file)
+async fn run(mut helper: tokio::process::Command, timeout: i64) -> Result<ExecSyncResponse> {
+    let mut child = helper
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| Error::Runtime(format!("run {} exec: {e}", monitor.display())))?;
+        .map_err(|e| Error::Runtime(format!("run berth-monitor exec: {e}")))?;
     let out = child.stdout.take();
     let err = child.stderr.take();
     let work = async {
