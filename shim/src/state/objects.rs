@@ -4,13 +4,15 @@
 //! waiting for that lock, so listings never stall behind a slow stop).
 //!
 //! Next to each record sits its ready-made listing form ([`Listed`]), rebuilt
-//! whenever the record changes: List* RPCs are polled constantly by kubelet,
-//! and cloning one small CRI message per object is several times cheaper than
-//! copying the whole record (with its full config) and converting it.
+//! whenever the record changes: List* RPCs are polled constantly by kubelet.
+//! For pods and containers that form is a [`Listing`]: the small CRI message,
+//! which filters read, and its protobuf encoding, which a reply shares instead
+//! of copying and re-encoding the message every time.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use berth_proto::encoded::Encoded;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
@@ -21,6 +23,22 @@ pub trait Listed {
     type Item: Clone;
     /// `None` hides the object from listings (e.g. while it is being created).
     fn listed(&self) -> Option<Self::Item>;
+}
+
+/// A listing form in both shapes: the message, which filters read, and its
+/// protobuf encoding, which replies carry (cloning it shares the bytes).
+#[derive(Clone, Debug)]
+pub struct Listing<M> {
+    pub msg: M,
+    pub wire: Encoded<M>,
+}
+
+impl<M: prost::Message + Default> Listing<M> {
+    /// Encodes `msg` once, for every reply to come.
+    pub fn new(msg: M) -> Listing<M> {
+        let wire = Encoded::new(&msg);
+        Listing { msg, wire }
+    }
 }
 
 /// A record and its listing form, always replaced together.
@@ -212,14 +230,15 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             .collect()
     }
 
-    /// The listing form of every listed object that passes `keep`, in id order.
-    pub fn listed_where(&self, keep: impl Fn(&R::Item) -> bool) -> Vec<R::Item> {
+    /// `pick` applied to the listing form of every listed object, in id order,
+    /// keeping the `Some`s: a reply takes just the part it sends.
+    pub fn listed_filter_map<T>(&self, pick: impl Fn(&R::Item) -> Option<T>) -> Vec<T> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(map.len());
         for e in map.values() {
             let cur = e.cur.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(item) = cur.listed.as_ref().filter(|i| keep(i)) {
-                out.push(item.clone());
+            if let Some(item) = cur.listed.as_ref().and_then(&pick) {
+                out.push(item);
             }
         }
         out
@@ -256,13 +275,18 @@ mod tests {
         objs.insert(&store, "a", 1).unwrap();
         let b = objs.insert(&store, "b", 2).unwrap();
         objs.insert_loaded("c", 3);
-        assert_eq!(objs.listed_where(|_| true), ["1", "3"]);
-        assert_eq!(objs.listed_where(|s| s != "1"), ["3"]);
+        assert_eq!(objs.listed_filter_map(|s| Some(s.clone())), ["1", "3"]);
+        assert_eq!(
+            objs.listed_filter_map(|s| (s != "1").then(|| s.clone())),
+            ["3"]
+        );
         let g = b.lock().await;
         b.update(&g, &store, "t", "b", |v| *v = 5).unwrap();
-        assert_eq!(objs.listed_where(|_| true), ["1", "5", "3"]);
+        assert_eq!(objs.listed_filter_map(|s| Some(s.clone())), ["1", "5", "3"]);
         objs.remove(&store, "a").unwrap();
-        assert_eq!(objs.listed_where(|_| true), ["5", "3"]);
+        assert_eq!(objs.listed_filter_map(|s| Some(s.clone())), ["5", "3"]);
+        assert_eq!(objs.listed_filter_map(|s| s.parse::<u32>().ok()), [5, 3]);
+        assert_eq!(objs.listed_filter_map(|s| (s == "3").then_some(30)), [30]);
         assert_eq!(objs.records_where(|v| *v > 3), [5]);
         assert_eq!(objs.ids(), ["b", "c"]);
     }
