@@ -9,6 +9,7 @@
 //! ordinary generated messages (same wire format).
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{self, DecodeContext, WireType};
@@ -73,9 +74,10 @@ impl<M> std::fmt::Debug for Encoded<M> {
 /// of ListContainersResponse, StreamContainersResponse, ListPodSandboxResponse
 /// and StreamPodSandboxesResponse. A nested message and a `bytes` field share
 /// the wire form (tag, length, bytes), so encoding writes each item's bytes as
-/// they are; decoding keeps each item's bytes without parsing them.
+/// they are; decoding keeps each item's bytes without parsing them. Cloning
+/// shares the items, so a server can keep a reply and send it again.
 pub struct EncodedList<M> {
-    items: Vec<Bytes>,
+    items: Arc<Vec<Bytes>>,
     of: PhantomData<fn() -> M>,
 }
 
@@ -120,7 +122,7 @@ impl<M: Message + Default> EncodedList<M> {
 impl<M> FromIterator<Encoded<M>> for EncodedList<M> {
     fn from_iter<I: IntoIterator<Item = Encoded<M>>>(iter: I) -> Self {
         EncodedList {
-            items: iter.into_iter().map(|e| e.bytes).collect(),
+            items: Arc::new(iter.into_iter().map(|e| e.bytes).collect()),
             of: PhantomData,
         }
     }
@@ -135,7 +137,7 @@ impl<M> From<Vec<Encoded<M>>> for EncodedList<M> {
 impl<M> Default for EncodedList<M> {
     fn default() -> Self {
         EncodedList {
-            items: Vec::new(),
+            items: Arc::default(),
             of: PhantomData,
         }
     }
@@ -177,7 +179,8 @@ impl<M: Send + Sync + 'static> Message for EncodedList<M> {
         ctx: DecodeContext,
     ) -> Result<(), DecodeError> {
         if tag == ITEMS_FIELD {
-            encoding::bytes::merge_repeated(wire_type, &mut self.items, buf, ctx)
+            // Only a decoded list grows, and it shares its items with nobody.
+            encoding::bytes::merge_repeated(wire_type, Arc::make_mut(&mut self.items), buf, ctx)
         } else {
             encoding::skip_field(wire_type, tag, buf, ctx)
         }
@@ -188,7 +191,7 @@ impl<M: Send + Sync + 'static> Message for EncodedList<M> {
     }
 
     fn clear(&mut self) {
-        self.items.clear();
+        self.items = Arc::default();
     }
 }
 

@@ -44,7 +44,16 @@ impl CriService {
         &self,
         req: ListContainersRequest,
     ) -> Result<ListContainersReply> {
-        Ok(self.matching_containers(req.filter.as_ref()).into())
+        let lc = &self.lifecycle;
+        let filter = req.filter.filter(|f| *f != ContainerFilter::default());
+        if filter.is_none() {
+            // kubelet's relist: the same reply until a container changes.
+            let generation = lc.containers.generation();
+            return Ok(lc
+                .all_containers
+                .get_or_build(generation, || matching(&lc.containers, None).into()));
+        }
+        Ok(self.matching_containers(filter.as_ref()).into())
     }
 
     pub(crate) async fn stream_containers(

@@ -49,7 +49,16 @@ impl CriService {
         &self,
         req: ListPodSandboxRequest,
     ) -> Result<ListPodSandboxReply> {
-        Ok(self.matching_pods(req.filter.as_ref()).into())
+        let lc = &self.lifecycle;
+        let filter = req.filter.filter(|f| *f != PodSandboxFilter::default());
+        if filter.is_none() {
+            // kubelet's relist: the same reply until a pod changes.
+            let generation = lc.pods.generation();
+            return Ok(lc
+                .all_pods
+                .get_or_build(generation, || self.matching_pods(None).into()));
+        }
+        Ok(self.matching_pods(filter.as_ref()).into())
     }
 
     pub(crate) async fn stream_pod_sandboxes(

@@ -7,10 +7,13 @@
 //! whenever the record changes: List* RPCs are polled constantly by kubelet.
 //! For pods and containers that form is a [`Listing`]: the small CRI message,
 //! which filters read, and its protobuf encoding, which a reply shares instead
-//! of copying and re-encoding the message every time.
+//! of copying and re-encoding the message every time. Every change to the
+//! index bumps its generation, so a whole reply can be kept ([`ReplyCache`])
+//! until something changes: kubelet's relist asks for everything every second.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use berth_proto::encoded::Encoded;
 use serde::{de::DeserializeOwned, Serialize};
@@ -58,16 +61,19 @@ impl<R: Listed> Current<R> {
 pub struct Entry<R: Listed> {
     op: tokio::sync::Mutex<()>,
     cur: RwLock<Current<R>>,
+    /// The generation of the [`Objects`] holding this entry.
+    generation: Arc<AtomicU64>,
 }
 
 /// Proof that the caller holds an entry's operation lock.
 pub type OpGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
 impl<R: Clone + Serialize + Listed> Entry<R> {
-    fn new(rec: R) -> Entry<R> {
+    fn new(rec: R, generation: Arc<AtomicU64>) -> Entry<R> {
         Entry {
             op: tokio::sync::Mutex::new(()),
             cur: RwLock::new(Current::new(rec)),
+            generation,
         }
     }
 
@@ -105,6 +111,8 @@ impl<R: Clone + Serialize + Listed> Entry<R> {
         store.put(table, id, &next)?;
         let cur = Current::new(next.clone());
         *self.cur.write().unwrap_or_else(|p| p.into_inner()) = cur;
+        // After the write: whoever reads the new generation sees the new record.
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(next)
     }
 }
@@ -114,6 +122,8 @@ pub struct Objects<R: Listed> {
     table: &'static str,
     kind: &'static str,
     map: RwLock<BTreeMap<String, Arc<Entry<R>>>>,
+    /// Bumped after every insert, update and removal.
+    generation: Arc<AtomicU64>,
 }
 
 impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
@@ -124,7 +134,15 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             table,
             kind,
             map: RwLock::new(BTreeMap::new()),
+            generation: Arc::default(),
         }
+    }
+
+    /// Changes whenever an object is inserted, updated or removed. Read it
+    /// before reading the objects: what is built from them then reflects at
+    /// least that generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The store table.
@@ -140,11 +158,12 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
 
     /// Indexes a record that is already in the store (recovery).
     pub fn insert_loaded(&self, id: &str, rec: R) -> Arc<Entry<R>> {
-        let e = Arc::new(Entry::new(rec));
+        let e = Arc::new(Entry::new(rec, self.generation.clone()));
         self.map
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), e.clone());
+        self.generation.fetch_add(1, Ordering::Release);
         e
     }
 
@@ -155,6 +174,7 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -255,6 +275,42 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
     }
 }
 
+/// The last reply built from every listed object of an [`Objects`], with the
+/// generation it was built at; served again until the generation moves on.
+pub struct ReplyCache<T> {
+    slot: Mutex<Option<(u64, T)>>,
+}
+
+impl<T> Default for ReplyCache<T> {
+    fn default() -> Self {
+        ReplyCache {
+            slot: Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> ReplyCache<T> {
+    /// The kept reply if it was built at `generation` (read from the objects
+    /// before calling), else `build()`, kept for the next call.
+    pub fn get_or_build(&self, generation: u64, build: impl FnOnce() -> T) -> T {
+        let slot = || self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((g, reply)) = &*slot() {
+            if *g == generation {
+                return reply.clone();
+            }
+        }
+        // Built without the lock: a concurrent change only means a later
+        // generation, which the next call rebuilds.
+        let reply = build();
+        let mut kept = slot();
+        // Generations only grow: never replace a newer reply with an older one.
+        if kept.as_ref().is_none_or(|(g, _)| *g <= generation) {
+            *kept = Some((generation, reply.clone()));
+        }
+        reply
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +345,39 @@ mod tests {
         assert_eq!(objs.listed_filter_map(|s| (s == "3").then_some(30)), [30]);
         assert_eq!(objs.records_where(|v| *v > 3), [5]);
         assert_eq!(objs.ids(), ["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn every_change_moves_the_generation_and_a_kept_reply_lives_until_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.redb")).unwrap();
+        let objs: Objects<u32> = Objects::new("t", "thing");
+        let cache = ReplyCache::default();
+        let all = |objs: &Objects<u32>| objs.listed_filter_map(|s| Some(s.clone()));
+        let reply = |objs: &Objects<u32>| cache.get_or_build(objs.generation(), || all(objs));
+
+        let g0 = objs.generation();
+        let a = objs.insert(&store, "a", 1).unwrap();
+        let g1 = objs.generation();
+        assert!(g1 > g0);
+        assert_eq!(reply(&objs), ["1"]);
+        // Kept: a build now would panic.
+        assert_eq!(cache.get_or_build(g1, || unreachable!()), ["1"]);
+
+        let g = a.lock().await;
+        a.update(&g, &store, "t", "a", |v| *v = 3).unwrap();
+        drop(g);
+        let g2 = objs.generation();
+        assert!(g2 > g1);
+        assert_eq!(reply(&objs), ["3"]);
+        objs.insert_loaded("b", 7);
+        assert_eq!(reply(&objs), ["3", "7"]);
+        objs.remove(&store, "a").unwrap();
+        assert_eq!(reply(&objs), ["7"]);
+        // A slow builder of an old generation does not replace the newer reply.
+        let g3 = objs.generation();
+        assert_eq!(cache.get_or_build(g1, || vec!["old".into()]), ["old"]);
+        assert_eq!(cache.get_or_build(g3, || unreachable!()), ["7"]);
     }
 
     #[tokio::test]
