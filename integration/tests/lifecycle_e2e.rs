@@ -1272,3 +1272,110 @@ async fn runtime_default_seccomp_confines_containers_and_execs_from_one_compiled
     }
     teardown_leaving_nothing(&mut cri, &env.base.berthd, &[&pod, &free, &a, &b]).await;
 }
+
+/// berthd keeps its unfiltered ListPodSandbox/ListContainers replies until a
+/// record changes: every change, including an exit berthd learns of on its
+/// own, must show in the next unfiltered list, and an empty filter is the
+/// same as none.
+#[tokio::test]
+async fn unfiltered_lists_follow_every_change_of_pods_and_containers() {
+    skip_if!(skip::no_pod_env());
+    let env = env().await;
+    let mut cri = env.cri.clone();
+    let pc = pod_config(&env, "relist");
+    let pod = run_pod(&mut cri, &pc).await;
+    let pod_state = |pods: Vec<PodSandbox>| {
+        pods.into_iter()
+            .find(|p| p.id == pod)
+            .map(|p| PodSandboxState::try_from(p.state).unwrap())
+    };
+    let states = |list: Vec<Container>| -> Vec<(String, ContainerState)> {
+        list.into_iter()
+            .filter(|c| c.pod_sandbox_id == pod)
+            .map(|c| (c.id, ContainerState::try_from(c.state).unwrap()))
+            .collect()
+    };
+    assert_eq!(
+        pod_state(list_pods(&mut cri).await),
+        Some(PodSandboxState::SandboxReady)
+    );
+    assert_eq!(states(list_containers(&mut cri, None).await), []);
+
+    let mut cfg = container_config("sleeper", &env.busybox, &["sleep", "3600"]);
+    cfg.labels.insert("tier".into(), "relist".into());
+    let sleeper = create_container(&mut cri, &pod, &pc, cfg).await;
+    let listed = list_containers(&mut cri, None).await;
+    assert_eq!(
+        states(listed.clone()),
+        [(sleeper.clone(), ContainerState::ContainerCreated)]
+    );
+    let mine = listed.iter().find(|c| c.id == sleeper).unwrap();
+    assert_eq!(mine.labels["tier"], "relist");
+    assert_eq!(mine.metadata.as_ref().unwrap().name, "sleeper");
+    // An empty filter is the unfiltered list, not a filter matching nothing.
+    assert_eq!(
+        list_containers(&mut cri, Some(ContainerFilter::default())).await,
+        listed
+    );
+
+    start_container(&mut cri, &sleeper).await;
+    assert_eq!(
+        states(list_containers(&mut cri, None).await),
+        [(sleeper.clone(), ContainerState::ContainerRunning)]
+    );
+
+    // A container that exits by itself: berthd's exit watcher records it, and
+    // the next list shows it without anyone asking for its status.
+    let quick = run_container(
+        &mut cri,
+        &pod,
+        &pc,
+        container_config("quick", &env.busybox, &["true"]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let want_exit = |list: &[(String, ContainerState)]| {
+        list.iter()
+            .any(|(id, s)| *id == quick && *s == ContainerState::ContainerExited)
+    };
+    let mut listed = states(list_containers(&mut cri, None).await);
+    while !want_exit(&listed) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        listed = states(list_containers(&mut cri, None).await);
+    }
+    assert!(want_exit(&listed), "{listed:?}");
+
+    stop_container(&mut cri, &sleeper, 0).await;
+    remove_container(&mut cri, &quick).await;
+    assert_eq!(
+        states(list_containers(&mut cri, None).await),
+        [(sleeper.clone(), ContainerState::ContainerExited)]
+    );
+    remove_container(&mut cri, &sleeper).await;
+    assert_eq!(states(list_containers(&mut cri, None).await), []);
+
+    stop_pod(&mut cri, &pod).await;
+    assert_eq!(
+        pod_state(list_pods(&mut cri).await),
+        Some(PodSandboxState::SandboxNotready)
+    );
+    assert_eq!(
+        pod_state(
+            cri.runtime
+                .list_pod_sandbox(ListPodSandboxRequest {
+                    filter: Some(PodSandboxFilter::default()),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .items
+        ),
+        Some(PodSandboxState::SandboxNotready)
+    );
+    remove_pod(&mut cri, &pod).await;
+    assert_eq!(pod_state(list_pods(&mut cri).await), None);
+    assert_eq!(
+        leftovers(&env.base.berthd, &[&pod, &sleeper, &quick]),
+        Vec::<String>::new()
+    );
+}

@@ -1,5 +1,7 @@
 //! The Kubernetes CRI v1 API (`runtime.v1`): prost messages plus tonic clients and
 //! servers for `RuntimeService` and `ImageService`, generated from `proto/api.proto`.
+//! The servers send the pod and container list replies as [`encoded::EncodedList`]s
+//! of pre-encoded messages; clients decode the generated messages as usual.
 
 /// Generated code, grouped by protobuf package.
 pub mod runtime {
@@ -8,10 +10,14 @@ pub mod runtime {
         #![allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
         tonic::include_proto!("runtime.v1");
         include!(concat!(env!("OUT_DIR"), "/runtime.v1.serde.rs"));
+        // `runtime_service_server` and `image_service_server` (see build.rs).
+        include!(concat!(env!("OUT_DIR"), "/server/runtime.v1.rs"));
     }
 }
 
 pub use runtime::v1;
+
+pub mod encoded;
 
 /// Encoded `FileDescriptorSet` of `api.proto`, for gRPC reflection and introspection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -1,5 +1,6 @@
 //! The generated server and client talk real gRPC (HTTP/2) over a unix socket,
-//! the transport kubelet and crictl use: a unary RPC, a server-streaming RPC
+//! the transport kubelet and crictl use: a unary RPC, a server-streaming RPC,
+//! a list reply sent from pre-encoded items and decoded by the ordinary client,
 //! and an RPC the server rejects.
 
 use std::future::Future;
@@ -7,6 +8,10 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use berth_proto::encoded::{
+    EncodedList, ListContainersReply, ListPodSandboxReply, StreamContainersReply,
+    StreamPodSandboxesReply,
+};
 use berth_proto::v1;
 use berth_proto::v1::runtime_service_client::RuntimeServiceClient;
 use berth_proto::v1::runtime_service_server::{RuntimeService, RuntimeServiceServer};
@@ -39,7 +44,7 @@ impl RuntimeService for TestRuntime {
         }))
     }
 
-    type StreamContainersStream = BoxStream<v1::StreamContainersResponse>;
+    type StreamContainersStream = BoxStream<StreamContainersReply>;
     async fn stream_containers(
         &self,
         request: Request<v1::StreamContainersRequest>,
@@ -56,12 +61,11 @@ impl RuntimeService for TestRuntime {
         };
         // Two chunks, as a runtime batching its list would send.
         let chunks = vec![
-            Ok(v1::StreamContainersResponse {
-                containers: vec![container("c1"), container("c2")],
-            }),
-            Ok(v1::StreamContainersResponse {
-                containers: vec![container("c3")],
-            }),
+            Ok(EncodedList::from_messages(&[
+                container("c1"),
+                container("c2"),
+            ])),
+            Ok(EncodedList::from_messages(&[container("c3")])),
         ];
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
@@ -93,10 +97,10 @@ impl RuntimeService for TestRuntime {
     async fn list_pod_sandbox(
         &self,
         _: Request<v1::ListPodSandboxRequest>,
-    ) -> Reply<v1::ListPodSandboxResponse> {
+    ) -> Reply<ListPodSandboxReply> {
         no("ListPodSandbox")
     }
-    type StreamPodSandboxesStream = BoxStream<v1::StreamPodSandboxesResponse>;
+    type StreamPodSandboxesStream = BoxStream<StreamPodSandboxesReply>;
     async fn stream_pod_sandboxes(
         &self,
         _: Request<v1::StreamPodSandboxesRequest>,
@@ -130,8 +134,10 @@ impl RuntimeService for TestRuntime {
     async fn list_containers(
         &self,
         _: Request<v1::ListContainersRequest>,
-    ) -> Reply<v1::ListContainersResponse> {
-        no("ListContainers")
+    ) -> Reply<ListContainersReply> {
+        Ok(Response::new(
+            EncodedList::from_messages(&many_containers()),
+        ))
     }
     async fn container_status(
         &self,
@@ -259,6 +265,35 @@ impl RuntimeService for TestRuntime {
     }
 }
 
+/// Enough containers, with labels and annotations, for a reply of several
+/// HTTP/2 frames and more than the default 64 KiB flow-control window.
+fn many_containers() -> Vec<v1::Container> {
+    (0..600)
+        .map(|i| {
+            let mut c = v1::Container {
+                id: format!("{i:064x}"),
+                pod_sandbox_id: format!("{:064x}", i / 10),
+                metadata: Some(v1::ContainerMetadata {
+                    name: format!("c{i}"),
+                    attempt: i % 3,
+                }),
+                image: Some(v1::ImageSpec {
+                    image: "registry.local/app:1".into(),
+                    ..Default::default()
+                }),
+                image_ref: format!("registry.local/app@sha256:{i:064x}"),
+                state: (i % 4) as i32,
+                created_at: 1_700_000_000_000_000_000 + i64::from(i),
+                image_id: format!("sha256:{i:064x}"),
+                ..Default::default()
+            };
+            c.labels.insert("app".into(), format!("app-{}", i % 7));
+            c.annotations.insert("n".into(), i.to_string());
+            c
+        })
+        .collect()
+}
+
 /// Connects every channel request to one unix socket path; the URI is ignored.
 #[derive(Clone)]
 struct UnixConnector(PathBuf);
@@ -341,6 +376,17 @@ async fn stream_containers_delivers_every_chunk_then_ends() {
         .iter()
         .flat_map(|c| &c.containers)
         .all(|c| c.pod_sandbox_id == "pod-1"));
+}
+
+#[tokio::test]
+async fn a_pre_encoded_list_reply_decodes_to_the_same_containers_at_the_client() {
+    let (_dir, mut client) = serve().await;
+    let reply = client
+        .list_containers(v1::ListContainersRequest { filter: None })
+        .await
+        .expect("ListContainers rpc")
+        .into_inner();
+    assert_eq!(reply.containers, many_containers());
 }
 
 #[tokio::test]

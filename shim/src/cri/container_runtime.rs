@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use berth_proto::encoded::{ListContainersReply, ListPodSandboxReply};
 use berth_proto::v1::ContainerEventResponse;
 use tokio::sync::broadcast;
 
@@ -19,7 +20,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::image::ImageService;
 use crate::state::{
-    ContainerRecord, ContainerState, Names, Objects, PodRecord, CONTAINERS_TABLE, PODS_TABLE,
+    ContainerRecord, ContainerState, Names, Objects, PodRecord, ReplyCache, CONTAINERS_TABLE,
+    PODS_TABLE,
 };
 use crate::store::Store;
 
@@ -35,6 +37,10 @@ pub(crate) struct Lifecycle {
     pub images: Arc<ImageService>,
     pub pods: Objects<PodRecord>,
     pub containers: Objects<ContainerRecord>,
+    /// The last unfiltered ListPodSandbox reply.
+    pub all_pods: ReplyCache<ListPodSandboxReply>,
+    /// The last unfiltered ListContainers reply.
+    pub all_containers: ReplyCache<ListContainersReply>,
     pub pod_names: Names,
     pub container_names: Names,
     pub events: broadcast::Sender<ContainerEventResponse>,
@@ -57,6 +63,8 @@ impl Lifecycle {
             images,
             pods: Objects::new(PODS_TABLE, "pod sandbox"),
             containers: Objects::new(CONTAINERS_TABLE, "container"),
+            all_pods: ReplyCache::default(),
+            all_containers: ReplyCache::default(),
             pod_names: Names::default(),
             container_names: Names::default(),
             events: broadcast::channel(EVENT_BACKLOG).0,

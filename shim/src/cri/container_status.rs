@@ -2,15 +2,15 @@
 
 use std::collections::HashMap;
 
+use berth_proto::encoded::{Encoded, ListContainersReply, StreamContainersReply};
 use berth_proto::v1::{
     Container, ContainerFilter, ContainerStatusRequest, ContainerStatusResponse,
-    ListContainersRequest, ListContainersResponse, StreamContainersRequest,
-    StreamContainersResponse,
+    ListContainersRequest, StreamContainersRequest,
 };
 
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
-use crate::state::{id_matches, labels_match, ContainerRecord, ContainerState};
+use crate::state::{id_matches, labels_match, ContainerRecord, ContainerState, Objects};
 
 /// Containers per StreamContainers reply.
 pub(crate) const STREAM_PAGE: usize = 100;
@@ -43,33 +43,46 @@ impl CriService {
     pub(crate) async fn list_containers(
         &self,
         req: ListContainersRequest,
-    ) -> Result<ListContainersResponse> {
-        Ok(ListContainersResponse {
-            containers: self.matching_containers(req.filter.as_ref()),
-        })
+    ) -> Result<ListContainersReply> {
+        let lc = &self.lifecycle;
+        let filter = req.filter.filter(|f| *f != ContainerFilter::default());
+        if filter.is_none() {
+            // kubelet's relist: the same reply until a container changes.
+            let generation = lc.containers.generation();
+            return Ok(lc
+                .all_containers
+                .get_or_build(generation, || matching(&lc.containers, None).into()));
+        }
+        Ok(self.matching_containers(filter.as_ref()).into())
     }
 
     pub(crate) async fn stream_containers(
         &self,
         req: StreamContainersRequest,
-    ) -> Result<BoxStream<StreamContainersResponse>> {
+    ) -> Result<BoxStream<StreamContainersReply>> {
         let all = self.matching_containers(req.filter.as_ref());
         let pages: Vec<_> = all
             .chunks(STREAM_PAGE)
-            .map(|c| {
-                Ok(StreamContainersResponse {
-                    containers: c.to_vec(),
-                })
-            })
+            .map(|c| Ok(c.to_vec().into()))
             .collect();
         Ok(Box::pin(futures::stream::iter(pages)))
     }
 
-    fn matching_containers(&self, filter: Option<&ContainerFilter>) -> Vec<Container> {
-        self.lifecycle
-            .containers
-            .listed_where(|c| filter.is_none_or(|f| container_matches(f, c)))
+    fn matching_containers(&self, filter: Option<&ContainerFilter>) -> Vec<Encoded<Container>> {
+        matching(&self.lifecycle.containers, filter)
     }
+}
+
+/// The encoded listing form of every container that passes `filter`, in id order.
+fn matching(
+    containers: &Objects<ContainerRecord>,
+    filter: Option<&ContainerFilter>,
+) -> Vec<Encoded<Container>> {
+    containers.listed_filter_map(|l| {
+        filter
+            .is_none_or(|f| container_matches(f, &l.msg))
+            .then(|| l.wire.clone())
+    })
 }
 
 /// Whether a container passes every set field of `f`.
@@ -102,6 +115,7 @@ fn verbose_info(rec: &ContainerRecord) -> Result<String> {
 mod tests {
     use super::*;
     use berth_proto::v1::{ContainerConfig, ContainerStateValue};
+    use prost::Message;
 
     fn rec(id: &str, pod: &str, state: ContainerState, app: &str) -> ContainerRecord {
         let mut config = ContainerConfig::default();
@@ -128,6 +142,62 @@ mod tests {
             pid: 0,
             user: None,
         }
+    }
+
+    /// What a client decodes from the reply built of `parts`.
+    fn decoded(parts: Vec<Encoded<Container>>) -> Vec<Container> {
+        let reply = ListContainersReply::from(parts);
+        berth_proto::v1::ListContainersResponse::decode(reply.encode_to_vec().as_slice())
+            .unwrap()
+            .containers
+    }
+
+    #[tokio::test]
+    async fn replies_decode_to_the_listing_of_the_current_records_that_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(&dir.path().join("m.redb")).unwrap();
+        let objs: Objects<ContainerRecord> = Objects::new("containers", "container");
+        let recs = [
+            rec("aa11", "p1", ContainerState::Running, "web"),
+            rec("ab22", "p2", ContainerState::Exited, "db"),
+            rec("ac33", "p1", ContainerState::Creating, "web"),
+            rec("bb44", "p1", ContainerState::Created, "db"),
+        ];
+        for r in &recs {
+            objs.insert(&store, &r.id, r.clone()).unwrap();
+        }
+        let cri = |i: usize| recs[i].to_cri();
+        // Creating is never listed.
+        assert_eq!(decoded(matching(&objs, None)), [cri(0), cri(1), cri(3)]);
+        let mut f = ContainerFilter {
+            pod_sandbox_id: "p1".into(),
+            ..Default::default()
+        };
+        assert_eq!(decoded(matching(&objs, Some(&f))), [cri(0), cri(3)]);
+        f.label_selector.insert("app".into(), "db".into());
+        assert_eq!(decoded(matching(&objs, Some(&f))), [cri(3)]);
+        let f = ContainerFilter {
+            id: "a".into(),
+            state: Some(ContainerStateValue {
+                state: berth_proto::v1::ContainerState::ContainerExited as i32,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(decoded(matching(&objs, Some(&f))), [cri(1)]);
+
+        // A change to a record shows in the next reply, encoded anew.
+        let e = objs.get("aa11").unwrap();
+        let g = e.lock().await;
+        let now = e
+            .update(&g, &store, objs.table(), "aa11", |r| {
+                r.state = ContainerState::Exited;
+                r.config.labels.insert("app".into(), "db".into());
+            })
+            .unwrap();
+        assert_eq!(decoded(matching(&objs, Some(&f))), [now.to_cri(), cri(1)]);
+        assert!(decoded(matching(&objs, None))
+            .iter()
+            .all(|c| c.id != "ac33"));
     }
 
     #[test]

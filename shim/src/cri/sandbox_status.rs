@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
+use berth_proto::encoded::{Encoded, ListPodSandboxReply, StreamPodSandboxesReply};
 use berth_proto::v1::{
-    ListPodSandboxRequest, ListPodSandboxResponse, PodSandbox, PodSandboxFilter,
-    PodSandboxStatusRequest, PodSandboxStatusResponse, StreamPodSandboxesRequest,
-    StreamPodSandboxesResponse,
+    ListPodSandboxRequest, PodSandbox, PodSandboxFilter, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, StreamPodSandboxesRequest,
 };
 
 use super::container_status::STREAM_PAGE;
@@ -48,32 +48,38 @@ impl CriService {
     pub(crate) async fn list_pod_sandbox(
         &self,
         req: ListPodSandboxRequest,
-    ) -> Result<ListPodSandboxResponse> {
-        Ok(ListPodSandboxResponse {
-            items: self.matching_pods(req.filter.as_ref()),
-        })
+    ) -> Result<ListPodSandboxReply> {
+        let lc = &self.lifecycle;
+        let filter = req.filter.filter(|f| *f != PodSandboxFilter::default());
+        if filter.is_none() {
+            // kubelet's relist: the same reply until a pod changes.
+            let generation = lc.pods.generation();
+            return Ok(lc
+                .all_pods
+                .get_or_build(generation, || self.matching_pods(None).into()));
+        }
+        Ok(self.matching_pods(filter.as_ref()).into())
     }
 
     pub(crate) async fn stream_pod_sandboxes(
         &self,
         req: StreamPodSandboxesRequest,
-    ) -> Result<BoxStream<StreamPodSandboxesResponse>> {
+    ) -> Result<BoxStream<StreamPodSandboxesReply>> {
         let all = self.matching_pods(req.filter.as_ref());
         let pages: Vec<_> = all
             .chunks(STREAM_PAGE)
-            .map(|c| {
-                Ok(StreamPodSandboxesResponse {
-                    pod_sandboxes: c.to_vec(),
-                })
-            })
+            .map(|c| Ok(c.to_vec().into()))
             .collect();
         Ok(Box::pin(futures::stream::iter(pages)))
     }
 
-    fn matching_pods(&self, filter: Option<&PodSandboxFilter>) -> Vec<PodSandbox> {
-        self.lifecycle
-            .pods
-            .listed_where(|p| filter.is_none_or(|f| pod_matches(f, p)))
+    /// The encoded listing form of every pod that passes `filter`.
+    fn matching_pods(&self, filter: Option<&PodSandboxFilter>) -> Vec<Encoded<PodSandbox>> {
+        self.lifecycle.pods.listed_filter_map(|l| {
+            filter
+                .is_none_or(|f| pod_matches(f, &l.msg))
+                .then(|| l.wire.clone())
+        })
     }
 }
 

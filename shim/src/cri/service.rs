@@ -7,6 +7,9 @@
 
 use std::sync::Arc;
 
+use berth_proto::encoded::{
+    ListContainersReply, ListPodSandboxReply, StreamContainersReply, StreamPodSandboxesReply,
+};
 use berth_proto::v1::{
     image_service_server::ImageService, runtime_service_server::RuntimeService, *,
 };
@@ -111,10 +114,10 @@ impl RuntimeService for RuntimeApi {
     async fn list_pod_sandbox(
         &self,
         r: Request<ListPodSandboxRequest>,
-    ) -> Result<Response<ListPodSandboxResponse>, Status> {
+    ) -> Result<Response<ListPodSandboxReply>, Status> {
         rpc!(self, DEBUG, "ListPodSandbox", r, list_pod_sandbox)
     }
-    type StreamPodSandboxesStream = BoxStream<StreamPodSandboxesResponse>;
+    type StreamPodSandboxesStream = BoxStream<StreamPodSandboxesReply>;
     async fn stream_pod_sandboxes(
         &self,
         r: Request<StreamPodSandboxesRequest>,
@@ -148,10 +151,10 @@ impl RuntimeService for RuntimeApi {
     async fn list_containers(
         &self,
         r: Request<ListContainersRequest>,
-    ) -> Result<Response<ListContainersResponse>, Status> {
+    ) -> Result<Response<ListContainersReply>, Status> {
         rpc!(self, DEBUG, "ListContainers", r, list_containers)
     }
-    type StreamContainersStream = BoxStream<StreamContainersResponse>;
+    type StreamContainersStream = BoxStream<StreamContainersReply>;
     async fn stream_containers(
         &self,
         r: Request<StreamContainersRequest>,

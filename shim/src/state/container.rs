@@ -203,9 +203,9 @@ impl ContainerRecord {
 }
 
 impl super::Listed for ContainerRecord {
-    type Item = v1::Container;
-    fn listed(&self) -> Option<v1::Container> {
-        (self.state != ContainerState::Creating).then(|| self.to_cri())
+    type Item = super::Listing<v1::Container>;
+    fn listed(&self) -> Option<super::Listing<v1::Container>> {
+        (self.state != ContainerState::Creating).then(|| super::Listing::new(self.to_cri()))
     }
 }
 

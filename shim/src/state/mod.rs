@@ -33,7 +33,7 @@ mod proto_bytes;
 pub use container::{signal_to_cri, ContainerRecord, ContainerState, ProcessUser};
 pub use filter::{id_matches, labels_match};
 pub use names::{outcome_error, wait as wait_outcome, NameGuard, Names, Outcome, Reservation};
-pub use objects::{Entry, Listed, Objects, OpGuard};
+pub use objects::{Entry, Listed, Listing, Objects, OpGuard, ReplyCache};
 pub use pod::{PodNamespacePaths, PodRecord, PodResources, PodState};
 
 use crate::error::{Error, Result};

@@ -4,13 +4,18 @@
 //! waiting for that lock, so listings never stall behind a slow stop).
 //!
 //! Next to each record sits its ready-made listing form ([`Listed`]), rebuilt
-//! whenever the record changes: List* RPCs are polled constantly by kubelet,
-//! and cloning one small CRI message per object is several times cheaper than
-//! copying the whole record (with its full config) and converting it.
+//! whenever the record changes: List* RPCs are polled constantly by kubelet.
+//! For pods and containers that form is a [`Listing`]: the small CRI message,
+//! which filters read, and its protobuf encoding, which a reply shares instead
+//! of copying and re-encoding the message every time. Every change to the
+//! index bumps its generation, so a whole reply can be kept ([`ReplyCache`])
+//! until something changes: kubelet's relist asks for everything every second.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
+use berth_proto::encoded::Encoded;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Error, Result};
@@ -21,6 +26,22 @@ pub trait Listed {
     type Item: Clone;
     /// `None` hides the object from listings (e.g. while it is being created).
     fn listed(&self) -> Option<Self::Item>;
+}
+
+/// A listing form in both shapes: the message, which filters read, and its
+/// protobuf encoding, which replies carry (cloning it shares the bytes).
+#[derive(Clone, Debug)]
+pub struct Listing<M> {
+    pub msg: M,
+    pub wire: Encoded<M>,
+}
+
+impl<M: prost::Message + Default> Listing<M> {
+    /// Encodes `msg` once, for every reply to come.
+    pub fn new(msg: M) -> Listing<M> {
+        let wire = Encoded::new(&msg);
+        Listing { msg, wire }
+    }
 }
 
 /// A record and its listing form, always replaced together.
@@ -40,16 +61,19 @@ impl<R: Listed> Current<R> {
 pub struct Entry<R: Listed> {
     op: tokio::sync::Mutex<()>,
     cur: RwLock<Current<R>>,
+    /// The generation of the [`Objects`] holding this entry.
+    generation: Arc<AtomicU64>,
 }
 
 /// Proof that the caller holds an entry's operation lock.
 pub type OpGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
 impl<R: Clone + Serialize + Listed> Entry<R> {
-    fn new(rec: R) -> Entry<R> {
+    fn new(rec: R, generation: Arc<AtomicU64>) -> Entry<R> {
         Entry {
             op: tokio::sync::Mutex::new(()),
             cur: RwLock::new(Current::new(rec)),
+            generation,
         }
     }
 
@@ -87,6 +111,8 @@ impl<R: Clone + Serialize + Listed> Entry<R> {
         store.put(table, id, &next)?;
         let cur = Current::new(next.clone());
         *self.cur.write().unwrap_or_else(|p| p.into_inner()) = cur;
+        // After the write: whoever reads the new generation sees the new record.
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(next)
     }
 }
@@ -96,6 +122,8 @@ pub struct Objects<R: Listed> {
     table: &'static str,
     kind: &'static str,
     map: RwLock<BTreeMap<String, Arc<Entry<R>>>>,
+    /// Bumped after every insert, update and removal.
+    generation: Arc<AtomicU64>,
 }
 
 impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
@@ -106,7 +134,15 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             table,
             kind,
             map: RwLock::new(BTreeMap::new()),
+            generation: Arc::default(),
         }
+    }
+
+    /// Changes whenever an object is inserted, updated or removed. Read it
+    /// before reading the objects: what is built from them then reflects at
+    /// least that generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The store table.
@@ -122,11 +158,12 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
 
     /// Indexes a record that is already in the store (recovery).
     pub fn insert_loaded(&self, id: &str, rec: R) -> Arc<Entry<R>> {
-        let e = Arc::new(Entry::new(rec));
+        let e = Arc::new(Entry::new(rec, self.generation.clone()));
         self.map
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), e.clone());
+        self.generation.fetch_add(1, Ordering::Release);
         e
     }
 
@@ -137,6 +174,7 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+        self.generation.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
@@ -212,14 +250,15 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             .collect()
     }
 
-    /// The listing form of every listed object that passes `keep`, in id order.
-    pub fn listed_where(&self, keep: impl Fn(&R::Item) -> bool) -> Vec<R::Item> {
+    /// `pick` applied to the listing form of every listed object, in id order,
+    /// keeping the `Some`s: a reply takes just the part it sends.
+    pub fn listed_filter_map<T>(&self, pick: impl Fn(&R::Item) -> Option<T>) -> Vec<T> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::with_capacity(map.len());
         for e in map.values() {
             let cur = e.cur.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(item) = cur.listed.as_ref().filter(|i| keep(i)) {
-                out.push(item.clone());
+            if let Some(item) = cur.listed.as_ref().and_then(&pick) {
+                out.push(item);
             }
         }
         out
@@ -233,6 +272,42 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
             .iter()
             .map(|(k, e)| (k.clone(), e.clone()))
             .collect()
+    }
+}
+
+/// The last reply built from every listed object of an [`Objects`], with the
+/// generation it was built at; served again until the generation moves on.
+pub struct ReplyCache<T> {
+    slot: Mutex<Option<(u64, T)>>,
+}
+
+impl<T> Default for ReplyCache<T> {
+    fn default() -> Self {
+        ReplyCache {
+            slot: Mutex::new(None),
+        }
+    }
+}
+
+impl<T: Clone> ReplyCache<T> {
+    /// The kept reply if it was built at `generation` (read from the objects
+    /// before calling), else `build()`, kept for the next call.
+    pub fn get_or_build(&self, generation: u64, build: impl FnOnce() -> T) -> T {
+        let slot = || self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((g, reply)) = &*slot() {
+            if *g == generation {
+                return reply.clone();
+            }
+        }
+        // Built without the lock: a concurrent change only means a later
+        // generation, which the next call rebuilds.
+        let reply = build();
+        let mut kept = slot();
+        // Generations only grow: never replace a newer reply with an older one.
+        if kept.as_ref().is_none_or(|(g, _)| *g <= generation) {
+            *kept = Some((generation, reply.clone()));
+        }
+        reply
     }
 }
 
@@ -256,15 +331,53 @@ mod tests {
         objs.insert(&store, "a", 1).unwrap();
         let b = objs.insert(&store, "b", 2).unwrap();
         objs.insert_loaded("c", 3);
-        assert_eq!(objs.listed_where(|_| true), ["1", "3"]);
-        assert_eq!(objs.listed_where(|s| s != "1"), ["3"]);
+        assert_eq!(objs.listed_filter_map(|s| Some(s.clone())), ["1", "3"]);
+        assert_eq!(
+            objs.listed_filter_map(|s| (s != "1").then(|| s.clone())),
+            ["3"]
+        );
         let g = b.lock().await;
         b.update(&g, &store, "t", "b", |v| *v = 5).unwrap();
-        assert_eq!(objs.listed_where(|_| true), ["1", "5", "3"]);
+        assert_eq!(objs.listed_filter_map(|s| Some(s.clone())), ["1", "5", "3"]);
         objs.remove(&store, "a").unwrap();
-        assert_eq!(objs.listed_where(|_| true), ["5", "3"]);
+        assert_eq!(objs.listed_filter_map(|s| Some(s.clone())), ["5", "3"]);
+        assert_eq!(objs.listed_filter_map(|s| s.parse::<u32>().ok()), [5, 3]);
+        assert_eq!(objs.listed_filter_map(|s| (s == "3").then_some(30)), [30]);
         assert_eq!(objs.records_where(|v| *v > 3), [5]);
         assert_eq!(objs.ids(), ["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn every_change_moves_the_generation_and_a_kept_reply_lives_until_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("m.redb")).unwrap();
+        let objs: Objects<u32> = Objects::new("t", "thing");
+        let cache = ReplyCache::default();
+        let all = |objs: &Objects<u32>| objs.listed_filter_map(|s| Some(s.clone()));
+        let reply = |objs: &Objects<u32>| cache.get_or_build(objs.generation(), || all(objs));
+
+        let g0 = objs.generation();
+        let a = objs.insert(&store, "a", 1).unwrap();
+        let g1 = objs.generation();
+        assert!(g1 > g0);
+        assert_eq!(reply(&objs), ["1"]);
+        // Kept: a build now would panic.
+        assert_eq!(cache.get_or_build(g1, || unreachable!()), ["1"]);
+
+        let g = a.lock().await;
+        a.update(&g, &store, "t", "a", |v| *v = 3).unwrap();
+        drop(g);
+        let g2 = objs.generation();
+        assert!(g2 > g1);
+        assert_eq!(reply(&objs), ["3"]);
+        objs.insert_loaded("b", 7);
+        assert_eq!(reply(&objs), ["3", "7"]);
+        objs.remove(&store, "a").unwrap();
+        assert_eq!(reply(&objs), ["7"]);
+        // A slow builder of an old generation does not replace the newer reply.
+        let g3 = objs.generation();
+        assert_eq!(cache.get_or_build(g1, || vec!["old".into()]), ["old"]);
+        assert_eq!(cache.get_or_build(g3, || unreachable!()), ["7"]);
     }
 
     #[tokio::test]

@@ -157,9 +157,9 @@ impl PodRecord {
 }
 
 impl super::Listed for PodRecord {
-    type Item = v1::PodSandbox;
-    fn listed(&self) -> Option<v1::PodSandbox> {
-        (self.state != PodState::Creating).then(|| self.to_cri())
+    type Item = super::Listing<v1::PodSandbox>;
+    fn listed(&self) -> Option<super::Listing<v1::PodSandbox>> {
+        (self.state != PodState::Creating).then(|| super::Listing::new(self.to_cri()))
     }
 }
 
