@@ -106,6 +106,9 @@ pub fn exec(
     } else {
         None
     };
+    if tty && console.is_none() {
+        super::exec_tty::cook_host_terminal();
+    }
     let relay_sigs = match console {
         Some(_) => Some(super::exec_tty::block_relay_signals()?),
         None => None,

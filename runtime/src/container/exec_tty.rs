@@ -44,6 +44,25 @@ pub fn open_container_pty() -> Option<ContainerPty> {
     Some(ContainerPty { master, slave })
 }
 
+/// For a process that keeps the host terminal (no container pty): berthd
+/// hands it over raw, so turn on the usual line discipline (echo, editing,
+/// signals, CR/LF mapping).
+pub fn cook_host_terminal() {
+    use nix::sys::termios::{InputFlags, LocalFlags, OutputFlags};
+    let stdin = std::io::stdin();
+    if let Ok(mut t) = tcgetattr(&stdin) {
+        t.input_flags |= InputFlags::ICRNL | InputFlags::IXON;
+        t.output_flags |= OutputFlags::OPOST | OutputFlags::ONLCR;
+        t.local_flags |= LocalFlags::ICANON
+            | LocalFlags::ECHO
+            | LocalFlags::ECHOE
+            | LocalFlags::ECHOK
+            | LocalFlags::ISIG
+            | LocalFlags::IEXTEN;
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &t);
+    }
+}
+
 /// Blocks the signals [`relay`] reads; call before forking the process (which
 /// resets its mask before exec).
 pub fn block_relay_signals() -> Result<SigSet> {
@@ -160,6 +179,9 @@ pub fn relay(master: File, child: i32, sigs: SigSet) -> Result<i32> {
                 match host_in.read(&mut buf) {
                     Ok(n) if n > 0 => pending.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    // A ^D read while the host side was still canonical, not
+                    // the end of the session (that is EIO or POLLHUP).
+                    Ok(_) if !ev.contains(PollFlags::POLLHUP) => {}
                     _ => {
                         // berthd closed the session: hang up the container's
                         // terminal, which sends SIGHUP to the process's session.

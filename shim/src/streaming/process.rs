@@ -76,6 +76,14 @@ pub fn spawn_with_pty(mut cmd: Command, stdin: bool) -> Result<(ProcessIo, Optio
         .write(true)
         .open(&slave_path)
         .map_err(Error::io("open pty slave", &slave_path))?;
+    // Raw from the start: `berth-monitor exec --tty` gives the process a pty of
+    // the container's own devpts, whose line discipline does the echo and the
+    // editing; a cooked host side would echo keys twice, and turn an early
+    // ^D into an end of input, before the helper could switch it to raw.
+    let mut mode = rustix::termios::tcgetattr(&slave).map_err(pty_err)?;
+    mode.make_raw();
+    rustix::termios::tcsetattr(&slave, rustix::termios::OptionalActions::Now, &mode)
+        .map_err(pty_err)?;
     let dup = |f: &std::fs::File| {
         f.try_clone()
             .map_err(|e| Error::Runtime(format!("duplicate pty fd: {e}")))
