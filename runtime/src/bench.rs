@@ -25,8 +25,15 @@ pub fn compare(
     iterations: usize,
     monitor: &Path,
 ) -> std::result::Result<Vec<RuntimeResult>, String> {
+    in_tmpfs_workdir(|work| compare_in(iterations, monitor, work))
+}
+
+/// Runs `f` in a fresh work dir on tmpfs (state dirs live on tmpfs as /run
+/// does on a real node, for every runtime), unmounted and removed after.
+fn in_tmpfs_workdir<T>(
+    f: impl FnOnce(&Path) -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
     let work = std::env::temp_dir().join(format!("berth-bench-rt-{}", std::process::id()));
-    // State dirs live on tmpfs as /run does on a real node, for every runtime.
     std::fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
     nix::mount::mount(
         Some("tmpfs"),
@@ -36,10 +43,10 @@ pub fn compare(
         Some("size=256m"),
     )
     .map_err(|e| format!("mount tmpfs on {} (run as root): {e}", work.display()))?;
-    let results = compare_in(iterations, monitor, &work);
+    let result = f(&work);
     let _ = nix::mount::umount2(&work, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&work);
-    results
+    result
 }
 
 /// create → start → wait → delete with several berth-monitor binaries,
@@ -50,17 +57,7 @@ pub fn compare_monitors(
     iterations: usize,
     monitors: &[PathBuf],
 ) -> std::result::Result<Vec<RuntimeResult>, String> {
-    let work = std::env::temp_dir().join(format!("berth-bench-rt-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
-    nix::mount::mount(
-        Some("tmpfs"),
-        &work,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=256m"),
-    )
-    .map_err(|e| format!("mount tmpfs on {} (run as root): {e}", work.display()))?;
-    let results = (|| {
+    in_tmpfs_workdir(|work| {
         let bundle = work.join("bundle");
         build_rootfs(&bundle.join("rootfs"))?;
         std::fs::write(bundle.join("config.json"), spec_json())
@@ -75,7 +72,7 @@ pub fn compare_monitors(
                 } else {
                     i * monitors.len() + m
                 };
-                match berth_once(monitor, &bundle, &work, n) {
+                match berth_once(monitor, &bundle, work, n) {
                     Ok(d) if i > 0 => v.push(d),
                     Ok(_) => {}
                     Err(e) => *out = Err(e),
@@ -90,10 +87,7 @@ pub fn compare_monitors(
                 samples,
             })
             .collect())
-    })();
-    let _ = nix::mount::umount2(&work, nix::mount::MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir_all(&work);
-    results
+    })
 }
 
 fn compare_in(
