@@ -212,6 +212,7 @@ mod tests {
             cgroup_parent: "/berth".into(),
             ips: None,
             resources: None,
+            stopped_cleanly: false,
         }
     }
 

@@ -138,6 +138,7 @@ impl Lifecycle {
             cgroup_parent,
             ips: None,
             resources: None,
+            stopped_cleanly: false,
         };
 
         // The record comes first: if berthd dies mid-way, recovery finds a

@@ -142,6 +142,7 @@ mod tests {
             cgroup_parent: "/berth".into(),
             ips: None,
             resources: None,
+            stopped_cleanly: false,
         }
     }
 

@@ -62,6 +62,10 @@ impl Lifecycle {
             }
             self.stop_locked(&c.id, &ce, &cop, 0).await?;
         }
+        if rec.state == PodState::NotReady && rec.stopped_cleanly {
+            // Torn down by an earlier stop (kubelet stops, then removes).
+            return Ok(());
+        }
         let netns = rec.namespaces.net.clone();
         self.network_teardown(id, &rec.config, netns.as_deref())
             .await?;
@@ -69,9 +73,10 @@ impl Lifecycle {
             blocking(move || berth_runtime::unpin_namespaces(&dir).map_err(runtime_error)).await?;
         }
         unmount(&rec.pod_dir.join("shm"))?;
-        if rec.state != PodState::NotReady {
+        if rec.state != PodState::NotReady || !rec.stopped_cleanly {
             entry.update(op, &self.store, self.pods.table(), id, |r| {
-                r.state = PodState::NotReady
+                r.state = PodState::NotReady;
+                r.stopped_cleanly = true;
             })?;
             tracing::info!(pod_sandbox_id = %id, "pod sandbox stopped");
         }

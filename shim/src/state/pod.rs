@@ -80,6 +80,13 @@ pub struct PodRecord {
     /// before the first one).
     #[serde(default)]
     pub resources: Option<PodResources>,
+    /// Set once a StopPodSandbox has finished: network torn down (CNI DEL),
+    /// namespaces unpinned, shm unmounted. Another stop (RemovePodSandbox
+    /// stops first) then skips that work instead of running CNI DEL again.
+    /// False for a pod made NotReady any other way (a create that could not
+    /// be undone, recovery), which still needs the whole teardown.
+    #[serde(default)]
+    pub stopped_cleanly: bool,
 }
 
 /// What kubelet last told berthd about the pod's cgroup: the sandbox overhead
@@ -216,6 +223,7 @@ mod tests {
                     ..Default::default()
                 },
             }),
+            stopped_cleanly: true,
         };
         assert_eq!(rec.name, "web_default_u1_2");
         let json = serde_json::to_string(&rec).unwrap();
