@@ -476,3 +476,95 @@ async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() 
         );
     }
 }
+
+/// CNI DEL runs once per pod: StopPodSandbox tears the network down, and the
+/// RemovePodSandbox kubelet sends next does not run the chain again; a pod
+/// removed without a stop still gets its DEL. Counted by a plugin that logs
+/// every call and hands out a fixed address.
+#[tokio::test]
+async fn cni_del_runs_once_whether_a_pod_is_stopped_then_removed_or_only_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    skip_if!(skip::no_bridge_pod_env());
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    let conf = dir.path().join("net.d");
+    let calls_log = dir.path().join("calls.log");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    let plugin = bin.join("countnet");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND $CNI_CONTAINERID\" >> {}\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  echo '{{\"cniVersion\":\"1.0.0\",\"interfaces\":[{{\"name\":\"eth0\",\"sandbox\":\"'\"$CNI_NETNS\"'\"}}],\"ips\":[{{\"address\":\"10.99.0.2/24\",\"interface\":0}}]}}'\nfi\nexit 0\n",
+            calls_log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        conf.join("10-count.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "count", "plugins": [{"type": "countnet"}]}"#,
+    )
+    .unwrap();
+    let berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
+        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\n",
+        conf.display(),
+        bin.display(),
+        dir.path().join("cache").display()
+    )))
+    .await
+    .unwrap();
+    let mut cri = berthd.client().await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let config = |name: &str| PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "net-e2e".into(),
+            attempt: 0,
+        }),
+        log_directory: logs.path().display().to_string(),
+        ..Default::default()
+    };
+    let calls_for = |id: &str| -> Vec<String> {
+        std::fs::read_to_string(&calls_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.ends_with(id))
+            .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    };
+
+    let stopped = run_pod(&mut cri, &config("stopped")).await;
+    assert_eq!(pod_ip(&mut cri, &stopped).await, "10.99.0.2");
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: stopped.clone(),
+        })
+        .await
+        .unwrap();
+    // kubelet may repeat the stop; then it removes.
+    cri.runtime
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: stopped.clone(),
+        })
+        .await
+        .unwrap();
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: stopped.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(calls_for(&stopped), ["ADD", "DEL"]);
+
+    let removed = run_pod(&mut cri, &config("removed")).await;
+    cri.runtime
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: removed.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(calls_for(&removed), ["ADD", "DEL"]);
+    assert!(list_pods(&mut cri).await.is_empty());
+}
