@@ -1,8 +1,55 @@
 //! Links berth-monitor as a non-PIE executable: with no load-time relocations
 //! its read-only data stays shared page cache instead of becoming private
 //! copies in every monitor (about 250 KiB of resident memory per container).
+//!
+//! Builds `berth-monitor-serve` from `lite/` into OUT_DIR, for berth-monitor
+//! to embed: a static, non-PIE executable with no libc and no standard
+//! library, compiled with panic=abort. It is not a Cargo target because a
+//! Cargo profile's panic strategy applies to every target and the rest of the
+//! workspace unwinds (tests need it); `no_std` binaries cannot.
+
+use std::path::PathBuf;
+use std::process::Command;
 
 fn main() {
     println!("cargo:rustc-link-arg-bin=berth-monitor=-no-pie");
     println!("cargo:rerun-if-changed=build.rs");
+    for f in [
+        "lite/main.rs",
+        "lite/serve.rs",
+        "lite/sys.rs",
+        "lite/heap.rs",
+        "lite/nr.rs",
+        "src/monitor/attach.rs",
+        "src/monitor/cri_log.rs",
+        "src/monitor/rfc3339.rs",
+    ] {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let status = Command::new(rustc)
+        .args(["--edition", "2021", "--crate-type", "bin"])
+        .args(["--crate-name", "berth_monitor_serve"])
+        .args(["--target", &target])
+        .args([
+            "-C",
+            "opt-level=s",
+            "-C",
+            "panic=abort",
+            "-C",
+            "debuginfo=0",
+        ])
+        .args(["-C", "strip=symbols", "-C", "relocation-model=static"])
+        .args(["-C", "codegen-units=1"])
+        .args(["-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib"])
+        .args(["-C", "link-arg=-static", "-C", "link-arg=-Wl,--gc-sections"])
+        .args(["-D", "warnings"])
+        .arg("-o")
+        .arg(out.join("berth-monitor-serve"))
+        .arg("lite/main.rs")
+        .status()
+        .expect("run rustc for lite/main.rs");
+    assert!(status.success(), "building berth-monitor-serve failed");
 }

@@ -6,6 +6,8 @@
 //! [`unpin_namespaces`]. Creating containers, exec and pinning namespaces need a
 //! fresh single-threaded process and are done by `berth-monitor` subcommands.
 
+extern crate alloc;
+
 pub mod bench;
 pub mod cgroups;
 pub mod container;

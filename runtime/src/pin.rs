@@ -191,14 +191,14 @@ fn start_pause(dir: &Path) -> Result<()> {
             let _ = std::env::set_current_dir("/");
             // The pin dir on the command line says which pod this init serves
             // (for operators, and for cleanup that looks for a dir's processes).
-            let e = sys.execve(
-                Path::new("/proc/self/exe"),
+            let e = process::exec_image(
+                "berth-monitor-serve",
+                crate::monitor::SERVE_BIN,
                 &[
                     "berth-monitor".into(),
                     "__pause".into(),
                     format!("--dir={}", dir.display()),
                 ],
-                &[],
             );
             let mut w = std::fs::File::from(w);
             let _ = std::io::Write::write_all(&mut w, e.to_string().as_bytes());
@@ -227,12 +227,6 @@ fn start_pause(dir: &Path) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// The body of `berth-monitor __pause`: pid 1 of a pod's pid namespace.
-pub fn pause() -> ! {
-    let _ = crate::sys::process::autoreap_children();
-    crate::sys::process::pause_forever()
 }
 
 fn stop_pause(dir: &Path) -> Result<()> {

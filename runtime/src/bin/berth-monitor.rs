@@ -16,7 +16,6 @@
 
 use berth_runtime::container::create::{self, CreateOptions};
 use berth_runtime::container::exec;
-use berth_runtime::monitor::serve;
 use berth_runtime::pin::{self, PinOptions};
 use berth_runtime::security::SecurityOptions;
 use berth_runtime::sys::process::{self, Fork};
@@ -118,8 +117,6 @@ fn main() {
         "create" => cmd_create(&args),
         "exec" => cmd_exec(&args),
         "pin-ns" => cmd_pin(&args),
-        "__serve" => cmd_serve(&args),
-        "__pause" => pin::pause(),
         "start" | "state" | "stats" | "kill" | "delete" => cmd_lib(&args),
         other => fail(&format!("unknown subcommand {other:?}"), 2),
     };
@@ -226,15 +223,20 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
         }
     }
     let _ = std::env::set_current_dir("/");
-    let sigs = match serve::block_signals() {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = writeln!(report, "error {e}");
-            process::exit_now(1);
-        }
-    };
+    // berth-monitor-serve takes these from a signalfd; blocked now, a
+    // SIGCHLD from an init that exits early stays pending across the exec.
+    if let Err(e) = process::block_signals(&[
+        libc::SIGCHLD,
+        libc::SIGUSR1,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+    ]) {
+        let _ = writeln!(report, "error block signals: {e}");
+        process::exit_now(1);
+    }
     // Open the log before anything else so a bad --log-path fails create
-    // (the serve loop opens it again after the re-exec).
+    // (berth-monitor-serve opens it again).
     let made_log = match log_path.as_deref().map(prepare_log).transpose() {
         Ok(made) => made.unwrap_or(false),
         Err(e) => {
@@ -254,14 +256,31 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
     };
     let _ = writeln!(report, "ok {}", created.state.pid);
     drop(report);
-    // Start over as a fresh image: the pages touched while parsing and creating
-    // are dropped, which is most of the monitor's resident memory. Blocked and
-    // pending signals survive exec, so no SIGCHLD is lost.
-    let created = reexec_serve(created, &opts.state_dir, log_path.as_deref());
-    match serve::serve(created.into(), &opts.state_dir, log_path, sigs) {
-        Ok(_) => process::exit_now(0),
-        Err(_) => process::exit_now(1),
+    let err = exec_serve(&created, &opts.state_dir, log_path.as_deref());
+    abandon(&created, &opts.state_dir, &err)
+}
+
+/// berth-monitor-serve could not be started: the container must not run
+/// unwatched, so it is killed and the failure recorded as its exit.
+fn abandon(created: &create::Created, state_dir: &std::path::Path, err: &std::io::Error) -> ! {
+    let pid = created.state.pid;
+    let _ = process::kill(pid, libc::SIGKILL);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    let exit = berth_runtime::ExitInfo {
+        code: 128 + libc::SIGKILL,
+        signal: Some(libc::SIGKILL),
+        finished_at: berth_runtime::timefmt::now_nanos(),
+        oom_killed: false,
+    };
+    let path = state_dir.join(berth_runtime::container::state::EXIT_FILE);
+    if let Ok(json) = serde_json::to_vec(&exit) {
+        let _ = berth_runtime::container::state::write_atomic(&path, &json);
     }
+    let _ = writeln!(
+        std::io::stderr(),
+        "berth-monitor: exec berth-monitor-serve: {err}"
+    );
+    process::exit_now(1)
 }
 
 /// Creates the log file (and its directory); returns whether it is new.
@@ -278,33 +297,27 @@ fn prepare_log(p: &std::path::Path) -> Result<bool, String> {
     Ok(!existed)
 }
 
-/// Execs `berth-monitor __serve` with the stdio fds; returns only if exec failed.
-fn reexec_serve(
-    created: create::Created,
+/// Execs berth-monitor-serve (embedded in this binary, see runtime/lite/)
+/// with the container's stdio fds; returns only if that failed.
+fn exec_serve(
+    created: &create::Created,
     state_dir: &std::path::Path,
     log_path: Option<&std::path::Path>,
-) -> create::Created {
+) -> std::io::Error {
     let mut argv = vec![
         "berth-monitor".to_string(),
         "__serve".into(),
         "--state-dir".into(),
         state_dir.to_string_lossy().into_owned(),
-        "--oom-baseline".into(),
-        created.oom_baseline.to_string(),
         "--init-pid".into(),
         created.state.pid.to_string(),
-        "--cgroup-layout".into(),
-        match created.state.cgroup_layout {
-            berth_runtime::cgroups::Layout::V1 => "v1",
-            berth_runtime::cgroups::Layout::V2 => "v2",
-            berth_runtime::cgroups::Layout::Hybrid => "hybrid",
-        }
-        .into(),
-        "--cgroup-root".into(),
-        created.state.cgroup_root.to_string_lossy().into_owned(),
-        "--cgroup-path".into(),
-        created.state.cgroup_path.to_string_lossy().into_owned(),
+        "--oom-baseline".into(),
+        created.oom_baseline.to_string(),
     ];
+    if let Some(f) = created.cgroup.oom_kills_file() {
+        argv.push("--oom-file".into());
+        argv.push(f.to_string_lossy().into_owned());
+    }
     if let Some(l) = log_path {
         argv.push("--log-path".into());
         argv.push(l.to_string_lossy().into_owned());
@@ -325,75 +338,17 @@ fn reexec_serve(
         create::MonitorStdio::Pty { master } => fds.push(("--fd-pty", master.as_raw_fd())),
     }
     for (flag, fd) in fds {
-        if process::clear_cloexec(fd).is_err() {
-            return created;
+        if let Err(e) = process::clear_cloexec(fd) {
+            return e;
         }
         argv.push(flag.into());
         argv.push(fd.to_string());
     }
-    let _ = berth_runtime::sys::Syscall::execve(
-        &berth_runtime::sys::linux::LinuxSyscall,
-        std::path::Path::new("/proc/self/exe"),
+    process::exec_image(
+        "berth-monitor-serve",
+        berth_runtime::monitor::SERVE_BIN,
         &argv,
-        &[],
-    );
-    created
-}
-
-/// The re-exec'd monitor: rebuilds its view from state.json and the fds.
-fn cmd_serve(a: &Args) -> i32 {
-    let fd = |k: &str| -> Option<std::fs::File> {
-        a.get(k)
-            .and_then(|v| v.parse().ok())
-            .and_then(|n| process::inherited_file(n).ok())
-    };
-    let Some(dir) = a.get("--state-dir").map(abs) else {
-        return 2;
-    };
-    let stdio = match (fd("--fd-pty"), fd("--fd-stdout"), fd("--fd-stderr")) {
-        (Some(master), _, _) => create::MonitorStdio::Pty { master },
-        (None, Some(stdout), Some(stderr)) => create::MonitorStdio::Pipes {
-            stdin: fd("--fd-stdin"),
-            stdout,
-            stderr,
-        },
-        _ => return 2,
-    };
-    let Some(attach) = fd("--fd-attach")
-        .map(|f| std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(f)))
-    else {
-        return 2;
-    };
-    let layout = match a.get("--cgroup-layout").as_deref() {
-        Some("v1") => berth_runtime::cgroups::Layout::V1,
-        Some("v2") => berth_runtime::cgroups::Layout::V2,
-        Some("hybrid") => berth_runtime::cgroups::Layout::Hybrid,
-        _ => return 2,
-    };
-    let (Some(pid), Some(root), Some(path)) = (
-        a.get("--init-pid").and_then(|p| p.parse().ok()),
-        a.get("--cgroup-root"),
-        a.get("--cgroup-path"),
-    ) else {
-        return 2;
-    };
-    let input = serve::ServeInput {
-        pid,
-        stdio,
-        cgroup: berth_runtime::cgroups::manager(layout, &PathBuf::from(root), &PathBuf::from(path)),
-        oom_baseline: a
-            .get("--oom-baseline")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
-        attach,
-    };
-    let Ok(sigs) = serve::block_signals() else {
-        return 1;
-    };
-    match serve::serve(input, &dir, a.get("--log-path").map(PathBuf::from), sigs) {
-        Ok(_) => 0,
-        Err(_) => 1,
-    }
+    )
 }
 
 fn cmd_exec(a: &Args) -> i32 {

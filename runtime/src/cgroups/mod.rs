@@ -48,8 +48,17 @@ pub trait CgroupManager {
     fn pids(&self) -> Result<Vec<i32>>;
     /// Usage statistics.
     fn stats(&self) -> Result<Stats>;
+    /// The file whose `oom_kill N` line counts the OOM killer's kills in this
+    /// cgroup (v1 memory.oom_control, v2 memory.events); `None` without a
+    /// memory controller. berth-monitor-serve reads it when the init exits.
+    fn oom_kills_file(&self) -> Option<PathBuf>;
     /// How many processes the OOM killer has killed in this cgroup.
-    fn oom_kills(&self) -> Result<u64>;
+    fn oom_kills(&self) -> Result<u64> {
+        match self.oom_kills_file() {
+            Some(f) if f.exists() => Ok(read_keyed(&f, "oom_kill")?.unwrap_or(0)),
+            _ => Ok(0),
+        }
+    }
     /// Removes the cgroup directories (idempotent; fails while tasks remain).
     fn remove(&self) -> Result<()>;
     /// The directory to write to `cgroup.procs` of, for `exec` (one per hierarchy).

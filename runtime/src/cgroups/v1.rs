@@ -381,11 +381,8 @@ impl CgroupManager for V1Cgroup {
         Ok(s)
     }
 
-    fn oom_kills(&self) -> Result<u64> {
-        match self.dir("memory") {
-            Some(d) => Ok(read_keyed(&d.join("memory.oom_control"), "oom_kill")?.unwrap_or(0)),
-            None => Ok(0),
-        }
+    fn oom_kills_file(&self) -> Option<PathBuf> {
+        self.dir("memory").map(|d| d.join("memory.oom_control"))
     }
 
     fn remove(&self) -> Result<()> {

@@ -216,12 +216,8 @@ impl CgroupManager for V2Cgroup {
         Ok(s)
     }
 
-    fn oom_kills(&self) -> Result<u64> {
-        let f = self.file("memory.events");
-        if !f.exists() {
-            return Ok(0);
-        }
-        Ok(read_keyed(&f, "oom_kill")?.unwrap_or(0))
+    fn oom_kills_file(&self) -> Option<PathBuf> {
+        Some(self.file("memory.events"))
     }
 
     fn remove(&self) -> Result<()> {

@@ -17,6 +17,9 @@
 //! client that cannot keep up (its socket buffer is full) is disconnected rather
 //! than allowed to stall the container. Payloads are at most [`MAX_PAYLOAD`].
 
+// Spelled out: `berth-monitor-serve` builds this file without the std prelude.
+use alloc::{format, string::String, vec::Vec};
+
 /// Frame types.
 pub const STDIN: u8 = 0x01;
 pub const STDIN_CLOSE: u8 = 0x02;

@@ -1,5 +1,6 @@
 //! Safe wrappers for the process-level calls the monitor and helpers need.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -300,22 +301,27 @@ pub fn inherited_file(fd: RawFd) -> io::Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-/// Sets SIGCHLD to SIG_IGN so exited children are reaped by the kernel (what a
-/// pid-namespace init that has nothing else to do wants).
-pub fn autoreap_children() -> io::Result<()> {
-    // SAFETY: SIG_IGN is a valid disposition for SIGCHLD; no handler code runs.
-    let prev = unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-    if prev == libc::SIG_ERR {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
+/// Execs the executable image `image` (held in memory, not in a file) with
+/// `args` and an empty environment, through a memfd; returns only on failure.
+pub fn exec_image(name: &str, image: &[u8], args: &[String]) -> io::Error {
+    let to_c = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let (name, args) = match (to_c(name), args.iter().map(|a| to_c(a)).collect()) {
+        (Ok(n), Ok(a)) => (n, a),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let args: Vec<CString> = args;
+    let fd =
+        match nix::sys::memfd::memfd_create(&name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC) {
+            Ok(fd) => fd,
+            Err(e) => return e.into(),
+        };
+    let mut file = std::fs::File::from(fd);
+    if let Err(e) = std::io::Write::write_all(&mut file, image) {
+        return e;
     }
-}
-
-/// pause(2) forever.
-pub fn pause_forever() -> ! {
-    loop {
-        // SAFETY: pause has no arguments and no preconditions.
-        unsafe { libc::pause() };
+    let env: [CString; 0] = [];
+    match nix::unistd::fexecve(file.as_raw_fd(), &args, &env) {
+        Ok(never) => match never {},
+        Err(e) => e.into(),
     }
 }
