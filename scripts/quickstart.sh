@@ -143,7 +143,10 @@ config_path = "$work/certs.d"
 conf_dir = "$work/net.d"
 cache_dir = "$work/cni-cache"
 EOF
-"$bin/berthd" --config "$work/config.toml" >"$work/berthd.log" 2>&1 &
+# In a session of its own: a Ctrl-C at the terminal goes to this script's
+# process group, and cleanup still needs berthd to stop and remove the pod
+# (containers outlive berthd on purpose, so a berthd gone first leaves them).
+setsid "$bin/berthd" --config "$work/config.toml" >"$work/berthd.log" 2>&1 &
 berthd_pid=$!
 wait_for 30 berth version
 berth version

@@ -356,6 +356,41 @@ fn dead_monitor_is_reported_sensibly() {
 }
 
 #[test]
+fn the_monitor_that_stays_is_the_static_serve_binary_without_libc() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("lite");
+    f.args("sleep 1000");
+    let c = f.create();
+    c.start().unwrap();
+    let mon = c.state_file().monitor_pid;
+    // create reports the pid before the monitor execs berth-monitor-serve.
+    wait_for("the monitor to exec berth-monitor-serve", || {
+        std::fs::read_link(format!("/proc/{mon}/exe")).is_ok_and(|p| {
+            p.to_string_lossy()
+                .starts_with("/memfd:berth-monitor-serve")
+        })
+    });
+    let maps = std::fs::read_to_string(format!("/proc/{mon}/maps")).unwrap();
+    assert!(
+        !maps.contains(".so"),
+        "the serve binary maps no shared library:\n{maps}"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{mon}/comm")).unwrap();
+    assert_eq!(comm.trim_end(), "berth-monitor");
+    let cmdline = std::fs::read(format!("/proc/{mon}/cmdline")).unwrap();
+    assert!(cmdline.starts_with(b"berth-monitor\0__serve\0--state-dir\0"));
+    c.kill(libc::SIGKILL, false).unwrap();
+    let exit = wait_stopped(&c)
+        .exit
+        .expect("the serve binary recorded the exit");
+    assert_eq!((exit.code, exit.signal), (137, Some(libc::SIGKILL)));
+    c.delete(false).unwrap();
+    assert!(!f.cgroup_exists());
+}
+
+#[test]
 fn stats_and_update_read_and_write_the_cgroup() {
     if !can_run() {
         return;

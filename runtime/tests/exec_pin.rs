@@ -498,6 +498,13 @@ fn pinned_pid_namespace_has_a_pause_init_and_is_shared() {
         .parse()
         .unwrap();
     assert!(Path::new(&format!("/proc/{pause}")).exists());
+    // The init is the libc-free serve binary (pin-ns waits for its exec).
+    let exe = std::fs::read_link(format!("/proc/{pause}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy()
+            .starts_with("/memfd:berth-monitor-serve"),
+        "{exe:?}"
+    );
     let mut f = Fixture::new("pinpid-c");
     f.spec["linux"]["namespaces"] = json!([
         {"type": "pid", "path": dir.join("pid")}, {"type": "mount"}, {"type": "network"},
