@@ -2,7 +2,9 @@
 //! read-only paths. Runs in the container's new mount namespace, before
 //! pivot_root, through [`Syscall`] so the sequence is unit-testable.
 
+use crate::container::exec_tty::ContainerPty;
 use crate::error::{Error, Result};
+use crate::sys::process;
 use crate::sys::Syscall;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use std::collections::VecDeque;
@@ -152,16 +154,17 @@ pub struct HostInfo {
     pub cgroup_v2_dir: Option<String>,
     /// Whether the container has its own user namespace (no mknod then).
     pub userns: bool,
-    /// The pty slave to bind onto /dev/console.
-    pub console: Option<PathBuf>,
+    /// `process.terminal`: open a pty of the container's devpts for its stdio
+    /// and bind its slave onto /dev/console.
+    pub terminal: bool,
 }
 
 impl HostInfo {
     /// Host facts without the cgroup mounts (see [`HostInfo::read_cgroup_mounts`]).
-    pub fn new(userns: bool, console: Option<PathBuf>) -> Self {
+    pub fn new(userns: bool, terminal: bool) -> Self {
         HostInfo {
             userns,
-            console,
+            terminal,
             ..Default::default()
         }
     }
@@ -450,7 +453,12 @@ fn make_device(
     Ok(())
 }
 
-fn setup_dev(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, spec: &Spec) -> Result<()> {
+fn setup_dev(
+    sys: &dyn Syscall,
+    host: &HostInfo,
+    rootfs: &Path,
+    spec: &Spec,
+) -> Result<Option<ContainerPty>> {
     let mounts = spec.mounts().clone().unwrap_or_default();
     let has = |d: &str| mounts.iter().any(|m| m.destination() == Path::new(d));
     if !has("/dev") {
@@ -501,13 +509,31 @@ fn setup_dev(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, spec: &Spec) -> 
             .map_err(sys_err("mount tmpfs on /dev/shm".to_string()))?;
         }
     }
-    if let Some(console) = &host.console {
+    // The terminal comes from the container's own devpts instance, so the
+    // device the process sees as its tty (and /dev/console) exists in its
+    // /dev/pts: `tty`, `ps` and job control work as on a host.
+    let pty = if host.terminal {
+        let ptmx = rootfs.join("dev/pts/ptmx");
+        let (master, slave) = process::open_pty_pair_at(&ptmx).map_err(|e| {
+            Error::sys(
+                "process.terminal: open /dev/pts/ptmx (a devpts mount at /dev/pts is needed)",
+                e,
+            )
+        })?;
+        let node = std::fs::read_link(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&slave)
+        ))
+        .map_err(|e| Error::sys("process.terminal: name the pty", e))?;
         let dest = rootfs.join("dev/console");
         sys.create_file(&dest)
             .map_err(sys_err("process.terminal: create /dev/console".to_string()))?;
-        sys.mount(Some(console), &dest, None, MS_BIND, None)
+        sys.mount(Some(&node), &dest, None, MS_BIND, None)
             .map_err(sys_err("process.terminal: bind /dev/console".to_string()))?;
-    }
+        Some(ContainerPty { master, slave })
+    } else {
+        None
+    };
     let devices: Vec<LinuxDevice> = spec
         .linux()
         .as_ref()
@@ -536,20 +562,21 @@ fn setup_dev(sys: &dyn Syscall, host: &HostInfo, rootfs: &Path, spec: &Spec) -> 
             &format!("linux.devices[{i}]"),
         )?;
     }
-    Ok(())
+    Ok(pty)
 }
 
 /// Everything from "make / private" to "root is read-only". Ends with the
 /// process's root and cwd at the new root. `before_cgroup` runs before each
 /// cgroupfs mount: the caller's chance to wait until the process is in its
 /// cgroups and its cgroup namespace (it must cope with being called twice).
+/// Returns the container's terminal when `host.terminal` asks for one.
 pub fn setup(
     sys: &dyn Syscall,
     spec: &Spec,
     rootfs: &Path,
     host: &HostInfo,
     before_cgroup: &mut dyn FnMut() -> Result<()>,
-) -> Result<()> {
+) -> Result<Option<ContainerPty>> {
     let linux = spec.linux().clone().unwrap_or_default();
     // Keep host mount events out of the container (and ours out of the host).
     let prop = match linux.rootfs_propagation().as_deref() {
@@ -570,7 +597,7 @@ pub fn setup(
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
         do_mount(sys, host, rootfs, m, &format!("mounts[{i}]"), before_cgroup)?;
     }
-    setup_dev(sys, host, rootfs, spec)?;
+    let pty = setup_dev(sys, host, rootfs, spec)?;
 
     sys.chdir(rootfs)
         .map_err(sys_err(format!("root.path: chdir {}", rootfs.display())))?;
@@ -638,7 +665,7 @@ pub fn setup(
                 .map_err(sys_err("linux.rootfsPropagation".to_string()))?;
         }
     }
-    Ok(())
+    Ok(pty)
 }
 
 #[cfg(test)]

@@ -347,7 +347,7 @@ fn terminal_container_gets_a_pty_and_resizes() {
     let mut f = Fixture::new("tty");
     f.spec["process"]["terminal"] = json!(true);
     f.spec["process"]["consoleSize"] = json!({"height": 30, "width": 100});
-    f.args("tty; stty size; read x; stty size; exit 0");
+    f.args("tty; stat -c %t:%T /dev/console /dev/pts/0; stty size; read x; stty size; exit 0");
     let c = f.create();
     let mut s = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -361,10 +361,10 @@ fn terminal_container_gets_a_pty_and_resizes() {
     let st = wait_stopped(&c);
     assert_eq!(st.exit.unwrap().code, 0);
     let out = f.log_lines("stdout");
-    assert!(
-        out[0].starts_with("/dev/pts/") || out[0] == "/dev/console",
-        "{out:?}"
-    );
+    // The terminal is the first pty of the container's own devpts (a host
+    // pty would be "not a tty" there), and /dev/console is that device.
+    assert_eq!(out[0], "/dev/pts/0", "{out:?}");
+    assert_eq!(out[1], out[2], "/dev/console vs /dev/pts/0: {out:?}");
     assert!(out.iter().any(|l| l.trim() == "40 120"), "{out:?}");
 }
 

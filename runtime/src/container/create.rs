@@ -202,32 +202,14 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     // stdio
     let terminal = process.terminal() == Some(true);
     let devnull = File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;
-    let (monitor_stdio, child_stdio, _child_ends, console): (
-        MonitorStdio,
+    // With a terminal the init opens the pty from the container's devpts and
+    // sends its master with `ready`; until then there is no monitor side.
+    let (monitor_pipes, child_stdio, _child_ends): (
+        Option<MonitorStdio>,
         ChildStdio,
         Vec<OwnedFd>,
-        Option<PathBuf>,
     ) = if terminal {
-        let pty = nix::pty::openpty(None, None)
-            .map_err(|e| Error::sys("process.terminal: openpty", e.into()))?;
-        if let Some(size) = process.console_size() {
-            let _ = process::set_winsize(
-                pty.master.as_raw_fd(),
-                size.height() as u16,
-                size.width() as u16,
-            );
-        }
-        let slave_path =
-            std::fs::read_link(format!("/proc/self/fd/{}", pty.slave.as_raw_fd())).ok();
-        let slave_fd = pty.slave.as_raw_fd();
-        (
-            MonitorStdio::Pty {
-                master: File::from(pty.master),
-            },
-            ChildStdio::Pty { slave: slave_fd },
-            vec![pty.slave],
-            slave_path,
-        )
+        (None, ChildStdio::Terminal, vec![])
     } else {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
@@ -249,14 +231,13 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
             stderr: err_w.as_raw_fd(),
         };
         (
-            MonitorStdio::Pipes {
+            Some(MonitorStdio::Pipes {
                 stdin: stdin_w,
                 stdout: out_r,
                 stderr: err_r,
-            },
+            }),
             cs,
             vec![stdin_r, out_w.into(), err_w.into()],
-            None,
         )
     };
 
@@ -303,7 +284,7 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         }
     }
     // The init reads the host's cgroup mounts itself, off this critical path.
-    let host = HostInfo::new(new_userns, console);
+    let host = HostInfo::new(new_userns, terminal);
     let seccomp = match linux.seccomp() {
         Some(s) => Some(seccomp_cache::build(s, opts.seccomp_cache.as_deref())?),
         None => None,
@@ -393,13 +374,34 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     // only wakes an init that is past "done" (see the module doc).
     state::write_atomic(&opts.state_dir.join(STATE_FILE), &json)?;
 
-    let answer = init::read_line(&sync_parent).map_err(|e| Error::sys("read sync socket", e))?;
+    let (answer, master) =
+        init::read_answer(&sync_parent).map_err(|e| Error::sys("read sync socket", e))?;
     if let Some(msg) = answer.strip_prefix("error ") {
         return Err(Error::Init(msg.to_string()));
     }
     if answer != "ready" {
         return Err(exited());
     }
+    let monitor_stdio = match (monitor_pipes, master) {
+        (Some(pipes), _) => pipes,
+        (None, Some(master)) => {
+            if let Some(size) = process.console_size() {
+                let _ = process::set_winsize(
+                    master.as_raw_fd(),
+                    size.height() as u16,
+                    size.width() as u16,
+                );
+            }
+            MonitorStdio::Pty {
+                master: File::from(master),
+            }
+        }
+        (None, None) => {
+            return Err(Error::Init(
+                "process.terminal: the init sent no terminal".into(),
+            ))
+        }
+    };
     if let Some(rules) = device_rules {
         let mut res = oci_spec::runtime::LinuxResources::default();
         res.set_devices(Some(rules));

@@ -26,6 +26,7 @@ const HOST_IN: i32 = 0;
 const MAX_PENDING: usize = 64 * 1024;
 
 /// A pty of the container's devpts.
+#[derive(Debug)]
 pub struct ContainerPty {
     pub master: File,
     pub slave: OwnedFd,

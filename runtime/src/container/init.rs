@@ -18,7 +18,7 @@ use crate::sys::Syscall;
 use oci_spec::runtime::{Process, Spec};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,10 @@ pub enum ChildStdio {
         stdout: RawFd,
         stderr: RawFd,
     },
-    /// The slave side of a pty, made the controlling terminal.
-    Pty { slave: RawFd },
+    /// `process.terminal`: a pty the init opens from the container's devpts
+    /// (see [`rootfs::setup`]), made its stdio and controlling terminal; the
+    /// master goes to the monitor with the `ready` line.
+    Terminal,
 }
 
 impl ChildStdio {
@@ -43,7 +45,7 @@ impl ChildStdio {
                 stdout,
                 stderr,
             } => vec![stdin, stdout, stderr],
-            ChildStdio::Pty { slave } => vec![slave],
+            ChildStdio::Terminal => vec![],
         }
     }
 }
@@ -70,6 +72,12 @@ pub fn send_line(mut s: &UnixStream, line: &str) -> std::io::Result<()> {
     s.write_all(format!("{one}\n").as_bytes())
 }
 
+/// Reads the init's answer line and the fd it may carry (the terminal's master).
+pub fn read_answer(s: &UnixStream) -> std::io::Result<(String, Option<std::os::fd::OwnedFd>)> {
+    let (line, fd) = process::recv_line_with_fd(s)?;
+    Ok((String::from_utf8_lossy(&line).trim_end().to_string(), fd))
+}
+
 /// Reads one line; empty string on EOF.
 pub fn read_line(s: &UnixStream) -> std::io::Result<String> {
     let mut r = BufReader::new(s);
@@ -86,11 +94,13 @@ pub fn run(args: InitArgs<'_>) -> ! {
             let _ = send_line(args.sync, &format!("error {e}"));
             exit_now(1)
         }
-        Ok((path, argv, env)) => {
+        Ok((path, argv, env, master)) => {
             let mut fifo = args.fifo;
-            if send_line(args.sync, "ready").is_err() {
+            let master_fd = master.as_ref().map(|m| m.as_raw_fd());
+            if process::send_with_fd(args.sync, b"ready\n", master_fd).is_err() {
                 exit_now(1);
             }
+            drop(master);
             // The device rules are written after our mknods; without `done`
             // (the monitor died or gave up) we must never exec.
             if !matches!(read_line(args.sync).as_deref(), Ok("done")) {
@@ -144,18 +154,22 @@ fn setup_stdio(stdio: &ChildStdio) -> Result<()> {
                 process::dup2(from, to).map_err(|e| Error::sys("dup2 stdio", e))?;
             }
         }
-        ChildStdio::Pty { slave } => {
-            for to in 0..3 {
-                process::dup2(slave, to).map_err(|e| Error::sys("dup2 pty", e))?;
-            }
-            process::set_controlling_tty(0)
-                .map_err(|e| Error::sys("process.terminal: TIOCSCTTY", e))?;
-        }
+        // Its pty exists only once the container's devpts is mounted.
+        ChildStdio::Terminal => {}
     }
     Ok(())
 }
 
-type Prepared = (PathBuf, Vec<String>, Vec<String>);
+/// Makes the container's pty slave the init's stdio and controlling terminal.
+fn use_terminal(slave: &OwnedFd) -> Result<()> {
+    for to in 0..3 {
+        process::dup2(slave.as_raw_fd(), to).map_err(|e| Error::sys("dup2 pty", e))?;
+    }
+    process::set_controlling_tty(0).map_err(|e| Error::sys("process.terminal: TIOCSCTTY", e))
+}
+
+/// What exec needs, and the terminal's master for the monitor.
+type Prepared = (PathBuf, Vec<String>, Vec<String>, Option<File>);
 
 /// Waits for the monitor's `go` once: from then on the process is in its
 /// cgroups (and has its id maps), so it can enter a new cgroup namespace,
@@ -251,8 +265,15 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
                 .map_err(|e| Error::sys(format!("linux.sysctl.{k}: write {v}"), e))?;
         }
     }
-    rootfs::setup(sys, a.spec, a.rootfs, &host, &mut || gate.pass(sys))?;
+    let pty = rootfs::setup(sys, a.spec, a.rootfs, &host, &mut || gate.pass(sys))?;
     gate.pass(sys)?;
+    let master = match pty {
+        Some(p) => {
+            use_terminal(&p.slave)?;
+            Some(p.master)
+        }
+        None => None,
+    };
 
     let exe = security::resolve_executable(process, "process")?;
     security::set_rlimits(sys, process, "process")?;
@@ -267,5 +288,5 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
     security::set_identity(sys, process, a.seccomp, "process", setgroups_allowed)?;
     let argv = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
-    Ok((exe, argv, env))
+    Ok((exe, argv, env, master))
 }

@@ -4,7 +4,7 @@
 
 pub mod create;
 pub mod exec;
-mod exec_tty;
+pub mod exec_tty;
 pub mod init;
 pub mod state;
 

@@ -68,12 +68,18 @@ pub fn set_controlling_tty(fd: RawFd) -> io::Result<()> {
 /// namespace: (master, slave). The slave comes from TIOCGPTPEER, so no path
 /// under /dev/pts has to be looked up.
 pub fn open_pty_pair() -> io::Result<(std::fs::File, OwnedFd)> {
+    open_pty_pair_at(std::path::Path::new("/dev/ptmx"))
+}
+
+/// [`open_pty_pair`] through the multiplexer at `ptmx` (a devpts instance's
+/// `ptmx` node, or a link to one).
+pub fn open_pty_pair_at(ptmx: &std::path::Path) -> io::Result<(std::fs::File, OwnedFd)> {
     use std::os::unix::fs::OpenOptionsExt;
     let master = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/dev/ptmx")?;
+        .open(ptmx)?;
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads an int that lives across the call.
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } == -1 {
@@ -324,4 +330,63 @@ pub fn exec_image(name: &str, image: &[u8], args: &[String]) -> io::Error {
         Ok(never) => match never {},
         Err(e) => e.into(),
     }
+}
+
+/// Sends `data` over a unix stream socket, with `fd` attached (SCM_RIGHTS).
+pub fn send_with_fd(
+    sock: &std::os::unix::net::UnixStream,
+    data: &[u8],
+    fd: Option<RawFd>,
+) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = fd.map(|f| [f]);
+    let cmsgs: Vec<ControlMessage<'_>> = fds
+        .as_ref()
+        .map(|f| ControlMessage::ScmRights(f))
+        .into_iter()
+        .collect();
+    let iov = [io::IoSlice::new(data)];
+    let n = sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None)
+        .map_err(io::Error::from)?;
+    // The fd went with the first byte; the rest of a short send follows.
+    io::Write::write_all(&mut &*sock, &data[n..])
+}
+
+/// Receives up to and including the first `\n` from a unix stream socket
+/// whose peer sends one line and then waits, with the fd attached to it, if
+/// any. Returns what was read (empty at EOF).
+pub fn recv_line_with_fd(
+    sock: &std::os::unix::net::UnixStream,
+) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut line = Vec::new();
+    let mut fd = None;
+    let mut buf = [0u8; 4096];
+    while !line.contains(&b'\n') {
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                for f in fds {
+                    // SAFETY: the kernel just installed `f` in our table for
+                    // this message; nothing else knows of it.
+                    let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&buf[..n]);
+    }
+    Ok((line, fd))
 }
