@@ -199,6 +199,7 @@ fn start_pause(dir: &Path) -> Result<()> {
                     "__pause".into(),
                     format!("--dir={}", dir.display()),
                 ],
+                &dir.join(crate::monitor::SERVE_FALLBACK_FILE),
             );
             let mut w = std::fs::File::from(w);
             let _ = std::io::Write::write_all(&mut w, e.to_string().as_bytes());
@@ -270,6 +271,9 @@ pub fn unpin_namespaces(dir: &Path) -> Result<()> {
             Err(e) => return Err(Error::io(&target, e)),
         }
     }
+    // The pause init's copy of its binary, written only where memfds may
+    // not be executed.
+    let _ = std::fs::remove_file(dir.join(crate::monitor::SERVE_FALLBACK_FILE));
     match std::fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -530,3 +530,42 @@ fn pinned_pid_namespace_has_a_pause_init_and_is_shared() {
             .unwrap_or(true)
     });
 }
+
+#[test]
+fn where_memfds_may_not_be_executed_the_pause_init_runs_from_a_file() {
+    if !can_run() || !Path::new("/proc/sys/vm/memfd_noexec").exists() {
+        return;
+    }
+    let f0 = Fixture::new("noexecmemfd");
+    let dir = f0.tmp.path().join("ns");
+    let _pinned = Pinned(dir.clone());
+    // vm.memfd_noexec belongs to the pid namespace: set it to 2 ("no memfd
+    // may be executed") in a throwaway one, whose end also ends the pause
+    // init (it lives in a pid namespace below).
+    let script = format!(
+        "echo 2 > /proc/sys/vm/memfd_noexec && exec {MONITOR} pin-ns --dir {} --pid --uts",
+        dir.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    // pin-ns returns once the init has exec'd; the copy is written only after
+    // the memfd was refused.
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = dir.join(berth_runtime::monitor::SERVE_FALLBACK_FILE);
+    assert!(copy.exists(), "no copy at {copy:?}");
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/vm/memfd_noexec")
+            .unwrap()
+            .trim(),
+        "0",
+        "the host's setting is untouched"
+    );
+    berth_runtime::unpin_namespaces(&dir).unwrap();
+    assert!(!dir.exists());
+}

@@ -348,6 +348,7 @@ fn exec_serve(
         "berth-monitor-serve",
         berth_runtime::monitor::SERVE_BIN,
         &argv,
+        &state_dir.join(berth_runtime::monitor::SERVE_FALLBACK_FILE),
     )
 }
 

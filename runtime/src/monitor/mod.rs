@@ -9,6 +9,10 @@ pub mod attach;
 pub mod cri_log;
 pub mod rfc3339;
 
+/// Where a monitor (in its state dir) or a pause init (in its pin dir) writes
+/// a copy of [`SERVE_BIN`] to exec when the host forbids executing memfds.
+pub const SERVE_FALLBACK_FILE: &str = "berth-monitor-serve";
+
 /// The berth-monitor-serve executable, built by build.rs from `runtime/lite/`.
 pub const SERVE_BIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/berth-monitor-serve"));
 

@@ -308,27 +308,57 @@ pub fn inherited_file(fd: RawFd) -> io::Result<std::fs::File> {
 }
 
 /// Execs the executable image `image` (held in memory, not in a file) with
-/// `args` and an empty environment, through a memfd; returns only on failure.
-pub fn exec_image(name: &str, image: &[u8], args: &[String]) -> io::Error {
+/// `args` and an empty environment, from a memfd; where memfds may not be
+/// executed (`vm.memfd_noexec=2`), from a copy written to `fallback` (0700,
+/// replaced if present). Returns only on failure.
+pub fn exec_image(
+    name: &str,
+    image: &[u8],
+    args: &[String],
+    fallback: &std::path::Path,
+) -> io::Error {
+    use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
     let to_c = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
     let (name, args) = match (to_c(name), args.iter().map(|a| to_c(a)).collect()) {
         (Ok(n), Ok(a)) => (n, a),
         (Err(e), _) | (_, Err(e)) => return e,
     };
     let args: Vec<CString> = args;
-    let fd =
-        match nix::sys::memfd::memfd_create(&name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC) {
-            Ok(fd) => fd,
-            Err(e) => return e.into(),
-        };
-    let mut file = std::fs::File::from(fd);
-    if let Err(e) = std::io::Write::write_all(&mut file, image) {
-        return e;
-    }
     let env: [CString; 0] = [];
-    match nix::unistd::fexecve(file.as_raw_fd(), &args, &env) {
-        Ok(never) => match never {},
-        Err(e) => e.into(),
+    // MFD_EXEC: with vm.memfd_noexec=1 a memfd is otherwise sealed against
+    // exec. Kernels before 6.3 do not know the flag and say EINVAL.
+    let exec = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::from_bits_retain(libc::MFD_EXEC);
+    let memfd = match memfd_create(&name, exec) {
+        Err(nix::errno::Errno::EINVAL) => memfd_create(&name, MemFdCreateFlag::MFD_CLOEXEC),
+        r => r,
+    };
+    if let Ok(fd) = memfd {
+        let mut file = std::fs::File::from(fd);
+        if std::io::Write::write_all(&mut file, image).is_ok() {
+            // Only returns if exec of the memfd was refused.
+            let _ = nix::unistd::fexecve(file.as_raw_fd(), &args, &env);
+        }
+    }
+    let write = || -> io::Result<CString> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = fallback.with_extension("tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o700)
+            .open(&tmp)?;
+        std::io::Write::write_all(&mut f, image)?;
+        drop(f);
+        std::fs::rename(&tmp, fallback)?;
+        to_c(&fallback.to_string_lossy())
+    };
+    match write() {
+        Ok(path) => match nix::unistd::execve(&path, &args, &env) {
+            Ok(never) => match never {},
+            Err(e) => e.into(),
+        },
+        Err(e) => e,
     }
 }
 
