@@ -54,10 +54,11 @@ fn pages(n: usize) -> usize {
 // page-aligned chunks).
 unsafe impl GlobalAlloc for Heap {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        // Chunks and large blocks are only page aligned.
+        if l.align() > 4096 {
+            return null_mut();
+        }
         let Some((c, size)) = class(l) else {
-            if l.align() > 4096 {
-                return null_mut();
-            }
             return sys::map(pages(l.size())).unwrap_or(null_mut());
         };
         // SAFETY: single-threaded, and no reference into the state outlives
