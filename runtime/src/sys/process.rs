@@ -295,18 +295,6 @@ pub fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// Takes ownership of an inherited fd named on the command line, after
-/// checking that it is open.
-pub fn inherited_file(fd: RawFd) -> io::Result<std::fs::File> {
-    // SAFETY: F_GETFD only inspects the descriptor table.
-    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(io::Error::from_raw_os_error(libc::EBADF));
-    }
-    // SAFETY: the fd is open, was passed to this process for it to own, and is
-    // wrapped exactly once (callers parse each fd number once).
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
-}
-
 /// Execs the executable image `image` (held in memory, not in a file) with
 /// `args` and an empty environment, from a memfd; where memfds may not be
 /// executed (`vm.memfd_noexec=2`), from a copy written to `fallback` (0700,
