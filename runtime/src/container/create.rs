@@ -18,7 +18,10 @@
 //! init waits for "go" before that (and before any cgroup mount, and at the
 //! very start when it has its own user namespace, whose id maps come with
 //! "go"). The init cannot exec before "done", which the monitor sends only after
-//! the device rules are written. Every step pushes an undo; a failure runs them
+//! the device rules are written. With `process.terminal` the init opens the pty
+//! from the container's devpts while it sets up /dev (so the terminal exists in
+//! the container's /dev/pts), takes it as stdio after "go" and the rootfs, and
+//! sends the master to the monitor attached to its "ready". Every step pushes an undo; a failure runs them
 //! in reverse, so a failed create leaves no cgroup, process or state dir behind.
 
 use super::init::{self, ChildStdio, InitArgs};

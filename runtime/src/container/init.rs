@@ -3,7 +3,8 @@
 //! Runs in the freshly cloned child of the monitor. Talks to the monitor over a
 //! socket pair with one-line messages: it sets itself up, waiting for `go`
 //! (uid/gid maps and cgroup are in place) at the first step that needs it,
-//! answers `ready` or `error <message>`, waits for `done` (device rules are in
+//! answers `ready` (with the terminal's master attached, for
+//! `process.terminal`) or `error <message>`, waits for `done` (device rules are in
 //! place), then blocks reading the exec fifo until `start()` writes a byte to
 //! it, and execs. The monitor sends at most one line ahead of what the init has
 //! read, so a fresh [`read_line`] buffer never swallows the next line.
