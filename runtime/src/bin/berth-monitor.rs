@@ -257,12 +257,18 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
     let _ = writeln!(report, "ok {}", created.state.pid);
     drop(report);
     let err = exec_serve(&created, &opts.state_dir, log_path.as_deref());
-    abandon(&created, &opts.state_dir, &err)
+    abandon(&created, &opts.state_dir, log_path.as_deref(), &err)
 }
 
 /// berth-monitor-serve could not be started: the container must not run
-/// unwatched, so it is killed and the failure recorded as its exit.
-fn abandon(created: &create::Created, state_dir: &std::path::Path, err: &std::io::Error) -> ! {
+/// unwatched, so it is killed and the failure recorded as its exit, with the
+/// reason as the last line of its log (stderr is /dev/null by now).
+fn abandon(
+    created: &create::Created,
+    state_dir: &std::path::Path,
+    log_path: Option<&std::path::Path>,
+    err: &std::io::Error,
+) -> ! {
     let pid = created.state.pid;
     let _ = process::kill(pid, libc::SIGKILL);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -276,10 +282,15 @@ fn abandon(created: &create::Created, state_dir: &std::path::Path, err: &std::io
     if let Ok(json) = serde_json::to_vec(&exit) {
         let _ = berth_runtime::container::state::write_atomic(&path, &json);
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "berth-monitor: exec berth-monitor-serve: {err}"
-    );
+    if let Some(p) = log_path {
+        if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(p) {
+            let ts = berth_runtime::timefmt::rfc3339_nanos(exit.finished_at);
+            let _ = writeln!(
+                f,
+                "{ts} stderr F berth-monitor: could not start berth-monitor-serve, the container was killed: {err}"
+            );
+        }
+    }
     process::exit_now(1)
 }
 
