@@ -122,6 +122,19 @@ fn http_get(addr: &str) -> String {
     }
 }
 
+/// berthd with its CNI config from `conf`, plugins from `bin` before Debian's,
+/// the CNI cache under `dir`, and `extra` lines in its `[cni]` table.
+async fn berthd_with_plugins(conf: &Path, bin: &Path, dir: &Path, extra: &str) -> Berthd {
+    Berthd::start_with(BerthdOptions::default().config(&format!(
+        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\n{extra}",
+        conf.display(),
+        bin.display(),
+        dir.join("cache").display()
+    )))
+    .await
+    .unwrap()
+}
+
 fn iptables_lines_mentioning(needle: &str) -> Vec<String> {
     let out = Command::new("iptables-save").output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -392,14 +405,7 @@ async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() 
         .unwrap();
     };
     write_conf("failnet");
-    let berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\nplugin_timeout_secs = 2\n",
-        conf.display(),
-        bin.display(),
-        dir.path().join("cache").display()
-    )))
-    .await
-    .unwrap();
+    let berthd = berthd_with_plugins(&conf, &bin, dir.path(), "plugin_timeout_secs = 2\n").await;
     let mut cri = berthd.client().await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let config = PodSandboxConfig {
@@ -506,14 +512,7 @@ async fn cni_del_runs_once_whether_a_pod_is_stopped_then_removed_or_only_removed
         r#"{"cniVersion": "1.0.0", "name": "count", "plugins": [{"type": "countnet"}]}"#,
     )
     .unwrap();
-    let berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\n",
-        conf.display(),
-        bin.display(),
-        dir.path().join("cache").display()
-    )))
-    .await
-    .unwrap();
+    let berthd = berthd_with_plugins(&conf, &bin, dir.path(), "").await;
     let mut cri = berthd.client().await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let config = |name: &str| PodSandboxConfig {
