@@ -71,7 +71,20 @@ mod tests {
         for (i, (ours, theirs)) in numbers.iter().enumerate() {
             assert_eq!(*ours as libc::c_long, *theirs, "entry {i}");
         }
-        let flags: [(usize, libc::c_int); 12] = [
+        let flags: [(usize, libc::c_int); 25] = [
+            (nr::O_RDONLY, libc::O_RDONLY),
+            (nr::F_GETFL, libc::F_GETFL),
+            (nr::F_SETFL, libc::F_SETFL),
+            (nr::SIG_BLOCK, libc::SIG_BLOCK),
+            (nr::WNOHANG, libc::WNOHANG),
+            (nr::CLOCK_REALTIME, libc::CLOCK_REALTIME),
+            (nr::CLOCK_MONOTONIC, libc::CLOCK_MONOTONIC),
+            (nr::PROT_READ, libc::PROT_READ),
+            (nr::PROT_WRITE, libc::PROT_WRITE),
+            (nr::MAP_PRIVATE, libc::MAP_PRIVATE),
+            (nr::AT_FDCWD as usize, libc::AT_FDCWD),
+            (nr::POLLIN as usize, libc::POLLIN as libc::c_int),
+            (nr::POLLOUT as usize, libc::POLLOUT as libc::c_int),
             (nr::O_WRONLY, libc::O_WRONLY),
             (nr::O_CREAT, libc::O_CREAT),
             (nr::O_TRUNC, libc::O_TRUNC),
