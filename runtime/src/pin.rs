@@ -179,15 +179,7 @@ fn start_pause(dir: &Path) -> Result<()> {
         Fork::Child => {
             drop(r);
             let _ = nix::unistd::setsid();
-            if let Ok(null) = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/null")
-            {
-                for fd in 0..3 {
-                    let _ = process::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd);
-                }
-            }
+            process::stdio_to_dev_null();
             let _ = std::env::set_current_dir("/");
             // The pin dir on the command line says which pod this init serves
             // (for operators, and for cleanup that looks for a dir's processes).

@@ -72,7 +72,7 @@ fn load(dir: &Path, file: &Path, key: &str) -> Option<Vec<libc::sock_filter>> {
     if !private(&std::fs::symlink_metadata(dir).ok()?) {
         return None;
     }
-    let f = std::fs::OpenOptions::new()
+    let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(file)
@@ -80,9 +80,8 @@ fn load(dir: &Path, file: &Path, key: &str) -> Option<Vec<libc::sock_filter>> {
     if !private(&f.metadata().ok()?) {
         return None;
     }
-    let bytes = std::io::Read::bytes(std::io::BufReader::new(f))
-        .collect::<std::io::Result<Vec<u8>>>()
-        .ok()?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut bytes).ok()?;
     let rest = bytes.strip_prefix(key.as_bytes())?.strip_prefix(b"\0")?;
     security::program_from_bytes(rest).ok()
 }

@@ -213,15 +213,7 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
     // terminal to lose either way.
     let _ = nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0));
     // Let go of the caller's stdio so it sees EOF once `create` returns.
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        for fd in 0..3 {
-            let _ = process::dup2(null.as_raw_fd(), fd);
-        }
-    }
+    process::stdio_to_dev_null();
     let _ = std::env::set_current_dir("/");
     // berth-monitor-serve takes these from a signalfd; blocked now, a
     // SIGCHLD from an init that exits early stays pending across the exec.

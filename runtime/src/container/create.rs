@@ -21,8 +21,10 @@
 //! the device rules are written. With `process.terminal` the init opens the pty
 //! from the container's devpts while it sets up /dev (so the terminal exists in
 //! the container's /dev/pts), takes it as stdio after "go" and the rootfs, and
-//! sends the master to the monitor attached to its "ready". Every step pushes an undo; a failure runs them
-//! in reverse, so a failed create leaves no cgroup, process or state dir behind.
+//! sends the master to the monitor attached to its "ready".
+//!
+//! Every step pushes an undo; a failure runs them in reverse, so a failed
+//! create leaves no cgroup, process or state dir behind.
 
 use super::init::{self, ChildStdio, InitArgs};
 use super::state::{self, StateFile, FIFO_FILE, STATE_FILE, STATE_VERSION};

@@ -157,11 +157,8 @@ pub fn exec(
 
 /// Makes the container pty's slave the child's stdin, stdout and stderr.
 fn use_console(slave: &std::os::fd::OwnedFd) -> Result<()> {
-    for fd in 0..3 {
-        process::dup2(slave.as_raw_fd(), fd)
-            .map_err(|e| Error::sys(format!("--tty: dup2 container pty to fd {fd}"), e))?;
-    }
-    Ok(())
+    process::dup_to_stdio(slave.as_raw_fd())
+        .map_err(|e| Error::sys("--tty: dup2 container pty to stdio", e))
 }
 
 fn spec_seccomp(bundle: &Path) -> Result<Option<oci_spec::runtime::LinuxSeccomp>> {

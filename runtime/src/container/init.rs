@@ -163,9 +163,7 @@ fn setup_stdio(stdio: &ChildStdio) -> Result<()> {
 
 /// Makes the container's pty slave the init's stdio and controlling terminal.
 fn use_terminal(slave: &OwnedFd) -> Result<()> {
-    for to in 0..3 {
-        process::dup2(slave.as_raw_fd(), to).map_err(|e| Error::sys("dup2 pty", e))?;
-    }
+    process::dup_to_stdio(slave.as_raw_fd()).map_err(|e| Error::sys("dup2 pty", e))?;
     process::set_controlling_tty(0).map_err(|e| Error::sys("process.terminal: TIOCSCTTY", e))
 }
 

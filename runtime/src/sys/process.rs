@@ -212,6 +212,26 @@ pub fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
     }
 }
 
+/// Makes `fd` the process's stdin, stdout and stderr.
+pub fn dup_to_stdio(fd: RawFd) -> io::Result<()> {
+    for to in 0..3 {
+        dup2(fd, to)?;
+    }
+    Ok(())
+}
+
+/// Points stdin, stdout and stderr at /dev/null, letting go of the caller's
+/// (best effort: a process detaching from its caller has nowhere to report).
+pub fn stdio_to_dev_null() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = dup_to_stdio(null.as_raw_fd());
+    }
+}
+
 /// Closes every fd from `from` up, except those in `keep`.
 pub fn close_fds_from(from: RawFd, keep: &[RawFd]) {
     let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {

@@ -51,7 +51,7 @@ impl CriService {
             let generation = lc.containers.generation();
             return Ok(lc
                 .all_containers
-                .get_or_build(generation, || matching(&lc.containers, None).into()));
+                .get_or_build(generation, || self.matching_containers(None).into()));
         }
         Ok(self.matching_containers(filter.as_ref()).into())
     }
