@@ -160,13 +160,12 @@ pub fn serve(cfg: Config) -> i32 {
             Ok(_) | Err(sys::Errno(nr::EINTR)) => {}
             Err(_) => return 1,
         }
+        // Slots as laid out above: outputs and clients are only removed after
+        // their loops, and clients accepted below sit past the end of `fds`.
         let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents != 0);
-        let (sig_ready, listen_ready) = (ready(0), ready(1));
-        let out_ready: Vec<bool> = (0..outputs.len()).map(|i| ready(2 + i)).collect();
         let stdin_ready = want_stdin && ready(stdin_idx);
-        let client_ready: Vec<bool> = (0..clients.len()).map(|i| ready(clients_idx + i)).collect();
 
-        if sig_ready {
+        if ready(0) {
             while let Some(sig) = sys::read_signal(sfd) {
                 if sig == nr::SIGUSR1 {
                     log.reopen();
@@ -177,7 +176,7 @@ pub fn serve(cfg: Config) -> i32 {
         // Output first, so nothing written before the exit is lost.
         let mut closed = Vec::new();
         for (i, o) in outputs.iter().enumerate() {
-            if !out_ready[i] {
+            if !ready(2 + i) {
                 continue;
             }
             match sys::read(o.fd, &mut buf) {
@@ -194,7 +193,7 @@ pub fn serve(cfg: Config) -> i32 {
             lines.eof(&mut log, outputs[i].stream);
             outputs.remove(i);
         }
-        if listen_ready {
+        if ready(1) {
             while let Ok(fd) = sys::accept(cfg.attach) {
                 clients.push(Client {
                     fd,
@@ -204,7 +203,7 @@ pub fn serve(cfg: Config) -> i32 {
         }
         let mut gone = Vec::new();
         for (i, c) in clients.iter_mut().enumerate() {
-            if !client_ready.get(i).copied().unwrap_or(false) {
+            if !ready(clients_idx + i) {
                 continue;
             }
             match sys::read(c.fd, &mut buf) {
