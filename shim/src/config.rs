@@ -33,6 +33,11 @@ pub struct Config {
     /// Clamp a requested oom_score_adj to berthd's own instead of failing
     /// (for nodes where berthd lacks CAP_SYS_RESOURCE).
     pub restrict_oom_score_adj: bool,
+    /// Ignore (with a debug log) hugepage limits when the host's cgroup
+    /// hierarchy has no hugetlb controller, as containerd's key of the same
+    /// name: a kubelet sends a zero limit per page size on every container.
+    /// `false` fails such a CreateContainer instead.
+    pub tolerate_missing_hugetlb_controller: bool,
     /// Cgroup parent of containers whose pod names none (cgroupfs path).
     pub cgroup_parent: String,
     /// Mount container writable layers with overlayfs `volatile`: no syncs of
@@ -58,6 +63,7 @@ impl Default for Config {
             cgroup_driver: "cgroupfs".into(),
             monitor_path: String::new(),
             restrict_oom_score_adj: false,
+            tolerate_missing_hugetlb_controller: true,
             cgroup_parent: "/berth".into(),
             volatile_rootfs: true,
             registry: Default::default(),
@@ -153,6 +159,7 @@ mod tests {
             "state_dir",
             "log_level",
             "cgroup_driver",
+            "tolerate_missing_hugetlb_controller = true",
             "[registry]",
         ] {
             assert!(text.contains(key), "{key} missing from:\n{text}");

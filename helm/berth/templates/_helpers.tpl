@@ -77,6 +77,7 @@ log_format = {{ $c.logFormat | toJson }}
 cgroup_driver = {{ $c.cgroupDriver | toJson }}
 monitor_path = {{ $c.monitorPath | toJson }}
 restrict_oom_score_adj = {{ $c.restrictOomScoreAdj }}
+tolerate_missing_hugetlb_controller = {{ $c.tolerateMissingHugetlbController }}
 volatile_rootfs = {{ $c.volatileRootfs }}
 {{- with $c.cgroupParent }}
 cgroup_parent = {{ toJson . }}

@@ -102,6 +102,19 @@ pub fn detect_layout(root: &Path) -> Result<Layout> {
     }
 }
 
+/// Whether the manager for `layout` can set hugepage limits: a v1 `hugetlb`
+/// hierarchy (v1 and hybrid: the manager writes only v1 files), or `hugetlb`
+/// among a v2 root's controllers. On a hybrid host whose cgroup2 mount holds
+/// hugetlb this is false: the limits would need the controller enabled down
+/// a second tree that the kubelet's cgroup parents do not manage.
+pub fn hugetlb_available(layout: Layout, root: &Path) -> bool {
+    match layout {
+        Layout::V1 | Layout::Hybrid => root.join("hugetlb").is_dir(),
+        Layout::V2 => std::fs::read_to_string(root.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb")),
+    }
+}
+
 /// Opens the manager for cgroup `rel` (relative to each hierarchy root).
 pub fn manager(layout: Layout, root: &Path, rel: &Path) -> Box<dyn CgroupManager> {
     match layout {
@@ -245,5 +258,24 @@ mod tests {
         {
             assert_eq!(l, Layout::Hybrid);
         }
+    }
+
+    #[test]
+    fn hugetlb_is_available_only_where_the_manager_writes_it() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("memory")).unwrap();
+        // Hybrid with hugetlb only in the cgroup2 tree: the v1 manager cannot use it.
+        std::fs::create_dir(d.path().join("unified")).unwrap();
+        std::fs::write(d.path().join("unified/cgroup.controllers"), "hugetlb\n").unwrap();
+        assert!(!hugetlb_available(Layout::Hybrid, d.path()));
+        assert!(!hugetlb_available(Layout::V1, d.path()));
+        std::fs::create_dir(d.path().join("hugetlb")).unwrap();
+        assert!(hugetlb_available(Layout::Hybrid, d.path()));
+
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        assert!(!hugetlb_available(Layout::V2, v2.path()));
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu hugetlb\n").unwrap();
+        assert!(hugetlb_available(Layout::V2, v2.path()));
     }
 }

@@ -224,6 +224,8 @@ impl Lifecycle {
             cgroup_parent: &pod.cgroup_parent,
             pod_files: &pod_files,
             restrict_oom_score_adj: self.config.restrict_oom_score_adj,
+            drop_hugepage_limits: self.config.tolerate_missing_hugetlb_controller
+                && !spec::host_has_hugetlb(),
         })?;
         let json = serde_json::to_vec_pretty(&oci)
             .map_err(|e| Error::Internal(format!("serialise oci spec: {e}")))?;

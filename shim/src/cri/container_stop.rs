@@ -1,5 +1,8 @@
 //! StopContainer: the stop signal, `timeout` seconds of grace, then SIGKILL to
-//! everything in the container's cgroup. Stopping a stopped container succeeds.
+//! everything in the container's cgroup. Stopping a stopped container succeeds,
+//! and so does stopping one that does not exist (any more): the CRI says a stop
+//! "must not return an error if all relevant resources have already been
+//! reclaimed", and a kubelet retrying a stop after a removal relies on it.
 
 use std::time::{Duration, Instant};
 
@@ -27,11 +30,18 @@ impl CriService {
                 req.timeout
             )));
         }
+        if req.container_id.is_empty() {
+            return Err(Error::InvalidArgument("container_id: empty".into()));
+        }
         let lc = &self.lifecycle;
-        let (id, entry) = lc.containers.must_find(&req.container_id)?;
+        let Some((id, entry)) = lc.containers.find(&req.container_id)? else {
+            tracing::debug!(container_id = %req.container_id, "stop of an unknown container: nothing to do");
+            return Ok(StopContainerResponse {});
+        };
         let op = entry.lock().await;
         if lc.containers.get(&id).is_none() {
-            return Err(Error::NotFound(format!("container {id:?} not found")));
+            // Removed while we waited for its lock: already reclaimed.
+            return Ok(StopContainerResponse {});
         }
         lc.stop_locked(&id, &entry, &op, req.timeout).await?;
         Ok(StopContainerResponse {})

@@ -1,10 +1,16 @@
 //! ExecSync: run a command in a running container and return its output and
 //! exit code (kubelet's exec probes and `crictl exec -s`). The command runs in
 //! `berth-monitor exec`, which joins the container's namespaces and cgroup with
-//! the container's own user, env and cwd. On timeout the helper is killed (its
-//! child dies with it) and the call fails with DEADLINE_EXCEEDED, which kubelet
-//! reads as a probe timeout.
+//! the container's own user, env and cwd. On timeout the exec'd process and
+//! everything it started are killed and the call fails with DEADLINE_EXCEEDED,
+//! which kubelet reads as a probe timeout; a client that cancels the call gets
+//! the same kill. Killing only the helper is not enough: its child dies with it
+//! (PR_SET_PDEATHSIG) but the child's own children (`sh -c 'sleep 60; ...'`)
+//! would live on in the container. So the tree below the helper is frozen
+//! (SIGSTOP, so nothing forks any more) and then killed, and the helper is left
+//! alive to reap its child and exit.
 
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,6 +23,9 @@ use crate::state::new_id;
 
 /// Cap on each of stdout and stderr (what the CRI documents); the rest is drained and dropped.
 const OUTPUT_CAP: usize = 16 << 20;
+/// How long the helper may take to exit once its tree is killed, before it is
+/// killed too.
+const HELPER_EXIT_WAIT: Duration = Duration::from_millis(500);
 
 impl CriService {
     pub(crate) async fn exec_sync(&self, req: ExecSyncRequest) -> Result<ExecSyncResponse> {
@@ -80,9 +89,11 @@ async fn run(mut helper: tokio::process::Command, timeout: i64) -> Result<ExecSy
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        // Not kill_on_drop: a dropped call kills the tree (TreeGuard) and
+        // lets the helper reap its child; tokio reaps the helper.
         .spawn()
         .map_err(|e| Error::Runtime(format!("run berth-monitor exec: {e}")))?;
+    let mut guard = TreeGuard(child.id().and_then(|p| i32::try_from(p).ok()));
     let out = child.stdout.take();
     let err = child.stderr.take();
     let work = async {
@@ -102,14 +113,98 @@ async fn run(mut helper: tokio::process::Command, timeout: i64) -> Result<ExecSy
             exit_code,
         })
     };
-    if timeout == 0 {
-        return work.await;
+    let finished = if timeout == 0 {
+        Some(work.await)
+    } else {
+        tokio::time::timeout(Duration::from_secs(timeout as u64), work)
+            .await
+            .ok()
+    };
+    if let Some(r) = finished {
+        // The helper is reaped: its pid may be reused from here on.
+        guard.0 = None;
+        return r;
     }
-    match tokio::time::timeout(Duration::from_secs(timeout as u64), work).await {
-        Ok(r) => r,
-        // Dropping `work` drops the child, and kill_on_drop kills the helper.
-        Err(_) => Err(Error::DeadlineExceeded("exec timed out".into())),
+    if let Some(pid) = guard.0.take() {
+        kill_descendants(pid);
     }
+    if tokio::time::timeout(HELPER_EXIT_WAIT, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
+    }
+    Err(Error::DeadlineExceeded("exec timed out".into()))
+}
+
+/// Kills the exec'd tree below the helper `.0` when dropped armed: the call
+/// was cancelled by its client while the command still ran.
+struct TreeGuard(Option<i32>);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            tracing::debug!(pid, "exec call dropped: killing the exec'd processes");
+            kill_descendants(pid);
+        }
+    }
+}
+
+/// SIGSTOPs every descendant of `root` until a pass finds no new one (a stopped
+/// process cannot fork, so the tree stops growing), then SIGKILLs them all.
+/// `root` itself is spared: it reaps its child and exits.
+fn kill_descendants(root: i32) {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let mut frozen: Vec<i32> = Vec::new();
+    for _ in 0..16 {
+        let new: Vec<i32> = descendants(root)
+            .into_iter()
+            .filter(|p| !frozen.contains(p))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for p in &new {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGSTOP);
+        }
+        frozen.extend(new);
+    }
+    for p in frozen {
+        let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+    }
+}
+
+/// Every process below `root`, from the parent pids in `/proc/*/stat`.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat_ppid(&stat) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        for c in children.remove(&p).unwrap_or_default() {
+            out.push(c);
+            todo.push(c);
+        }
+    }
+    out
+}
+
+/// The parent pid in a `/proc/<pid>/stat` line. The command name may hold
+/// spaces and parentheses, so fields are counted after its last `)`.
+fn stat_ppid(stat: &str) -> Option<i32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Reads a pipe to the end, keeping at most [`OUTPUT_CAP`] bytes.
@@ -154,6 +249,43 @@ mod tests {
         assert_eq!(v["cwd"], "/w");
         assert_eq!(v["terminal"], false);
         assert!(v.get("consoleSize").is_none());
+    }
+
+    #[test]
+    fn parent_pid_is_read_past_a_command_name_with_parentheses() {
+        assert_eq!(stat_ppid("42 (a) b) S 7 42 42 0 -1"), Some(7));
+        assert_eq!(stat_ppid("1 (init) S 0 1 1"), Some(0));
+        assert_eq!(stat_ppid("garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_tree_below_the_helper() {
+        // A stand-in helper: a shell whose child starts a grandchild, both
+        // sleeping far past the timeout.
+        let d = tempfile::tempdir().unwrap();
+        let pids = d.path().join("pids");
+        let mut c = tokio::process::Command::new("sh");
+        c.arg("-c").arg(format!(
+            "sh -c 'sleep 300 & echo $! > {p}.g; echo $$ > {p}.c; wait'; exit 0",
+            p = pids.display()
+        ));
+        let err = run(c, 1).await.unwrap_err();
+        assert!(matches!(err, Error::DeadlineExceeded(_)), "{err}");
+        for f in ["c", "g"] {
+            let pid: i32 = std::fs::read_to_string(pids.with_extension(f))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            // Killed; a zombie (reaped later by init) counts as gone.
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim().to_string()));
+            assert!(
+                state.as_deref().is_none_or(|s| s.starts_with('Z')),
+                "{f} {pid} still alive: {state:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,8 @@
 //! StopPodSandbox: kill every container of the pod, tear the pod's network
 //! down, release its namespaces and shm. Idempotent: stopping a stopped pod
-//! redoes the (no-op) teardown and succeeds.
+//! redoes the (no-op) teardown and succeeds, and stopping a pod that does not
+//! exist (any more) succeeds too, as the CRI asks of a stop whose resources are
+//! already reclaimed.
 
 use std::sync::Arc;
 
@@ -21,10 +23,14 @@ impl CriService {
             return Err(Error::InvalidArgument("pod_sandbox_id: empty".into()));
         }
         let lc = self.lifecycle.clone();
-        let (id, entry) = lc.pods.must_find(&req.pod_sandbox_id)?;
+        let Some((id, entry)) = lc.pods.find(&req.pod_sandbox_id)? else {
+            tracing::debug!(pod_sandbox_id = %req.pod_sandbox_id, "stop of an unknown pod sandbox: nothing to do");
+            return Ok(StopPodSandboxResponse {});
+        };
         let op = entry.lock().await;
         if lc.pods.get(&id).is_none() {
-            return Err(Error::NotFound(format!("pod sandbox {id:?} not found")));
+            // Removed while we waited for its lock: already reclaimed.
+            return Ok(StopPodSandboxResponse {});
         }
         lc.stop_pod_locked(&id, &entry, &op).await?;
         Ok(StopPodSandboxResponse {})

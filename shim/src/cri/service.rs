@@ -46,7 +46,11 @@ span_ids!(none: GetEventsRequest, VersionRequest, RunPodSandboxRequest, ListPodS
 
 /// Runs one RPC body inside its span, behind the readiness gate.
 macro_rules! rpc {
-    ($self:ident, $level:ident, $name:literal, $req:ident, $method:ident) => {{
+    ($self:ident, $level:ident, $name:literal, $req:ident, $method:ident) => {
+        rpc!($self, $level, $name, $req, $method,)
+    };
+    // `$extra`: more arguments for the body, read from the request's metadata.
+    ($self:ident, $level:ident, $name:literal, $req:ident, $method:ident, $($extra:expr),*) => {{
         let req = $req.into_inner();
         let span = tracing::span!(
             tracing::Level::$level,
@@ -59,7 +63,7 @@ macro_rules! rpc {
         async move {
             svc.ready()?;
             let started = std::time::Instant::now();
-            let result = svc.$method(req).await;
+            let result = svc.$method(req, $($extra),*).await;
             match &result {
                 Ok(_) => tracing::event!(tracing::Level::$level, elapsed_us = started.elapsed().as_micros() as u64, "ok"),
                 Err(e) => tracing::warn!(code = ?e.code(), error = %e, "failed"),
@@ -363,7 +367,8 @@ impl ImageService for ImageApi {
         &self,
         r: Request<PullImageRequest>,
     ) -> Result<Response<PullImageResponse>, Status> {
-        rpc!(self, INFO, "PullImage", r, pull_image)
+        let deadline = super::image_pull::client_timeout(r.metadata());
+        rpc!(self, INFO, "PullImage", r, pull_image, deadline)
     }
     async fn remove_image(
         &self,

@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 
 pub use crate::image::store::ImageConfig;
 pub use process::{resolve_user, stop_signal};
+pub use resources::host_has_hugetlb;
 pub use seccomp::runtime_default_seccomp;
 pub use security::default_capabilities;
 
@@ -89,6 +90,10 @@ pub struct SpecInput<'a> {
     pub pod_files: &'a PodFiles,
     /// Clamp `oom_score_adj` up to berthd's own instead of failing.
     pub restrict_oom_score_adj: bool,
+    /// Leave hugepage limits out of the spec (the host has no hugetlb
+    /// controller the runtime can use and the config tolerates that); they
+    /// are still validated.
+    pub drop_hugepage_limits: bool,
 }
 
 /// Annotation keys containerd sets on every CRI container.
@@ -179,6 +184,14 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
 
     // Linux section.
     let mut res = resources::linux_resources(container_resources)?;
+    if input.drop_hugepage_limits && res.hugepage_limits().is_some() {
+        // A kubelet sends one (zero) limit per page size on every container.
+        tracing::debug!(
+            container_id = input.container_id,
+            "no hugetlb cgroup controller: hugepage limits ignored"
+        );
+        res.set_hugepage_limits(None);
+    }
     res.set_devices(Some(devs.cgroup_rules));
     let mut linux = Linux::default();
     linux.set_uid_mappings(None);
@@ -362,6 +375,10 @@ mod tests {
         }
 
         fn spec(&self) -> Result<Spec> {
+            self.spec_with(false)
+        }
+
+        fn spec_with(&self, drop_hugepage_limits: bool) -> Result<Spec> {
             container_spec(&SpecInput {
                 container_id: "c1",
                 sandbox_id: "s1",
@@ -374,6 +391,7 @@ mod tests {
                 cgroup_parent: "/kubepods/pod-uid-1/",
                 pod_files: &self.pod_files,
                 restrict_oom_score_adj: false,
+                drop_hugepage_limits,
             })
         }
 
@@ -384,6 +402,47 @@ mod tests {
                 .security_context
                 .get_or_insert_with(Default::default)
         }
+    }
+
+    #[test]
+    fn hugepage_limits_are_dropped_only_when_asked_and_still_validated() {
+        let mut f = Fixture::new();
+        f.config
+            .linux
+            .get_or_insert_with(Default::default)
+            .resources = Some(LinuxContainerResources {
+            hugepage_limits: vec![
+                berth_proto::v1::HugepageLimit {
+                    page_size: "2MB".into(),
+                    limit: 0,
+                },
+                berth_proto::v1::HugepageLimit {
+                    page_size: "1GB".into(),
+                    limit: 0,
+                },
+            ],
+            ..Default::default()
+        });
+        let pages = |s: Spec| {
+            s.linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone())
+                .and_then(|r| r.hugepage_limits().clone())
+        };
+        assert_eq!(pages(f.spec_with(false).unwrap()).map(|p| p.len()), Some(2));
+        assert_eq!(pages(f.spec_with(true).unwrap()), None);
+        f.config
+            .linux
+            .as_mut()
+            .unwrap()
+            .resources
+            .as_mut()
+            .unwrap()
+            .hugepage_limits[1]
+            .page_size
+            .clear();
+        let err = f.spec_with(true).unwrap_err().to_string();
+        assert!(err.contains("hugepage_limits[1].page_size"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,18 @@ fn non_negative(v: i64, field: &str) -> Result<i64> {
     Ok(v)
 }
 
+/// Whether this host's cgroup hierarchy has a hugetlb controller the runtime
+/// writes hugepage limits to (worked out once: the mounts do not change under
+/// a running daemon).
+pub fn host_has_hugetlb() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        let root = Path::new("/sys/fs/cgroup");
+        berth_runtime::cgroups::detect_layout(root)
+            .is_ok_and(|l| berth_runtime::cgroups::hugetlb_available(l, root))
+    })
+}
+
 /// The cgroup limits of a container; zero / empty CRI fields mean unset.
 pub fn linux_resources(r: Option<&LinuxContainerResources>) -> Result<LinuxResources> {
     let mut out = empty_resources()?;
