@@ -30,4 +30,5 @@ pub mod env;
 pub mod procmem;
 pub mod push;
 pub mod registry;
+pub mod replay;
 pub mod skip;

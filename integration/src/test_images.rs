@@ -569,6 +569,63 @@ pub fn pause() -> Result<&'static Image> {
     })
 }
 
+/// The page the `nginx` stand-in serves at `/`.
+pub const NGINX_PAGE: &str =
+    "<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head>\n\
+<body><h1>Welcome to nginx!</h1><p>busybox httpd standing in for nginx.</p></body></html>\n";
+
+/// The `nginx` stand-in's entrypoint: busybox httpd on port 80 in the
+/// foreground of a shell that ends it and exits 0 on SIGTERM (as nginx's
+/// graceful stop does), so a stop ends with exit 0 / Completed.
+pub const NGINX_ENTRYPOINT: &str = "#!/bin/sh\n\
+httpd -f -p 80 -h /usr/share/nginx/html &\n\
+pid=$!\n\
+trap 'kill $pid 2>/dev/null; exit 0' TERM INT QUIT\n\
+while kill -0 $pid 2>/dev/null; do wait $pid; done\n\
+exit 1\n";
+
+/// `nginx`: busybox + [`NGINX_ENTRYPOINT`] as ENTRYPOINT serving
+/// [`NGINX_PAGE`]; the kubelet traces' `e2e-test-images/nginx:1.14-2`.
+pub fn nginx() -> Result<&'static Image> {
+    cached!("nginx", Image, {
+        let mut b = LayerBuilder::new();
+        b.file("docker-entrypoint.sh", 0o755, NGINX_ENTRYPOINT.as_bytes())?;
+        b.dir("usr", 0o755)?;
+        b.dir("usr/share", 0o755)?;
+        b.dir("usr/share/nginx", 0o755)?;
+        b.dir("usr/share/nginx/html", 0o755)?;
+        b.file(
+            "usr/share/nginx/html/index.html",
+            0o644,
+            NGINX_PAGE.as_bytes(),
+        )?;
+        let layer = b.finish(Compression::Gzip).map_err(err("nginx"))?;
+        let config = ImageConfig {
+            env: vec![IMAGE_PATH.into()],
+            entrypoint: Some(vec!["/docker-entrypoint.sh".into()]),
+            exposed_ports: vec!["80/tcp".into()],
+            ..Default::default()
+        };
+        Image::build(
+            "nginx",
+            vec![busybox_layer()?, layer],
+            &config,
+            Platform::host(),
+        )
+    })
+}
+
+/// The images the kubelet traces name, as (repository, tag, image): the
+/// Kubernetes e2e images `busybox:1.29-2` (busybox, no USER) and
+/// `nginx:1.14-2` ([`nginx`]). Pushed under these names, they are reached
+/// through registry mirrors for `registry.k8s.io` and `127.0.0.1:5000`.
+pub fn kubelet_trace_images() -> Result<Vec<(&'static str, &'static str, &'static Image)>> {
+    Ok(vec![
+        ("e2e-test-images/busybox", "1.29-2", busybox()?),
+        ("e2e-test-images/nginx", "1.14-2", nginx()?),
+    ])
+}
+
 /// Every single-platform test image with the repository name tests push it under.
 pub fn all_images() -> Result<Vec<(&'static str, &'static Image)>> {
     Ok(vec![

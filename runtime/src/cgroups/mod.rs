@@ -34,6 +34,11 @@ pub struct Stats {
     pub memory_working_set_bytes: u64,
     pub pids: u64,
     pub oom_events: u64,
+    /// Page faults (minor and major) and major ones alone, from memory.stat.
+    #[serde(default)]
+    pub page_faults: u64,
+    #[serde(default)]
+    pub major_page_faults: u64,
 }
 
 /// One container's cgroup, whatever the host's hierarchy looks like.

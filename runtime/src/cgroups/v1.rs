@@ -373,6 +373,10 @@ impl CgroupManager for V1Cgroup {
             s.memory_usage_bytes = read_u64(&d.join("memory.usage_in_bytes"))?;
             let inactive = read_keyed(&d.join("memory.stat"), "total_inactive_file")?.unwrap_or(0);
             s.memory_working_set_bytes = s.memory_usage_bytes.saturating_sub(inactive);
+            // total_*: this cgroup and its children, as the usage above.
+            s.page_faults = read_keyed(&d.join("memory.stat"), "total_pgfault")?.unwrap_or(0);
+            s.major_page_faults =
+                read_keyed(&d.join("memory.stat"), "total_pgmajfault")?.unwrap_or(0);
             s.oom_events = self.oom_kills()?;
         }
         if let Some(d) = self.dir("pids") {
@@ -500,7 +504,10 @@ mod tests {
         let w = |p: &str, v: &str| std::fs::write(root.path().join(p), v).unwrap();
         w("cpuacct/c/cpuacct.usage", "12345\n");
         w("memory/c/memory.usage_in_bytes", "1000\n");
-        w("memory/c/memory.stat", "cache 5\ntotal_inactive_file 300\n");
+        w(
+            "memory/c/memory.stat",
+            "cache 5\ntotal_inactive_file 300\ntotal_pgfault 40\ntotal_pgmajfault 2\n",
+        );
         w(
             "memory/c/memory.oom_control",
             "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
@@ -514,7 +521,9 @@ mod tests {
                 memory_usage_bytes: 1000,
                 memory_working_set_bytes: 700,
                 pids: 3,
-                oom_events: 2
+                oom_events: 2,
+                page_faults: 40,
+                major_page_faults: 2,
             }
         );
     }

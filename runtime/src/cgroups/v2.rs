@@ -208,6 +208,8 @@ impl CgroupManager for V2Cgroup {
             s.memory_usage_bytes = read_u64(&self.file("memory.current"))?;
             let inactive = read_keyed(&self.file("memory.stat"), "inactive_file")?.unwrap_or(0);
             s.memory_working_set_bytes = s.memory_usage_bytes.saturating_sub(inactive);
+            s.page_faults = read_keyed(&self.file("memory.stat"), "pgfault")?.unwrap_or(0);
+            s.major_page_faults = read_keyed(&self.file("memory.stat"), "pgmajfault")?.unwrap_or(0);
         }
         if self.file("pids.current").exists() {
             s.pids = read_u64(&self.file("pids.current"))?;

@@ -92,6 +92,8 @@ impl Lifecycle {
                 timestamp: ts,
                 working_set_bytes: value(stats.memory_working_set_bytes),
                 usage_bytes: value(stats.memory_usage_bytes),
+                page_faults: value(stats.page_faults),
+                major_page_faults: value(stats.major_page_faults),
                 ..Default::default()
             }),
             writable_layer: Some(FilesystemUsage {

@@ -147,6 +147,17 @@ impl ContainerRecord {
         self.config.image.clone().unwrap_or_default()
     }
 
+    /// The image a status reports: the name the pod spec gave
+    /// (`user_specified_image`, which the kubelet shows as the container's
+    /// image) when the kubelet sent one, else what CreateContainer named.
+    pub fn status_image_spec(&self) -> v1::ImageSpec {
+        let mut spec = self.image_spec();
+        if !spec.user_specified_image.is_empty() {
+            spec.image = spec.user_specified_image.clone();
+        }
+        spec
+    }
+
     /// The short form used by ListContainers (see [`super::Listed`]).
     pub fn to_cri(&self) -> v1::Container {
         v1::Container {
@@ -154,7 +165,13 @@ impl ContainerRecord {
             pod_sandbox_id: self.pod_id.clone(),
             metadata: Some(self.metadata()),
             image: Some(self.image_spec()),
-            image_ref: self.image_ref.clone(),
+            // The CRI: "for most runtimes, this should be an image ID"; the
+            // kubelet's image GC matches it against ListImages' ids.
+            image_ref: if self.image_id.is_empty() {
+                self.image_ref.clone()
+            } else {
+                self.image_id.clone()
+            },
             state: self.state.to_cri() as i32,
             created_at: self.created_at,
             labels: self.config.labels.clone(),
@@ -173,7 +190,7 @@ impl ContainerRecord {
             started_at: self.started_at,
             finished_at: self.finished_at,
             exit_code: self.exit_code,
-            image: Some(self.image_spec()),
+            image: Some(self.status_image_spec()),
             image_ref: self.image_ref.clone(),
             reason: self.reason.clone(),
             message: self.message.clone(),
