@@ -765,6 +765,68 @@ mod tests {
     }
 
     #[test]
+    fn rshared_root_keeps_pivot_root_valid_and_slaves_only_the_old_root() {
+        let root = tempfile::tempdir().unwrap();
+        let vol = tempfile::tempdir().unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": root.path()},
+            "mounts": [{"destination": "/vol", "type": "bind", "source": vol.path(),
+                        "options": ["rbind", "rshared", "ro"]}],
+            "linux": {"rootfsPropagation": "rshared"}
+        }))
+        .unwrap();
+        let sys = RecordingSyscall::new();
+        setup(&sys, &spec, root.path(), &HostInfo::default(), &mut || {
+            Ok(())
+        })
+        .unwrap();
+        let calls = sys.calls();
+        let pos = |line: &str| {
+            calls
+                .iter()
+                .position(|c| c == line)
+                .unwrap_or_else(|| panic!("no call {line} in {calls:#?}"))
+        };
+        let r = root.path().display();
+        let holder = mount_point_of(root.path());
+        // / rshared, the rootfs's own mount private, then the self-bind.
+        let shared = pos(&format!("mount - / - {:#x} -", MS_SHARED | MS_REC));
+        let private = pos(&format!(
+            "mount - {} - {:#x} -",
+            holder.display(),
+            MS_PRIVATE
+        ));
+        let self_bind = pos(&format!("mount {r} {r} - {:#x} -", MS_BIND | MS_REC));
+        assert!(shared < private && private < self_bind, "{calls:#?}");
+        // The volume target is resolved in the root, created as a directory,
+        // then resolved again for the remount and the propagation change.
+        let first = pos(&format!("resolve {r}/vol dir"));
+        let bind = pos(&format!(
+            "mount {} {r}/vol - {:#x} -",
+            vol.path().display(),
+            MS_BIND | MS_REC
+        ));
+        assert!(first < bind, "{calls:#?}");
+        let again: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| *c == &format!("resolve {r}/vol -"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(again.len(), 2, "{calls:#?}");
+        assert!(again[0] > bind, "{calls:#?}");
+        // The old root, not the new root ".", is made a slave before it goes.
+        let fchdir = pos("fchdir /");
+        let slave = pos(&format!("mount - . - {:#x} -", MS_SLAVE | MS_REC));
+        assert!(
+            pos("pivot_root . .") < fchdir && fchdir < slave,
+            "{calls:#?}"
+        );
+        assert!(slave < pos("umount2 . 2"), "{calls:#?}");
+    }
+
+    #[test]
     fn setup_pivots_and_applies_readonly_root() {
         let root = tempfile::tempdir().unwrap();
         let spec: Spec = serde_json::from_value(serde_json::json!({
