@@ -145,6 +145,11 @@ struct SharedDir {
 
 impl SharedDir {
     fn new() -> SharedDir {
+        Self::with(nix::mount::MsFlags::MS_SHARED)
+    }
+
+    /// A tmpfs mount with propagation `prop` (`MS_SHARED`, `MS_PRIVATE`).
+    fn with(prop: nix::mount::MsFlags) -> SharedDir {
         use nix::mount::{mount, MsFlags};
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("shared");
@@ -157,14 +162,7 @@ impl SharedDir {
             None::<&str>,
         )
         .unwrap();
-        mount(
-            None::<&str>,
-            &path,
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .unwrap();
+        mount(None::<&str>, &path, None::<&str>, prop, None::<&str>).unwrap();
         for d in ["inner", "fromhost"] {
             std::fs::create_dir(path.join(d)).unwrap();
         }
@@ -285,5 +283,40 @@ async fn host_path_mounts_propagate_as_asked() {
     );
     // Container to host: only the bidirectional mount.
     assert_eq!(host_saw, vec![true, false, false]);
+
+    // Bidirectional on a private host mount could never reach the host:
+    // refused, naming the mount, as containerd does.
+    let private = SharedDir::with(nix::mount::MsFlags::MS_PRIVATE);
+    let mut config = env::container_config("p", &env.image("busybox"), &["true"]);
+    config.mounts = vec![
+        Mount {
+            container_path: "/ok".into(),
+            host_path: shared[0].path.display().to_string(),
+            propagation: MountPropagation::PropagationBidirectional as i32,
+            ..Default::default()
+        },
+        Mount {
+            container_path: "/p".into(),
+            host_path: private.path.join("inner").display().to_string(),
+            propagation: MountPropagation::PropagationBidirectional as i32,
+            ..Default::default()
+        },
+    ];
+    let e = env
+        .cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("mounts[1].propagation")
+            && e.message().contains(&private.path.display().to_string()),
+        "{e:?}"
+    );
     teardown_pod(&mut env.cri, &pod).await;
 }

@@ -180,22 +180,54 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
     PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
 }
 
-/// The mount point of the mount that holds `path` in this mount namespace
-/// (the longest mount point above it; `/` when nothing else matches).
-pub fn mount_point_of(path: &Path) -> PathBuf {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut best = PathBuf::from("/");
+/// The mount that holds a path: where it is mounted and how it propagates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldingMount {
+    /// Its mount point.
+    pub point: PathBuf,
+    /// In a peer group (`shared:N`): mounts and unmounts under it reach the peers.
+    pub shared: bool,
+    /// A slave (`master:N`): receives what its master's peer group mounts.
+    pub slave: bool,
+}
+
+/// The mount holding the absolute, symlink-free `path` according to the
+/// mountinfo `text`: the longest mount point above it, the top one of a stack.
+pub fn holding_mount(text: &str, path: &Path) -> HoldingMount {
+    let mut best = HoldingMount {
+        point: PathBuf::from("/"),
+        shared: false,
+        slave: false,
+    };
+    let mut best_len = 0;
     for line in text.lines() {
-        let Some(mp) = line.split(' ').nth(4) else {
+        let Some((pre, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        let Some(mp) = fields.get(4) else {
             continue;
         };
         let mp = unescape_mountinfo(mp);
-        if path.starts_with(&mp) && mp.components().count() > best.components().count() {
-            best = mp;
+        let len = mp.components().count();
+        if path.starts_with(&mp) && len >= best_len {
+            let optional = fields.get(6..).unwrap_or_default();
+            best = HoldingMount {
+                point: mp,
+                shared: optional.iter().any(|f| f.starts_with("shared:")),
+                slave: optional.iter().any(|f| f.starts_with("master:")),
+            };
+            best_len = len;
         }
     }
     best
+}
+
+/// The mount holding `path` in this process's mount namespace.
+pub fn mount_of(path: &Path) -> HoldingMount {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    holding_mount(&text, &path)
 }
 
 /// Whether a spec mounts cgroupfs (and so needs [`HostInfo::read_cgroup_mounts`]).
@@ -647,7 +679,7 @@ pub fn setup(
         // pivot_root refuses (EINVAL). Only that one mount goes private, in
         // this namespace; the host-path binds made below still join their
         // host peer groups.
-        let holder = mount_point_of(rootfs);
+        let holder = mount_of(rootfs).point;
         sys.mount(None, &holder, None, MS_PRIVATE, None)
             .map_err(sys_err(format!(
                 "linux.rootfsPropagation: make {} private",
@@ -765,6 +797,45 @@ mod tests {
     }
 
     #[test]
+    fn holding_mount_is_the_longest_and_topmost_with_its_propagation() {
+        let text = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /var/lib rw master:7 - tmpfs tmpfs rw
+31 22 0:41 / /var/lib/kube\\040lets rw shared:9 master:3 - tmpfs tmpfs rw
+32 31 0:42 / /var/lib/kube\\040lets rw - tmpfs tmpfs rw
+33 22 0:43 / /var/lib2 rw shared:4 - tmpfs tmpfs rw
+";
+        let m = |p: &str| holding_mount(text, Path::new(p));
+        assert_eq!(
+            m("/var/lib2/x"),
+            HoldingMount {
+                point: "/var/lib2".into(),
+                shared: true,
+                slave: false
+            }
+        );
+        assert_eq!(
+            m("/var/lib/x"),
+            HoldingMount {
+                point: "/var/lib".into(),
+                shared: false,
+                slave: true
+            }
+        );
+        // The later of two stacked mounts is the one a lookup sees.
+        assert_eq!(
+            m("/var/lib/kube lets/pods"),
+            HoldingMount {
+                point: "/var/lib/kube lets".into(),
+                shared: false,
+                slave: false
+            }
+        );
+        assert!(m("/etc").shared);
+        assert_eq!(m("/etc").point, Path::new("/"));
+    }
+
+    #[test]
     fn rshared_root_keeps_pivot_root_valid_and_slaves_only_the_old_root() {
         let root = tempfile::tempdir().unwrap();
         let vol = tempfile::tempdir().unwrap();
@@ -789,7 +860,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("no call {line} in {calls:#?}"))
         };
         let r = root.path().display();
-        let holder = mount_point_of(root.path());
+        let holder = mount_of(root.path()).point;
         // / rshared, the rootfs's own mount private, then the self-bind.
         let shared = pos(&format!("mount - / - {:#x} -", MS_SHARED | MS_REC));
         let private = pos(&format!(
