@@ -13,9 +13,12 @@
 //! dangling symlink met on the way is followed by re-resolving its target in
 //! the root (counted against the same 40-link limit).
 //!
-//! Why not the `pathrs` crate: it links libpathrs (a C-ABI library built from
-//! Rust with its own procfs handling), while the two operations needed here
-//! (open in root, create in root) are a few safe `rustix` calls.
+//! Why not the `pathrs` crate (libpathrs): it carries its own procfs
+//! hardening and a userspace fallback resolver for kernels without openat2,
+//! a large dependency for the two operations needed here (open in root,
+//! create in root), which are a few safe `rustix` calls on the kernels Berth
+//! supports (openat2 needs Linux 5.6). The shim, which forbids `unsafe`, uses
+//! the same functions ([`read_in_root`]), so there is one resolver.
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;

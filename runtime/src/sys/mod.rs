@@ -22,7 +22,7 @@ pub struct InRoot {
     /// for the real kernel, so the call acts on the inode the lookup found.
     pub path: PathBuf,
     /// Keeps `path` valid; `None` in the fake.
-    _fd: Option<OwnedFd>,
+    owned: Option<OwnedFd>,
 }
 
 impl InRoot {
@@ -30,19 +30,19 @@ impl InRoot {
     pub fn from_fd(fd: OwnedFd) -> Self {
         InRoot {
             path: inroot::fd_path(&fd),
-            _fd: Some(fd),
+            owned: Some(fd),
         }
     }
 
     /// The descriptor behind [`InRoot::path`] (`None` in the fake).
     pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         use std::os::fd::AsFd;
-        self._fd.as_ref().map(|f| f.as_fd())
+        self.owned.as_ref().map(|f| f.as_fd())
     }
 
     /// A path the fake syscall layer made up without a lookup.
     pub(crate) fn fake(path: PathBuf) -> Self {
-        InRoot { path, _fd: None }
+        InRoot { path, owned: None }
     }
 }
 
