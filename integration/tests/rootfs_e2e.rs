@@ -7,13 +7,20 @@ use std::time::Duration;
 
 use berth_integration::calls::{self, teardown_pod, wait_exited};
 use berth_integration::env::{self, TestEnv, TAG};
-use berth_integration::image_builder::{Compression, Image, ImageConfig, LayerBuilder, Platform};
-use berth_integration::{skip, skip_if};
+use berth_integration::image_builder::{
+    Compression, Image, ImageConfig, Layer, LayerBuilder, Platform,
+};
+use berth_integration::{skip, skip_if, test_images};
 use berth_proto::v1::*;
 
 /// An image holding only `<name> -> <name>1 -> ... -> <name>40 -> target`:
 /// 41 links, one more than the kernel follows.
 fn link_chain_image(repo: &str, name: &str, target: &Path) -> Image {
+    link_chain_image_on(repo, vec![], name, target)
+}
+
+/// The same chain as a layer on top of `base`.
+fn link_chain_image_on(repo: &str, mut base: Vec<Layer>, name: &str, target: &Path) -> Image {
     let mut b = LayerBuilder::new();
     b.symlink(name, &format!("{name}1")).unwrap();
     for i in 1..=40 {
@@ -24,12 +31,13 @@ fn link_chain_image(repo: &str, name: &str, target: &Path) -> Image {
         };
         b.symlink(&format!("{name}{i}"), &to).unwrap();
     }
-    let layer = b.finish(Compression::Gzip).unwrap();
+    base.push(b.finish(Compression::Gzip).unwrap());
     let config = ImageConfig {
         cmd: Some(vec!["sh".into()]),
+        env: vec!["PATH=/bin".into()],
         ..Default::default()
     };
-    Image::build(repo, vec![layer], &config, Platform::host()).unwrap()
+    Image::build(repo, base, &config, Platform::host()).unwrap()
 }
 
 async fn push_and_pull(env: &mut TestEnv, repo: &str, image: &Image) -> String {
@@ -130,6 +138,29 @@ async fn image_symlink_chains_past_the_limit_fail_closed() {
     );
     assert_eq!(entries(&outside), vec!["etc"]);
     assert_eq!(entries(&outside.join("etc")), vec!["passwd"]);
+
+    // A working directory behind the chain (busybox underneath, so that
+    // the process itself would be found).
+    let wd_image = push_and_pull(
+        &mut env,
+        "wdloop",
+        &link_chain_image_on(
+            "wdloop",
+            vec![test_images::busybox_layer().unwrap()],
+            "w",
+            &outside,
+        ),
+    )
+    .await;
+    let mut config = env::container_config("wd", &wd_image, &["sh", "-c", "pwd"]);
+    config.working_dir = "/w".into();
+    let e = create(&mut env, &pod, &pod_config, config)
+        .await
+        .unwrap_err();
+    assert!(
+        e.message().contains("process.cwd") && e.message().contains("os error 40"),
+        "{e:?}"
+    );
     // A failed create leaves no container behind.
     assert!(calls::list_containers(&mut env.cri, None).await.is_empty());
     teardown_pod(&mut env.cri, &pod).await;
