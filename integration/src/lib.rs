@@ -10,6 +10,7 @@
 //! - [`client::Cri`]: typed CRI clients over a unix socket; [`calls`]: the CRI
 //!   calls tests repeat, one function each.
 //! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard.
+//! - [`crash`]: pod lifecycles with berthd SIGKILLed at random points (test and bench).
 
 pub mod error;
 pub mod image_builder;
@@ -25,6 +26,7 @@ pub mod calls;
 pub mod cleanup;
 pub mod client;
 pub mod containerd;
+pub mod crash;
 pub mod daemon;
 pub mod env;
 pub mod procmem;
