@@ -149,9 +149,18 @@ chmod 1777 tmp var/tmp
 cp /run.sh run/berth-vm-cmd.sh
 ip link set lo up
 echo "BERTH-VM-UP \$(uname -r) controllers: \$(cat sys/fs/cgroup/cgroup.controllers)"
-chroot /newroot /bin/sh /run/berth-vm-cmd.sh </dev/null
+# switch_root, not chroot: the 9p tree becomes the real root, so that the
+# runtime's pivot_root and mountinfo behave as on a node. busybox sh stays
+# PID 1 (it reaps orphans) and powers the guest off when CMD is done.
+cat >run/berth-vm-init.sh <<'INIT'
+/bin/sh /run/berth-vm-cmd.sh </dev/null
 echo "BERTH-VM-EXIT \$?"
 sync
+/bin/busybox poweroff -f
+INIT
+cd /
+exec switch_root /newroot /bin/busybox sh /run/berth-vm-init.sh
+echo "BERTH-VM: switch_root failed"
 poweroff -f
 EOF
 chmod 0755 "$initrd/init"
