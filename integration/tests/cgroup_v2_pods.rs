@@ -91,6 +91,33 @@ async fn v2_pod_lifecycle_under_a_kubelet_cgroup_parent() {
     let mut env = TestEnv::start_for_pods().await.unwrap();
     let mut cri = env.cri.clone();
     let busybox = env.image("busybox");
+
+    // What the kubelet asks first: the driver, and (for crictl info) the layout.
+    let rc = cri
+        .runtime
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        rc.linux.unwrap().cgroup_driver,
+        CgroupDriver::Cgroupfs as i32
+    );
+    let st = cri
+        .runtime
+        .status(StatusRequest { verbose: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let cg: serde_json::Value = serde_json::from_str(&st.info["cgroup"]).unwrap();
+    assert_eq!(cg["version"], "v2", "{cg}");
+    assert_eq!(cg["driver"], "cgroupfs", "{cg}");
+    for c in ["cpu", "cpuset", "io", "memory", "pids", "hugetlb"] {
+        assert!(
+            cg["controllers"].as_array().unwrap().iter().any(|v| v == c),
+            "{c} missing from {cg}"
+        );
+    }
     let uid = "cgv2-lifecycle";
     let pod_dir = kubelet_pod_cgroup(uid);
     let pc = PodSandboxConfig {
