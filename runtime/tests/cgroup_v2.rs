@@ -313,3 +313,35 @@ fn v2_privileged_container_reaches_every_device() {
         ]
     );
 }
+
+#[test]
+#[ignore = "guest test: run by cgroup_v2_root_tests_pass_in_a_pure_v2_guest"]
+fn v2_device_rule_update_replaces_the_program_without_stacking() {
+    use berth_runtime::sys::bpf::query_cgroup_device;
+    use std::os::fd::AsFd;
+    on_v2();
+    let mut f = Fixture::new("dev-update");
+    f.args("exec sleep 1000");
+    let c = f.create();
+    let dir = std::fs::File::open(Path::new(CG).join(f.cgroup_rel())).unwrap();
+    let before = query_cgroup_device(dir.as_fd()).unwrap();
+    assert_eq!(before.len(), 1, "one filter after create: {before:?}");
+    let (maj, min) = scratch_disk();
+    let res: oci_spec::runtime::LinuxResources = serde_json::from_value(json!({
+        "devices": [
+            {"allow": false, "access": "rwm"},
+            {"allow": true, "type": "b", "major": maj, "minor": min, "access": "r"}
+        ]
+    }))
+    .unwrap();
+    c.update(&res).unwrap();
+    let after = query_cgroup_device(dir.as_fd()).unwrap();
+    assert_eq!(after.len(), 1, "the old filter is detached: {after:?}");
+    assert_ne!(after, before, "a new program replaced the old one");
+    // Allowing everything needs no program at all.
+    let all: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(json!({"devices": [{"allow": true, "access": "rwm"}]})).unwrap();
+    c.update(&all).unwrap();
+    assert_eq!(query_cgroup_device(dir.as_fd()).unwrap(), Vec::<u32>::new());
+    c.delete(true).unwrap();
+}
