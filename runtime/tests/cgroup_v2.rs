@@ -19,17 +19,36 @@ use std::process::Command;
 fn cgroup_v2_root_tests_pass_in_a_pure_v2_guest() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cgroup-v2-vm.sh");
     let exe = std::env::current_exe().expect("current_exe");
-    // The guest's output goes straight to our stdout (not captured by libtest).
-    let status = Command::new("bash")
+    // The guest's tests exit 0 or 101; the wrapper reports that code and exits
+    // with it plus 100, so that every run also checks that the harness passes
+    // a non-zero exit code and the guest's output through (a harness that
+    // always said 0, or lost the output, would fail here).
+    let wrapper = r#""$0" --ignored --test-threads=1 --nocapture; rc=$?; echo "guest-tests-exit=$rc"; exit $((rc + 100))"#;
+    let mut child = Command::new("bash")
         .arg(&script)
-        .args(["--timeout", "900", "--"])
+        .args(["--timeout", "900", "--", "sh", "-c", wrapper])
         .arg(&exe)
-        .args(["--ignored", "--test-threads=1", "--nocapture"])
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
         .expect("run scripts/cgroup-v2-vm.sh");
+    // Streamed as it comes (io::stdout is not captured by libtest) and kept.
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap())) {
+        let line = line.unwrap_or_default();
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
     assert!(
-        status.success(),
-        "the cgroup v2 guest run failed ({status}); its output is above"
+        seen.lines().any(|l| l == "guest-tests-exit=0"),
+        "the guest tests failed or did not report; output above ({status})"
+    );
+    assert_eq!(status.code(), Some(100), "the harness lost the exit code");
+    assert!(
+        seen.contains("controllers: cpuset cpu io memory hugetlb pids"),
+        "not a v2 guest"
     );
 }
 
