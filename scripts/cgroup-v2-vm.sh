@@ -183,8 +183,9 @@ qemu-system-x86_64 \
   -device "virtio-blk-pci,drive=scratch" \
   </dev/null >"$work/qemu.out" 2>&1 &
 qpid=$!
-# Stream the console as it comes; tail ends with qemu.
-tail -n +1 -f --pid="$qpid" "$log" | tr -d '\r' &
+# Stream the console as it comes (sed -u: no block buffering into a pipe);
+# tail ends with qemu.
+tail -n +1 -f --pid="$qpid" "$log" | sed -u 's/\r$//' &
 tailpid=$!
 
 up=0

@@ -166,7 +166,8 @@ impl CgroupManager for V2Cgroup {
                 &h.limit().to_string(),
             )?;
         }
-        if let Some(rules) = res.devices() {
+        // An empty list changes nothing (as on v1), rather than denying all.
+        if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
             super::devices::apply(&self.dir, rules)?;
         }
         for (k, v) in res.unified().iter().flatten() {
