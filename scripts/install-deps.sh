@@ -15,6 +15,7 @@ packages=(
   python3 python3-pip         # independent protocol clients and the chart tests
   systemd shellcheck          # systemd-analyze verify of the unit; installer script lint
   tmux bsdutils               # a real terminal for the CLI's exec -it / resize tests
+  qemu-system-x86 kmod cpio   # the cgroup v2 guest (scripts/cgroup-v2-vm.sh): qemu, depmod, initramfs
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -28,6 +29,26 @@ fi
 # their own registries on free loopback ports, so the system one is not needed.
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry || true
+fi
+
+# The cgroup v2 guest's kernel: Debian's linux-image, unpacked into a cache dir
+# rather than installed, so that this machine's /boot, bootloader and initramfs
+# hooks are never touched. depmod makes the modules.dep the guest script reads.
+vm_cache="${BERTH_VM_CACHE:-/var/cache/berth-vm}"
+if ! ls "$vm_cache"/root/lib/modules/*/modules.dep >/dev/null 2>&1; then
+  kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+  if [[ -z "$kpkg" ]]; then
+    apt-get update -q
+    kpkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
+  fi
+  [[ -n "$kpkg" ]] || { echo "install-deps: cannot resolve linux-image-amd64" >&2; exit 1; }
+  rm -rf "$vm_cache" && mkdir -p "$vm_cache"
+  (cd "$vm_cache" && apt-get download -qq "$kpkg")
+  deb=$(ls "$vm_cache"/*.deb)
+  dpkg-deb -x "$deb" "$vm_cache/root"
+  rm -f "$deb"
+  kver=$(ls "$vm_cache/root/lib/modules")
+  depmod -b "$vm_cache/root" "$kver"
 fi
 
 # Python packages for the chart tests (a real Helm engine, Kubernetes schemas)

@@ -5,6 +5,7 @@
 //! see DESIGN.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod cgroup_host;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -33,6 +33,10 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     // Check for a live owner before touching any state: a second berthd must not
     // disturb the first one's store or socket.
     refuse_if_live(&socket)?;
+    crate::cgroup_host::check_driver(
+        &config.cgroup_driver,
+        Path::new(crate::cgroup_host::SYSTEMD_RUN_DIR),
+    )?;
     let svc = Arc::new(CriService::open(config).await?);
     svc.start_streaming().await?;
     let listener = bind(&socket)?;

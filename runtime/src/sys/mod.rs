@@ -6,6 +6,7 @@
 //! Process plumbing that has no sensible fake (fork, clone, poll, ptys, signals)
 //! lives in [`process`] as small safe wrappers.
 
+pub mod bpf;
 pub mod fake;
 pub mod inroot;
 pub mod linux;

@@ -58,6 +58,15 @@ impl CriService {
                         .map_err(|e| Error::Internal(e.to_string()))?,
                 )?,
             );
+            // The node's cgroup layout, so an operator can tell a v2 node
+            // (what current kubelets require) from a v1 or hybrid one.
+            info.insert(
+                "cgroup".to_string(),
+                json(crate::cgroup_host::describe(
+                    std::path::Path::new("/sys/fs/cgroup"),
+                    &self.config.cgroup_driver,
+                ))?,
+            );
             info.insert(
                 "runtime".to_string(),
                 json(serde_json::json!({
