@@ -15,6 +15,7 @@ packages=(
   python3 python3-pip         # independent protocol clients and the chart tests
   systemd shellcheck          # systemd-analyze verify of the unit; installer script lint
   tmux bsdutils               # a real terminal for the CLI's exec -it / resize tests
+  umoci skopeo                # images from another builder (umoci), copied into the test registry
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -31,7 +32,7 @@ if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registr
 fi
 
 # Python packages for the chart tests (a real Helm engine, Kubernetes schemas)
-# and the independent WebSocket client used by the streaming tests.
+# the independent WebSocket client used by the streaming tests, and Python grpcio.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 pip_install() {
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@" \
@@ -39,3 +40,5 @@ pip_install() {
 }
 pip_install -r "$here/helm/tests/requirements.txt"
 pip_install websocket-client==1.9.2
+# A CRI client in another language (gRPC C-core), stubs generated from proto/ at test time.
+pip_install grpcio==1.85.4 grpcio-tools==1.85.4
