@@ -16,6 +16,7 @@ packages=(
   systemd shellcheck          # systemd-analyze verify of the unit; installer script lint
   tmux bsdutils               # a real terminal for the CLI's exec -it / resize tests
   qemu-system-x86 kmod cpio   # the cgroup v2 guest (scripts/cgroup-v2-vm.sh): qemu, depmod, initramfs
+  umoci skopeo                # images from another builder (umoci), copied into the test registry
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -52,7 +53,7 @@ if ! ls "$vm_cache"/root/lib/modules/*/modules.dep >/dev/null 2>&1; then
 fi
 
 # Python packages for the chart tests (a real Helm engine, Kubernetes schemas)
-# and the independent WebSocket client used by the streaming tests.
+# the independent WebSocket client used by the streaming tests, and Python grpcio.
 here="$(cd "$(dirname "$0")/.." && pwd)"
 pip_install() {
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@" \
@@ -60,3 +61,5 @@ pip_install() {
 }
 pip_install -r "$here/helm/tests/requirements.txt"
 pip_install websocket-client==1.9.2
+# A CRI client in another language (gRPC C-core), stubs generated from proto/ at test time.
+pip_install grpcio==1.85.4 grpcio-tools==1.85.4

@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod cri;
 pub mod error;
+pub mod grpc_authority;
 pub mod image;
 pub mod network;
 pub mod server;

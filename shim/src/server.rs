@@ -6,7 +6,6 @@ use berth_proto::v1::{
     image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer,
 };
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::{
     config::Config,
@@ -60,7 +59,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let server = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(crate::grpc_authority::incoming(listener), shutdown);
     let drain_deadline = async move {
         if stopping_rx.await.is_ok() {
             tokio::time::sleep(SHUTDOWN_DRAIN).await;
