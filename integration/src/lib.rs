@@ -10,6 +10,8 @@
 //! - [`client::Cri`]: typed CRI clients over a unix socket; [`calls`]: the CRI
 //!   calls tests repeat, one function each.
 //! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard.
+//! - [`kubectl`]: Debian's kubectl against berthd's streaming server, through a
+//!   fake API server that proxies the upgrades as the API server and kubelet do.
 
 pub mod error;
 pub mod image_builder;
@@ -27,6 +29,7 @@ pub mod client;
 pub mod containerd;
 pub mod daemon;
 pub mod env;
+pub mod kubectl;
 pub mod procmem;
 pub mod push;
 pub mod registry;
