@@ -287,7 +287,7 @@ async fn kubectl_exec_it_carries_exactly_the_terminal_bytes() {
     let mut env = env("kexecit").await;
     env.container("sleeper", &["sleep", "3600"], PodSpec::default())
         .await;
-    let k = spawn(
+    let mut k = spawn(
         &env,
         &[
             "exec",
@@ -300,7 +300,13 @@ async fn kubectl_exec_it_carries_exactly_the_terminal_bytes() {
         ],
         true,
     );
+    // Kept open until kubectl is done: at the end of its input script(1)
+    // types ^D, and a ^D typed before kubectl made its terminal raw becomes a
+    // NUL byte there (the end-of-file mark of the canonical line) that
+    // kubectl sends on; the container's terminal echoes it as "^@".
+    let stdin = k.stdin.take();
     let out = wait(k).await;
+    drop(stdin);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text:?}");
     // The terminal maps \n to \r\n; nothing else may be added.
