@@ -17,11 +17,22 @@ packages=(
   tmux bsdutils               # a real terminal for the CLI's exec -it / resize tests
   qemu-system-x86 kmod cpio   # the cgroup v2 guest (scripts/cgroup-v2-vm.sh): qemu, depmod, initramfs
   umoci skopeo                # images from another builder (umoci), copied into the test registry
+  kubernetes-client           # Debian's kubectl: the independent SPDY client of the streaming tests
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Another package (Google Cloud SDK's `kubectl`) may own /usr/bin/kubectl, and
+# dpkg refuses to let a second package overwrite it. Divert Debian's copy next
+# to it instead; the tests find it through `dpkg-query -L kubernetes-client`,
+# which names the diverted path, so they always run Debian's client.
+kubectl_owner="$(dpkg-query -S /usr/bin/kubectl 2>/dev/null | cut -d: -f1 || true)"
+if [[ -n "$kubectl_owner" && "$kubectl_owner" != kubernetes-client* ]] \
+  && ! dpkg-divert --list /usr/bin/kubectl | grep -q .; then
+  dpkg-divert --package "$kubectl_owner" --no-rename \
+    --divert /usr/bin/kubectl.kubernetes-client --add /usr/bin/kubectl
+fi
 if ((${#missing[@]})); then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"

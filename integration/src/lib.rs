@@ -11,6 +11,8 @@
 //!   calls tests repeat, one function each.
 //! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard.
 //! - [`crash`]: pod lifecycles with berthd SIGKILLed at random points (test and bench).
+//! - [`kubectl`]: Debian's kubectl against berthd's streaming server, through a
+//!   fake API server that proxies the upgrades as the API server and kubelet do.
 
 pub mod error;
 pub mod image_builder;
@@ -29,6 +31,7 @@ pub mod containerd;
 pub mod crash;
 pub mod daemon;
 pub mod env;
+pub mod kubectl;
 pub mod procmem;
 pub mod push;
 pub mod registry;

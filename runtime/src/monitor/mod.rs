@@ -109,6 +109,7 @@ mod tests {
             (nr::SIGHUP, libc::SIGHUP),
             (nr::SIGINT, libc::SIGINT),
             (nr::SIGUSR1, libc::SIGUSR1),
+            (nr::SIGPIPE, libc::SIGPIPE),
             (nr::SIGTERM, libc::SIGTERM),
             (nr::SIGCHLD, libc::SIGCHLD),
         ];
