@@ -45,6 +45,8 @@ pub struct Config {
     pub streaming: crate::streaming::StreamingConfig,
     /// Pod networking: CNI config dir, plugin dirs, result cache, plugin timeout.
     pub cni: crate::network::CniConfig,
+    /// Prometheus endpoint (`/metrics`, `/healthz`); off unless an address is set.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -63,6 +65,7 @@ impl Default for Config {
             registry: Default::default(),
             streaming: Default::default(),
             cni: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -100,6 +103,7 @@ impl Config {
         }
         socket_path(&self.listen)?;
         self.cni.validate()?;
+        self.metrics.validate()?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod cri;
 pub mod error;
 pub mod image;
+pub mod metrics;
 pub mod network;
 pub mod server;
 pub mod spec;
