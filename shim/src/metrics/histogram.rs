@@ -1,8 +1,8 @@
 //! A latency histogram whose `observe` is two relaxed atomic adds: one on the
 //! bucket the value falls in, one on the sum. prometheus-client's own
 //! `Histogram` takes a mutex per observation, which the RPC path must not.
-//! Buckets are kept non-cumulative and summed at scrape time, so the count
-//! is derived (the `+Inf` bucket) and always agrees with the buckets.
+//! Buckets are kept non-cumulative (the encoders accumulate them), and the
+//! count is their sum, so it always agrees with the `+Inf` bucket.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -69,19 +69,22 @@ impl Slots {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
-    /// `(sum in seconds, count, cumulative buckets)` as the encoders want them.
+    /// `(sum in seconds, count, per-bucket counts)` as prometheus-client's
+    /// encoders want them: each bucket's own count, which they accumulate
+    /// into the cumulative `le` series themselves.
     pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut acc = 0;
+        let mut count = 0;
         let mut out = Vec::with_capacity(BOUNDS_NS.len() + 1);
         for (i, b) in self.buckets.iter().enumerate() {
-            acc += b.load(Ordering::Relaxed);
+            let n = b.load(Ordering::Relaxed);
+            count += n;
             let le = BOUNDS_NS
                 .get(i)
                 .map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
-            out.push((le, acc));
+            out.push((le, n));
         }
         let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
-        (sum, acc, out)
+        (sum, count, out)
     }
 
     /// Writes this histogram through a prometheus-client encoder.
@@ -137,11 +140,37 @@ mod tests {
         assert_eq!(count, 4);
         assert_eq!(b.len(), 19);
         assert_eq!(b[0], (0.0001, 2));
-        assert_eq!(b[4], (0.0025, 2));
-        assert_eq!(b[5], (0.005, 3));
-        assert_eq!(b[17], (60.0, 3));
-        assert_eq!(b[18], (f64::INFINITY, 4));
+        assert_eq!(b[4], (0.0025, 0));
+        assert_eq!(b[5], (0.005, 1));
+        assert_eq!(b[17], (60.0, 0));
+        assert_eq!(b[18], (f64::INFINITY, 1));
+        assert_eq!(b.iter().map(|(_, n)| n).sum::<u64>(), 4);
         assert!((sum - 120.00315).abs() < 1e-9, "{sum}");
+    }
+
+    #[test]
+    fn encoded_buckets_are_cumulative_and_end_at_the_count() {
+        let h = LatencyHistogram::default();
+        for us in [50, 300, 300] {
+            h.observe(Duration::from_micros(us));
+        }
+        let mut r = prometheus_client::registry::Registry::default();
+        r.register("t_seconds", "test", h.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &r).unwrap();
+        for line in [
+            "t_seconds_bucket{le=\"0.0001\"} 1",
+            "t_seconds_bucket{le=\"0.00025\"} 1",
+            "t_seconds_bucket{le=\"0.0005\"} 3",
+            "t_seconds_bucket{le=\"60\"} 3",
+            "t_seconds_bucket{le=\"+Inf\"} 3",
+            "t_seconds_count 3",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
     }
 
     #[test]
