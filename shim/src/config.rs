@@ -187,6 +187,21 @@ mod tests {
     }
 
     #[test]
+    fn metrics_address_must_be_host_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[metrics]\naddress = \"127.0.0.1:9898\"\n").unwrap();
+        assert_eq!(
+            Config::load(&p, true).unwrap().metrics.address,
+            "127.0.0.1:9898"
+        );
+        std::fs::write(&p, "[metrics]\naddress = \"localhost\"\n").unwrap();
+        let e = Config::load(&p, true).unwrap_err().to_string();
+        assert!(e.contains("metrics.address"), "{e}");
+        assert_eq!(Config::default().metrics.address, "", "off by default");
+    }
+
+    #[test]
     fn missing_default_file_is_defaults_but_missing_explicit_file_is_an_error() {
         let p = Path::new("/nonexistent/berth.toml");
         assert_eq!(Config::load(p, false).unwrap(), Config::default());

@@ -101,16 +101,24 @@ async fn accept_loop(listener: TcpListener) {
 }
 
 async fn handle(req: Request<Incoming>) -> std::result::Result<Response<Full<Bytes>>, Infallible> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Ok(reply(
+    Ok(respond(req.method(), req.uri().path(), req.headers().get(ACCEPT)).await)
+}
+
+async fn respond(
+    method: &Method,
+    path: &str,
+    accept: Option<&HeaderValue>,
+) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        return reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain; charset=utf-8",
             "only GET\n".into(),
-        ));
+        );
     }
-    Ok(match req.uri().path() {
+    match path {
         "/metrics" => {
-            let open = wants_openmetrics(req.headers().get(ACCEPT));
+            let open = wants_openmetrics(accept);
             // Encoding reads monitor state files and the image table.
             let body = tokio::task::spawn_blocking(move || {
                 if open {
@@ -147,7 +155,7 @@ async fn handle(req: Request<Incoming>) -> std::result::Result<Response<Full<Byt
             "text/plain; charset=utf-8",
             "not found: try /metrics or /healthz\n".into(),
         ),
-    })
+    }
 }
 
 /// Whether an `Accept` header prefers OpenMetrics: any entry naming
@@ -180,6 +188,44 @@ fn reply(code: StatusCode, content_type: &'static str, body: String) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn healthz_is_200_only_while_serving() {
+        let g = global();
+        for (h, code) in [
+            (Health::Starting, StatusCode::SERVICE_UNAVAILABLE),
+            (Health::Serving, StatusCode::OK),
+            (Health::Draining, StatusCode::SERVICE_UNAVAILABLE),
+        ] {
+            g.set_health(h);
+            assert_eq!(
+                respond(&Method::GET, "/healthz", None).await.status(),
+                code,
+                "{h:?}"
+            );
+        }
+        g.set_health(Health::Starting);
+        assert_eq!(
+            respond(&Method::POST, "/healthz", None).await.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        assert_eq!(
+            respond(&Method::GET, "/", None).await.status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn metrics_content_type_follows_accept() {
+        let om = HeaderValue::from_static("application/openmetrics-text;version=1.0.0");
+        let r = respond(&Method::GET, "/metrics", Some(&om)).await;
+        assert_eq!(r.headers()[CONTENT_TYPE], OPENMETRICS_CONTENT_TYPE);
+        let r = respond(&Method::GET, "/metrics", None).await;
+        assert_eq!(
+            r.headers()[CONTENT_TYPE],
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE
+        );
+    }
 
     #[test]
     fn openmetrics_only_when_asked_for() {
