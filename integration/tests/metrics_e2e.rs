@@ -12,6 +12,7 @@ use berth_integration::client::Cri;
 use berth_integration::env::{self, TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
+use berth_shim::streaming::client::{self, Transport};
 use prometheus_parse::{Scrape, Value};
 
 /// One parsed scrape.
@@ -212,6 +213,41 @@ async fn scrapes_move_by_exactly_the_calls_made() {
         1.0,
         "one container, one monitor"
     );
+    // One exec over each streaming transport, stdin echoed back.
+    for transport in [Transport::Spdy, Transport::WebSocket] {
+        let url = calls::exec_url(&mut env.cri, &ctr, &["cat"], true, false).await;
+        let r = client::run_and_collect(
+            &url,
+            transport,
+            Some(b"hello\n".to_vec()),
+            true,
+            true,
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.stdout, b"hello\n", "{transport:?}");
+    }
+    // The server side of a session ends just after the client's: wait for it.
+    let mut streamed = scrape(&addr).await;
+    for _ in 0..200 {
+        if streamed.value("berth_streaming_sessions", &[]) == 0.0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        streamed = scrape(&addr).await;
+    }
+    assert_eq!(
+        streamed.value("berth_streaming_sessions", &[]),
+        0.0,
+        "sessions left open"
+    );
+    for dir in ["in", "out"] {
+        let moved = streamed.value("berth_streaming_bytes_total", &[("direction", dir)])
+            - before.value("berth_streaming_bytes_total", &[("direction", dir)]);
+        // Each session carries at least "hello\n" plus framing both ways.
+        assert!(moved >= 12.0, "streaming bytes {dir} moved by {moved}");
+    }
     calls::stop_container(&mut env.cri, &ctr, 0).await;
     calls::remove_container(&mut env.cri, &ctr).await;
     env.remove_pod(&pod).await.unwrap();
@@ -292,6 +328,7 @@ async fn scrapes_move_by_exactly_the_calls_made() {
         ("RemovePodSandbox", 1.0),
         ("ContainerStatus", 1.0),
         ("PullImage", 2.0),
+        ("Exec", 2.0),
     ] {
         let moved = d(&|x| rpc_hist(x, m));
         assert_eq!(moved, n, "{m} histogram count moved by {moved}");
