@@ -289,7 +289,7 @@ pub fn failure_reason(e: &Error) -> &'static str {
         Error::Io { .. } => "io",
         Error::Store(_) => "store",
         Error::Runtime(_) => "runtime",
-        #[allow(unreachable_patterns)] // kept for variants added later
+        // Internal, and any variant added later.
         _ => "internal",
     }
 }
