@@ -13,6 +13,7 @@ pub mod cri;
 pub mod error;
 pub mod grpc_authority;
 pub mod image;
+pub mod metrics;
 pub mod network;
 pub mod server;
 pub mod spec;

@@ -36,11 +36,14 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         &config.cgroup_driver,
         Path::new(crate::cgroup_host::SYSTEMD_RUN_DIR),
     )?;
+    // Up before recovery, so /healthz answers "starting" while it runs.
+    let _metrics = crate::metrics::start(&config.metrics).await?;
     let svc = Arc::new(CriService::open(config).await?);
     svc.start_streaming().await?;
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), "serving CRI");
     svc.set_ready();
+    crate::metrics::global().set_health(crate::metrics::Health::Serving);
 
     let runtime = RuntimeServiceServer::new(RuntimeApi(svc.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -54,6 +57,7 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
+        crate::metrics::global().set_health(crate::metrics::Health::Draining);
         let _ = stopping_tx.send(());
     };
     let server = tonic::transport::Server::builder()

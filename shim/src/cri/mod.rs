@@ -85,7 +85,10 @@ impl CriService {
             images.clone(),
         ));
         // Start-up recovery: before the service can be marked ready.
-        lifecycle.recover().await?;
+        let found = lifecycle.recover().await?;
+        let metrics = crate::metrics::global();
+        metrics.recovered(found.pods, found.containers, found.exited_while_down);
+        crate::metrics::objects::attach(&lifecycle);
         Ok(CriService {
             lifecycle,
             config,

@@ -75,6 +75,17 @@ impl CriService {
                     "apiVersion": RUNTIME_API_VERSION,
                 }))?,
             );
+            // Where Prometheus scrapes this berthd (the bound port, also when
+            // the config asked for port 0); `berth info` shows it.
+            let metrics = match crate::metrics::served_at() {
+                Some(a) => serde_json::json!({
+                    "address": a.to_string(),
+                    "metrics": format!("http://{a}/metrics"),
+                    "healthz": format!("http://{a}/healthz"),
+                }),
+                None => serde_json::json!({ "address": "", "enabled": false }),
+            };
+            info.insert("metrics".to_string(), json(metrics)?);
         }
         Ok(StatusResponse {
             status: Some(RuntimeStatus { conditions }),

@@ -281,7 +281,17 @@ impl ImageService {
 
     /// Pulls `image` for this node's platform and records it.
     pub async fn pull(&self, image: &str, auth: Option<Credentials>) -> Result<ImageRecord> {
-        let r = Reference::parse(image)?;
+        let started = std::time::Instant::now();
+        let r = Reference::parse(image);
+        let res = match r {
+            Ok(r) => self.pull_parsed(r, auth).await,
+            Err(e) => Err(e),
+        };
+        crate::metrics::global().pull_done(&res, started.elapsed());
+        res
+    }
+
+    async fn pull_parsed(&self, r: Reference, auth: Option<Credentials>) -> Result<ImageRecord> {
         let guard = self.inner.gc.clone().read_owned().await;
         let res = self.pull_locked(&r, auth).await;
         drop(guard);
@@ -777,15 +787,33 @@ impl Inner {
         let live = store::live_set(&self.store)?;
         self.orphans.store(live.has_orphans(), Ordering::SeqCst);
         let mut freed = 0usize;
+        let metrics = crate::metrics::global();
+        metrics.gc_runs.inc();
         for s in self.snapshots.list()? {
             if !live.keeps_snapshot(&s) {
+                // Measured before it goes: for the freed-bytes metric.
+                let mut usage = DirUsage {
+                    mountpoint: PathBuf::new(),
+                    used_bytes: 0,
+                    inodes_used: 0,
+                };
+                if let Ok(dir) = self.snapshots.path(&s) {
+                    let _ = du(&dir, &mut HashSet::new(), &mut usage);
+                }
                 self.snapshots.remove(&s)?;
+                metrics.gc_freed_bytes.inc_by(usage.used_bytes);
                 freed += 1;
             }
         }
         for b in self.content.list()? {
             if !live.blobs.contains(&b) {
+                let size = self
+                    .content
+                    .path(&b)
+                    .and_then(|p| fs::metadata(&p).map_err(Error::io("stat blob", p)))
+                    .map_or(0, |m| m.len());
                 self.content.remove(&b)?;
+                metrics.gc_freed_bytes.inc_by(size);
                 freed += 1;
             }
         }
