@@ -51,6 +51,55 @@ impl PodNetwork {
     }
 }
 
+/// Longest pod name, namespace or uid passed to plugins (in `CNI_ARGS`).
+const ARG_MAX: usize = 253;
+
+impl PodNetwork {
+    /// The CNI DEL request for a pod, built from whatever config it was stored
+    /// with and never failing on it: a pod that exists must always be
+    /// removable. Parts [`PodNetwork::from_cri`] would refuse (an unknown
+    /// protocol, bad bandwidth annotations, a name that cannot go into
+    /// `CNI_ARGS`) were never given to a plugin, so leaving them out of the
+    /// DEL loses nothing.
+    pub fn for_teardown(pod_id: &str, netns: &Path, config: &v1::PodSandboxConfig) -> PodNetwork {
+        let meta = config.metadata.clone().unwrap_or_default();
+        let arg = |s: String| {
+            if s.len() > ARG_MAX || s.contains([';', '=', '\0']) {
+                String::new()
+            } else {
+                s
+            }
+        };
+        let port_mappings = config
+            .port_mappings
+            .iter()
+            .filter_map(|pm| {
+                let protocol = match v1::Protocol::try_from(pm.protocol).ok()? {
+                    v1::Protocol::Tcp => "tcp",
+                    v1::Protocol::Udp => "udp",
+                    v1::Protocol::Sctp => "sctp",
+                };
+                Some(PortMapping {
+                    container_port: pm.container_port,
+                    host_port: pm.host_port,
+                    protocol: protocol.into(),
+                    host_ip: pm.host_ip.clone(),
+                })
+            })
+            .collect();
+        PodNetwork {
+            pod_id: pod_id.into(),
+            netns: netns.into(),
+            name: arg(meta.name),
+            namespace: arg(meta.namespace),
+            uid: arg(meta.uid),
+            port_mappings,
+            bandwidth: Bandwidth::from_annotations(&config.annotations).unwrap_or_default(),
+            dns: config.dns_config.as_ref().map(DnsSettings::from_cri),
+        }
+    }
+}
+
 impl DnsSettings {
     /// From the CRI `DNSConfig`.
     pub fn from_cri(dns: &v1::DnsConfig) -> DnsSettings {
