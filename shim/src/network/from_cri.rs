@@ -217,4 +217,26 @@ mod tests {
         assert_eq!(s.ip, "10.0.0.2");
         assert_eq!(s.additional_ips[0].ip, "fd00::2");
     }
+
+    #[test]
+    fn teardown_request_never_refuses_a_stored_config() {
+        // The two configs that used to wedge a pod: an unknown protocol and a
+        // name too long for CNI_ARGS.
+        let mut c = config();
+        c.port_mappings.push(v1::PortMapping {
+            protocol: 99,
+            container_port: 80,
+            ..Default::default()
+        });
+        c.metadata.as_mut().unwrap().name = "p".repeat(1 << 20);
+        c.annotations
+            .insert("kubernetes.io/ingress-bandwidth".into(), "lots".into());
+        assert!(PodNetwork::from_cri("abc", Path::new("/n"), &c).is_err());
+        let pn = PodNetwork::for_teardown("abc", Path::new("/n"), &c);
+        assert_eq!(pn.pod_id, "abc");
+        assert_eq!(pn.name, "", "left out of CNI_ARGS");
+        assert_eq!(pn.namespace, "prod");
+        assert_eq!(pn.port_mappings.len(), 1, "the udp mapping stays");
+        assert_eq!(pn.bandwidth, None);
+    }
 }
