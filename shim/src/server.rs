@@ -97,7 +97,8 @@ fn refuse_if_live(socket: &Path) -> Result<()> {
 /// Binds the socket with mode 0660, replacing a stale one left by a crash.
 fn bind(socket: &Path) -> Result<UnixListener> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(Error::io("create socket directory", dir))?;
+        // Made private when missing; an existing (possibly shared) one is kept.
+        crate::store::dirs::create_private(dir)?;
     }
     match std::fs::symlink_metadata(socket) {
         Ok(_) => {

@@ -340,6 +340,7 @@ fn validate(config: &ContainerConfig) -> Result<()> {
         .metadata
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("config.metadata: missing".into()))?;
+    super::validate::container(config)?;
     if md.name.is_empty() {
         return Err(Error::InvalidArgument("config.metadata.name: empty".into()));
     }

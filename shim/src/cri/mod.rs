@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     error::{Error, Result},
     image::ImageService,
-    store::Store,
+    store::{dirs, Store},
 };
 
 mod container_create;
@@ -44,6 +44,7 @@ mod sandbox_stop;
 mod sandbox_update;
 pub mod service;
 mod unimplemented;
+mod validate;
 
 /// Server-streaming response type shared by every streaming RPC.
 pub type BoxStream<T> =
@@ -68,9 +69,14 @@ impl CriService {
     /// service answers `UNAVAILABLE` until [`CriService::set_ready`] is called.
     pub async fn open(config: Config) -> Result<CriService> {
         let root = config.root.clone();
-        std::fs::create_dir_all(&root).map_err(Error::io("create root directory", &root))?;
-        std::fs::create_dir_all(&config.state_dir)
-            .map_err(Error::io("create state directory", &config.state_dir))?;
+        // Both are root's alone; an older or hand-made store is tightened
+        // before anything is served from it (see `store::dirs`).
+        for top in [&root, &config.state_dir] {
+            dirs::tighten(top)?;
+        }
+        for sub in ["pods", "ns", "c", "seccomp"] {
+            dirs::ensure(&config.state_dir.join(sub), dirs::PRIVATE)?;
+        }
         let store = Arc::new(Store::open(&root.join("meta.redb"))?);
         let images = Arc::new(ImageService::open(
             &root,
@@ -99,12 +105,15 @@ impl CriService {
         })
     }
 
-    /// Marks start-up recovery as done: RPCs are served from now on.
+    /// Marks start-up recovery as done: RPCs are served from now on. The
+    /// image garbage a previous run left behind (GBs, possibly) is collected
+    /// in the background from here, never before serving.
     pub fn set_ready(&self) {
         if tokio::runtime::Handle::try_current().is_ok() {
             container_exit::spawn_exit_watcher(self.lifecycle.clone());
         }
         self.ready.store(true, Ordering::Release);
+        self.images.collect_in_background();
     }
 
     /// Fails with `UNAVAILABLE` while start-up recovery is still running.

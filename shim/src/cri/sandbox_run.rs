@@ -239,7 +239,8 @@ impl Lifecycle {
         netns: Option<&Path>,
     ) -> Result<()> {
         let Some(netns) = netns else { return Ok(()) };
-        let pn = crate::network::PodNetwork::from_cri(pod_id, netns, config)?;
+        // Never refuses the stored config: Stop/Remove must converge.
+        let pn = crate::network::PodNetwork::for_teardown(pod_id, netns, config);
         self.cni.teardown(&pn).await
     }
 }
@@ -249,6 +250,7 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
         .metadata
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("config.metadata: missing".into()))?;
+    super::validate::pod_sandbox(config)?;
     for (field, value) in [
         ("name", &md.name),
         ("namespace", &md.namespace),
