@@ -65,7 +65,9 @@ pub struct CriService {
 
 impl CriService {
     /// Opens the metadata and image stores under the configured root. The
-    /// service answers `UNAVAILABLE` until [`CriService::set_ready`] is called.
+    /// service answers `UNAVAILABLE` until [`CriService::recover`] has finished,
+    /// so the socket can be bound first and a client that comes early (kubelet
+    /// restarted with berthd) hears "retry" instead of "connection refused".
     pub async fn open(config: Config) -> Result<CriService> {
         let root = config.root.clone();
         std::fs::create_dir_all(&root).map_err(Error::io("create root directory", &root))?;
@@ -84,8 +86,6 @@ impl CriService {
             store.clone(),
             images.clone(),
         ));
-        // Start-up recovery: before the service can be marked ready.
-        lifecycle.recover().await?;
         Ok(CriService {
             lifecycle,
             config,
@@ -96,12 +96,13 @@ impl CriService {
         })
     }
 
-    /// Marks start-up recovery as done: RPCs are served from now on.
-    pub fn set_ready(&self) {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            container_exit::spawn_exit_watcher(self.lifecycle.clone());
-        }
+    /// Start-up recovery (see `recovery.rs`), then the exit watcher; RPCs are
+    /// served from its end on. Runs while the socket already answers.
+    pub async fn recover(&self) -> Result<()> {
+        self.lifecycle.recover().await?;
+        container_exit::spawn_exit_watcher(self.lifecycle.clone());
         self.ready.store(true, Ordering::Release);
+        Ok(())
     }
 
     /// Fails with `UNAVAILABLE` while start-up recovery is still running.
