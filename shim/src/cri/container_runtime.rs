@@ -167,17 +167,10 @@ pub(crate) fn monitor_path(config: &Config) -> PathBuf {
     PathBuf::from("berth-monitor")
 }
 
-/// Maps a runtime library error to the shim's, keeping what the caller can act on.
+/// A runtime library error as the shim's, for `map_err`; its code is chosen
+/// at the boundary from the runtime's own `kind()` ([`Error::code`]).
 pub(crate) fn runtime_error(e: berth_runtime::Error) -> Error {
-    use berth_runtime::Error as R;
-    match e {
-        R::InvalidSpec { .. } | R::InvalidArgument { .. } => Error::InvalidArgument(e.to_string()),
-        R::NotFound(_) => Error::NotFound(e.to_string()),
-        R::BadState { .. } => Error::FailedPrecondition(e.to_string()),
-        R::Unsupported { .. } => Error::Unimplemented(e.to_string()),
-        R::Timeout(_) => Error::DeadlineExceeded(e.to_string()),
-        other => Error::Runtime(other.to_string()),
-    }
+    Error::RuntimeCall(e)
 }
 
 /// Runs a synchronous runtime call on the blocking pool.
