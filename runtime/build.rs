@@ -20,9 +20,11 @@ fn main() {
         "lite/sys.rs",
         "lite/heap.rs",
         "lite/nr.rs",
+        "src/monitor/argv.rs",
         "src/monitor/attach.rs",
         "src/monitor/cri_log.rs",
         "src/monitor/rfc3339.rs",
+        "src/monitor/serve_args.rs",
     ] {
         println!("cargo:rerun-if-changed={f}");
     }
