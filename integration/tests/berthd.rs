@@ -237,12 +237,13 @@ async fn a_client_during_recovery_gets_unavailable_then_ok() {
     std::fs::create_dir_all(&conf).unwrap();
     let calls = dir.path().join("calls.log");
     let release = |cmd: &str| dir.path().join(format!("release-{cmd}"));
-    // Each command logs itself, then waits until the test lets it finish.
+    // ADD and DEL log themselves, then wait until the test lets them finish
+    // (Debian's loopback plugin brings up `lo`).
     let plugin = bin.join("gatenet");
     std::fs::write(
         &plugin,
         format!(
-            "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND\" >> {calls}\nwhile [ ! -e {dir}/release-$CNI_COMMAND ]; do sleep 0.05; done\n[ \"$CNI_COMMAND\" = ADD ] && echo '{{\"cniVersion\":\"1.0.0\"}}'\nexit 0\n",
+            "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND\" >> {calls}\ncase \"$CNI_COMMAND\" in\nADD|DEL) while [ ! -e {dir}/release-$CNI_COMMAND ]; do sleep 0.05; done ;;\nVERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}' ;;\nesac\n[ \"$CNI_COMMAND\" = ADD ] && echo '{{\"cniVersion\":\"1.0.0\"}}'\nexit 0\n",
             calls = calls.display(),
             dir = dir.path().display()
         ),
@@ -255,7 +256,7 @@ async fn a_client_during_recovery_gets_unavailable_then_ok() {
     )
     .unwrap();
     let mut berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\"]\ncache_dir = \"{}\"\nplugin_timeout_secs = 600\n",
+        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\nplugin_timeout_secs = 600\n",
         conf.display(),
         bin.display(),
         dir.path().join("cache").display()
@@ -288,7 +289,8 @@ async fn a_client_during_recovery_gets_unavailable_then_ok() {
             })
             .await
     });
-    wait_for("CNI ADD", || logged("ADD")).await;
+    wait_for("CNI ADD", || logged("ADD") || run.is_finished()).await;
+    assert!(!run.is_finished(), "RunPodSandbox ended: {:?}", run.await);
     berthd.kill9().unwrap();
     assert!(run.await.unwrap().is_err());
     // The orphaned ADD may finish now; nobody is left to hear it.
