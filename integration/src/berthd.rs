@@ -294,6 +294,11 @@ impl Berthd {
     }
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    fn spawn(&mut self) -> Result<()> {
         // A stale socket from a killed instance must not count as "ready".
         let _ = std::fs::remove_file(&self.socket);
         let (log, log2) = daemon::log_file(&self.log_path, true)?;
@@ -318,10 +323,11 @@ impl Berthd {
             source,
         })?;
         self.child = Some(child);
-        self.wait_ready().await
+        Ok(())
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
+    /// Waits until berthd answers Version (its start-up recovery is done).
+    pub async fn wait_ready(&mut self) -> Result<()> {
         let readiness = Readiness {
             what: "berthd",
             socket: &self.socket,
@@ -527,6 +533,14 @@ impl Berthd {
     pub async fn restart(&mut self) -> Result<()> {
         self.stop().await?;
         self.spawn_and_wait().await
+    }
+
+    /// Like [`Berthd::restart`] but returns once the process is started, for
+    /// tests that talk to berthd while its start-up recovery runs; follow with
+    /// [`Berthd::wait_ready`].
+    pub async fn restart_without_waiting(&mut self) -> Result<()> {
+        self.stop().await?;
+        self.spawn()
     }
 
     /// Kills everything this instance left behind: berthd, every process whose

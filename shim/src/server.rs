@@ -40,10 +40,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let _metrics = crate::metrics::start(&config.metrics).await?;
     let svc = Arc::new(CriService::open(config).await?);
     svc.start_streaming().await?;
+    // Bound before recovery, which can take a while (a CNI DEL per pod a crash
+    // left half-created): until it ends every RPC answers UNAVAILABLE, which
+    // kubelet retries, rather than the connection being refused.
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), "serving CRI");
-    svc.set_ready();
-    crate::metrics::global().set_health(crate::metrics::Health::Serving);
 
     let runtime = RuntimeServiceServer::new(RuntimeApi(svc.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -71,16 +72,28 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             std::future::pending::<()>().await;
         }
     };
-    let result = tokio::select! {
-        r = server => r,
-        _ = drain_deadline => {
-            tracing::warn!(after = ?SHUTDOWN_DRAIN, "connections still open at shutdown; closing them");
-            Ok(())
+    let serving = async move {
+        tokio::select! {
+            r = server => r.map_err(|e| Error::Internal(format!("grpc server: {e}"))),
+            _ = drain_deadline => {
+                tracing::warn!(after = ?SHUTDOWN_DRAIN, "connections still open at shutdown; closing them");
+                Ok(())
+            }
         }
+    };
+    tokio::pin!(serving);
+    // A shutdown during recovery ends both; a recovery that fails stops the
+    // server (berthd must not serve a state it could not rebuild).
+    let result = tokio::select! {
+        r = &mut serving => r,
+        r = svc.recover() => match r {
+            Ok(()) => serving.await,
+            Err(e) => Err(e),
+        },
     };
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped serving");
-    result.map_err(|e| Error::Internal(format!("grpc server: {e}")))
+    result
 }
 
 /// Errors when something already answers on `socket`.

@@ -66,7 +66,9 @@ pub struct CriService {
 
 impl CriService {
     /// Opens the metadata and image stores under the configured root. The
-    /// service answers `UNAVAILABLE` until [`CriService::set_ready`] is called.
+    /// service answers `UNAVAILABLE` until [`CriService::recover`] has finished,
+    /// so the socket can be bound first and a client that comes early (kubelet
+    /// restarted with berthd) hears "retry" instead of "connection refused".
     pub async fn open(config: Config) -> Result<CriService> {
         let root = config.root.clone();
         // Both are root's alone; an older or hand-made store is tightened
@@ -90,10 +92,6 @@ impl CriService {
             store.clone(),
             images.clone(),
         ));
-        // Start-up recovery: before the service can be marked ready.
-        let found = lifecycle.recover().await?;
-        let metrics = crate::metrics::global();
-        metrics.recovered(found.pods, found.containers, found.exited_while_down);
         crate::metrics::objects::attach(&lifecycle);
         Ok(CriService {
             lifecycle,
@@ -105,15 +103,19 @@ impl CriService {
         })
     }
 
-    /// Marks start-up recovery as done: RPCs are served from now on. The
+    /// Start-up recovery (see `recovery.rs`), then the exit watcher; RPCs are
+    /// served from its end on. Runs while the socket already answers. The
     /// image garbage a previous run left behind (GBs, possibly) is collected
     /// in the background from here, never before serving.
-    pub fn set_ready(&self) {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            container_exit::spawn_exit_watcher(self.lifecycle.clone());
-        }
+    pub async fn recover(&self) -> Result<()> {
+        let found = self.lifecycle.recover().await?;
+        let metrics = crate::metrics::global();
+        metrics.recovered(found.pods, found.containers, found.exited_while_down);
+        container_exit::spawn_exit_watcher(self.lifecycle.clone());
         self.ready.store(true, Ordering::Release);
+        metrics.set_health(crate::metrics::Health::Serving);
         self.images.collect_in_background();
+        Ok(())
     }
 
     /// Fails with `UNAVAILABLE` while start-up recovery is still running.
