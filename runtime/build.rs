@@ -7,6 +7,10 @@
 //! library, compiled with panic=abort. It is not a Cargo target because a
 //! Cargo profile's panic strategy applies to every target and the rest of the
 //! workspace unwinds (tests need it); `no_std` binaries cannot.
+//!
+//! Under `cargo clippy` (which runs build scripts with clippy-driver as the
+//! workspace's rustc wrapper) lite is compiled through clippy-driver too, with
+//! the workspace's lints, so the CI's clippy step lints it like every crate.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,16 +24,39 @@ fn main() {
         "lite/sys.rs",
         "lite/heap.rs",
         "lite/nr.rs",
+        "src/monitor/argv.rs",
         "src/monitor/attach.rs",
         "src/monitor/cri_log.rs",
         "src/monitor/rfc3339.rs",
+        "src/monitor/serve_args.rs",
     ] {
         println!("cargo:rerun-if-changed={f}");
     }
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
-    let status = Command::new(rustc)
+    // Only clippy-driver: another wrapper (sccache, ...) would not know the
+    // clippy lints below.
+    println!("cargo:rerun-if-env-changed=RUSTC_WORKSPACE_WRAPPER");
+    println!("cargo:rerun-if-env-changed=CLIPPY_ARGS");
+    let clippy = std::env::var_os("RUSTC_WORKSPACE_WRAPPER").filter(|w| {
+        PathBuf::from(w)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("clippy-driver"))
+    });
+    let mut cmd = match &clippy {
+        Some(driver) => {
+            let mut c = Command::new(driver);
+            c.arg(&rustc);
+            // The workspace's [workspace.lints.clippy]; CLIPPY_ARGS (cargo
+            // clippy's own `-- -D warnings`) reaches clippy-driver through
+            // the environment.
+            c.args(["-D", "clippy::undocumented_unsafe_blocks"]);
+            c
+        }
+        None => Command::new(&rustc),
+    };
+    let status = cmd
         .args(["--edition", "2021", "--crate-type", "bin"])
         .args(["--crate-name", "berth_monitor_serve"])
         .args(["--target", &target])
@@ -45,7 +72,8 @@ fn main() {
         .args(["-C", "codegen-units=1"])
         .args(["-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib"])
         .args(["-C", "link-arg=-static", "-C", "link-arg=-Wl,--gc-sections"])
-        .args(["-D", "warnings"])
+        // The workspace's [workspace.lints.rust], and no warnings.
+        .args(["-D", "unsafe_op_in_unsafe_fn", "-D", "warnings"])
         .arg("-o")
         .arg(out.join("berth-monitor-serve"))
         .arg("lite/main.rs")

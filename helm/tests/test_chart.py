@@ -5,16 +5,18 @@ API schemas, and its config.toml checked by the real berthd.
 Run: python3 -m pytest helm/tests (packages: helm/tests/requirements.txt).
 """
 
+import json
 import shutil
 import subprocess
 import tomllib
 
 import helm_python as helm
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import CHART, berthd_default_config, flat_keys, load_values, require_fresh_berthd
+from conftest import CHART, TESTS, berthd_default_config, flat_keys, load_values, require_fresh_berthd
 
 RELEASE = "berth"
 NAMESPACE = "berth-system"
@@ -104,12 +106,17 @@ def test_lint_fails_on_a_broken_template(chart_copy):
     assert report["errors"], report
 
 
-@pytest.mark.parametrize("name,docs_fixture", [("default", "default_render"), ("full", "full_render")])
-def test_manifests_match_kubernetes_schemas(name, docs_fixture, request):
+@pytest.mark.parametrize("name,docs_fixture,extra_kinds", [
+    ("default", "default_render", set()),
+    ("full", "full_render", {"Service", "ServiceMonitor"}),
+])
+def test_manifests_match_kubernetes_schemas(name, docs_fixture, extra_kinds, request):
     docs, _ = request.getfixturevalue(docs_fixture)
-    assert {d["kind"] for d in docs} == {"ConfigMap", "DaemonSet", "ServiceAccount"}
+    assert {d["kind"] for d in docs} == {"ConfigMap", "DaemonSet", "ServiceAccount"} | extra_kinds
     for kube in KUBE_VERSIONS:
         for d in docs:
+            if d["kind"] == "ServiceMonitor":
+                continue  # a CRD, not in the Kubernetes schemas: test_service_monitor_*
             try:
                 kubernetes_validate.validate(d, kube, strict=True)
             except kubernetes_validate.ValidationError as e:
@@ -263,7 +270,7 @@ def test_full_config_toml_carries_every_value(full_render, full_values):
                           "cache_dir": "/var/lib/cni/berth", "plugin_timeout_secs": 30}
     assert cfg["streaming"] == {"address": "0.0.0.0", "port": 10010, "token_ttl_secs": 120,
                                 "idle_timeout_secs": 3600, "stream_creation_timeout_secs": 15}
-    assert cfg["metrics"] == {"address": "127.0.0.1:9338"}
+    assert cfg["metrics"] == {"address": "10.1.2.3:9338"}
 
 
 def test_registry_hosts_render_to_valid_hosts_toml(full_render, full_values):
@@ -326,7 +333,7 @@ def test_berthd_accepts_the_default_rendered_config(default_render, tmp_path):
 
 # Chart values whose berthd key does not exist yet: they render only when set,
 # so a default install never carries them. Remove an entry once berthd knows it.
-PENDING_KEYS = {"metrics.address"}
+PENDING_KEYS = set()
 
 
 def test_every_rendered_key_is_known_to_berthd(full_render):
@@ -354,3 +361,83 @@ def test_notes_tell_what_happens_to_the_kubelet(switch):
         assert "--set kubelet.switchRuntime=false" in notes, "the rollback must be spelt out"
     else:
         assert "kubelets are not touched" in notes
+
+
+# --- metrics ---------------------------------------------------------------
+
+SERVICE_MONITOR_SCHEMA = json.loads((TESTS / "schemas" / "servicemonitor-v1.json").read_text())
+
+
+def validate_service_monitor(doc):
+    jsonschema.Draft202012Validator(SERVICE_MONITOR_SCHEMA).validate(doc)
+
+
+def metrics_render(**metrics):
+    return render({"metrics": {"enabled": True, **metrics}})[0]
+
+
+def test_metrics_off_by_default_render_nothing_to_scrape(default_render):
+    docs = default_render[0]
+    assert not by_kind(docs, "Service") and not by_kind(docs, "ServiceMonitor")
+    annotations = one(docs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    assert not any(k.startswith("prometheus.io/") for k in annotations)
+
+
+def test_metrics_enabled_renders_the_address_and_scrape_annotations():
+    docs = metrics_render(port=9555)
+    assert not by_kind(docs, "ServiceMonitor"), "only when asked"
+    cfg = tomllib.loads(configmap_files(docs)["config.toml"])
+    assert cfg["metrics"] == {"address": "0.0.0.0:9555"}
+    annotations = one(docs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9555"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    docs = metrics_render(podAnnotations=False, address="::")
+    cfg = tomllib.loads(configmap_files(docs)["config.toml"])
+    assert cfg["metrics"] == {"address": "[::]:9898"}, "IPv6 hosts go in brackets"
+    annotations = one(docs, "DaemonSet")["spec"]["template"]["metadata"]["annotations"]
+    assert not any(k.startswith("prometheus.io/") for k in annotations)
+
+
+def test_service_monitor_when_asked_selects_the_installer_pods_and_matches_its_schema():
+    docs = metrics_render(port=9444, serviceMonitor={"enabled": True, "interval": "15s",
+                                                     "labels": {"release": "prom"}})
+    svc, sm = one(docs, "Service"), one(docs, "ServiceMonitor")
+    validate_service_monitor(sm)
+    for kube in KUBE_VERSIONS:
+        kubernetes_validate.validate(svc, kube, strict=True)
+    # ServiceMonitor -> Service -> the DaemonSet's pods, on berthd's port.
+    assert sm["metadata"]["namespace"] == svc["metadata"]["namespace"] == NAMESPACE
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    pod_labels = one(docs, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    assert svc["spec"]["clusterIP"] == "None"
+    (port,) = svc["spec"]["ports"]
+    assert port["port"] == port["targetPort"] == 9444
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep["port"] == port["name"] and ep["path"] == "/metrics" and ep["interval"] == "15s"
+    assert "scrapeTimeout" not in ep
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node",
+            "action": "replace"} in ep["relabelings"]
+
+
+def test_service_monitor_schema_catches_a_bad_field():
+    sm = one(metrics_render(serviceMonitor={"enabled": True}), "ServiceMonitor")
+    validate_service_monitor(sm)
+    for bad in (
+        lambda d: d["spec"]["endpoints"][0].update(intervall="30s"),
+        lambda d: d["spec"]["endpoints"][0].update(interval="30 seconds"),
+        lambda d: d["spec"].pop("selector"),
+        lambda d: d["spec"]["endpoints"][0]["relabelings"][0].update(action="rename"),
+    ):
+        d = yaml.safe_load(yaml.safe_dump(sm))
+        bad(d)
+        with pytest.raises(jsonschema.ValidationError):
+            validate_service_monitor(d)
+
+
+def test_service_monitor_without_metrics_is_refused():
+    with pytest.raises(Exception, match="needs metrics.enabled"):
+        render({"metrics": {"serviceMonitor": {"enabled": True}}})

@@ -294,6 +294,11 @@ impl Berthd {
     }
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    fn spawn(&mut self) -> Result<()> {
         // A stale socket from a killed instance must not count as "ready".
         let _ = std::fs::remove_file(&self.socket);
         let (log, log2) = daemon::log_file(&self.log_path, true)?;
@@ -318,10 +323,11 @@ impl Berthd {
             source,
         })?;
         self.child = Some(child);
-        self.wait_ready().await
+        Ok(())
     }
 
-    async fn wait_ready(&mut self) -> Result<()> {
+    /// Waits until berthd answers Version (its start-up recovery is done).
+    pub async fn wait_ready(&mut self) -> Result<()> {
         let readiness = Readiness {
             what: "berthd",
             socket: &self.socket,
@@ -441,11 +447,100 @@ impl Berthd {
             .map_err(Error::io(format!("wait for berthd pid {pid}")))
     }
 
+    /// Mounts whose mountinfo line names this instance's tempdir.
+    pub fn mounts(&self) -> Vec<String> {
+        let dir = self.dir().display().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// What removed pods or containers `ids` might have left behind, with every
+    /// mount of this instance (for a test that removed all it made), each named
+    /// so a failure says which.
+    pub fn leftovers(&self, ids: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .mounts()
+            .into_iter()
+            .map(|m| format!("mount: {m}"))
+            .collect();
+        out.extend(
+            self.leftovers_of(ids)
+                .into_iter()
+                .filter(|l| !l.starts_with("mount: ")),
+        );
+        out
+    }
+
+    /// What removed pods or containers `ids` left behind while other pods of
+    /// this instance still run: mounts naming an id, cgroups, namespace pins,
+    /// state and bundle dirs, monitor processes.
+    pub fn leftovers_of(&self, ids: &[&str]) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .mounts()
+            .into_iter()
+            .filter(|m| ids.iter().any(|id| m.contains(id)))
+            .map(|m| format!("mount: {m}"))
+            .collect();
+        let controllers: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let processes: Vec<(String, String)> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|p| {
+                let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                (p.file_name().to_string_lossy().into_owned(), cmd)
+            })
+            .filter(|(_, cmd)| cmd.contains("berth-monitor"))
+            .collect();
+        for id in ids {
+            for ctrl in &controllers {
+                let p = ctrl.join("berth").join(id);
+                if p.exists() {
+                    out.push(format!("cgroup: {}", p.display()));
+                }
+            }
+            for p in [
+                self.state_dir().join("ns").join(id),
+                self.state_dir().join("pods").join(id),
+                self.state_dir().join("c").join(id),
+                self.root_dir().join("containers").join(id),
+            ] {
+                if p.exists() {
+                    out.push(format!("path: {}", p.display()));
+                }
+            }
+            for (pid, cmd) in &processes {
+                if cmd.contains(id) {
+                    out.push(format!("process {pid}: {cmd}"));
+                }
+            }
+        }
+        out
+    }
+
     /// Stops berthd (gracefully if it runs; after [`Berthd::kill9`] it just
     /// starts) and starts it again on the same dirs, waiting until it answers.
     pub async fn restart(&mut self) -> Result<()> {
         self.stop().await?;
         self.spawn_and_wait().await
+    }
+
+    /// Like [`Berthd::restart`] but returns once the process is started, for
+    /// tests that talk to berthd while its start-up recovery runs; follow with
+    /// [`Berthd::wait_ready`].
+    pub async fn restart_without_waiting(&mut self) -> Result<()> {
+        self.stop().await?;
+        self.spawn()
     }
 
     /// Kills everything this instance left behind: berthd, every process whose

@@ -70,6 +70,8 @@ pub enum Error {
         rpc: &'static str,
         status: Box<tonic::Status>,
     },
+    #[error("crash run: {0}")]
+    Crash(String),
     #[error("{command}: {message}")]
     Command { command: String, message: String },
     #[error("json for {what}: {source}")]

@@ -213,6 +213,26 @@ impl LayerBuilder {
         Ok(self)
     }
 
+    /// A device node (`kind` is [`tar::EntryType::Char`] or
+    /// [`tar::EntryType::Block`]) owned by root.
+    pub fn device(
+        &mut self,
+        path: &str,
+        kind: tar::EntryType,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    ) -> Result<&mut Self> {
+        let mut h = Self::header(kind, mode, 0, 0);
+        h.set_device_major(major)
+            .and_then(|()| h.set_device_minor(minor))
+            .map_err(|e| Error::Build {
+                image: "layer".into(),
+                message: format!("device {path}: {e}"),
+            })?;
+        self.append(h, path, &[])
+    }
+
     /// A hard link `path` to the earlier entry `target` (both root-relative).
     pub fn hardlink(&mut self, path: &str, target: &str) -> Result<&mut Self> {
         self.link(tar::EntryType::Link, path, target)

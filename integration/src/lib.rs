@@ -10,6 +10,9 @@
 //! - [`client::Cri`]: typed CRI clients over a unix socket; [`calls`]: the CRI
 //!   calls tests repeat, one function each.
 //! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard.
+//! - [`crash`]: pod lifecycles with berthd SIGKILLed at random points (test and bench).
+//! - [`kubectl`]: Debian's kubectl against berthd's streaming server, through a
+//!   fake API server that proxies the upgrades as the API server and kubelet do.
 
 pub mod error;
 pub mod image_builder;
@@ -25,8 +28,10 @@ pub mod calls;
 pub mod cleanup;
 pub mod client;
 pub mod containerd;
+pub mod crash;
 pub mod daemon;
 pub mod env;
+pub mod kubectl;
 pub mod procmem;
 pub mod push;
 pub mod registry;

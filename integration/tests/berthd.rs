@@ -220,3 +220,111 @@ async fn a_second_berthd_on_a_live_socket_exits_and_the_first_keeps_serving() {
         "{text}"
     );
 }
+
+/// berthd binds its socket before start-up recovery and answers UNAVAILABLE
+/// until recovery is done (kubelet retries that; "connection refused" reads as
+/// a dead runtime). Recovery is held open by a CNI DEL that waits for a file:
+/// the pod a kill -9 left half-created in the middle of its CNI ADD gets its
+/// address released by that DEL before berthd serves.
+#[tokio::test]
+async fn a_client_during_recovery_gets_unavailable_then_ok() {
+    use berth_proto::v1::{PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
+    use std::os::unix::fs::PermissionsExt;
+    skip_if!(skip::not_root());
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, conf) = (dir.path().join("bin"), dir.path().join("net.d"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&conf).unwrap();
+    let calls = dir.path().join("calls.log");
+    let release = |cmd: &str| dir.path().join(format!("release-{cmd}"));
+    // ADD and DEL log themselves, then wait until the test lets them finish
+    // (Debian's loopback plugin brings up `lo`).
+    let plugin = bin.join("gatenet");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND\" >> {calls}\ncase \"$CNI_COMMAND\" in\nADD|DEL) while [ ! -e {dir}/release-$CNI_COMMAND ]; do sleep 0.05; done ;;\nVERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}' ;;\nesac\n[ \"$CNI_COMMAND\" = ADD ] && echo '{{\"cniVersion\":\"1.0.0\"}}'\nexit 0\n",
+            calls = calls.display(),
+            dir = dir.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        conf.join("10-gate.conflist"),
+        r#"{"cniVersion": "1.0.0", "name": "gate", "plugins": [{"type": "gatenet"}]}"#,
+    )
+    .unwrap();
+    let mut berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
+        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\nplugin_timeout_secs = 600\n",
+        conf.display(),
+        bin.display(),
+        dir.path().join("cache").display()
+    )))
+    .await
+    .unwrap();
+    let logged = |cmd: &str| {
+        std::fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l == cmd)
+    };
+
+    let mut cri = berthd.client().await.unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let run = tokio::spawn(async move {
+        cri.runtime
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(PodSandboxConfig {
+                    metadata: Some(PodSandboxMetadata {
+                        name: "half".into(),
+                        uid: "uid-half".into(),
+                        namespace: "recovery".into(),
+                        attempt: 0,
+                    }),
+                    log_directory: logs.path().display().to_string(),
+                    ..Default::default()
+                }),
+                runtime_handler: String::new(),
+            })
+            .await
+    });
+    wait_for("CNI ADD", || logged("ADD") || run.is_finished()).await;
+    assert!(!run.is_finished(), "RunPodSandbox ended: {:?}", run.await);
+    berthd.kill9().unwrap();
+    assert!(run.await.unwrap().is_err());
+    // The orphaned ADD may finish now; nobody is left to hear it.
+    std::fs::write(release("ADD"), "").unwrap();
+
+    berthd.restart_without_waiting().await.unwrap();
+    wait_for("recovery's CNI DEL", || logged("DEL")).await;
+    // Recovery is running and cannot end before release-DEL exists.
+    let mut cri = berthd.client().await.unwrap();
+    let status = cri
+        .runtime
+        .version(VersionRequest {
+            version: "v1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("recover"), "{status:?}");
+
+    std::fs::write(release("DEL"), "").unwrap();
+    berthd.wait_ready().await.unwrap();
+    assert_eq!(version(&berthd).await.runtime_name, "berth");
+    let pods = berth_integration::calls::list_pods(&mut berthd.client().await.unwrap()).await;
+    assert!(
+        pods.is_empty(),
+        "the half-created pod was not rolled back: {pods:?}"
+    );
+}
+
+/// Polls `done` until it holds; fails after a minute naming `what`.
+async fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

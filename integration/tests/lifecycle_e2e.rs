@@ -91,50 +91,7 @@ fn log_lines(path: &Path, stream: &str) -> Vec<String> {
 /// of the other `ids` (its containers) left anything behind.
 async fn teardown_leaving_nothing(cri: &mut Cri, berthd: &Berthd, ids: &[&str]) {
     teardown_pod(cri, ids[0]).await;
-    assert_eq!(leftovers(berthd, ids), Vec::<String>::new());
-}
-
-/// What a removed pod or container might leave behind, named so a failure says which.
-fn leftovers(berthd: &Berthd, ids: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
-    let dir = berthd.dir().display().to_string();
-    for line in std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-    {
-        if line.contains(&dir) {
-            out.push(format!("mount: {line}"));
-        }
-    }
-    for id in ids {
-        for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let p = ctrl.path().join("berth").join(id);
-            if p.exists() {
-                out.push(format!("cgroup: {}", p.display()));
-            }
-        }
-        for p in [
-            berthd.state_dir().join("ns").join(id),
-            berthd.state_dir().join("pods").join(id),
-            berthd.state_dir().join("c").join(id),
-            berthd.root_dir().join("containers").join(id),
-        ] {
-            if p.exists() {
-                out.push(format!("path: {}", p.display()));
-            }
-        }
-        for proc_ in std::fs::read_dir("/proc").unwrap().flatten() {
-            let cmd = std::fs::read(proc_.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.contains("berth-monitor") && cmd.contains(id) {
-                out.push(format!(
-                    "process {}: {cmd}",
-                    proc_.file_name().to_string_lossy()
-                ));
-            }
-        }
-    }
-    out
+    assert_eq!(berthd.leftovers(ids), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -372,10 +329,7 @@ async fn pod_and_container_run_exec_stop_and_remove_leaving_nothing_behind() {
     remove_pod(&mut cri, &pod).await;
     let pods = list_pods(&mut cri).await;
     assert!(pods.is_empty(), "{pods:?}");
-    assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &c]),
-        Vec::<String>::new()
-    );
+    assert_eq!(env.base.berthd.leftovers(&[&pod, &c]), Vec::<String>::new());
 
     // Events, in order: created, started, stopped, deleted.
     let mut kinds = Vec::new();
@@ -825,7 +779,7 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_leave_noth
             .unwrap_or_default();
         assert!(left.is_empty(), "{sub}: {left:?}");
     }
-    assert_eq!(leftovers(&env.base.berthd, &[]), Vec::<String>::new());
+    assert_eq!(env.base.berthd.leftovers(&[]), Vec::<String>::new());
 
     // The failed call freed the name.
     let pc = pod_config(&env, "good");
@@ -1125,7 +1079,7 @@ async fn containers_of_a_pod_with_a_shared_pid_namespace_see_each_other() {
     teardown_pod(&mut cri, &pod).await;
     let mut all: Vec<&str> = ids.iter().map(|s| s.as_str()).collect();
     all.push(&pod);
-    assert_eq!(leftovers(&env.base.berthd, &all), Vec::<String>::new());
+    assert_eq!(env.base.berthd.leftovers(&all), Vec::<String>::new());
     // The pause init names the pod's pin dir on its command line: it must be gone.
     let pin = pins.display().to_string();
     for p in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -1191,7 +1145,7 @@ async fn fifty_pods_started_concurrently_run_and_leave_nothing_after_removal() {
         .iter()
         .flat_map(|(p, c)| [p.as_str(), c.as_str()])
         .collect();
-    assert_eq!(leftovers(&env.base.berthd, &all), Vec::<String>::new());
+    assert_eq!(env.base.berthd.leftovers(&all), Vec::<String>::new());
     let pods = list_pods(&mut cri).await;
     assert!(pods.is_empty(), "{} pods left", pods.len());
 }
@@ -1375,7 +1329,7 @@ async fn unfiltered_lists_follow_every_change_of_pods_and_containers() {
     remove_pod(&mut cri, &pod).await;
     assert_eq!(pod_state(list_pods(&mut cri).await), None);
     assert_eq!(
-        leftovers(&env.base.berthd, &[&pod, &sleeper, &quick]),
+        env.base.berthd.leftovers(&[&pod, &sleeper, &quick]),
         Vec::<String>::new()
     );
 }

@@ -86,5 +86,6 @@ pub const EEXIST: isize = 17;
 pub const SIGHUP: u32 = 1;
 pub const SIGINT: u32 = 2;
 pub const SIGUSR1: u32 = 10;
+pub const SIGPIPE: u32 = 13;
 pub const SIGTERM: u32 = 15;
 pub const SIGCHLD: u32 = 17;

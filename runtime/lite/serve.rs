@@ -64,18 +64,25 @@ struct Output {
 struct Client {
     fd: i32,
     buf: Vec<u8>,
+    /// The client shut down its sending side: it has nothing more to say but
+    /// still reads output and the exit (an attach without stdin, or after its
+    /// stdin ended). Polled with no events, so only a hang-up wakes us.
+    input_done: bool,
 }
 
 /// How the init ended: code (128 + signal when killed), signal, when.
 type Status = (i32, Option<i32>, i64);
 
 pub fn serve(cfg: Config) -> i32 {
+    // SIGPIPE is blocked too (and never read): a write to an attach client
+    // that went away must fail with EPIPE, whatever disposition was inherited.
     let Ok(sfd) = sys::signalfd(&[
         nr::SIGCHLD,
         nr::SIGUSR1,
         nr::SIGTERM,
         nr::SIGINT,
         nr::SIGHUP,
+        nr::SIGPIPE,
     ]) else {
         return 1;
     };
@@ -154,14 +161,15 @@ pub fn serve(cfg: Config) -> i32 {
         }
         let clients_idx = fds.len();
         for c in &clients {
-            fds.push(pollfd(c.fd, nr::POLLIN));
+            fds.push(pollfd(c.fd, if c.input_done { 0 } else { nr::POLLIN }));
         }
         match sys::poll(&mut fds, timeout) {
             Ok(_) | Err(sys::Errno(nr::EINTR)) => {}
             Err(_) => return 1,
         }
         // Slots as laid out above: outputs and clients are only removed after
-        // their loops, and clients accepted below sit past the end of `fds`.
+        // their loops (a client `broadcast` drops keeps its slot, with fd -1,
+        // until then), and clients accepted below sit past the end of `fds`.
         let ready = |i: usize| fds.get(i).is_some_and(|f| f.revents != 0);
         let stdin_ready = want_stdin && ready(stdin_idx);
 
@@ -198,16 +206,24 @@ pub fn serve(cfg: Config) -> i32 {
                 clients.push(Client {
                     fd,
                     buf: Vec::new(),
+                    input_done: false,
                 });
             }
         }
         let mut gone = Vec::new();
         for (i, c) in clients.iter_mut().enumerate() {
-            if !ready(clients_idx + i) {
+            if c.fd < 0 || !ready(clients_idx + i) {
+                continue;
+            }
+            if c.input_done {
+                // POLLHUP or POLLERR: the client is gone both ways.
+                gone.push(i);
                 continue;
             }
             match sys::read(c.fd, &mut buf) {
-                Ok(0) => gone.push(i),
+                // End of the client's input, not of the client: it still
+                // waits for output and the EXIT frame.
+                Ok(0) => c.input_done = true,
                 Ok(n) => {
                     c.buf.extend_from_slice(&buf[..n]);
                     let Ok(frames) = attach::decode(&mut c.buf) else {
@@ -238,6 +254,9 @@ pub fn serve(cfg: Config) -> i32 {
         for i in gone.into_iter().rev() {
             sys::close(clients.remove(i).fd);
         }
+        // Dropped by `broadcast` above; removed only now so that the client
+        // slots of `fds` matched `clients` while it was read.
+        clients.retain(|c| c.fd >= 0);
         if stdin_ready || (!stdin_pending.is_empty() && stdin.is_some()) {
             if let Some(s) = stdin {
                 match sys::write(s, &stdin_pending) {
@@ -317,19 +336,20 @@ fn close_stdin(stdin: &mut Option<i32>, pty: Option<i32>) {
     }
 }
 
-fn broadcast(clients: &mut Vec<Client>, kind: u8, data: &[u8]) {
+fn broadcast(clients: &mut [Client], kind: u8, data: &[u8]) {
     if clients.is_empty() {
         return;
     }
     let frame = attach::encode(kind, data);
     // A client that cannot keep up is dropped rather than stall the container.
-    clients.retain(|c| {
-        let ok = write_all(c.fd, &frame);
-        if !ok {
+    // Only closed and marked here: the loop removes it once it is done with
+    // the poll slots, which follow the order of `clients`.
+    for c in clients.iter_mut().filter(|c| c.fd >= 0) {
+        if !write_all(c.fd, &frame) {
             sys::close(c.fd);
+            c.fd = -1;
         }
-        ok
-    });
+    }
 }
 
 fn reap(pid: i32, status: &mut Option<Status>) {

@@ -22,7 +22,7 @@ pub const PINNABLE: [(&str, i32); 3] = [
 ];
 
 /// What to pin.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PinOptions {
     pub dir: PathBuf,
     pub net: bool,
@@ -186,11 +186,10 @@ fn start_pause(dir: &Path) -> Result<()> {
             let e = process::exec_image(
                 "berth-monitor-serve",
                 crate::monitor::SERVE_BIN,
-                &[
-                    "berth-monitor".into(),
-                    "__pause".into(),
-                    format!("--dir={}", dir.display()),
-                ],
+                &crate::monitor::serve_args::ServeCommand::Pause {
+                    dir: dir.as_os_str().as_encoded_bytes().to_vec(),
+                }
+                .encode(),
                 &dir.join(crate::monitor::SERVE_FALLBACK_FILE),
             );
             let mut w = std::fs::File::from(w);

@@ -4,11 +4,12 @@
 
 use crate::container::exec_tty::ContainerPty;
 use crate::error::{Error, Result};
+use crate::sys::inroot::Kind;
 use crate::sys::process;
+use crate::sys::InRoot;
 use crate::sys::Syscall;
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
-use std::collections::VecDeque;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 const MS_RDONLY: u64 = libc::MS_RDONLY;
 const MS_NOSUID: u64 = libc::MS_NOSUID;
@@ -96,48 +97,6 @@ pub fn parse_options(opts: &[String]) -> (u64, u64, String) {
     (flags, prop, data.join(","))
 }
 
-/// Joins `unsafe_path` under `root`, resolving symlinks as if `root` were `/`, so
-/// a symlink in the image cannot point a mount outside the rootfs.
-pub fn secure_join(root: &Path, unsafe_path: &Path) -> PathBuf {
-    let mut todo: VecDeque<PathBuf> = unsafe_path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(PathBuf::from(n)),
-            Component::ParentDir => Some(PathBuf::from("..")),
-            _ => None,
-        })
-        .collect();
-    let mut parts: Vec<PathBuf> = Vec::new();
-    let mut hops = 0;
-    while let Some(c) = todo.pop_front() {
-        if c.as_os_str() == ".." {
-            parts.pop();
-            continue;
-        }
-        let candidate: PathBuf = root.join(parts.iter().collect::<PathBuf>()).join(&c);
-        match std::fs::read_link(&candidate) {
-            Ok(target) if hops < 40 => {
-                hops += 1;
-                if target.is_absolute() {
-                    parts.clear();
-                }
-                let mut new: VecDeque<PathBuf> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(PathBuf::from(n)),
-                        Component::ParentDir => Some(PathBuf::from("..")),
-                        _ => None,
-                    })
-                    .collect();
-                new.extend(todo);
-                todo = new;
-            }
-            _ => parts.push(c),
-        }
-    }
-    root.join(parts.iter().collect::<PathBuf>())
-}
-
 /// A cgroup v1 hierarchy of the host: its directory name and mount options.
 #[derive(Debug, Clone)]
 pub struct CgroupHierarchy {
@@ -201,6 +160,76 @@ impl HostInfo {
     }
 }
 
+/// Decodes the octal escapes (`\040` for a space) of a mountinfo field.
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 4 <= b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+/// The mount that holds a path: where it is mounted and how it propagates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldingMount {
+    /// Its mount point.
+    pub point: PathBuf,
+    /// In a peer group (`shared:N`): mounts and unmounts under it reach the peers.
+    pub shared: bool,
+    /// A slave (`master:N`): receives what its master's peer group mounts.
+    pub slave: bool,
+}
+
+/// The mount holding the absolute, symlink-free `path` according to the
+/// mountinfo `text`: the longest mount point above it, the top one of a stack.
+pub fn holding_mount(text: &str, path: &Path) -> HoldingMount {
+    let mut best = HoldingMount {
+        point: PathBuf::from("/"),
+        shared: false,
+        slave: false,
+    };
+    let mut best_len = 0;
+    for line in text.lines() {
+        let Some((pre, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = pre.split(' ').collect();
+        let Some(mp) = fields.get(4) else {
+            continue;
+        };
+        let mp = unescape_mountinfo(mp);
+        let len = mp.components().count();
+        if path.starts_with(&mp) && len >= best_len {
+            let optional = fields.get(6..).unwrap_or_default();
+            best = HoldingMount {
+                point: mp,
+                shared: optional.iter().any(|f| f.starts_with("shared:")),
+                slave: optional.iter().any(|f| f.starts_with("master:")),
+            };
+            best_len = len;
+        }
+    }
+    best
+}
+
+/// The mount holding `path` in this process's mount namespace.
+pub fn mount_of(path: &Path) -> HoldingMount {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    holding_mount(&text, &path)
+}
+
 /// Whether a spec mounts cgroupfs (and so needs [`HostInfo::read_cgroup_mounts`]).
 pub fn mounts_cgroupfs(spec: &Spec) -> bool {
     spec.mounts()
@@ -213,19 +242,39 @@ fn sys_err(op: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::sys(op, e)
 }
 
+/// Resolves `rel` inside the rootfs (creating it as `kind`), naming the
+/// field and path in the error.
+fn in_root(
+    sys: &dyn Syscall,
+    rootfs: &Path,
+    rel: &Path,
+    kind: Option<Kind>,
+    field: &str,
+) -> Result<InRoot> {
+    sys.resolve_in_root(rootfs, rel, kind)
+        .map_err(sys_err(format!(
+            "{field}: resolve {} in the rootfs",
+            rel.display()
+        )))
+}
+
+/// Mounts cgroupfs at `dest` (a path inside the rootfs). Each sub-directory
+/// is resolved afresh, after the tmpfs above it is mounted.
 fn mount_cgroup(
     sys: &dyn Syscall,
     host: &HostInfo,
+    rootfs: &Path,
     dest: &Path,
     flags: u64,
     field: &str,
 ) -> Result<()> {
     let base = flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    let target = in_root(sys, rootfs, dest, Some(Kind::Dir), field)?;
     if host.cgroup_v1.is_empty() {
         return sys
             .mount(
                 Some(Path::new("cgroup2")),
-                dest,
+                &target.path,
                 Some("cgroup2"),
                 base,
                 None,
@@ -237,7 +286,7 @@ fn mount_cgroup(
     }
     sys.mount(
         Some(Path::new("tmpfs")),
-        dest,
+        &target.path,
         Some("tmpfs"),
         MS_NOSUID | MS_NODEV | MS_NOEXEC,
         Some("mode=755"),
@@ -248,11 +297,10 @@ fn mount_cgroup(
     )))?;
     for h in &host.cgroup_v1 {
         let d = dest.join(&h.name);
-        sys.mkdir_all(&d, 0o755)
-            .map_err(sys_err(format!("{field}: mkdir {}", d.display())))?;
+        let t = in_root(sys, rootfs, &d, Some(Kind::Dir), field)?;
         sys.mount(
             Some(Path::new("cgroup")),
-            &d,
+            &t.path,
             Some("cgroup"),
             base,
             Some(&h.options),
@@ -266,19 +314,25 @@ fn mount_cgroup(
     if let Some(v2) = &host.cgroup_v2_dir {
         if !v2.is_empty() {
             let d = dest.join(v2);
-            sys.mkdir_all(&d, 0o755)
-                .map_err(sys_err(format!("{field}: mkdir {}", d.display())))?;
-            sys.mount(Some(Path::new("cgroup2")), &d, Some("cgroup2"), base, None)
-                .map_err(sys_err(format!(
-                    "{field}: mount cgroup2 on {}",
-                    d.display()
-                )))?;
+            let t = in_root(sys, rootfs, &d, Some(Kind::Dir), field)?;
+            sys.mount(
+                Some(Path::new("cgroup2")),
+                &t.path,
+                Some("cgroup2"),
+                base,
+                None,
+            )
+            .map_err(sys_err(format!(
+                "{field}: mount cgroup2 on {}",
+                d.display()
+            )))?;
         }
     }
     if flags & MS_RDONLY != 0 {
+        let t = in_root(sys, rootfs, dest, None, field)?;
         sys.mount(
             None,
-            dest,
+            &t.path,
             None,
             MS_REMOUNT | MS_BIND | MS_RDONLY | base,
             None,
@@ -291,6 +345,10 @@ fn mount_cgroup(
     Ok(())
 }
 
+/// Mounts one spec mount. The destination is resolved inside the rootfs by
+/// the kernel and mounted through its descriptor; after the mount it is
+/// resolved again, so a remount or propagation change reaches the new mount
+/// and not the directory under it.
 fn do_mount(
     sys: &dyn Syscall,
     host: &HostInfo,
@@ -299,32 +357,27 @@ fn do_mount(
     field: &str,
     before_cgroup: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
-    let dest = secure_join(rootfs, m.destination());
+    let dest = m.destination();
     let opts = m.options().clone().unwrap_or_default();
     let (flags, prop, data) = parse_options(&opts);
     let typ = m.typ().clone().unwrap_or_default();
     let is_bind = flags & MS_BIND != 0 || typ == "bind";
     if is_bind {
         let src = m.source().clone().unwrap_or_default();
-        if src.is_dir() {
-            sys.mkdir_all(&dest, 0o755)
-        } else {
-            if let Some(p) = dest.parent() {
-                sys.mkdir_all(p, 0o755)
-                    .map_err(sys_err(format!("{field}: mkdir {}", p.display())))?;
-            }
-            sys.create_file(&dest)
-        }
-        .map_err(sys_err(format!(
-            "{field}.destination: create {}",
-            dest.display()
-        )))?;
+        let kind = if src.is_dir() { Kind::Dir } else { Kind::File };
+        let target = in_root(
+            sys,
+            rootfs,
+            dest,
+            Some(kind),
+            &format!("{field}.destination"),
+        )?;
         let rec = if opts.iter().any(|o| o == "rbind") {
             MS_REC
         } else {
             0
         };
-        sys.mount(Some(&src), &dest, None, MS_BIND | rec, None)
+        sys.mount(Some(&src), &target.path, None, MS_BIND | rec, None)
             .map_err(sys_err(format!(
                 "{field}: bind {} on {}",
                 src.display(),
@@ -332,32 +385,41 @@ fn do_mount(
             )))?;
         let extra = flags & !(MS_BIND | MS_REC | MS_REMOUNT);
         if extra != 0 {
-            sys.mount(None, &dest, None, MS_BIND | MS_REMOUNT | rec | extra, None)
-                .map_err(sys_err(format!(
-                    "{field}: remount {} with options",
-                    dest.display()
-                )))?;
+            let target = in_root(sys, rootfs, dest, None, field)?;
+            sys.mount(
+                None,
+                &target.path,
+                None,
+                MS_BIND | MS_REMOUNT | rec | extra,
+                None,
+            )
+            .map_err(sys_err(format!(
+                "{field}: remount {} with options",
+                dest.display()
+            )))?;
         }
+    } else if typ == "cgroup" || typ == "cgroup2" {
+        before_cgroup()?;
+        mount_cgroup(sys, host, rootfs, dest, flags, field)?;
     } else {
-        sys.mkdir_all(&dest, 0o755).map_err(sys_err(format!(
-            "{field}.destination: mkdir {}",
-            dest.display()
-        )))?;
-        if typ == "cgroup" || typ == "cgroup2" {
-            before_cgroup()?;
-            mount_cgroup(sys, host, &dest, flags, field)?;
-        } else {
-            let src = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
-            let data = (!data.is_empty()).then_some(data.as_str());
-            sys.mount(Some(&src), &dest, Some(&typ), flags, data)
-                .map_err(sys_err(format!(
-                    "{field}: mount {typ} on {}",
-                    dest.display()
-                )))?;
-        }
+        let target = in_root(
+            sys,
+            rootfs,
+            dest,
+            Some(Kind::Dir),
+            &format!("{field}.destination"),
+        )?;
+        let src = m.source().clone().unwrap_or_else(|| PathBuf::from(&typ));
+        let data = (!data.is_empty()).then_some(data.as_str());
+        sys.mount(Some(&src), &target.path, Some(&typ), flags, data)
+            .map_err(sys_err(format!(
+                "{field}: mount {typ} on {}",
+                dest.display()
+            )))?;
     }
     if prop != 0 {
-        sys.mount(None, &dest, None, prop, None)
+        let target = in_root(sys, rootfs, dest, None, field)?;
+        sys.mount(None, &target.path, None, prop, None)
             .map_err(sys_err(format!(
                 "{field}: set propagation of {}",
                 dest.display()
@@ -428,27 +490,31 @@ fn make_device(
         minor,
         owner,
     } = node;
-    let dest = rootfs.join(rel);
-    if let Some(p) = dest.parent() {
-        sys.mkdir_all(p, 0o755)
-            .map_err(sys_err(format!("{field}: mkdir {}", p.display())))?;
-    }
     if host.userns {
         // mknod is refused in a user namespace: bind the host's node instead.
-        sys.create_file(&dest)
-            .map_err(sys_err(format!("{field}: create {}", dest.display())))?;
+        let target = in_root(sys, rootfs, rel, Some(Kind::File), field)?;
         let host_path = Path::new("/").join(rel);
         return sys
-            .mount(Some(&host_path), &dest, None, MS_BIND, None)
+            .mount(Some(&host_path), &target.path, None, MS_BIND, None)
             .map_err(sys_err(format!("{field}: bind {}", host_path.display())));
     }
+    // The node is made by name in a directory resolved inside the rootfs;
+    // mknod and lchown never follow a final symlink.
+    let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+        return Err(Error::spec(
+            field,
+            format!("{} is not a file path", rel.display()),
+        ));
+    };
+    let dir = in_root(sys, rootfs, parent, Some(Kind::Dir), field)?;
+    let dest = dir.path.join(name);
     match sys.mknod(&dest, mode, major, minor) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        r => r.map_err(sys_err(format!("{field}: mknod {}", dest.display())))?,
+        r => r.map_err(sys_err(format!("{field}: mknod {}", rel.display())))?,
     }
     if let Some((uid, gid)) = owner {
         sys.lchown(&dest, uid, gid)
-            .map_err(sys_err(format!("{field}: chown {}", dest.display())))?;
+            .map_err(sys_err(format!("{field}: chown {}", rel.display())))?;
     }
     Ok(())
 }
@@ -480,6 +546,13 @@ fn setup_dev(
                 "linux.devices(default)",
             )?;
         }
+        let dev = in_root(
+            sys,
+            rootfs,
+            Path::new("dev"),
+            Some(Kind::Dir),
+            "mounts(/dev)",
+        )?;
         for (link, target) in [
             ("dev/fd", "/proc/self/fd"),
             ("dev/stdin", "/proc/self/fd/0"),
@@ -488,7 +561,8 @@ fn setup_dev(
             ("dev/core", "/proc/kcore"),
             ("dev/ptmx", "pts/ptmx"),
         ] {
-            match sys.symlink(Path::new(target), &rootfs.join(link)) {
+            let name = link.trim_start_matches("dev/");
+            match sys.symlink(Path::new(target), &dev.path.join(name)) {
                 Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
                     return Err(Error::sys(format!("symlink /{link}"), e))
                 }
@@ -496,12 +570,16 @@ fn setup_dev(
             }
         }
         if !has("/dev/shm") {
-            let shm = rootfs.join("dev/shm");
-            sys.mkdir_all(&shm, 0o1777)
-                .map_err(sys_err("mkdir /dev/shm".to_string()))?;
+            let shm = in_root(
+                sys,
+                rootfs,
+                Path::new("dev/shm"),
+                Some(Kind::Dir),
+                "/dev/shm",
+            )?;
             sys.mount(
                 Some(Path::new("shm")),
-                &shm,
+                &shm.path,
                 Some("tmpfs"),
                 MS_NOSUID | MS_NODEV | MS_NOEXEC,
                 Some("mode=1777,size=65536k"),
@@ -513,22 +591,28 @@ fn setup_dev(
     // device the process sees as its tty (and /dev/console) exists in its
     // /dev/pts: `tty`, `ps` and job control work as on a host.
     let pty = if host.terminal {
-        let ptmx = rootfs.join("dev/pts/ptmx");
-        let (master, slave) = process::open_pty_pair_at(&ptmx).map_err(|e| {
-            Error::sys(
-                "process.terminal: open /dev/pts/ptmx (a devpts mount at /dev/pts is needed)",
-                e,
-            )
-        })?;
+        let (master, slave) = sys
+            .resolve_in_root(rootfs, Path::new("dev/pts/ptmx"), None)
+            .and_then(|p| process::open_pty_pair_at(&p.path))
+            .map_err(|e| {
+                Error::sys(
+                    "process.terminal: open /dev/pts/ptmx (a devpts mount at /dev/pts is needed)",
+                    e,
+                )
+            })?;
         let node = std::fs::read_link(format!(
             "/proc/self/fd/{}",
             std::os::fd::AsRawFd::as_raw_fd(&slave)
         ))
         .map_err(|e| Error::sys("process.terminal: name the pty", e))?;
-        let dest = rootfs.join("dev/console");
-        sys.create_file(&dest)
-            .map_err(sys_err("process.terminal: create /dev/console".to_string()))?;
-        sys.mount(Some(&node), &dest, None, MS_BIND, None)
+        let dest = in_root(
+            sys,
+            rootfs,
+            Path::new("dev/console"),
+            Some(Kind::File),
+            "process.terminal",
+        )?;
+        sys.mount(Some(&node), &dest.path, None, MS_BIND, None)
             .map_err(sys_err("process.terminal: bind /dev/console".to_string()))?;
         Some(ContainerPty { master, slave })
     } else {
@@ -588,6 +672,20 @@ pub fn setup(
         .map_err(sys_err(
             "linux.rootfsPropagation: make / a slave".to_string(),
         ))?;
+    if prop & MS_SHARED != 0 {
+        // With / rshared (a bidirectional mount asked for it), the mount
+        // holding the rootfs is shared too: binding the rootfs onto itself
+        // would then propagate to the host and make a shared new root, which
+        // pivot_root refuses (EINVAL). Only that one mount goes private, in
+        // this namespace; the host-path binds made below still join their
+        // host peer groups.
+        let holder = mount_of(rootfs).point;
+        sys.mount(None, &holder, None, MS_PRIVATE, None)
+            .map_err(sys_err(format!(
+                "linux.rootfsPropagation: make {} private",
+                holder.display()
+            )))?;
+    }
     sys.mount(Some(rootfs), rootfs, None, MS_BIND | MS_REC, None)
         .map_err(sys_err(format!(
             "root.path: bind {} onto itself",
@@ -599,11 +697,23 @@ pub fn setup(
     }
     let pty = setup_dev(sys, host, rootfs, spec)?;
 
+    let old_root = in_root(
+        sys,
+        Path::new("/"),
+        Path::new("/"),
+        None,
+        "root.path: old root",
+    )?;
     sys.chdir(rootfs)
         .map_err(sys_err(format!("root.path: chdir {}", rootfs.display())))?;
     sys.pivot_root(Path::new("."), Path::new("."))
         .map_err(sys_err("root.path: pivot_root".to_string()))?;
-    // The old root is stacked under the new one; detach it without telling the host.
+    // The old root is now stacked on the new one; detach it without telling
+    // the host. The propagation change must reach the old root itself: mount(2)
+    // on a plain "." would stay on the cwd's mount, the new root, and make the
+    // container's bidirectional mounts slaves (runc does the same fchdir).
+    sys.fchdir(&old_root)
+        .map_err(sys_err("root.path: fchdir to the old root".to_string()))?;
     sys.mount(None, Path::new("."), None, MS_SLAVE | MS_REC, None)
         .map_err(sys_err("root.path: make old root a slave".to_string()))?;
     sys.umount2(Path::new("."), libc::MNT_DETACH)
@@ -687,23 +797,104 @@ mod tests {
     }
 
     #[test]
-    fn secure_join_keeps_symlinks_inside_root() {
+    fn holding_mount_is_the_longest_and_topmost_with_its_propagation() {
+        let text = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:40 / /var/lib rw master:7 - tmpfs tmpfs rw
+31 22 0:41 / /var/lib/kube\\040lets rw shared:9 master:3 - tmpfs tmpfs rw
+32 31 0:42 / /var/lib/kube\\040lets rw - tmpfs tmpfs rw
+33 22 0:43 / /var/lib2 rw shared:4 - tmpfs tmpfs rw
+";
+        let m = |p: &str| holding_mount(text, Path::new(p));
+        assert_eq!(
+            m("/var/lib2/x"),
+            HoldingMount {
+                point: "/var/lib2".into(),
+                shared: true,
+                slave: false
+            }
+        );
+        assert_eq!(
+            m("/var/lib/x"),
+            HoldingMount {
+                point: "/var/lib".into(),
+                shared: false,
+                slave: true
+            }
+        );
+        // The later of two stacked mounts is the one a lookup sees.
+        assert_eq!(
+            m("/var/lib/kube lets/pods"),
+            HoldingMount {
+                point: "/var/lib/kube lets".into(),
+                shared: false,
+                slave: false
+            }
+        );
+        assert!(m("/etc").shared);
+        assert_eq!(m("/etc").point, Path::new("/"));
+    }
+
+    #[test]
+    fn rshared_root_keeps_pivot_root_valid_and_slaves_only_the_old_root() {
         let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(root.path().join("real")).unwrap();
-        std::os::unix::fs::symlink("/real", root.path().join("abs")).unwrap();
-        std::os::unix::fs::symlink("../../../../etc", root.path().join("escape")).unwrap();
-        assert_eq!(
-            secure_join(root.path(), Path::new("/abs/x")),
-            root.path().join("real/x")
+        let vol = tempfile::tempdir().unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": root.path()},
+            "mounts": [{"destination": "/vol", "type": "bind", "source": vol.path(),
+                        "options": ["rbind", "rshared", "ro"]}],
+            "linux": {"rootfsPropagation": "rshared"}
+        }))
+        .unwrap();
+        let sys = RecordingSyscall::new();
+        setup(&sys, &spec, root.path(), &HostInfo::default(), &mut || {
+            Ok(())
+        })
+        .unwrap();
+        let calls = sys.calls();
+        let pos = |line: &str| {
+            calls
+                .iter()
+                .position(|c| c == line)
+                .unwrap_or_else(|| panic!("no call {line} in {calls:#?}"))
+        };
+        let r = root.path().display();
+        let holder = mount_of(root.path()).point;
+        // / rshared, the rootfs's own mount private, then the self-bind.
+        let shared = pos(&format!("mount - / - {:#x} -", MS_SHARED | MS_REC));
+        let private = pos(&format!(
+            "mount - {} - {:#x} -",
+            holder.display(),
+            MS_PRIVATE
+        ));
+        let self_bind = pos(&format!("mount {r} {r} - {:#x} -", MS_BIND | MS_REC));
+        assert!(shared < private && private < self_bind, "{calls:#?}");
+        // The volume target is resolved in the root, created as a directory,
+        // then resolved again for the remount and the propagation change.
+        let first = pos(&format!("resolve {r}/vol dir"));
+        let bind = pos(&format!(
+            "mount {} {r}/vol - {:#x} -",
+            vol.path().display(),
+            MS_BIND | MS_REC
+        ));
+        assert!(first < bind, "{calls:#?}");
+        let again: Vec<usize> = calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| *c == &format!("resolve {r}/vol -"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(again.len(), 2, "{calls:#?}");
+        assert!(again[0] > bind, "{calls:#?}");
+        // The old root, not the new root ".", is made a slave before it goes.
+        let fchdir = pos("fchdir /");
+        let slave = pos(&format!("mount - . - {:#x} -", MS_SLAVE | MS_REC));
+        assert!(
+            pos("pivot_root . .") < fchdir && fchdir < slave,
+            "{calls:#?}"
         );
-        assert_eq!(
-            secure_join(root.path(), Path::new("/escape/passwd")),
-            root.path().join("etc/passwd")
-        );
-        assert_eq!(
-            secure_join(root.path(), Path::new("/../../x")),
-            root.path().join("x")
-        );
+        assert!(slave < pos("umount2 . 2"), "{calls:#?}");
     }
 
     #[test]

@@ -188,7 +188,7 @@ pub(crate) fn program_to_bytes(program: &[libc::sock_filter]) -> Vec<u8> {
 }
 
 /// Options that change how security settings are applied.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SecurityOptions {
     /// Clamp `oomScoreAdj` to the current value instead of failing when lowering
     /// it is not allowed (no CAP_SYS_RESOURCE).

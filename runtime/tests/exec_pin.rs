@@ -339,6 +339,60 @@ fn attach_socket_carries_stdin_and_output() {
     assert_eq!(f.log_lines("stdout"), vec!["got:hello", "bye"]);
 }
 
+/// Regression: the monitor took a client's end of input (shutdown of its
+/// sending side, as berthd's attach does once stdin ends, or at once for an
+/// attach without stdin) for a disconnect and dropped it, so the attach ended
+/// with "attach socket closed before the container exited".
+#[test]
+fn attach_client_that_ends_its_input_still_gets_output_and_the_exit() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new("attach-half");
+    f.args("read line; echo got:$line; read line; echo bye; exit 4");
+    let out = f.create_raw(&["--stdin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = berth_runtime::Container::load(&f.state_dir()).unwrap();
+    // One client feeds stdin then ends its input; one never sends anything.
+    let mut feeder = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
+    let mut watcher = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
+    watcher.shutdown(std::net::Shutdown::Write).unwrap();
+    for s in [&feeder, &watcher] {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+    }
+    c.start().unwrap();
+    feeder
+        .write_all(&attach::encode(attach::STDIN, b"one\n"))
+        .unwrap();
+    feeder
+        .write_all(&attach::encode(attach::STDIN_CLOSE, b""))
+        .unwrap();
+    feeder.shutdown(std::net::Shutdown::Write).unwrap();
+    for s in [&mut feeder, &mut watcher] {
+        let mut frames = Vec::new();
+        loop {
+            let fr = read_frame(s);
+            let done = fr.0 == attach::EXIT;
+            frames.push(fr);
+            if done {
+                break;
+            }
+        }
+        let out: Vec<u8> = frames
+            .iter()
+            .filter(|(k, _)| *k == attach::STDOUT)
+            .flat_map(|(_, p)| p.clone())
+            .collect();
+        assert_eq!(out, b"got:one\nbye\n", "{frames:?}");
+        assert_eq!(frames.last().unwrap().1, 4i32.to_be_bytes().to_vec());
+    }
+    assert_eq!(wait_stopped(&c).exit.unwrap().code, 4);
+}
+
 #[test]
 fn terminal_container_gets_a_pty_and_resizes() {
     if !can_run() {

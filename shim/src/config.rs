@@ -50,6 +50,8 @@ pub struct Config {
     pub streaming: crate::streaming::StreamingConfig,
     /// Pod networking: CNI config dir, plugin dirs, result cache, plugin timeout.
     pub cni: crate::network::CniConfig,
+    /// Prometheus endpoint (`/metrics`, `/healthz`); off unless an address is set.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             registry: Default::default(),
             streaming: Default::default(),
             cni: Default::default(),
+            metrics: Default::default(),
         }
     }
 }
@@ -106,6 +109,7 @@ impl Config {
         }
         socket_path(&self.listen)?;
         self.cni.validate()?;
+        self.metrics.validate()?;
         Ok(())
     }
 
@@ -187,6 +191,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("listen"));
+    }
+
+    #[test]
+    fn metrics_address_must_be_host_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[metrics]\naddress = \"127.0.0.1:9898\"\n").unwrap();
+        assert_eq!(
+            Config::load(&p, true).unwrap().metrics.address,
+            "127.0.0.1:9898"
+        );
+        std::fs::write(&p, "[metrics]\naddress = \"localhost\"\n").unwrap();
+        let e = Config::load(&p, true).unwrap_err().to_string();
+        assert!(e.contains("metrics.address"), "{e}");
+        assert_eq!(Config::default().metrics.address, "", "off by default");
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! see DESIGN.md for the map.
 #![forbid(unsafe_code)]
 
+pub mod cgroup_host;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod cri;
 pub mod error;
+pub mod grpc_authority;
 pub mod image;
+pub mod metrics;
 pub mod network;
 pub mod server;
 pub mod spec;

@@ -6,7 +6,6 @@ use berth_proto::v1::{
     image_service_server::ImageServiceServer, runtime_service_server::RuntimeServiceServer,
 };
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::{
     config::Config,
@@ -33,11 +32,19 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     // Check for a live owner before touching any state: a second berthd must not
     // disturb the first one's store or socket.
     refuse_if_live(&socket)?;
+    crate::cgroup_host::check_driver(
+        &config.cgroup_driver,
+        Path::new(crate::cgroup_host::SYSTEMD_RUN_DIR),
+    )?;
+    // Up before recovery, so /healthz answers "starting" while it runs.
+    let _metrics = crate::metrics::start(&config.metrics).await?;
     let svc = Arc::new(CriService::open(config).await?);
     svc.start_streaming().await?;
+    // Bound before recovery, which can take a while (a CNI DEL per pod a crash
+    // left half-created): until it ends every RPC answers UNAVAILABLE, which
+    // kubelet retries, rather than the connection being refused.
     let listener = bind(&socket)?;
     tracing::info!(socket = %socket.display(), "serving CRI");
-    svc.set_ready();
 
     let runtime = RuntimeServiceServer::new(RuntimeApi(svc.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -51,12 +58,13 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown.await;
+        crate::metrics::global().set_health(crate::metrics::Health::Draining);
         let _ = stopping_tx.send(());
     };
     let server = tonic::transport::Server::builder()
         .add_service(runtime)
         .add_service(image)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(crate::grpc_authority::incoming(listener), shutdown);
     let drain_deadline = async move {
         if stopping_rx.await.is_ok() {
             tokio::time::sleep(SHUTDOWN_DRAIN).await;
@@ -64,16 +72,28 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
             std::future::pending::<()>().await;
         }
     };
-    let result = tokio::select! {
-        r = server => r,
-        _ = drain_deadline => {
-            tracing::warn!(after = ?SHUTDOWN_DRAIN, "connections still open at shutdown; closing them");
-            Ok(())
+    let serving = async move {
+        tokio::select! {
+            r = server => r.map_err(|e| Error::Internal(format!("grpc server: {e}"))),
+            _ = drain_deadline => {
+                tracing::warn!(after = ?SHUTDOWN_DRAIN, "connections still open at shutdown; closing them");
+                Ok(())
+            }
         }
+    };
+    tokio::pin!(serving);
+    // A shutdown during recovery ends both; a recovery that fails stops the
+    // server (berthd must not serve a state it could not rebuild).
+    let result = tokio::select! {
+        r = &mut serving => r,
+        r = svc.recover() => match r {
+            Ok(()) => serving.await,
+            Err(e) => Err(e),
+        },
     };
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped serving");
-    result.map_err(|e| Error::Internal(format!("grpc server: {e}")))
+    result
 }
 
 /// Errors when something already answers on `socket`.
@@ -90,7 +110,8 @@ fn refuse_if_live(socket: &Path) -> Result<()> {
 /// Binds the socket with mode 0660, replacing a stale one left by a crash.
 fn bind(socket: &Path) -> Result<UnixListener> {
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(Error::io("create socket directory", dir))?;
+        // Made private when missing; an existing (possibly shared) one is kept.
+        crate::store::dirs::create_private(dir)?;
     }
     match std::fs::symlink_metadata(socket) {
         Ok(_) => {

@@ -173,3 +173,41 @@ async fn websocket_tty_attach_sends_resize_frames() {
         ]
     );
 }
+
+/// Regression: an attach without stdin shut down its write half at once,
+/// and a monitor that takes end of input for a disconnect (every monitor
+/// before the fix, still running after berthd is upgraded) dropped it, so the
+/// attach failed with "attach socket closed before the container exited".
+#[tokio::test]
+async fn attach_without_stdin_keeps_its_socket_open_until_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("attach.sock");
+    let l = UnixListener::bind(&socket).unwrap();
+    let (exit_now, exit_rx) = tokio::sync::oneshot::channel::<()>();
+    let monitor = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        s.write_all(&frame::encode(frame::STDOUT, b"hello\n"))
+            .await
+            .unwrap();
+        let mut chunk = [0u8; 64];
+        tokio::select! {
+            biased;
+            // The old monitor's rule: end of input = client gone.
+            _ = s.read(&mut chunk) => false,
+            _ = exit_rx => {
+                s.write_all(&frame::encode(frame::EXIT, &5i32.to_be_bytes()))
+                    .await
+                    .unwrap();
+                true
+            }
+        }
+    });
+    let io = attach_via_monitor(&socket, false, false).await.unwrap();
+    let mut out = io.stdout.unwrap();
+    let mut got = vec![0u8; 6];
+    out.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, b"hello\n");
+    exit_now.send(()).unwrap();
+    assert_eq!(io.exit.await.unwrap(), 5);
+    assert!(monitor.await.unwrap(), "the attach client ended its input");
+}

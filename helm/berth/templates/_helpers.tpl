@@ -125,10 +125,10 @@ idle_timeout_secs = {{ int . }}
 stream_creation_timeout_secs = {{ int . }}
 {{- end }}
 {{- end }}
-{{- with .Values.metrics.address }}
+{{- if .Values.metrics.enabled }}
 
 [metrics]
-address = {{ toJson . }}
+address = {{ include "berth.metricsAddress" . | toJson }}
 {{- end }}
 {{- with $c.extraToml }}
 
@@ -222,4 +222,12 @@ reach the pod's copy, so the pod never keeps them busy.
 
 {{- define "berth.volumeName" -}}
 {{- printf "host%s" (regexReplaceAll "[^a-z0-9]+" (lower .) "-") | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+berthd's [metrics] address: host:port, an IPv6 host in brackets.
+*/}}
+{{- define "berth.metricsAddress" -}}
+{{- $m := .Values.metrics }}
+{{- if contains ":" $m.address }}[{{ $m.address }}]{{ else }}{{ $m.address }}{{ end }}:{{ int $m.port }}
 {{- end }}

@@ -12,8 +12,11 @@ use anyhow::Context;
 use berth_integration::bench::{self, Outcome};
 use berth_integration::bench_stream;
 use berth_integration::berthd::{self, Berthd, BerthdOptions};
+use berth_integration::bridge::TestBridge;
 use berth_integration::client::{self, Cri};
 use berth_integration::containerd::{Containerd, ContainerdOptions};
+use berth_integration::crash::{self, CrashOptions};
+use berth_integration::env::TestEnv;
 use berth_integration::procmem::RuntimeProcs;
 use berth_integration::registry::Registry;
 use berth_integration::test_images;
@@ -66,13 +69,21 @@ struct Args {
     /// WebSocket: round trip of `true`, and stdout throughput), concurrent-pods,
     /// memory, runtime (berth-monitor vs runc and crun on one OCI bundle, no
     /// daemon: its rows put runc/crun in the incumbent's column, measured even
-    /// with --no-containerd).
+    /// with --no-containerd), crash (berthd only, on its own CNI bridge:
+    /// --crash-kills SIGKILLs at random points of pod lifecycles, then the counts
+    /// of what was lost, stale or leaked; not in the default set).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "pull-small,pull-large,pod-lifecycle,list,memory,exec-sync,exec-stream,concurrent-pods,runtime"
     )]
     workloads: Vec<String>,
+    /// Kills of the crash workload.
+    #[arg(long, default_value_t = 1000)]
+    crash_kills: usize,
+    /// Seed of the crash workload (default: the time).
+    #[arg(long)]
+    crash_seed: Option<u64>,
 }
 
 /// One row of the report: a workload's operation on both runtimes.
@@ -252,9 +263,9 @@ async fn runtime_rows(iterations: usize) -> Vec<Row> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     for w in &args.workloads {
-        if !CRI_WORKLOADS.contains(&w.as_str()) && w != "runtime" {
+        if !CRI_WORKLOADS.contains(&w.as_str()) && w != "runtime" && w != "crash" {
             anyhow::bail!(
-                "unknown workload {w:?}; known: {}, runtime",
+                "unknown workload {w:?}; known: {}, runtime, crash",
                 CRI_WORKLOADS.join(", ")
             );
         }
@@ -279,6 +290,67 @@ async fn main() -> anyhow::Result<()> {
         rows.extend(runtime_rows(args.iterations).await);
     }
     print_report(&rows, containerd_note.as_deref());
+    if args.workloads.iter().any(|w| w == "crash") {
+        crash_workload(&args).await?;
+    }
+    Ok(())
+}
+
+/// The crash workload: berthd on a private CNI bridge, `--crash-kills` SIGKILLs
+/// at random points of pod lifecycles (see `berth_integration::crash`), and the
+/// counts. containerd is not run: this measures Berth's own guarantees.
+async fn crash_workload(args: &Args) -> anyhow::Result<()> {
+    if let Some(reason) = berth_integration::skip::no_bridge_pod_env() {
+        anyhow::bail!("cannot run the crash workload: {reason}");
+    }
+    eprintln!("crash: starting berthd on a private CNI bridge…");
+    let net = TestBridge::new()?;
+    let conf = tempfile::tempdir()?;
+    net.write_conf(conf.path(), &[])?;
+    let mut env = TestEnv::start_for_pods_on_cni(conf.path()).await?;
+    let pulled = env.pull("layered").await?;
+    let seed = args.crash_seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let options = CrashOptions {
+        kills: args.crash_kills,
+        seed,
+        max_delay: std::time::Duration::from_millis(60),
+        busybox: env.image("busybox"),
+        pulled,
+        log_dir: env.logs.path().to_path_buf(),
+    };
+    eprintln!("crash: {} kills, seed {seed}…", options.kills);
+    let started = std::time::Instant::now();
+    let r = crash::run(&mut env.berthd, Some(&net), &options).await?;
+    println!();
+    println!(
+        "crash consistency: {} kills (seed {seed}) in {:.0} s: {} inside a call, {} retries, {} half-made objects adopted or removed",
+        r.kills,
+        started.elapsed().as_secs_f64(),
+        r.mid_call,
+        r.retries,
+        r.adopted
+    );
+    let by_step: Vec<String> = r
+        .kills_by_step
+        .iter()
+        .map(|(step, n)| format!("{step} {n}"))
+        .collect();
+    println!("  kills aimed at: {}", by_step.join(", "));
+    println!(
+        "  lost {}, stale {}, leaked {}; berthd restart to first answer: {:.1} ms mean",
+        r.lost.len(),
+        r.stale.len(),
+        r.leaked.len(),
+        r.restart_time.as_secs_f64() * 1000.0 / r.kills.max(1) as f64
+    );
+    for line in r.lost.iter().chain(&r.stale).chain(&r.leaked) {
+        println!("  {line}");
+    }
     Ok(())
 }
 

@@ -1,124 +1,37 @@
 //! `berth-monitor`: the per-container monitor and the helpers that need a fresh
 //! single-threaded process.
 //!
-//! ```text
-//! berth-monitor create --id ID --bundle DIR --state-dir DIR [--log-path FILE]
-//!                      [--stdin] [--restrict-oom-score-adj] [--cgroup-root DIR]
-//!                      [--seccomp-cache DIR]
-//! berth-monitor exec --state-dir DIR --process FILE [--tty]
-//! berth-monitor pin-ns --dir DIR [--net] [--ipc] [--uts] [--pid] [--hostname NAME] [--sysctl K=V]...
-//! berth-monitor start|state|stats --state-dir DIR
-//! berth-monitor kill --state-dir DIR [--signal N] [--all]
-//! berth-monitor delete --state-dir DIR [--force]
-//! ```
-//! Arguments are parsed by hand: clap would double the binary and the monitor's
-//! resident memory for a handful of flags.
+//! The subcommands and their flags are defined, for berthd and for this
+//! binary, in `berth_runtime::monitor::command`.
 
 use berth_runtime::container::create::{self, CreateOptions};
 use berth_runtime::container::exec;
+use berth_runtime::monitor::command::MonitorCommand;
+use berth_runtime::monitor::serve_args::{ServeArgs, ServeCommand, ServeStdio};
 use berth_runtime::pin::{self, PinOptions};
-use berth_runtime::security::SecurityOptions;
 use berth_runtime::sys::process::{self, Fork};
 use berth_runtime::{Container, Error};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-
-struct Args {
-    cmd: String,
-    values: Vec<(String, Option<String>)>,
-}
-
-const VALUE_FLAGS: [&str; 20] = [
-    "--id",
-    "--bundle",
-    "--state-dir",
-    "--log-path",
-    "--cgroup-root",
-    "--process",
-    "--dir",
-    "--hostname",
-    "--sysctl",
-    "--signal",
-    "--oom-baseline",
-    "--fd-stdout",
-    "--fd-stderr",
-    "--fd-stdin",
-    "--fd-pty",
-    "--fd-attach",
-    "--init-pid",
-    "--cgroup-layout",
-    "--cgroup-path",
-    "--seccomp-cache",
-];
-
-impl Args {
-    fn parse() -> Result<Args, String> {
-        let mut it = std::env::args().skip(1);
-        let cmd = it.next().ok_or("missing subcommand")?;
-        let mut values = Vec::new();
-        while let Some(a) = it.next() {
-            if !a.starts_with("--") {
-                return Err(format!("unexpected argument {a:?}"));
-            }
-            let (k, v) = match a.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None if VALUE_FLAGS.contains(&a.as_str()) => {
-                    let v = it.next().ok_or(format!("{a} needs a value"))?;
-                    (a, Some(v))
-                }
-                None => (a, None),
-            };
-            values.push((k, v));
-        }
-        Ok(Args { cmd, values })
-    }
-
-    fn get(&self, k: &str) -> Option<String> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(key, _)| key == k)
-            .and_then(|(_, v)| v.clone())
-    }
-
-    fn all(&self, k: &str) -> Vec<String> {
-        self.values
-            .iter()
-            .filter(|(key, _)| key == k)
-            .filter_map(|(_, v)| v.clone())
-            .collect()
-    }
-
-    fn flag(&self, k: &str) -> bool {
-        self.values.iter().any(|(key, _)| key == k)
-    }
-
-    fn need(&self, k: &str) -> Result<String, String> {
-        self.get(k).ok_or(format!("{} needs {k}", self.cmd))
-    }
-
-    fn check_known(&self, known: &[&str]) -> Result<(), String> {
-        for (k, _) in &self.values {
-            if !known.contains(&k.as_str()) {
-                return Err(format!("{}: unknown flag {k}", self.cmd));
-            }
-        }
-        Ok(())
-    }
-}
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 fn main() {
-    let args = match Args::parse() {
-        Ok(a) => a,
-        Err(e) => fail(&e, 2),
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let cmd = match MonitorCommand::decode(args.iter().map(|a| a.as_bytes())) {
+        Ok(c) => c,
+        Err(e) => fail(&e.to_string(), 2),
     };
-    let code = match args.cmd.as_str() {
-        "create" => cmd_create(&args),
-        "exec" => cmd_exec(&args),
-        "pin-ns" => cmd_pin(&args),
-        "start" | "state" | "stats" | "kill" | "delete" => cmd_lib(&args),
-        other => fail(&format!("unknown subcommand {other:?}"), 2),
+    let code = match cmd {
+        MonitorCommand::Create { options, log_path } => cmd_create(options, log_path),
+        MonitorCommand::Exec {
+            state_dir,
+            process,
+            tty,
+            seccomp_cache,
+        } => cmd_exec(&state_dir, &process, tty, seccomp_cache.as_deref()),
+        MonitorCommand::PinNs(o) => cmd_pin(&o),
+        other => cmd_lib(other),
     };
     std::process::exit(code);
 }
@@ -128,44 +41,7 @@ fn fail(msg: &str, code: i32) -> ! {
     std::process::exit(code)
 }
 
-fn abs(p: String) -> PathBuf {
-    std::path::absolute(&p).unwrap_or_else(|_| PathBuf::from(p))
-}
-
-fn cmd_create(a: &Args) -> i32 {
-    let parsed = (|| -> Result<(CreateOptions, Option<PathBuf>), String> {
-        a.check_known(&[
-            "--id",
-            "--bundle",
-            "--state-dir",
-            "--log-path",
-            "--stdin",
-            "--restrict-oom-score-adj",
-            "--cgroup-root",
-            "--seccomp-cache",
-        ])?;
-        Ok((
-            CreateOptions {
-                id: a.need("--id")?,
-                bundle: abs(a.need("--bundle")?),
-                state_dir: abs(a.need("--state-dir")?),
-                stdin: a.flag("--stdin"),
-                security: SecurityOptions {
-                    restrict_oom_score_adj: a.flag("--restrict-oom-score-adj"),
-                },
-                cgroup_root: a
-                    .get("--cgroup-root")
-                    .map(abs)
-                    .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
-                seccomp_cache: a.get("--seccomp-cache").map(abs),
-            },
-            a.get("--log-path").map(abs),
-        ))
-    })();
-    let (opts, log_path) = match parsed {
-        Ok(o) => o,
-        Err(e) => fail(&e, 2),
-    };
+fn cmd_create(opts: CreateOptions, log_path: Option<PathBuf>) -> i32 {
     let (mut report_r, report_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
         Ok((r, w)) => (std::fs::File::from(r), std::fs::File::from(w)),
         Err(e) => fail(&format!("pipe: {e}"), 1),
@@ -307,46 +183,46 @@ fn exec_serve(
     state_dir: &std::path::Path,
     log_path: Option<&std::path::Path>,
 ) -> std::io::Error {
-    let mut argv = vec![
-        "berth-monitor".to_string(),
-        "__serve".into(),
-        "--state-dir".into(),
-        state_dir.to_string_lossy().into_owned(),
-        "--init-pid".into(),
-        created.state.pid.to_string(),
-        "--oom-baseline".into(),
-        created.oom_baseline.to_string(),
-    ];
-    if let Some(f) = created.cgroup.oom_kills_file() {
-        argv.push("--oom-file".into());
-        argv.push(f.to_string_lossy().into_owned());
-    }
-    if let Some(l) = log_path {
-        argv.push("--log-path".into());
-        argv.push(l.to_string_lossy().into_owned());
-    }
-    let mut fds = vec![("--fd-attach", created.attach.as_raw_fd())];
-    match &created.stdio {
+    let stdio = match &created.stdio {
         create::MonitorStdio::Pipes {
             stdin,
             stdout,
             stderr,
-        } => {
-            fds.push(("--fd-stdout", stdout.as_raw_fd()));
-            fds.push(("--fd-stderr", stderr.as_raw_fd()));
-            if let Some(s) = stdin {
-                fds.push(("--fd-stdin", s.as_raw_fd()));
-            }
-        }
-        create::MonitorStdio::Pty { master } => fds.push(("--fd-pty", master.as_raw_fd())),
-    }
-    for (flag, fd) in fds {
+        } => ServeStdio::Pipes {
+            stdin: stdin.as_ref().map(AsRawFd::as_raw_fd),
+            stdout: stdout.as_raw_fd(),
+            stderr: stderr.as_raw_fd(),
+        },
+        create::MonitorStdio::Pty { master } => ServeStdio::Pty(master.as_raw_fd()),
+    };
+    let fds = match stdio {
+        ServeStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => vec![Some(stdout), Some(stderr), stdin],
+        ServeStdio::Pty(m) => vec![Some(m)],
+    };
+    for fd in fds
+        .into_iter()
+        .flatten()
+        .chain([created.attach.as_raw_fd()])
+    {
         if let Err(e) = process::clear_cloexec(fd) {
             return e;
         }
-        argv.push(flag.into());
-        argv.push(fd.to_string());
     }
+    let bytes = |p: &Path| p.as_os_str().as_bytes().to_vec();
+    let argv = ServeCommand::Serve(ServeArgs {
+        state_dir: bytes(state_dir),
+        pid: created.state.pid,
+        oom_baseline: created.oom_baseline,
+        oom_file: created.cgroup.oom_kills_file().map(|f| bytes(&f)),
+        log_path: log_path.map(bytes),
+        attach: created.attach.as_raw_fd(),
+        stdio,
+    })
+    .encode();
     process::exec_image(
         "berth-monitor-serve",
         berth_runtime::monitor::SERVE_BIN,
@@ -355,17 +231,8 @@ fn exec_serve(
     )
 }
 
-fn cmd_exec(a: &Args) -> i32 {
-    if let Err(e) = a.check_known(&["--state-dir", "--process", "--tty", "--seccomp-cache"]) {
-        fail(&e, 2);
-    }
-    let (dir, file) = match (a.need("--state-dir"), a.need("--process")) {
-        (Ok(d), Ok(f)) => (abs(d), abs(f)),
-        (Err(e), _) | (_, Err(e)) => fail(&e, 2),
-    };
-    let cache = a.get("--seccomp-cache").map(abs);
-    let result = exec::load_process(&file)
-        .and_then(|p| exec::exec(&dir, &p, a.flag("--tty"), cache.as_deref()));
+fn cmd_exec(dir: &Path, file: &Path, tty: bool, cache: Option<&Path>) -> i32 {
+    let result = exec::load_process(file).and_then(|p| exec::exec(dir, &p, tty, cache));
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -381,39 +248,8 @@ fn cmd_exec(a: &Args) -> i32 {
     }
 }
 
-fn cmd_pin(a: &Args) -> i32 {
-    let parsed = (|| -> Result<PinOptions, String> {
-        a.check_known(&[
-            "--dir",
-            "--net",
-            "--ipc",
-            "--uts",
-            "--pid",
-            "--hostname",
-            "--sysctl",
-        ])?;
-        let mut sysctls = Vec::new();
-        for s in a.all("--sysctl") {
-            let (k, v) = s
-                .split_once('=')
-                .ok_or(format!("--sysctl {s:?} is not KEY=VALUE"))?;
-            sysctls.push((k.to_string(), v.to_string()));
-        }
-        Ok(PinOptions {
-            dir: abs(a.need("--dir")?),
-            net: a.flag("--net"),
-            ipc: a.flag("--ipc"),
-            uts: a.flag("--uts"),
-            pid: a.flag("--pid"),
-            hostname: a.get("--hostname"),
-            sysctls,
-        })
-    })();
-    let opts = match parsed {
-        Ok(o) => o,
-        Err(e) => fail(&e, 2),
-    };
-    match pin::pin_namespaces(&opts) {
+fn cmd_pin(opts: &PinOptions) -> i32 {
+    match pin::pin_namespaces(opts) {
         Ok(()) => 0,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "{e}");
@@ -422,39 +258,34 @@ fn cmd_pin(a: &Args) -> i32 {
     }
 }
 
-fn cmd_lib(a: &Args) -> i32 {
-    if let Err(e) = a.check_known(&["--state-dir", "--signal", "--all", "--force"]) {
-        fail(&e, 2);
-    }
-    let dir = match a.need("--state-dir") {
-        Ok(d) => abs(d),
-        Err(e) => fail(&e, 2),
+fn cmd_lib(cmd: MonitorCommand) -> i32 {
+    let dir = match &cmd {
+        MonitorCommand::Delete { state_dir, force } => {
+            return match berth_runtime::delete_dir(state_dir, *force) {
+                Ok(()) => 0,
+                Err(e) => fail(&e.to_string(), 1),
+            };
+        }
+        MonitorCommand::Start { state_dir }
+        | MonitorCommand::State { state_dir }
+        | MonitorCommand::Stats { state_dir }
+        | MonitorCommand::Kill { state_dir, .. } => state_dir,
+        other => fail(&format!("{} is not a library call", other.name()), 2),
     };
-    if a.cmd == "delete" {
-        return match berth_runtime::delete_dir(&dir, a.flag("--force")) {
-            Ok(()) => 0,
-            Err(e) => fail(&e.to_string(), 1),
-        };
-    }
-    let c = match Container::load(&dir) {
+    let c = match Container::load(dir) {
         Ok(c) => c,
         Err(e) => fail(&e.to_string(), 1),
     };
-    let r = match a.cmd.as_str() {
-        "start" => c.start().map(|_| String::new()),
-        "state" => c
+    let r = match &cmd {
+        MonitorCommand::Start { .. } => c.start().map(|_| String::new()),
+        MonitorCommand::State { .. } => c
             .state()
             .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default()),
-        "stats" => c
+        MonitorCommand::Stats { .. } => c
             .stats()
             .map(|s| serde_json::to_string_pretty(&s).unwrap_or_default()),
-        _ => {
-            let sig = a
-                .get("--signal")
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(libc::SIGTERM);
-            c.kill(sig, a.flag("--all")).map(|_| String::new())
-        }
+        MonitorCommand::Kill { signal, all, .. } => c.kill(*signal, *all).map(|_| String::new()),
+        other => fail(&format!("{} is not a library call", other.name()), 2),
     };
     match r {
         Ok(out) => {

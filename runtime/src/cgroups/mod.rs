@@ -10,6 +10,7 @@
 //! Invariants: a container's cgroup is created before its process exists and
 //! removed only after it has no tasks; the monitor process itself never joins it.
 
+mod devices;
 mod path;
 mod v1;
 mod v2;
@@ -63,6 +64,15 @@ pub trait CgroupManager {
             Some(f) if f.exists() => Ok(read_keyed(&f, "oom_kill")?.unwrap_or(0)),
             _ => Ok(0),
         }
+    }
+    /// Sends `signal` to every process in the cgroup. SIGKILL on v2 goes
+    /// through `cgroup.kill`, which the kernel applies atomically, so a process
+    /// forking meanwhile cannot leave a child behind.
+    fn kill_all(&self, signal: i32) -> Result<()> {
+        for pid in self.pids()? {
+            let _ = crate::sys::process::kill(pid, signal);
+        }
+        Ok(())
     }
     /// Removes the cgroup directories (idempotent; fails while tasks remain).
     fn remove(&self) -> Result<()>;

@@ -166,18 +166,9 @@ impl CgroupManager for V2Cgroup {
                 &h.limit().to_string(),
             )?;
         }
-        if let Some(rules) = res.devices() {
-            // Allow-everything (or nothing) needs no program; anything else would
-            // need an eBPF device filter, which is not implemented.
-            let trivial = rules.iter().all(|r| {
-                r.allow() && r.typ().is_none_or(|t| t.as_str() == "a") && r.major().is_none()
-            });
-            if !trivial {
-                return Err(Error::Unsupported {
-                    field: "linux.resources.devices".into(),
-                    msg: "device rules on cgroup v2 need an eBPF filter, not implemented".into(),
-                });
-            }
+        // An empty list changes nothing (as on v1), rather than denying all.
+        if let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) {
+            super::devices::apply(&self.dir, rules)?;
         }
         for (k, v) in res.unified().iter().flatten() {
             if k.contains('/') || k.starts_with('.') {
@@ -216,6 +207,18 @@ impl CgroupManager for V2Cgroup {
         }
         s.oom_events = self.oom_kills()?;
         Ok(s)
+    }
+
+    fn kill_all(&self, signal: i32) -> Result<()> {
+        // cgroup.kill exists since Linux 5.14; older kernels get the pid loop.
+        let kill = self.file("cgroup.kill");
+        if signal == libc::SIGKILL && kill.exists() {
+            return write(&kill, "1");
+        }
+        for pid in self.pids()? {
+            let _ = crate::sys::process::kill(pid, signal);
+        }
+        Ok(())
     }
 
     fn oom_kills_file(&self) -> Option<PathBuf> {
@@ -330,21 +333,5 @@ mod tests {
         assert_eq!(s.memory_working_set_bytes, 3072);
         assert_eq!(s.oom_events, 1);
         assert_eq!(s.pids, 2);
-    }
-
-    #[test]
-    fn device_rules_are_refused_not_ignored() {
-        let root = tempfile::tempdir().unwrap();
-        let cg = V2Cgroup::new(root.path(), Path::new("c"));
-        cg.create().unwrap();
-        let res = LinuxResourcesBuilder::default()
-            .devices(vec![oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
-                .allow(false)
-                .access("rwm")
-                .build()
-                .unwrap()])
-            .build()
-            .unwrap();
-        assert!(cg.apply(&res).unwrap_err().to_string().contains("eBPF"));
     }
 }

@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// Inputs of `berth-monitor create`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,

@@ -179,10 +179,7 @@ impl Container {
             });
         }
         if all {
-            for pid in self.cgroup().pids()? {
-                let _ = process::kill(pid, signal);
-            }
-            return Ok(());
+            return self.cgroup().kill_all(signal);
         }
         // A pidfd pins the process: after checking its start time, the signal
         // cannot reach a different process that reused the pid.
@@ -230,8 +227,8 @@ impl Container {
         let deadline = Instant::now() + DELETE_WAIT;
         loop {
             let pids = cg.pids().unwrap_or_default();
-            for pid in &pids {
-                let _ = process::kill(*pid, libc::SIGKILL);
+            if !pids.is_empty() {
+                let _ = cg.kill_all(libc::SIGKILL);
             }
             let init_done = !self.init_alive();
             let monitor_done = !self.monitor_alive() || self.dir.join(EXIT_FILE).exists();

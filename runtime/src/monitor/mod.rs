@@ -3,11 +3,17 @@
 //! by build.rs, no standard library, no libc), which owns the container's stdio,
 //! writes the CRI log, serves attach, reaps the init and records its exit.
 //! The modules here are core + `alloc` so that binary and this library (its
-//! tests, berthd's attach client) share them.
+//! tests, berthd's attach client) share them, except `command.rs`: berthd's
+//! command line for `berth-monitor`, which has the standard library on both
+//! sides. Each process boundary's arguments are defined once, in
+//! `command.rs` and `serve_args.rs`, over the codec in `argv.rs`.
 
+pub mod argv;
 pub mod attach;
+pub mod command;
 pub mod cri_log;
 pub mod rfc3339;
+pub mod serve_args;
 
 /// Where a monitor (in its state dir) or a pause init (in its pin dir) writes
 /// a copy of [`SERVE_BIN`] to exec when the host forbids executing memfds.
@@ -109,6 +115,7 @@ mod tests {
             (nr::SIGHUP, libc::SIGHUP),
             (nr::SIGINT, libc::SIGINT),
             (nr::SIGUSR1, libc::SIGUSR1),
+            (nr::SIGPIPE, libc::SIGPIPE),
             (nr::SIGTERM, libc::SIGTERM),
             (nr::SIGCHLD, libc::SIGCHLD),
         ];

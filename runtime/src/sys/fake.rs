@@ -1,6 +1,6 @@
 //! A [`Syscall`] that records calls instead of making them, for unit tests.
 
-use super::{seccomp, CapSets, Syscall};
+use super::{inroot, seccomp, CapSets, InRoot, Syscall};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
@@ -81,6 +81,9 @@ impl Syscall for RecordingSyscall {
     fn chdir(&self, path: &Path) -> io::Result<()> {
         self.record(format!("chdir {}", path.display()))
     }
+    fn fchdir(&self, dir: &InRoot) -> io::Result<()> {
+        self.record(format!("fchdir {}", dir.path.display()))
+    }
     fn sethostname(&self, name: &str) -> io::Result<()> {
         self.record(format!("sethostname {name}"))
     }
@@ -134,6 +137,22 @@ impl Syscall for RecordingSyscall {
     }
     fn create_file(&self, path: &Path) -> io::Result<()> {
         self.record(format!("create_file {}", path.display()))
+    }
+    fn resolve_in_root(
+        &self,
+        root: &Path,
+        path: &Path,
+        create: Option<inroot::Kind>,
+    ) -> io::Result<InRoot> {
+        // Lexical only: the fake has no file system to resolve in.
+        let full = root.join(path.strip_prefix("/").unwrap_or(path));
+        let kind = match create {
+            Some(inroot::Kind::Dir) => "dir",
+            Some(inroot::Kind::File) => "file",
+            None => "-",
+        };
+        self.record(format!("resolve {} {kind}", full.display()))?;
+        Ok(InRoot::fake(full))
     }
     fn write_file(&self, path: &Path, data: &str) -> io::Result<()> {
         self.record(format!("write_file {} {data}", path.display()))

@@ -1,6 +1,6 @@
 //! The real [`Syscall`] implementation.
 
-use super::{seccomp, CapSets, Syscall};
+use super::{inroot, seccomp, CapSets, InRoot, Syscall};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
@@ -60,6 +60,14 @@ impl Syscall for LinuxSyscall {
 
     fn chdir(&self, path: &Path) -> io::Result<()> {
         nix::unistd::chdir(path).map_err(nix_err)
+    }
+
+    fn fchdir(&self, dir: &InRoot) -> io::Result<()> {
+        match dir.fd() {
+            Some(fd) => rustix::process::fchdir(fd)
+                .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error())),
+            None => self.chdir(&dir.path),
+        }
     }
 
     fn sethostname(&self, name: &str) -> io::Result<()> {
@@ -184,6 +192,21 @@ impl Syscall for LinuxSyscall {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    fn resolve_in_root(
+        &self,
+        root: &Path,
+        path: &Path,
+        create: Option<inroot::Kind>,
+    ) -> io::Result<InRoot> {
+        use std::os::fd::AsFd;
+        let dir = inroot::open_root(root)?;
+        let fd = match create {
+            Some(kind) => inroot::create_in_root(dir.as_fd(), path, kind)?,
+            None => inroot::open_in_root(dir.as_fd(), path, rustix::fs::OFlags::PATH)?,
+        };
+        Ok(InRoot::from_fd(fd))
     }
 
     fn write_file(&self, path: &Path, data: &str) -> io::Result<()> {

@@ -6,13 +6,46 @@
 //! Process plumbing that has no sensible fake (fork, clone, poll, ptys, signals)
 //! lives in [`process`] as small safe wrappers.
 
+pub mod bpf;
 pub mod fake;
+pub mod inroot;
 pub mod linux;
 pub mod process;
 
 use std::io;
-use std::os::fd::RawFd;
-use std::path::Path;
+use std::os::fd::{OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+/// A path inside a rootfs resolved by [`Syscall::resolve_in_root`].
+#[derive(Debug)]
+pub struct InRoot {
+    /// What to hand to path-taking calls (mount(2), mknod(2)): `/proc/self/fd/N`
+    /// for the real kernel, so the call acts on the inode the lookup found.
+    pub path: PathBuf,
+    /// Keeps `path` valid; `None` in the fake.
+    owned: Option<OwnedFd>,
+}
+
+impl InRoot {
+    /// Wraps a descriptor the kernel resolved.
+    pub fn from_fd(fd: OwnedFd) -> Self {
+        InRoot {
+            path: inroot::fd_path(&fd),
+            owned: Some(fd),
+        }
+    }
+
+    /// The descriptor behind [`InRoot::path`] (`None` in the fake).
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.owned.as_ref().map(|f| f.as_fd())
+    }
+
+    /// A path the fake syscall layer made up without a lookup.
+    pub(crate) fn fake(path: PathBuf) -> Self {
+        InRoot { path, owned: None }
+    }
+}
 
 /// Capability sets as bit masks (bit N = capability number N).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,6 +74,8 @@ pub trait Syscall {
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     /// chdir(2).
     fn chdir(&self, path: &Path) -> io::Result<()>;
+    /// fchdir(2) to a directory resolved earlier.
+    fn fchdir(&self, dir: &InRoot) -> io::Result<()>;
     /// sethostname(2).
     fn sethostname(&self, name: &str) -> io::Result<()>;
     /// setdomainname(2).
@@ -75,6 +110,14 @@ pub trait Syscall {
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;
     /// Creates an empty regular file if nothing exists at `path` (a bind-mount target).
     fn create_file(&self, path: &Path) -> io::Result<()>;
+    /// Resolves `path` as seen from inside `root` (symlinks and `..` never
+    /// leave it, `ELOOP` past 40 links), creating it as `create` when missing.
+    fn resolve_in_root(
+        &self,
+        root: &Path,
+        path: &Path,
+        create: Option<inroot::Kind>,
+    ) -> io::Result<InRoot>;
     /// Writes `data` to an existing file (procfs, sysfs).
     fn write_file(&self, path: &Path, data: &str) -> io::Result<()>;
     /// Loads a compiled seccomp filter (a sequence of `sock_filter` bytes).

@@ -322,12 +322,15 @@ pub fn loopback_up() -> io::Result<()> {
 pub fn exec_image(
     name: &str,
     image: &[u8],
-    args: &[String],
+    args: &[Vec<u8>],
     fallback: &std::path::Path,
 ) -> io::Error {
     use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-    let to_c = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
-    let (name, args) = match (to_c(name), args.iter().map(|a| to_c(a)).collect()) {
+    let to_c = |s: &[u8]| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    let (name, args) = match (
+        to_c(name.as_bytes()),
+        args.iter().map(|a| to_c(a)).collect(),
+    ) {
         (Ok(n), Ok(a)) => (n, a),
         (Err(e), _) | (_, Err(e)) => return e,
     };
@@ -359,7 +362,7 @@ pub fn exec_image(
         std::io::Write::write_all(&mut f, image)?;
         drop(f);
         std::fs::rename(&tmp, fallback)?;
-        to_c(&fallback.to_string_lossy())
+        to_c(std::os::unix::ffi::OsStrExt::as_bytes(fallback.as_os_str()))
     };
     match write() {
         Ok(path) => match nix::unistd::execve(&path, &args, &env) {

@@ -241,25 +241,6 @@ async fn info(cri: &mut CriClient, format: &str, quiet: bool) -> Result<()> {
     output::print_doc(&serde_json::Value::Object(doc), format)
 }
 
-impl From<tonic::Status> for crate::error::Error {
-    fn from(s: tonic::Status) -> Self {
-        use tonic::Code;
-        let msg = s.message().to_string();
-        match s.code() {
-            Code::InvalidArgument => Error::InvalidArgument(msg),
-            Code::NotFound => Error::NotFound(msg),
-            Code::AlreadyExists => Error::AlreadyExists(msg),
-            Code::FailedPrecondition => Error::FailedPrecondition(msg),
-            Code::Unimplemented => Error::Unimplemented(msg),
-            Code::DeadlineExceeded => Error::DeadlineExceeded(msg),
-            Code::Unauthenticated => Error::Unauthenticated(msg),
-            Code::PermissionDenied => Error::PermissionDenied(msg),
-            Code::Unavailable => Error::Unavailable(msg),
-            code => Error::Internal(format!("{code:?}: {msg}")),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -302,22 +302,39 @@ pub async fn rmp(cri: &mut CriClient, a: RmpArgs) -> Result<()> {
     Ok(())
 }
 
-/// Prefixes a failed RPC's message with what was done to which id.
+/// Prefixes a failed RPC's message with what was done to which id; the code
+/// stays berthd's.
 pub fn with_id(op: &str, id: &str, status: tonic::Status) -> Error {
     let e = Error::from(status);
-    let msg = format!("{op} {id:?}: {e}");
-    match e {
-        Error::NotFound(_) => Error::NotFound(msg),
-        Error::InvalidArgument(_) => Error::InvalidArgument(msg),
-        Error::FailedPrecondition(_) => Error::FailedPrecondition(msg),
-        Error::Unimplemented(_) => Error::Unimplemented(msg),
-        _ => Error::Internal(msg),
+    Error::Status {
+        code: e.code(),
+        message: format!("{op} {id:?}: {e}"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_verb_keeps_berthds_code_and_names_the_id() {
+        use tonic::Code;
+        for code in [
+            Code::AlreadyExists,
+            Code::Unavailable,
+            Code::NotFound,
+            Code::InvalidArgument,
+            Code::Internal,
+        ] {
+            let e = with_id("stop pod sandbox", "abc", tonic::Status::new(code, "boom"));
+            assert_eq!(e.code(), code);
+            assert!(
+                e.to_string().starts_with("stop pod sandbox \"abc\": "),
+                "{e}"
+            );
+            assert!(e.to_string().ends_with("boom"), "{e}");
+        }
+    }
     use berth_proto::v1::PodSandboxMetadata;
     use std::time::{Duration, UNIX_EPOCH};
 

@@ -11,6 +11,9 @@ use berth_proto::v1::{
     ContainerConfig, ContainerEventType, CreateContainerRequest, CreateContainerResponse,
     NamespaceMode,
 };
+use berth_runtime::container::create::CreateOptions;
+use berth_runtime::monitor::command::{MonitorCommand, DEFAULT_CGROUP_ROOT};
+use berth_runtime::security::SecurityOptions;
 
 use super::container_runtime::{blocking, detached, runtime_error, Lifecycle, Rollback};
 use super::sandbox_run::remove_dir_if_exists;
@@ -235,28 +238,20 @@ impl Lifecycle {
         if let Some(p) = log_path.as_ref().and_then(|p| p.parent()) {
             std::fs::create_dir_all(p).map_err(Error::io("create log directory", p))?;
         }
-        let mut args = vec![
-            "create".to_string(),
-            "--id".into(),
-            id.to_string(),
-            "--bundle".into(),
-            bundle.display().to_string(),
-            "--state-dir".into(),
-            state_dir.display().to_string(),
-        ];
-        if let Some(p) = &log_path {
-            args.extend(["--log-path".into(), p.display().to_string()]);
-        }
-        if config.stdin {
-            args.push("--stdin".into());
-        }
-        if self.config.restrict_oom_score_adj {
-            args.push("--restrict-oom-score-adj".into());
-        }
-        args.extend([
-            "--seccomp-cache".into(),
-            self.seccomp_cache_dir().display().to_string(),
-        ]);
+        let create = MonitorCommand::Create {
+            options: CreateOptions {
+                id: id.to_string(),
+                bundle: bundle.clone(),
+                state_dir: state_dir.clone(),
+                stdin: config.stdin,
+                security: SecurityOptions {
+                    restrict_oom_score_adj: self.config.restrict_oom_score_adj,
+                },
+                cgroup_root: DEFAULT_CGROUP_ROOT.into(),
+                seccomp_cache: Some(self.seccomp_cache_dir()),
+            },
+            log_path: log_path.clone(),
+        };
         {
             let dir = state_dir.clone();
             // Registered first: the monitor cleans up after a failed create, and
@@ -265,7 +260,7 @@ impl Lifecycle {
                 blocking(move || berth_runtime::delete_dir(&dir, true).map_err(runtime_error)).await
             });
         }
-        let out = self.run_monitor(&args).await?;
+        let out = self.run_monitor(&create).await?;
         let pid: i32 = out.trim().parse().unwrap_or(0);
         let user = oci.process().as_ref().map(|p| {
             let u = p.user();
@@ -342,6 +337,7 @@ fn validate(config: &ContainerConfig) -> Result<()> {
         .metadata
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("config.metadata: missing".into()))?;
+    super::validate::container(config)?;
     if md.name.is_empty() {
         return Err(Error::InvalidArgument("config.metadata.name: empty".into()));
     }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use berth_proto::encoded::{ListContainersReply, ListPodSandboxReply};
 use berth_proto::v1::ContainerEventResponse;
+use berth_runtime::monitor::command::MonitorCommand;
 use tokio::sync::broadcast;
 
 use crate::config::Config;
@@ -106,16 +107,15 @@ impl Lifecycle {
         tty: bool,
     ) -> tokio::process::Command {
         let mut c = tokio::process::Command::new(&self.monitor);
-        c.arg("exec")
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("--process")
-            .arg(process_file)
-            .arg("--seccomp-cache")
-            .arg(self.seccomp_cache_dir());
-        if tty {
-            c.arg("--tty");
-        }
+        c.args(
+            MonitorCommand::Exec {
+                state_dir: state_dir.to_path_buf(),
+                process: process_file.to_path_buf(),
+                tty,
+                seccomp_cache: Some(self.seccomp_cache_dir()),
+            }
+            .encode(),
+        );
         c
     }
 
@@ -124,12 +124,12 @@ impl Lifecycle {
         self.config.root.join("containers").join(id)
     }
 
-    /// Runs `berth-monitor <args>` and returns its stdout; a failure carries the
+    /// Runs `berth-monitor <cmd>` and returns its stdout; a failure carries the
     /// one-line reason the monitor printed.
-    pub async fn run_monitor(&self, args: &[String]) -> Result<String> {
-        let sub = args.first().cloned().unwrap_or_default();
+    pub async fn run_monitor(&self, cmd: &MonitorCommand) -> Result<String> {
+        let sub = cmd.name();
         let out = tokio::process::Command::new(&self.monitor)
-            .args(args)
+            .args(cmd.encode())
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -167,17 +167,10 @@ pub(crate) fn monitor_path(config: &Config) -> PathBuf {
     PathBuf::from("berth-monitor")
 }
 
-/// Maps a runtime library error to the shim's, keeping what the caller can act on.
+/// A runtime library error as the shim's, for `map_err`; its code is chosen
+/// at the boundary from the runtime's own `kind()` ([`Error::code`]).
 pub(crate) fn runtime_error(e: berth_runtime::Error) -> Error {
-    use berth_runtime::Error as R;
-    match e {
-        R::InvalidSpec { .. } | R::InvalidArgument { .. } => Error::InvalidArgument(e.to_string()),
-        R::NotFound(_) => Error::NotFound(e.to_string()),
-        R::BadState { .. } => Error::FailedPrecondition(e.to_string()),
-        R::Unsupported { .. } => Error::Unimplemented(e.to_string()),
-        R::Timeout(_) => Error::DeadlineExceeded(e.to_string()),
-        other => Error::Runtime(other.to_string()),
-    }
+    Error::RuntimeCall(e)
 }
 
 /// Runs a synchronous runtime call on the blocking pool.

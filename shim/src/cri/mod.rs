@@ -13,7 +13,7 @@ use crate::{
     config::Config,
     error::{Error, Result},
     image::ImageService,
-    store::Store,
+    store::{dirs, Store},
 };
 
 mod container_create;
@@ -44,6 +44,7 @@ mod sandbox_stop;
 mod sandbox_update;
 pub mod service;
 mod unimplemented;
+mod validate;
 
 /// Server-streaming response type shared by every streaming RPC.
 pub type BoxStream<T> =
@@ -65,12 +66,19 @@ pub struct CriService {
 
 impl CriService {
     /// Opens the metadata and image stores under the configured root. The
-    /// service answers `UNAVAILABLE` until [`CriService::set_ready`] is called.
+    /// service answers `UNAVAILABLE` until [`CriService::recover`] has finished,
+    /// so the socket can be bound first and a client that comes early (kubelet
+    /// restarted with berthd) hears "retry" instead of "connection refused".
     pub async fn open(config: Config) -> Result<CriService> {
         let root = config.root.clone();
-        std::fs::create_dir_all(&root).map_err(Error::io("create root directory", &root))?;
-        std::fs::create_dir_all(&config.state_dir)
-            .map_err(Error::io("create state directory", &config.state_dir))?;
+        // Both are root's alone; an older or hand-made store is tightened
+        // before anything is served from it (see `store::dirs`).
+        for top in [&root, &config.state_dir] {
+            dirs::tighten(top)?;
+        }
+        for sub in ["pods", "ns", "c", "seccomp"] {
+            dirs::ensure(&config.state_dir.join(sub), dirs::PRIVATE)?;
+        }
         let store = Arc::new(Store::open(&root.join("meta.redb"))?);
         let images = Arc::new(ImageService::open(
             &root,
@@ -84,8 +92,7 @@ impl CriService {
             store.clone(),
             images.clone(),
         ));
-        // Start-up recovery: before the service can be marked ready.
-        lifecycle.recover().await?;
+        crate::metrics::objects::attach(&lifecycle);
         Ok(CriService {
             lifecycle,
             config,
@@ -96,12 +103,19 @@ impl CriService {
         })
     }
 
-    /// Marks start-up recovery as done: RPCs are served from now on.
-    pub fn set_ready(&self) {
-        if tokio::runtime::Handle::try_current().is_ok() {
-            container_exit::spawn_exit_watcher(self.lifecycle.clone());
-        }
+    /// Start-up recovery (see `recovery.rs`), then the exit watcher; RPCs are
+    /// served from its end on. Runs while the socket already answers. The
+    /// image garbage a previous run left behind (GBs, possibly) is collected
+    /// in the background from here, never before serving.
+    pub async fn recover(&self) -> Result<()> {
+        let found = self.lifecycle.recover().await?;
+        let metrics = crate::metrics::global();
+        metrics.recovered(found.pods, found.containers, found.exited_while_down);
+        container_exit::spawn_exit_watcher(self.lifecycle.clone());
         self.ready.store(true, Ordering::Release);
+        metrics.set_health(crate::metrics::Health::Serving);
+        self.images.collect_in_background();
+        Ok(())
     }
 
     /// Fails with `UNAVAILABLE` while start-up recovery is still running.

@@ -58,6 +58,15 @@ impl CriService {
                         .map_err(|e| Error::Internal(e.to_string()))?,
                 )?,
             );
+            // The node's cgroup layout, so an operator can tell a v2 node
+            // (what current kubelets require) from a v1 or hybrid one.
+            info.insert(
+                "cgroup".to_string(),
+                json(crate::cgroup_host::describe(
+                    std::path::Path::new("/sys/fs/cgroup"),
+                    &self.config.cgroup_driver,
+                ))?,
+            );
             info.insert(
                 "runtime".to_string(),
                 json(serde_json::json!({
@@ -66,6 +75,17 @@ impl CriService {
                     "apiVersion": RUNTIME_API_VERSION,
                 }))?,
             );
+            // Where Prometheus scrapes this berthd (the bound port, also when
+            // the config asked for port 0); `berth info` shows it.
+            let metrics = match crate::metrics::served_at() {
+                Some(a) => serde_json::json!({
+                    "address": a.to_string(),
+                    "metrics": format!("http://{a}/metrics"),
+                    "healthz": format!("http://{a}/healthz"),
+                }),
+                None => serde_json::json!({ "address": "", "enabled": false }),
+            };
+            info.insert("metrics".to_string(), json(metrics)?);
         }
         Ok(StatusResponse {
             status: Some(RuntimeStatus { conditions }),

@@ -5,6 +5,7 @@
 //! --pid`, whose pause init keeps it alive. Every step pushes its undo; a failure
 //! undoes them all, so a failed call leaves nothing behind.
 
+use berth_runtime::monitor::command::MonitorCommand;
 use berth_runtime::pin::PinOptions;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -179,7 +180,7 @@ impl Lifecycle {
             });
             if shared_pid {
                 // The pid namespace's init must be a process of its own.
-                self.run_monitor(&pin_ns_args(&pin)).await?;
+                self.run_monitor(&MonitorCommand::PinNs(pin)).await?;
             } else {
                 // Net/IPC/UTS are per thread: a thread of berthd pins them
                 // without the cost of starting a process.
@@ -239,7 +240,8 @@ impl Lifecycle {
         netns: Option<&Path>,
     ) -> Result<()> {
         let Some(netns) = netns else { return Ok(()) };
-        let pn = crate::network::PodNetwork::from_cri(pod_id, netns, config)?;
+        // Never refuses the stored config: Stop/Remove must converge.
+        let pn = crate::network::PodNetwork::for_teardown(pod_id, netns, config);
         self.cni.teardown(&pn).await
     }
 }
@@ -249,6 +251,7 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
         .metadata
         .as_ref()
         .ok_or_else(|| Error::InvalidArgument("config.metadata: missing".into()))?;
+    super::validate::pod_sandbox(config)?;
     for (field, value) in [
         ("name", &md.name),
         ("namespace", &md.namespace),
@@ -329,32 +332,6 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `berth-monitor pin-ns` arguments for `o`.
-fn pin_ns_args(o: &PinOptions) -> Vec<String> {
-    let mut args = vec![
-        "pin-ns".to_string(),
-        "--dir".into(),
-        o.dir.display().to_string(),
-    ];
-    for (on, flag) in [
-        (o.net, "--net"),
-        (o.uts, "--uts"),
-        (o.ipc, "--ipc"),
-        (o.pid, "--pid"),
-    ] {
-        if on {
-            args.push(flag.into());
-        }
-    }
-    if let Some(h) = &o.hostname {
-        args.extend(["--hostname".into(), h.clone()]);
-    }
-    for (k, v) in &o.sysctls {
-        args.extend(["--sysctl".into(), format!("{k}={v}")]);
-    }
-    args
 }
 
 /// The pod sysctls that belong to the namespaces berthd pins (the rest are

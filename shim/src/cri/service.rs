@@ -2,7 +2,8 @@
 //! the pod and container ids it names), refuses calls with `UNAVAILABLE` until
 //! start-up recovery has finished, calls the inherent `CriService` method that
 //! holds the RPC's body (one file per RPC or tight group) and maps the shim's
-//! error to a gRPC status through the single `From<Error> for Status`.
+//! error to a gRPC status through the single `From<Error> for Status`, and
+//! counts the call and its latency by the status it ends with (`metrics::rpc`).
 //! Polling RPCs (List*, *Status, stats, Version) log at debug, the rest at info.
 
 use std::sync::Arc;
@@ -60,7 +61,10 @@ macro_rules! rpc {
             container_id = SpanIds::container_id(&req),
         );
         let svc = &$self.0;
-        async move {
+        // The method's row in the metrics table, fixed at compile time.
+        const METHOD: usize = crate::metrics::rpc::method_index($name);
+        let t0 = std::time::Instant::now();
+        let result: Result<_, Status> = async move {
             svc.ready()?;
             let started = std::time::Instant::now();
             let result = svc.$method(req, $($extra),*).await;
@@ -71,7 +75,10 @@ macro_rules! rpc {
             result.map(Response::new).map_err(Status::from)
         }
         .instrument(span)
-        .await
+        .await;
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        crate::metrics::rpc::RPCS.record(METHOD, code, t0.elapsed());
+        result
     }};
 }
 

@@ -14,6 +14,7 @@ use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
+use crate::store::dirs;
 
 use super::reference::validate_digest;
 
@@ -44,8 +45,8 @@ impl ContentStore {
         if ingest.exists() {
             fs::remove_dir_all(&ingest).map_err(Error::io("clean ingest directory", &ingest))?;
         }
-        for d in [&blobs, &ingest] {
-            fs::create_dir_all(d).map_err(Error::io("create directory", d))?;
+        for d in [root, &blobs, &ingest] {
+            dirs::ensure(d, dirs::PRIVATE)?;
         }
         Ok(ContentStore { blobs, ingest })
     }

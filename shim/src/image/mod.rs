@@ -15,11 +15,16 @@
 //! Work on one layer or blob is serialised by a per-key lock, so concurrent
 //! pulls of images sharing a layer download and unpack it once.
 //!
-//! Garbage collection (after a remove, when a rootfs is released, and at start)
-//! deletes blobs and snapshots no record or container names. It takes the
-//! write side of a lock every pull holds for reading, so it never deletes what a
-//! running pull has just written; when a pull is running it is deferred to the
-//! end of the pull.
+//! Garbage collection deletes blobs and snapshots no record or container
+//! names. It takes the write side of a lock every pull holds for reading, so it
+//! never deletes what a running pull has just written; when a pull is running
+//! it is deferred to the end of the pull. It never deletes on an RPC's path:
+//! under the lock it only renames garbage into `trash/` (one syscall per
+//! snapshot or blob, see [`trash`]); the deletion itself runs on a background
+//! task. At start berthd serves first and collects in the background; after
+//! RemoveContainer the collection is in the background too; RemoveImage and a
+//! failed pull move their garbage aside before they answer, so a refused pull
+//! leaves nothing in `snapshots/` or `content/` once it has answered.
 
 pub mod content;
 pub mod hosts;
@@ -27,6 +32,7 @@ pub mod reference;
 pub mod registry;
 pub mod snapshot;
 pub mod store;
+pub mod trash;
 pub mod unpack;
 
 use std::collections::{HashMap, HashSet};
@@ -42,7 +48,7 @@ use serde::Deserialize;
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock, Semaphore};
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{dirs, Store};
 
 pub use hosts::RegistryConfig;
 pub use reference::Reference;
@@ -106,6 +112,14 @@ struct Inner {
     downloads: Semaphore,
     gc: Arc<RwLock<()>>,
     gc_pending: AtomicBool,
+    /// Where garbage waits for its deletion off the RPC path.
+    trash: trash::Trash,
+    /// A background collection is wanted ([`Inner::request_gc`]).
+    gc_requested: AtomicBool,
+    /// The trash wants emptying ([`Inner::request_trash_emptying`]).
+    trash_requested: AtomicBool,
+    /// The background collector task runs.
+    gc_worker: AtomicBool,
     /// Set by garbage collection when a container keeps snapshots that no image
     /// records: releasing a rootfs collects only then, so RemoveContainer does
     /// not walk the store in the common case.
@@ -245,12 +259,19 @@ impl Read for Tee {
 }
 
 impl ImageService {
-    /// Opens the image store under `root`, sweeping leftovers of a crash.
+    /// Opens the image store under `root`. Leftovers of a crash are moved to
+    /// the trash; call [`ImageService::collect_in_background`] once serving.
     pub fn open(root: &Path, store: Arc<Store>, cfg: RegistryConfig) -> Result<ImageService> {
+        let trash = trash::Trash::open(&root.join("trash"))?;
+        // Half-unpacked layers and half-written blobs can be GBs: out of the
+        // way with a rename now, deleted later.
+        for leftovers in [root.join("snapshots/.tmp"), root.join("content/ingest")] {
+            trash.stash(&leftovers)?;
+        }
         let content = ContentStore::open(&root.join("content"))?;
         let snapshots = Snapshots::open(&root.join("snapshots"))?;
         let containers = root.join("containers");
-        fs::create_dir_all(&containers).map_err(Error::io("create directory", &containers))?;
+        dirs::ensure(&containers, dirs::PRIVATE)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(30))
@@ -266,6 +287,10 @@ impl ImageService {
             http,
             gc: Arc::new(RwLock::new(())),
             gc_pending: AtomicBool::new(false),
+            trash,
+            gc_requested: AtomicBool::new(false),
+            trash_requested: AtomicBool::new(false),
+            gc_worker: AtomicBool::new(false),
             orphans: AtomicBool::new(false),
             refs: Mutex::new(()),
             volatile_rootfs: AtomicBool::new(false),
@@ -273,23 +298,48 @@ impl ImageService {
             blob_downloads: AtomicU64::new(0),
             bytes_downloaded: AtomicU64::new(0),
         };
-        inner.collect_garbage()?;
         Ok(ImageService {
             inner: Arc::new(inner),
         })
     }
 
+    /// Collects garbage (and empties the trash) on a background task; returns
+    /// at once. berthd calls it when it starts serving.
+    pub fn collect_in_background(&self) {
+        Inner::request_gc(&self.inner);
+    }
+
+    /// Whether a background collection is running or the trash holds
+    /// something still to delete.
+    pub fn collecting(&self) -> bool {
+        self.inner.gc_worker.load(Ordering::SeqCst) || !self.inner.trash.is_empty()
+    }
+
     /// Pulls `image` for this node's platform and records it.
     pub async fn pull(&self, image: &str, auth: Option<Credentials>) -> Result<ImageRecord> {
-        let r = Reference::parse(image)?;
+        let started = std::time::Instant::now();
+        let r = Reference::parse(image);
+        let res = match r {
+            Ok(r) => self.pull_parsed(r, auth).await,
+            Err(e) => Err(e),
+        };
+        crate::metrics::global().pull_done(&res, started.elapsed());
+        res
+    }
+
+    async fn pull_parsed(&self, r: Reference, auth: Option<Credentials>) -> Result<ImageRecord> {
         let guard = self.inner.gc.clone().read_owned().await;
         let res = self.pull_locked(&r, auth).await;
         drop(guard);
-        if self.inner.gc_pending.load(Ordering::SeqCst) {
-            self.gc_soon().await;
-        }
         if let Err(e) = &res {
             tracing::warn!(image = %r, error = %e, "pull failed");
+            // Undo at once what the refused pull added (layers already
+            // unpacked, blobs already stored): nothing names them, so they are
+            // garbage. Moving them aside is cheap; when another pull holds the
+            // lock, the collection runs when the last one ends.
+            self.gc_soon().await;
+        } else if self.inner.gc_pending.load(Ordering::SeqCst) {
+            Inner::request_gc(&self.inner);
         }
         res
     }
@@ -449,12 +499,9 @@ impl ImageService {
         if inner.content.has(&layer.digest) {
             let path = inner.content.path(&layer.digest)?;
             return tokio::task::spawn_blocking(move || {
-                let f = content::open_blob(&path)?;
-                let got = unpack::unpack_layer(f, &media_type, tmp.path())?;
-                if got != diff_id {
-                    return Err(content::digest_mismatch("layer diff", &diff_id, &got));
-                }
-                worker_inner.snapshots.commit(tmp, &chain)
+                let got = content::open_blob(&path)
+                    .and_then(|f| unpack::unpack_layer(f, &media_type, tmp.path()));
+                worker_inner.finish_layer(tmp, got, &diff_id, &chain)
             })
             .await
             .map_err(|e| Error::Internal(format!("unpack task: {e}")))?;
@@ -477,13 +524,12 @@ impl ImageService {
             // Read to the end even after an unpack error: a tampered blob is
             // reported as a digest mismatch, not as whatever broke first.
             let drained = io::copy(&mut tee, &mut io::sink());
-            tee.blob.commit()?;
-            let got = unpacked?;
-            drained.map_err(|e| Error::Unavailable(format!("blob {digest}: {e}")))?;
-            if got != diff_id {
-                return Err(content::digest_mismatch("layer diff", &diff_id, &got));
-            }
-            worker_inner.snapshots.commit(tmp, &chain)
+            let got = tee.blob.commit().and_then(|()| {
+                let got = unpacked?;
+                drained.map_err(|e| Error::Unavailable(format!("blob {digest}: {e}")))?;
+                Ok(got)
+            });
+            worker_inner.finish_layer(tmp, got, &diff_id, &chain)
         });
         let mut send_failed = false;
         loop {
@@ -603,7 +649,8 @@ impl ImageService {
         }
     }
 
-    /// Runs garbage collection now, or after the running pulls end.
+    /// Moves garbage aside now (cheap: renames), or after the running pulls
+    /// end; the deletion runs in the background.
     async fn gc_soon(&self) {
         match self.inner.gc.clone().try_write_owned() {
             Ok(guard) => {
@@ -614,6 +661,7 @@ impl ImageService {
                     Err(e) => tracing::warn!(error = %e, "image garbage collection panicked"),
                     Ok(Ok(())) => {}
                 }
+                Inner::request_trash_emptying(&self.inner);
             }
             Err(_) => self.inner.gc_pending.store(true, Ordering::SeqCst),
         }
@@ -687,6 +735,7 @@ impl ImageService {
         let upper = dir.join("upper");
         let work = dir.join("work");
         let result = (|| {
+            dirs::create_private(&dir)?;
             for d in [&upper, &work, &rootfs] {
                 fs::create_dir_all(d).map_err(Error::io("create directory", d))?;
             }
@@ -735,36 +784,123 @@ impl ImageService {
             let dir = inner.root.join("containers").join(container_id);
             let rootfs = dir.join("rootfs");
             snapshot::unmount(&rootfs)?;
-            for d in [
-                &rootfs,
-                &dir.join("upper"),
-                &dir.join("work"),
-                &dir.join("empty"),
-            ] {
-                match fs::remove_dir_all(d) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        return Err(Error::io("remove container layer", d)(e))
-                    }
-                    _ => {}
+            match fs::remove_dir(&rootfs) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::io("remove container rootfs", &rootfs)(e))
                 }
+                _ => {}
+            }
+            // What the container wrote can be large: deleted off the RPC path.
+            for d in [&dir.join("upper"), &dir.join("work"), &dir.join("empty")] {
+                inner.trash.stash(d)?;
             }
             // Other files (config.json) belong to the container's owner.
             let _ = fs::remove_dir(&dir);
             store::delete_ref(&inner.store, container_id)?;
         }
-        // Its image may have been removed while it ran.
-        if !inner.orphans.load(Ordering::SeqCst) && !inner.gc_pending.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        match inner.gc.clone().try_write_owned() {
-            Ok(g) => inner.gc_with(g)?,
-            Err(_) => inner.gc_pending.store(true, Ordering::SeqCst),
+        // Its image may have been removed while it ran: collect, but never
+        // on RemoveContainer's path.
+        if inner.orphans.load(Ordering::SeqCst) || inner.gc_pending.load(Ordering::SeqCst) {
+            Inner::request_gc(inner);
+        } else {
+            Inner::request_trash_emptying(inner);
         }
         Ok(())
     }
 }
 
 impl Inner {
+    /// Asks the background collector for a collection (under the gc lock)
+    /// followed by emptying the trash; starts it if it is not running.
+    fn request_gc(this: &Arc<Inner>) {
+        this.gc_requested.store(true, Ordering::SeqCst);
+        Self::request_trash_emptying(this);
+    }
+
+    /// Starts the background collector unless it runs: it collects if asked
+    /// to, empties the trash, and goes round again while asked.
+    fn request_trash_emptying(this: &Arc<Inner>) {
+        this.trash_requested.store(true, Ordering::SeqCst);
+        if this.gc_worker.swap(true, Ordering::SeqCst) {
+            return; // the running worker sees the request when it goes round
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // No runtime (unit tests): do it here.
+            this.gc_worker.store(false, Ordering::SeqCst);
+            if this.gc_requested.swap(false, Ordering::SeqCst) {
+                if let Err(e) = this.collect_garbage() {
+                    tracing::warn!(error = %e, "image garbage collection failed");
+                }
+            }
+            this.trash.empty();
+            return;
+        };
+        let inner = this.clone();
+        rt.spawn(async move {
+            loop {
+                inner.trash_requested.store(false, Ordering::SeqCst);
+                let collect = inner.gc_requested.swap(false, Ordering::SeqCst);
+                let guard = if collect {
+                    Some(inner.gc.clone().write_owned().await)
+                } else {
+                    None
+                };
+                let i = inner.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    let r = match guard {
+                        Some(g) => i.gc_with(g),
+                        None => Ok(()),
+                    };
+                    // The lock is released: deleting blocks nobody.
+                    i.trash.empty();
+                    r
+                })
+                .await;
+                match r {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection failed"),
+                    Err(e) => tracing::warn!(error = %e, "image garbage collection panicked"),
+                    Ok(Ok(())) => {}
+                }
+                inner.gc_worker.store(false, Ordering::SeqCst);
+                // A request that came in after the swap above: go round again
+                // unless another worker has started meanwhile.
+                let again = inner.gc_requested.load(Ordering::SeqCst)
+                    || inner.trash_requested.load(Ordering::SeqCst);
+                if !again || inner.gc_worker.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Commits an unpacked layer whose diff id checked out; otherwise moves
+    /// the half-made directory to the trash and returns the error.
+    fn finish_layer(
+        &self,
+        tmp: tempfile::TempDir,
+        got: Result<String>,
+        diff_id: &str,
+        chain: &str,
+    ) -> Result<()> {
+        let checked = got.and_then(|got| {
+            if got == diff_id {
+                Ok(())
+            } else {
+                Err(content::digest_mismatch("layer diff", diff_id, &got))
+            }
+        });
+        match checked {
+            Ok(()) => self.snapshots.commit(tmp, chain),
+            Err(e) => {
+                let path = tmp.keep();
+                if let Err(t) = self.trash.stash(&path) {
+                    tracing::warn!(path = %path.display(), error = %t, "cannot discard unpack directory");
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn gc_with(&self, _guard: OwnedRwLockWriteGuard<()>) -> Result<()> {
         self.gc_pending.store(false, Ordering::SeqCst);
         self.collect_garbage()
@@ -777,15 +913,29 @@ impl Inner {
         let live = store::live_set(&self.store)?;
         self.orphans.store(live.has_orphans(), Ordering::SeqCst);
         let mut freed = 0usize;
+        let metrics = crate::metrics::global();
+        metrics.gc_runs.inc();
         for s in self.snapshots.list()? {
             if !live.keeps_snapshot(&s) {
-                self.snapshots.remove(&s)?;
+                // Measured before it goes: for the freed-bytes metric.
+                let mut usage = DirUsage {
+                    mountpoint: PathBuf::new(),
+                    used_bytes: 0,
+                    inodes_used: 0,
+                };
+                let dir = self.snapshots.path(&s)?;
+                let _ = du(&dir, &mut HashSet::new(), &mut usage);
+                self.trash.stash(&dir)?;
+                metrics.gc_freed_bytes.inc_by(usage.used_bytes);
                 freed += 1;
             }
         }
         for b in self.content.list()? {
             if !live.blobs.contains(&b) {
-                self.content.remove(&b)?;
+                let path = self.content.path(&b)?;
+                let size = fs::metadata(&path).map_or(0, |m| m.len());
+                self.trash.stash(&path)?;
+                metrics.gc_freed_bytes.inc_by(size);
                 freed += 1;
             }
         }

@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
 use crate::error::{Error, Result};
+use crate::store::dirs;
 
 /// Chain ids of a layer stack from its diff ids (OCI image spec):
 /// `chain(0) = diff(0)`, `chain(n) = sha256(chain(n-1) + " " + diff(n))`.
@@ -57,7 +58,11 @@ impl Snapshots {
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(Error::io("clean snapshot temp directory", &tmp))?;
         }
-        fs::create_dir_all(&tmp).map_err(Error::io("create directory", &tmp))?;
+        // The snapshots hold image content (setuid files, device nodes): the
+        // directory above them is private; each layer keeps its own mode.
+        for d in [dir, &tmp] {
+            dirs::ensure(d, dirs::PRIVATE)?;
+        }
         Ok(Snapshots {
             dir: dir.to_path_buf(),
             tmp,

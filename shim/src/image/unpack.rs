@@ -4,11 +4,24 @@
 //! written in overlayfs' own form: `.wh.name` becomes a 0/0 character device
 //! `name`, `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory.
 //!
-//! Containment: an entry path must be relative without `..`; every parent
+//! Names: as in containerd and Go's archive/tar, `name`, `./name` and `/name`
+//! all mean `name` inside the snapshot (builders write all three: umoci writes
+//! absolute names, `tar -C dir .` writes `./`), and a member that names the
+//! root itself (`/`, `.`, `./`) must be a directory whose owner, mode, xattrs
+//! and times are given to the snapshot's root. A stream may end right after
+//! its last member's data, without the padding to a 512-byte block and the
+//! two zero blocks that close a tar (umoci 0.4 writes such layers, and
+//! containerd accepts them); one that ends anywhere else is still an error.
+//! The padding is supplied by [`PadLastMember`], which knows where the last
+//! member's data ends and is outside the hashing reader, so the diff id is
+//! the digest of the bytes the blob really holds.
+//!
+//! Containment: an entry path must not have `..`; every parent
 //! component is looked up with `lstat` inside the snapshot and must be a real
 //! directory (created when missing) — a layer never legitimately writes through
 //! a symlink, so one in a parent position is refused, as is a hard link whose
-//! target is absolute, has `..` or goes through a symlink. A final component
+//! target has `..` or goes through a symlink (an absolute hard link target is,
+//! like an absolute name, inside the snapshot). A final component
 //! that already exists is removed before the new entry is created (files are
 //! opened `O_CREAT|O_EXCL|O_NOFOLLOW`), so nothing is ever written outside the
 //! directory. The unpacking runs in a private temp directory that only this
@@ -102,13 +115,64 @@ pub fn unpack_layer<R: Read>(reader: R, media_type: &str, dest: &Path) -> Result
     Ok(format!("sha256:{}", hex::encode(hashing.hasher.finalize())))
 }
 
+/// tar's block size: every header and every member's data padding.
+const BLOCK: u64 = 512;
+
+/// Passes a tar stream through and, when it ends exactly where the last
+/// member's data ends (`member_end`, set by the unpacker as it meets each
+/// member) but not on a block boundary, supplies the zero padding the writer
+/// left off; tar-rs then sees a clean end of archive. An end anywhere else is
+/// passed on as it is, so a truncated member is still an error.
+struct PadLastMember<R> {
+    inner: R,
+    pos: u64,
+    member_end: std::rc::Rc<std::cell::Cell<u64>>,
+    padding: u64,
+    ended: bool,
+}
+
+impl<R: Read> Read for PadLastMember<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.padding > 0 {
+            let n = buf.len().min(self.padding as usize);
+            buf[..n].fill(0);
+            self.padding -= n as u64;
+            return Ok(n);
+        }
+        if self.ended || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.ended = true;
+            if self.pos == self.member_end.get() && !self.pos.is_multiple_of(BLOCK) {
+                self.padding = BLOCK - self.pos % BLOCK;
+                return self.read(buf);
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Unpacks an uncompressed tar stream into `dest`.
 pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
-    let mut archive = tar::Archive::new(reader);
+    let member_end = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut archive = tar::Archive::new(PadLastMember {
+        inner: reader,
+        pos: 0,
+        member_end: member_end.clone(),
+        padding: 0,
+        ended: false,
+    });
     let mut dirs: Vec<(PathBuf, tar::Header)> = Vec::new();
     let entries = archive.entries().map_err(Error::io("read layer", dest))?;
     for entry in entries {
         let mut entry = entry.map_err(Error::io("read layer entry", dest))?;
+        // The size field counts the bytes stored after the header (for a
+        // sparse file too), which is what the stream holds.
+        let stored = entry.header().entry_size().unwrap_or(0);
+        member_end.set(entry.raw_file_position().saturating_add(stored));
         let raw = entry
             .path()
             .map_err(Error::io("read layer entry name", dest))?
@@ -121,7 +185,14 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
         }
         let comps = clean(&raw).map_err(|e| bad(&e))?;
         let Some((last, parents)) = comps.split_last() else {
-            continue; // "./": the snapshot root itself
+            // "/", "." or "./": the snapshot root itself.
+            if kind != EntryType::Directory {
+                return Err(bad("the root directory entry is not a directory"));
+            }
+            let header = entry.header().clone();
+            apply_metadata(&mut entry, &header, dest, kind).map_err(|e| bad(&e))?;
+            dirs.push((dest.to_path_buf(), header));
+            continue;
         };
         let parent = walk_parents(dest, parents, true).map_err(|e| bad(&e))?;
         let last_str = last.to_string_lossy();
@@ -233,24 +304,7 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
                 )))
             }
         }
-        // Owner before mode: chown clears set-id bits.
-        // Some writers leave the id fields blank; that means root, as in GNU tar.
-        let uid = header.uid().unwrap_or(0) as u32;
-        let gid = header.gid().unwrap_or(0) as u32;
-        std::os::unix::fs::lchown(&target, Some(uid), Some(gid)).map_err(io_err)?;
-        if kind != EntryType::Symlink {
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode)).map_err(io_err)?;
-        }
-        if let Some(exts) = entry.pax_extensions().map_err(io_err)? {
-            for ext in exts {
-                let ext = ext.map_err(io_err)?;
-                let Ok(key) = ext.key() else { continue };
-                if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
-                    xattr::set(&target, attr, ext.value_bytes())
-                        .map_err(|e| bad(&format!("set xattr {attr}: {e}")))?;
-                }
-            }
-        }
+        apply_metadata(&mut entry, &header, &target, kind).map_err(|e| bad(&e))?;
         if kind != EntryType::Directory {
             set_mtime(&target, &header).map_err(io_err)?;
         }
@@ -262,20 +316,53 @@ pub fn unpack_tar<R: Read>(reader: R, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Owner, mode and xattrs of an entry (times are set by the caller).
+fn apply_metadata<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    header: &tar::Header,
+    target: &Path,
+    kind: EntryType,
+) -> std::result::Result<(), String> {
+    let mode = header
+        .mode()
+        .map_err(|e| format!("read layer entry mode: {e}"))?
+        & 0o7777;
+    // Owner before mode: chown clears set-id bits.
+    // Some writers leave the id fields blank; that means root, as in GNU tar.
+    let uid = header.uid().unwrap_or(0) as u32;
+    let gid = header.gid().unwrap_or(0) as u32;
+    std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+    if kind != EntryType::Symlink {
+        fs::set_permissions(target, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
+    }
+    if let Some(exts) = entry.pax_extensions().map_err(|e| e.to_string())? {
+        for ext in exts {
+            let ext = ext.map_err(|e| e.to_string())?;
+            let Ok(key) = ext.key() else { continue };
+            if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
+                xattr::set(target, attr, ext.value_bytes())
+                    .map_err(|e| format!("set xattr {attr}: {e}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn set_mtime(path: &Path, header: &tar::Header) -> io::Result<()> {
     let t = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
     filetime::set_symlink_file_times(path, t, t)
 }
 
-/// Splits an archive path into plain components, refusing absolute paths and `..`.
+/// Splits an archive path into plain components relative to the snapshot
+/// root (a leading `/` or `./` means the root), refusing `..`.
 fn clean(p: &Path) -> std::result::Result<Vec<OsString>, String> {
     let mut out = Vec::new();
     for c in p.components() {
         match c {
             Component::Normal(n) => out.push(n.to_os_string()),
-            Component::CurDir => {}
+            Component::CurDir | Component::RootDir => {}
             Component::ParentDir => return Err("path has a '..' component".into()),
-            Component::RootDir | Component::Prefix(_) => return Err("absolute path".into()),
+            Component::Prefix(_) => return Err("path has a prefix".into()),
         }
     }
     Ok(out)
@@ -478,10 +565,93 @@ mod tests {
     }
 
     #[test]
-    fn absolute_path_is_refused() {
-        let (_d, r) = unpack(&[E::File("/tmp/berth-abs-test", b"x")]);
-        assert!(r.unwrap_err().to_string().contains("absolute path"));
+    fn absolute_and_dot_names_resolve_inside_the_snapshot() {
+        let (d, r) = unpack(&[
+            E::Dir("/etc/"),
+            E::File("/tmp/berth-abs-test", b"abs"),
+            E::File("./etc/motd", b"dot"),
+            E::File(".//etc//issue", b"dots"),
+            E::Hard("/etc/motd2", "/etc/motd"),
+            E::Hard("etc/motd3", "./etc/motd"),
+        ]);
+        r.unwrap();
+        let s = d.path().join("snap");
+        assert_eq!(fs::read(s.join("tmp/berth-abs-test")).unwrap(), b"abs");
         assert!(!Path::new("/tmp/berth-abs-test").exists());
+        assert_eq!(fs::read(s.join("etc/motd")).unwrap(), b"dot");
+        assert_eq!(fs::read(s.join("etc/issue")).unwrap(), b"dots");
+        let m = fs::metadata(s.join("etc/motd")).unwrap();
+        assert_eq!(m.nlink(), 3);
+        assert_eq!(m.ino(), fs::metadata(s.join("etc/motd2")).unwrap().ino());
+        // `..` stays refused however the name starts.
+        assert_refused(&[E::File("/../escaped", b"x")], "'..'", &["escaped"]);
+        assert_refused(&[E::File("./../escaped", b"x")], "'..'", &["escaped"]);
+    }
+
+    /// A member naming the root (`/`, `.`, `./`), as umoci and `tar -C dir .`
+    /// write, gives the snapshot root its owner, mode and time.
+    #[test]
+    fn root_entry_sets_the_root_metadata() {
+        for name in ["/", ".", "./"] {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(EntryType::Directory);
+            h.set_mode(0o750);
+            h.set_uid(1234);
+            h.set_gid(4321);
+            h.set_mtime(1_500_000_000);
+            h.set_size(0);
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_cksum();
+            b.append(&h, &b""[..]).unwrap();
+            let mut tar = b.into_inner().unwrap();
+            tar.truncate(tar.len() - 1024);
+            tar.extend(tar_of(&[E::File("bin/tool", b"t")]));
+            let d = tempfile::tempdir().unwrap();
+            let s = d.path().join("snap");
+            fs::create_dir(&s).unwrap();
+            unpack_tar(&tar[..], &s).unwrap();
+            let m = fs::metadata(&s).unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o750, "{name}");
+            assert_eq!((m.uid(), m.gid()), (1234, 4321), "{name}");
+            assert_eq!(m.mtime(), 1_500_000_000, "{name}: set after the children");
+            assert_eq!(fs::read(s.join("bin/tool")).unwrap(), b"t");
+        }
+        assert_refused(&[E::File("/", b"x")], "not a directory", &[]);
+        assert_refused(&[E::Sym("./", "/etc")], "not a directory", &[]);
+    }
+
+    /// umoci 0.4 ends a layer right after its last member's data: no padding
+    /// to the block, no end-of-archive blocks.
+    #[test]
+    fn stream_may_end_after_the_last_members_data() {
+        let full = tar_of(&[E::Dir("etc/"), E::File("etc/motd", b"hi\n")]);
+        // header + 3 data bytes + 509 padding + 1024 end-of-archive zeros.
+        let unpadded = &full[..full.len() - 1024 - 509];
+        let d = tempfile::tempdir().unwrap();
+        unpack_tar(unpadded, d.path()).unwrap();
+        assert_eq!(fs::read(d.path().join("etc/motd")).unwrap(), b"hi\n");
+        // Ending on a block boundary without the end-of-archive blocks.
+        let d = tempfile::tempdir().unwrap();
+        unpack_tar(&full[..full.len() - 1024], d.path()).unwrap();
+        assert_eq!(fs::read(d.path().join("etc/motd")).unwrap(), b"hi\n");
+        // The diff id is the digest of the bytes the blob holds.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, unpadded).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let got = unpack_layer(
+            &gz.finish().unwrap()[..],
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            d.path(),
+        )
+        .unwrap();
+        assert_eq!(got, crate::image::content::sha256_digest(unpadded));
+        // Ending inside a member's data or inside a header is still an error.
+        for cut in [full.len() - 1024 - 510, 512 + 100, 700] {
+            let d = tempfile::tempdir().unwrap();
+            let err = unpack_tar(&full[..cut], d.path()).expect_err("truncated");
+            assert!(err.to_string().contains("layer"), "{err}");
+        }
     }
 
     #[test]
@@ -516,7 +686,17 @@ mod tests {
 
     #[test]
     fn hard_link_outside_is_refused() {
-        assert_refused(&[E::Hard("passwd", "/etc/passwd")], "absolute path", &[]);
+        // An absolute target names a file of the layer, never the host's.
+        let host = fs::metadata("/etc/passwd").map(|m| m.nlink());
+        assert_refused(
+            &[E::Hard("passwd", "/etc/passwd")],
+            "parent etc: No such file",
+            &[],
+        );
+        assert_eq!(
+            fs::metadata("/etc/passwd").map(|m| m.nlink()).ok(),
+            host.ok()
+        );
         assert_refused(&[E::Hard("passwd", "../../../../etc/passwd")], "'..'", &[]);
         let (d, _) = unpack(&[]);
         let etc = d.path().join("hostetc");

@@ -66,7 +66,7 @@ pub fn path(dir: &Path, network: &str, pod_id: &str) -> PathBuf {
 
 /// Writes `entry` atomically.
 pub fn store(dir: &Path, entry: &Entry) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(Error::io("create cni cache dir", dir))?;
+    crate::store::dirs::create_private(dir)?;
     let dest = path(dir, &entry.network_name, &entry.container_id);
     let bytes = serde_json::to_vec(entry)
         .map_err(|e| Error::Internal(format!("encode cni cache {}: {e}", dest.display())))?;

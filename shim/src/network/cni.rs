@@ -491,7 +491,11 @@ async fn run_one(
     caps: &Map<String, Value>,
 ) -> Result<Vec<u8>> {
     let stdin = plugin_stdin(net, plugin_conf, prev, caps);
-    plugin::run(inv, cmd, plugin_type(plugin_conf), &net.name, stdin).await
+    let started = std::time::Instant::now();
+    let kind = plugin_type(plugin_conf);
+    let res = plugin::run(inv, cmd, kind, &net.name, stdin).await;
+    crate::metrics::global().cni_call(cmd.as_str(), kind, &res, started.elapsed());
+    res
 }
 
 fn plugin_stdin(

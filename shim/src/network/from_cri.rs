@@ -51,6 +51,55 @@ impl PodNetwork {
     }
 }
 
+/// Longest pod name, namespace or uid passed to plugins (in `CNI_ARGS`).
+const ARG_MAX: usize = 253;
+
+impl PodNetwork {
+    /// The CNI DEL request for a pod, built from whatever config it was stored
+    /// with and never failing on it: a pod that exists must always be
+    /// removable. Parts [`PodNetwork::from_cri`] would refuse (an unknown
+    /// protocol, bad bandwidth annotations, a name that cannot go into
+    /// `CNI_ARGS`) were never given to a plugin, so leaving them out of the
+    /// DEL loses nothing.
+    pub fn for_teardown(pod_id: &str, netns: &Path, config: &v1::PodSandboxConfig) -> PodNetwork {
+        let meta = config.metadata.clone().unwrap_or_default();
+        let arg = |s: String| {
+            if s.len() > ARG_MAX || s.contains([';', '=', '\0']) {
+                String::new()
+            } else {
+                s
+            }
+        };
+        let port_mappings = config
+            .port_mappings
+            .iter()
+            .filter_map(|pm| {
+                let protocol = match v1::Protocol::try_from(pm.protocol).ok()? {
+                    v1::Protocol::Tcp => "tcp",
+                    v1::Protocol::Udp => "udp",
+                    v1::Protocol::Sctp => "sctp",
+                };
+                Some(PortMapping {
+                    container_port: pm.container_port,
+                    host_port: pm.host_port,
+                    protocol: protocol.into(),
+                    host_ip: pm.host_ip.clone(),
+                })
+            })
+            .collect();
+        PodNetwork {
+            pod_id: pod_id.into(),
+            netns: netns.into(),
+            name: arg(meta.name),
+            namespace: arg(meta.namespace),
+            uid: arg(meta.uid),
+            port_mappings,
+            bandwidth: Bandwidth::from_annotations(&config.annotations).unwrap_or_default(),
+            dns: config.dns_config.as_ref().map(DnsSettings::from_cri),
+        }
+    }
+}
+
 impl DnsSettings {
     /// From the CRI `DNSConfig`.
     pub fn from_cri(dns: &v1::DnsConfig) -> DnsSettings {
@@ -167,5 +216,27 @@ mod tests {
         .to_cri();
         assert_eq!(s.ip, "10.0.0.2");
         assert_eq!(s.additional_ips[0].ip, "fd00::2");
+    }
+
+    #[test]
+    fn teardown_request_never_refuses_a_stored_config() {
+        // The two configs that used to wedge a pod: an unknown protocol and a
+        // name too long for CNI_ARGS.
+        let mut c = config();
+        c.port_mappings.push(v1::PortMapping {
+            protocol: 99,
+            container_port: 80,
+            ..Default::default()
+        });
+        c.metadata.as_mut().unwrap().name = "p".repeat(1 << 20);
+        c.annotations
+            .insert("kubernetes.io/ingress-bandwidth".into(), "lots".into());
+        assert!(PodNetwork::from_cri("abc", Path::new("/n"), &c).is_err());
+        let pn = PodNetwork::for_teardown("abc", Path::new("/n"), &c);
+        assert_eq!(pn.pod_id, "abc");
+        assert_eq!(pn.name, "", "left out of CNI_ARGS");
+        assert_eq!(pn.namespace, "prod");
+        assert_eq!(pn.port_mappings.len(), 1, "the udp mapping stays");
+        assert_eq!(pn.bandwidth, None);
     }
 }

@@ -44,7 +44,7 @@ pub enum Command {
 }
 
 impl Command {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Command::Add => "ADD",
             Command::Del => "DEL",

@@ -179,6 +179,7 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     let mut mount_list = mounts::default_mounts(privileged, &modes, input.pod_files);
     mount_list.extend(mounts::pod_file_mounts(input.pod_files, sc.readonly_rootfs));
     let (cri_mounts, rootfs_propagation) = mounts::cri_mounts(&config.mounts)?;
+    mounts::check_host_propagation(&config.mounts)?;
     let mount_list = mounts::merge(mount_list, cri_mounts);
     let devs = mounts::devices(&config.devices, privileged)?;
 

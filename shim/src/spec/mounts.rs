@@ -191,6 +191,29 @@ pub fn cri_mounts(mounts: &[CriMount]) -> Result<(Vec<Mount>, Option<String>)> {
     Ok((out, rootfs_propagation.map(String::from)))
 }
 
+/// Refuses a bidirectional mount whose host path is not on a shared mount of
+/// berthd's mount namespace (the one every container's is copied from): the
+/// container's mounts could never reach the host, so the request cannot do
+/// what it asks (containerd refuses it the same way). Host-to-container on a
+/// private mount is accepted; it then just sees no later host mounts.
+pub fn check_host_propagation(mounts: &[CriMount]) -> Result<()> {
+    for (i, m) in mounts.iter().enumerate() {
+        if m.propagation != MountPropagation::PropagationBidirectional as i32 {
+            continue;
+        }
+        let holder = berth_runtime::rootfs::mount_of(Path::new(&m.host_path));
+        if !holder.shared {
+            return Err(Error::FailedPrecondition(format!(
+                "mounts[{i}].propagation: bidirectional needs host_path {:?} on a shared \
+                 mount, but {} is not shared (mount --make-shared)",
+                m.host_path,
+                holder.point.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Default and pod mounts, minus those a request mount replaces (kubelet mounts
 /// its own `/etc/hosts`, for example), then the request's mounts.
 pub fn merge(defaults: Vec<Mount>, cri: Vec<Mount>) -> Vec<Mount> {

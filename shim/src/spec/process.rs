@@ -2,7 +2,7 @@
 //! and the signal that stops it.
 
 use std::collections::BTreeSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use berth_proto::v1::{
     ContainerConfig, LinuxContainerSecurityContext, Signal, SupplementalGroupsPolicy,
@@ -108,58 +108,33 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-/// Resolves `rel` inside `root` the way the container will see it: symlinks
-/// are followed, but absolute targets and `..` stay inside `root`.
-pub(crate) fn scoped_path(root: &Path, rel: &Path) -> PathBuf {
-    let mut todo: Vec<std::ffi::OsString> = rel
-        .components()
-        .rev()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut parts: Vec<std::ffi::OsString> = Vec::new();
-    let mut hops = 0;
-    while let Some(c) = todo.pop() {
-        if c == ".." {
-            parts.pop();
-            continue;
-        }
-        let mut cur: PathBuf = root.to_path_buf();
-        cur.extend(&parts);
-        cur.push(&c);
-        match std::fs::read_link(&cur) {
-            Ok(target) if hops < 40 => {
-                hops += 1;
-                if target.is_absolute() {
-                    parts.clear();
-                }
-                for t in target.components().rev() {
-                    match t {
-                        Component::Normal(n) => todo.push(n.to_os_string()),
-                        Component::ParentDir => todo.push("..".into()),
-                        _ => {}
-                    }
-                }
-            }
-            _ => parts.push(c),
-        }
-    }
-    let mut out = root.to_path_buf();
-    out.extend(parts);
-    out
-}
+/// The most of an image's `/etc/passwd` or `/etc/group` that is read.
+const MAX_ETC_BYTES: u64 = 16 << 20;
 
-/// Reads `etc/<name>` inside the rootfs without following symlinks out of it.
-/// `None` when the file does not exist.
+/// Reads `/etc/<name>` of the rootfs as the container will see it: the kernel
+/// resolves the path inside the rootfs (`berth_runtime::sys::inroot`, the same
+/// lookup the runtime uses for mount targets), so no symlink of the image can
+/// point the read at a host file. `None` when the file does not exist.
 fn read_etc(rootfs: &Path, name: &str) -> Result<Option<String>> {
-    let path = scoped_path(rootfs, &Path::new("etc").join(name));
-    match std::fs::read(&path) {
+    let rel = Path::new("/etc").join(name);
+    match berth_runtime::sys::inroot::read_in_root(rootfs, &rel, MAX_ETC_BYTES) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("read", path)(e)),
+        // The image's doing (a symlink loop or chain past 40 links, a FIFO or
+        // device where a file belongs): the request cannot succeed with it.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::InvalidInput
+                || matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) =>
+        {
+            Err(Error::FailedPrecondition(format!(
+                "image file {}: {e}",
+                rel.display()
+            )))
+        }
+        Err(e) => Err(Error::io(
+            "read",
+            rootfs.join(rel.strip_prefix("/").unwrap_or(&rel)),
+        )(e)),
     }
 }
 
@@ -763,6 +738,38 @@ mod tests {
         std::os::unix::fs::symlink("../../../../lib/passwd", root.path().join("etc/passwd"))
             .unwrap();
         assert_eq!(resolve_user(root.path(), "app").unwrap().0, 1000);
+    }
+
+    #[test]
+    fn passwd_behind_41_links_is_refused_not_read_from_the_host() {
+        // /etc -> l1 -> ... -> l40 -> <host dir with a passwd>: 41 links, one
+        // past the kernel's limit. The lookup fails closed with ELOOP; it must
+        // not hand the last link to a plain read, which would follow it out.
+        let outside = rootfs_with_users();
+        let root = tempfile::tempdir().unwrap();
+        for i in 1..=40 {
+            let to = if i == 40 {
+                outside.path().join("etc")
+            } else {
+                PathBuf::from(format!("l{}", i + 1))
+            };
+            std::os::unix::fs::symlink(to, root.path().join(format!("l{i}"))).unwrap();
+        }
+        std::os::unix::fs::symlink("l1", root.path().join("etc")).unwrap();
+        let err = resolve_user(root.path(), "app").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+        assert!(err.to_string().contains("/etc/passwd"), "{err}");
+
+        // A FIFO in place of /etc/passwd is refused instead of blocking.
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("etc")).unwrap();
+        nix::unistd::mkfifo(
+            &root.path().join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let err = resolve_user(root.path(), "app").unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl Drop for NameGuard {
         }
         let failure = self.failure.take().unwrap_or_else(|| {
             (
-                tonic::Code::Aborted,
+                tonic::Code::FailedPrecondition,
                 format!("creation of {} was abandoned", self.id),
             )
         });
@@ -189,7 +189,7 @@ pub async fn wait(mut done: watch::Receiver<Option<Outcome>>) -> Outcome {
             // The sender is gone without a word: only possible if the guard was
             // leaked; report what a retry can act on.
             return Err((
-                tonic::Code::Aborted,
+                tonic::Code::FailedPrecondition,
                 "the first call ended without an outcome".into(),
             ));
         }
@@ -197,20 +197,8 @@ pub async fn wait(mut done: watch::Receiver<Option<Outcome>>) -> Outcome {
 }
 
 /// Turns an outcome's error back into the shim's error, keeping its gRPC code.
-pub fn outcome_error((code, msg): (tonic::Code, String)) -> Error {
-    use tonic::Code;
-    match code {
-        Code::InvalidArgument => Error::InvalidArgument(msg),
-        Code::NotFound => Error::NotFound(msg),
-        Code::AlreadyExists => Error::AlreadyExists(msg),
-        Code::FailedPrecondition | Code::Aborted => Error::FailedPrecondition(msg),
-        Code::Unimplemented => Error::Unimplemented(msg),
-        Code::DeadlineExceeded => Error::DeadlineExceeded(msg),
-        Code::Unauthenticated => Error::Unauthenticated(msg),
-        Code::PermissionDenied => Error::PermissionDenied(msg),
-        Code::Unavailable => Error::Unavailable(msg),
-        _ => Error::Internal(msg),
-    }
+pub fn outcome_error((code, message): (tonic::Code, String)) -> Error {
+    Error::Status { code, message }
 }
 
 #[cfg(test)]
@@ -283,7 +271,7 @@ mod tests {
         let (code, msg) = wait(done).await.unwrap_err();
         assert_eq!(code, tonic::Code::NotFound);
         assert!(msg.contains("image"));
-        assert!(matches!(outcome_error((code, msg)), Error::NotFound(_)));
+        assert_eq!(outcome_error((code, msg)).code(), tonic::Code::NotFound);
         assert!(n.holder("a").is_none());
         assert!(matches!(n.reserve("a", "id3"), Reservation::Fresh(_)));
     }

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+pub mod dirs;
+
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -24,8 +26,11 @@ impl Store {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+            dirs::create_private(dir)?;
         }
+        // Pod and container configs (env values included) live here: made
+        // 0600 before redb opens it, so it is never readable by others.
+        dirs::private_file(path)?;
         let db = Database::create(path)?;
         Ok(Store { db })
     }

@@ -1,6 +1,8 @@
 //! Idle detection for one upgraded connection: every frame read or written
 //! touches the clock; a watchdog cancels the connection once nothing moved for
 //! the configured idle timeout (what kubelet's stream idle timeout does).
+//! The same touches feed the streaming metrics: an `Activity` lives as long
+//! as its connection's tasks, so it also counts the connection as open.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,14 +18,26 @@ pub(crate) struct Activity {
 
 impl Activity {
     pub(crate) fn new() -> Arc<Self> {
+        crate::metrics::global().streaming_sessions.inc();
         Arc::new(Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
         })
     }
 
-    /// Records traffic now.
-    pub(crate) fn touch(&self) {
+    /// Records `bytes` read from the client now.
+    pub(crate) fn touch_in(&self, bytes: usize) {
+        crate::metrics::global().streaming_traffic(true, bytes);
+        self.touch();
+    }
+
+    /// Records `bytes` written to the client now.
+    pub(crate) fn touch_out(&self, bytes: usize) {
+        crate::metrics::global().streaming_traffic(false, bytes);
+        self.touch();
+    }
+
+    fn touch(&self) {
         let now = self.start.elapsed().as_millis() as u64;
         self.last_ms.fetch_max(now, Ordering::Relaxed);
     }
@@ -50,5 +64,11 @@ impl Activity {
                 }
             }
         });
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        crate::metrics::global().streaming_sessions.dec();
     }
 }

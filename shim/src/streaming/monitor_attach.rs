@@ -40,6 +40,12 @@ pub async fn attach_via_monitor(socket: &Path, tty: bool, stdin: bool) -> Result
                 break;
             }
         }
+        // Input has ended (or the attach has no stdin), but dropping `wr`
+        // would shut the socket's write half down, and a monitor from before
+        // berthd was upgraded takes that for a disconnect and drops the
+        // attach: keep it open until the session ends.
+        c.cancelled().await;
+        drop(wr);
     });
 
     let stdin_w = if stdin {

@@ -166,10 +166,11 @@ async fn write_loop<K>(
                     v.extend_from_slice(&data);
                     Message::binary(v)
                 };
+                let len = msg.len();
                 if sink.send(msg).await.is_err() {
                     break;
                 }
-                activity.touch();
+                activity.touch_out(len);
             }
             Some(WsOut::Close(done)) => {
                 let frame = CloseFrame {
@@ -206,7 +207,7 @@ async fn read_loop<R>(
             Some(Ok(m)) => m,
             _ => break,
         };
-        activity.touch();
+        activity.touch_in(msg.len());
         let (channel, payload) = match msg {
             Message::Binary(b) if !proto.base64 => {
                 let Some((&ch, rest)) = b.split_first() else {

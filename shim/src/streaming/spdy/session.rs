@@ -298,7 +298,7 @@ async fn write_loop<W: AsyncWrite>(
                 if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
-                activity.touch();
+                activity.touch_out(buf.len());
             }
             Out::Shutdown(done) => {
                 let _ = wr.shutdown().await;
@@ -326,7 +326,7 @@ async fn read_loop<R: AsyncRead>(
         };
         match n {
             Ok(0) | Err(_) => break,
-            Ok(_) => activity.touch(),
+            Ok(n) => activity.touch_in(n),
         }
         loop {
             match codec.decode(&mut buf) {
