@@ -84,6 +84,10 @@ struct Args {
     /// Seed of the crash workload (default: the time).
     #[arg(long)]
     crash_seed: Option<u64>,
+    /// TOML appended to the config of the berthd the bench starts, e.g.
+    /// `$'[metrics]\naddress = "127.0.0.1:0"'` (bash) to measure with metrics served.
+    #[arg(long, default_value = "")]
+    berth_config: String,
 }
 
 /// One row of the report: a workload's operation on both runtimes.
@@ -396,7 +400,11 @@ async fn cri_benchmarks(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<Opti
         Some(e) => (None, e.clone()),
         None => {
             eprintln!("starting berthd…");
-            let config = format!("[registry]\nconfig_path = \"{}\"\n", certs_d.display());
+            let config = format!(
+                "[registry]\nconfig_path = \"{}\"\n{}\n",
+                certs_d.display(),
+                args.berth_config
+            );
             let mut options = BerthdOptions::default().log_level("info").config(&config);
             options.cni_conf_dir = cni_conf_dir.clone();
             let b = Berthd::start_with(options).await.context("start berthd")?;
