@@ -64,6 +64,9 @@ impl Lifecycle {
                 )))
             }
         };
+        // From here on everything the RPC logs (rollback and CNI failures
+        // included) names the new container.
+        tracing::Span::current().record("container_id", id.as_str());
         // Held for the whole create, so StopPodSandbox cannot miss a container
         // that is half-way made.
         let pod_op = pod_entry.lock().await;

@@ -43,6 +43,8 @@ mod sandbox_status;
 mod sandbox_stop;
 mod sandbox_update;
 pub mod service;
+#[cfg(test)]
+mod test_log;
 mod unimplemented;
 mod validate;
 

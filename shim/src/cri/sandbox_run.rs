@@ -58,6 +58,9 @@ impl Lifecycle {
                 )))
             }
         };
+        // From here on everything the RPC logs (rollback and CNI failures
+        // included) names the new pod sandbox.
+        tracing::Span::current().record("pod_sandbox_id", id.as_str());
         let mut rollback = Rollback::default();
         match self
             .create_pod(&id, &name, config, req.runtime_handler, &mut rollback)

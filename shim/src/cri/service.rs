@@ -4,7 +4,10 @@
 //! holds the RPC's body (one file per RPC or tight group) and maps the shim's
 //! error to a gRPC status through the single `From<Error> for Status`, and
 //! counts the call and its latency by the status it ends with (`metrics::rpc`).
-//! Polling RPCs (List*, *Status, stats, Version) log at debug, the rest at info.
+//! Every RPC's span is at info, so whatever an RPC logs at info or above names
+//! it; the ids a body creates (RunPodSandbox, CreateContainer) are recorded on
+//! the span once known. Polling RPCs (List*, *Status, stats, Version) log
+//! their own per-call line at debug, the rest at info.
 
 use std::sync::Arc;
 
@@ -45,6 +48,11 @@ span_ids!(pod: StopPodSandboxRequest, RemovePodSandboxRequest, PodSandboxStatusR
 span_ids!(ctr: StartContainerRequest, StopContainerRequest, RemoveContainerRequest, ContainerStatusRequest, UpdateContainerResourcesRequest, ReopenContainerLogRequest, ExecSyncRequest, ExecRequest, AttachRequest, ContainerStatsRequest, CheckpointContainerRequest);
 span_ids!(none: GetEventsRequest, VersionRequest, RunPodSandboxRequest, ListPodSandboxRequest, StreamPodSandboxesRequest, ListContainersRequest, StreamContainersRequest, ListContainerStatsRequest, StreamContainerStatsRequest, ListPodSandboxStatsRequest, StreamPodSandboxStatsRequest, UpdateRuntimeConfigRequest, StatusRequest, ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, StreamPodSandboxMetricsRequest, RuntimeConfigRequest, ListImagesRequest, StreamImagesRequest, ImageStatusRequest, PullImageRequest, RemoveImageRequest, ImageFsInfoRequest);
 
+/// `None` (a field left empty, to be recorded later) for an id not given.
+fn nonempty(id: &str) -> Option<&str> {
+    (!id.is_empty()).then_some(id)
+}
+
 /// Runs one RPC body inside its span, behind the readiness gate.
 macro_rules! rpc {
     ($self:ident, $level:ident, $name:literal, $req:ident, $method:ident) => {
@@ -53,12 +61,14 @@ macro_rules! rpc {
     // `$extra`: more arguments for the body, read from the request's metadata.
     ($self:ident, $level:ident, $name:literal, $req:ident, $method:ident, $($extra:expr),*) => {{
         let req = $req.into_inner();
-        let span = tracing::span!(
-            tracing::Level::$level,
+        // INFO whatever `$level`: a polling RPC's warnings must carry its
+        // context at the default level too; the span prints no line itself.
+        // An id the request lacks stays empty until the body records it.
+        let span = tracing::info_span!(
             "rpc",
             rpc = $name,
-            pod_sandbox_id = SpanIds::pod_sandbox_id(&req),
-            container_id = SpanIds::container_id(&req),
+            pod_sandbox_id = nonempty(SpanIds::pod_sandbox_id(&req)),
+            container_id = nonempty(SpanIds::container_id(&req)),
         );
         let svc = &$self.0;
         // The method's row in the metrics table, fixed at compile time.
@@ -388,5 +398,106 @@ impl ImageService for ImageApi {
         r: Request<ImageFsInfoRequest>,
     ) -> Result<Response<ImageFsInfoResponse>, Status> {
         rpc!(self, DEBUG, "ImageFsInfo", r, image_fs_info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::test_log::Captured;
+
+    async fn api(tmp: &std::path::Path) -> RuntimeApi {
+        let config = crate::config::Config {
+            root: tmp.join("root"),
+            state_dir: tmp.join("state"),
+            ..Default::default()
+        };
+        let svc = CriService::open(config).await.unwrap();
+        // No recovery (nothing to recover, and it would start the exit watcher).
+        svc.ready.store(true, std::sync::atomic::Ordering::Release);
+        RuntimeApi(Arc::new(svc))
+    }
+
+    /// A pod on the node's network and IPC: no mounts, namespaces or CNI, so
+    /// RunPodSandbox only writes files under the test's directory.
+    fn node_pod() -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: "web".into(),
+                uid: "u1".into(),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: "web".into(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Node as i32,
+                        ipc: NamespaceMode::Node as i32,
+                        pid: NamespaceMode::Container as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    // Regression: the body of RunPodSandbox runs in a detached task that logged
+    // without the RPC's span, the id it made was never on the span, and the
+    // polling RPCs' span was at debug, so their warnings had no context at the
+    // default level.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_rpc_line_at_the_default_level_names_the_rpc_and_the_new_id() {
+        let tmp = tempfile::tempdir().unwrap();
+        let api = api(tmp.path()).await;
+        let (log, _guard) = Captured::install();
+
+        let id = api
+            .run_pod_sandbox(Request::new(RunPodSandboxRequest {
+                config: Some(node_pod()),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let span = format!(r#"rpc{{rpc="RunPodSandbox" pod_sandbox_id="{id}"}}"#);
+        // Logged from inside the detached task, and the boundary's own line.
+        for needle in ["pod sandbox ready", ": ok elapsed_us="] {
+            let line = log.line(needle);
+            assert!(line.contains(&span), "{line}");
+        }
+
+        // A polling RPC: its failure warns with its span at info...
+        let err = api
+            .pod_sandbox_status(Request::new(PodSandboxStatusRequest {
+                pod_sandbox_id: "f00d".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        let failed = log.line("PodSandboxStatus");
+        assert!(
+            failed.contains(r#"rpc{rpc="PodSandboxStatus" pod_sandbox_id="f00d"}"#)
+                && failed.contains("WARN")
+                && failed.contains("failed"),
+            "{failed}"
+        );
+        // ...while its success still prints nothing at info.
+        let before = log.lines().len();
+        api.list_pod_sandbox(Request::new(ListPodSandboxRequest::default()))
+            .await
+            .unwrap();
+        api.pod_sandbox_status(Request::new(PodSandboxStatusRequest {
+            pod_sandbox_id: id,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+        assert_eq!(log.lines().len(), before, "{:#?}", log.lines());
     }
 }
