@@ -137,8 +137,14 @@ async fn run(mut helper: tokio::process::Command, timeout: i64) -> Result<ExecSy
     Err(Error::DeadlineExceeded("exec timed out".into()))
 }
 
-/// Kills the exec'd tree below the helper `.0` when dropped armed: the call
-/// was cancelled by its client while the command still ran.
+/// Kills the exec'd tree below the helper `.0`, then the helper, when dropped
+/// armed: the call was cancelled by its client while the command still ran.
+/// The helper must go too: cancelled before it had forked (or before its child
+/// showed in /proc), it would otherwise fork the command after the scan and
+/// wait for it for ever. Killed, its child dies with it (PR_SET_PDEATHSIG, or
+/// the child's own parent check if the helper died before the prctl). The
+/// helper is not reaped yet when this runs (the guard drops before the
+/// `Child`), so its pid cannot have been reused; tokio reaps it afterwards.
 struct TreeGuard(Option<i32>);
 
 impl Drop for TreeGuard {
@@ -146,6 +152,10 @@ impl Drop for TreeGuard {
         if let Some(pid) = self.0 {
             tracing::debug!(pid, "exec call dropped: killing the exec'd processes");
             kill_descendants(pid);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }
