@@ -119,14 +119,18 @@ pub fn exec(
             .map_err(|e| Error::sys("pipe", e.into()))?;
         (File::from(r), File::from(w))
     };
-    let parent = process::getpid();
+    // The helper holds the write end until it dies and never writes: the
+    // child sees a hang-up on the read end once the helper is gone.
+    let (alive_r, alive_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::sys("pipe", e.into()))?;
     match process::fork().map_err(|e| Error::sys("fork", e))? {
         Fork::Child => {
             drop(err_r);
+            drop(alive_w);
             let r = match &console {
                 Some(pty) => use_console(&pty.slave)
-                    .and_then(|()| child(process, tty, parent, userns, filter.as_ref())),
-                None => child(process, tty, parent, userns, filter.as_ref()),
+                    .and_then(|()| child(process, tty, &alive_r, userns, filter.as_ref())),
+                None => child(process, tty, &alive_r, userns, filter.as_ref()),
             };
             let msg = match r {
                 Ok(never) => match never {},
@@ -138,6 +142,9 @@ pub fn exec(
         }
         Fork::Parent(child_pid) => {
             drop(err_w);
+            drop(alive_r);
+            // Kept open until this helper exits (see above).
+            let _alive = alive_w;
             let mut msg = String::new();
             let _ = err_r.read_to_string(&mut msg);
             let status = match (console, relay_sigs) {
@@ -191,16 +198,17 @@ enum Never {}
 fn child(
     p: &Process,
     tty: bool,
-    parent: i32,
+    alive: &std::os::fd::OwnedFd,
     userns: bool,
     filter: Option<&crate::sys::seccomp::Filter>,
 ) -> Result<Never> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(|e| Error::sys("prctl(PR_SET_PDEATHSIG)", e.into()))?;
-    // The helper may have died between fork and prctl. It lives outside the
-    // container's pid namespace, where getppid() reports 0.
-    let pp = nix::unistd::getppid().as_raw();
-    if pp != 0 && pp != parent {
+    // The helper may have died between fork and prctl. getppid() cannot tell:
+    // the helper lives outside the container's pid namespace, so the parent
+    // reads as 0 before and after it died (an orphan goes to a reaper outside
+    // too). The pipe can: once the helper is gone its write end is closed.
+    if process::hung_up(alive) {
         exit_now(137);
     }
     if tty {

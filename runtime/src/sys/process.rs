@@ -282,6 +282,20 @@ pub fn reset_signals() {
     }
 }
 
+/// Whether every write end of the pipe whose read end is `fd` is closed
+/// (its writer is gone), without blocking.
+pub fn hung_up(fd: &std::os::fd::OwnedFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(n) if n > 0 => fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLIN)),
+        _ => false,
+    }
+}
+
 /// The calling process's pid.
 pub fn getpid() -> i32 {
     std::process::id() as i32
