@@ -619,6 +619,8 @@ async fn whiteouts_apply_in_prepared_rootfs_and_release_cleans_up() {
     svc.release_rootfs("c1").unwrap();
     assert!(!root.path().join("containers/c1").exists());
     svc.release_rootfs("c1").unwrap();
+    // The collection runs in the background, off the RPC's path.
+    wait_collected(&svc).await;
     assert_eq!(
         count(&root.path().join("snapshots")),
         0,
@@ -711,10 +713,12 @@ async fn tampered_blob_fails_names_the_blob_and_stores_nothing_then_retry_works(
         .join("content/sha256")
         .join(&layer_digest[7..])
         .exists());
+    // A refused pull leaves nothing: the intact layer it had already
+    // unpacked goes too (into the trash, deleted in the background).
     assert_eq!(
         count(&root.path().join("snapshots")),
-        1,
-        "only the intact layer is unpacked"
+        0,
+        "the intact layer a refused pull unpacked is undone"
     );
     assert_eq!(
         std::fs::read_dir(root.path().join("snapshots/.tmp"))
@@ -960,6 +964,9 @@ async fn reopen_keeps_images_and_sweeps_crash_leftovers() {
 
     let svc = service_in(root.path());
     assert_eq!(svc.resolve(&name).unwrap().unwrap(), rec);
+    // berthd starts the collection once it serves (never before).
+    svc.collect_in_background();
+    wait_collected(&svc).await;
     assert_eq!(
         std::fs::read_dir(r.join("snapshots/.tmp")).unwrap().count(),
         0
@@ -973,4 +980,17 @@ async fn reopen_keeps_images_and_sweeps_crash_leftovers() {
     let rootfs = svc.prepare_rootfs(&rec.id, "after-restart").unwrap();
     assert_eq!(std::fs::read(rootfs.join("kept")).unwrap(), b"k");
     svc.release_rootfs("after-restart").unwrap();
+}
+
+/// Waits until the image service's background collection has run and its
+/// trash is empty (the condition, not a time; fails after 30 s).
+async fn wait_collected(svc: &ImageService) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while svc.collecting() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "background collection still running after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
