@@ -85,6 +85,9 @@ def node(tmp_path):
     n = Node(tmp_path)
     yield n
     n.stop()
+    # Each node holds two copies of the binaries (the image's and the host's):
+    # drop them now rather than when pytest rotates its base directories.
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def ok(res):
