@@ -15,8 +15,8 @@ use berth_runtime::container::create::CreateOptions;
 use berth_runtime::monitor::command::{MonitorCommand, DEFAULT_CGROUP_ROOT};
 use berth_runtime::security::SecurityOptions;
 
-use super::container_runtime::{blocking, detached, runtime_error, Lifecycle, Rollback};
-use super::sandbox_run::remove_dir_if_exists;
+use super::lifecycle::remove_dir_if_exists;
+use super::lifecycle::{blocking, detached, runtime_error, Lifecycle, Rollback};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::spec::{self, PodFiles, PodNamespaces, SpecInput};

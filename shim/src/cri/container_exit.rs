@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth_proto::v1::ContainerEventType;
 
-use super::container_runtime::{blocking, Lifecycle};
+use super::lifecycle::{blocking, Lifecycle};
 use crate::error::Result;
 use crate::state::{ContainerRecord, ContainerState, Entry, OpGuard};
 

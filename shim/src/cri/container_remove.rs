@@ -4,8 +4,8 @@
 
 use berth_proto::v1::{ContainerEventType, RemoveContainerRequest, RemoveContainerResponse};
 
-use super::container_runtime::{blocking, runtime_error, Lifecycle};
-use super::sandbox_run::remove_dir_if_exists;
+use super::lifecycle::remove_dir_if_exists;
+use super::lifecycle::{blocking, runtime_error, Lifecycle};
 use super::CriService;
 use crate::error::{Error, Result};
 

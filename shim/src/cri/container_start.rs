@@ -2,7 +2,7 @@
 
 use berth_proto::v1::{ContainerEventType, StartContainerRequest, StartContainerResponse};
 
-use super::container_runtime::{blocking, runtime_error};
+use super::lifecycle::{blocking, runtime_error};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::ContainerState;

@@ -3,10 +3,8 @@
 //! `usage_nano_cores` is a rate, so it needs the previous sample of the same
 //! container: the first call after start reports none.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::Mutex;
 
 use berth_proto::v1::{
     ContainerAttributes, ContainerStats, ContainerStatsFilter, ContainerStatsRequest,
@@ -15,33 +13,11 @@ use berth_proto::v1::{
     StreamContainerStatsRequest, StreamContainerStatsResponse, UInt64Value,
 };
 
-use super::container_runtime::{blocking, runtime_error, Lifecycle};
 use super::container_status::STREAM_PAGE;
+use super::lifecycle::{blocking, runtime_error, Lifecycle};
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
 use crate::state::{id_matches, labels_match, now_nanos, ContainerRecord, ContainerState};
-
-/// Last CPU sample per container: (unix nanos, cumulative cpu nanos).
-#[derive(Default)]
-pub(crate) struct CpuSamples(Mutex<HashMap<String, (i64, u64)>>);
-
-impl CpuSamples {
-    /// Records a sample and returns the rate since the previous one, in nano-cores.
-    fn rate(&self, id: &str, at: i64, cpu_ns: u64) -> Option<u64> {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let prev = m.insert(id.to_string(), (at, cpu_ns));
-        let (t0, c0) = prev?;
-        let dt = at.checked_sub(t0).filter(|d| *d > 0)? as u128;
-        let dc = cpu_ns.checked_sub(c0)? as u128;
-        Some((dc * 1_000_000_000 / dt) as u64)
-    }
-
-    /// Forgets containers that are gone.
-    fn retain(&self, live: &[String]) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|k, _| live.contains(k));
-    }
-}
 
 fn value(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })
@@ -206,18 +182,6 @@ pub(crate) fn dir_usage(dir: &Path) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpu_rate_needs_two_samples_and_is_in_nano_cores() {
-        let s = CpuSamples::default();
-        assert_eq!(s.rate("a", 1_000_000_000, 0), None);
-        // Half a core over one second.
-        assert_eq!(s.rate("a", 2_000_000_000, 500_000_000), Some(500_000_000));
-        // A counter that went backwards (new cgroup) gives no rate.
-        assert_eq!(s.rate("a", 3_000_000_000, 10), None);
-        s.retain(&[]);
-        assert_eq!(s.rate("a", 4_000_000_000, 20), None);
-    }
 
     #[test]
     fn dir_usage_counts_files_and_hard_links_once() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use berth_proto::v1::{StopContainerRequest, StopContainerResponse};
 
 use super::container_exit::{observe, Observed};
-use super::container_runtime::{blocking, Lifecycle};
+use super::lifecycle::{blocking, Lifecycle};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::{ContainerRecord, Entry, OpGuard};
@@ -68,10 +68,9 @@ impl Lifecycle {
             let d = dir.clone();
             // An already-gone init is not an error: the wait below sees the exit.
             let _ = blocking(move || {
-                let c = berth_runtime::Container::load(&d)
-                    .map_err(super::container_runtime::runtime_error)?;
-                c.kill(sig, false)
-                    .map_err(super::container_runtime::runtime_error)
+                let c =
+                    berth_runtime::Container::load(&d).map_err(super::lifecycle::runtime_error)?;
+                c.kill(sig, false).map_err(super::lifecycle::runtime_error)
             })
             .await;
             let grace = Duration::from_secs(timeout_secs.min(i64::from(u32::MAX)) as u64);
@@ -82,11 +81,10 @@ impl Lifecycle {
         }
         let d = dir.clone();
         let _ = blocking(move || {
-            let c = berth_runtime::Container::load(&d)
-                .map_err(super::container_runtime::runtime_error)?;
+            let c = berth_runtime::Container::load(&d).map_err(super::lifecycle::runtime_error)?;
             let _ = c.kill(libc::SIGKILL, false);
             c.kill(libc::SIGKILL, true)
-                .map_err(super::container_runtime::runtime_error)
+                .map_err(super::lifecycle::runtime_error)
         })
         .await;
         if !wait_exit(&dir, KILL_WAIT).await? {

@@ -11,8 +11,8 @@ use berth_proto::v1::{
     PortForwardResponse,
 };
 
-use super::container_runtime::Lifecycle;
 use super::exec_sync::exec_process;
+use super::lifecycle::Lifecycle;
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::{new_id, PodState};

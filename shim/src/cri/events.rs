@@ -6,7 +6,7 @@
 use berth_proto::v1::{ContainerEventResponse, ContainerEventType, GetEventsRequest};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::container_runtime::Lifecycle;
+use super::lifecycle::Lifecycle;
 use super::{BoxStream, CriService};
 use crate::error::Result;
 use crate::state::{now_nanos, ContainerRecord};

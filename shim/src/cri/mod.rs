@@ -1,5 +1,8 @@
-//! The CRI services. `service.rs` is the tonic boundary; every other file holds
-//! the body of one RPC (or a tight group) as an inherent method of [`CriService`].
+//! The CRI services. `service.rs` is the tonic boundary: each RPC there calls
+//! one method of [`CriService`] defined in the file named after the RPC
+//! (`RunPodSandbox` → `sandbox_run.rs`, `ExecSync` → `exec_sync.rs`, image RPCs
+//! → `image_*.rs`). What several RPCs share lives in `lifecycle/`; request
+//! checks in `validate.rs`; start-up in `recovery.rs`.
 
 use std::{
     pin::Pin,
@@ -19,7 +22,6 @@ use crate::{
 mod container_create;
 mod container_exit;
 mod container_remove;
-pub(crate) mod container_runtime;
 mod container_start;
 mod container_stats;
 mod container_status;
@@ -33,6 +35,7 @@ mod image_list;
 mod image_pull;
 mod image_remove;
 mod image_status;
+pub(crate) mod lifecycle;
 mod recovery;
 mod runtime_status;
 mod sandbox_metrics;
@@ -60,7 +63,7 @@ pub struct CriService {
     #[allow(dead_code)] // used by the image RPCs as they land
     pub(crate) images: Arc<ImageService>,
     /// Pods, containers, names and events (the pod and container RPCs).
-    pub(crate) lifecycle: Arc<container_runtime::Lifecycle>,
+    pub(crate) lifecycle: Arc<lifecycle::Lifecycle>,
     /// The exec/attach/port-forward server, started by [`CriService::start_streaming`].
     pub(crate) streaming: std::sync::OnceLock<Arc<crate::streaming::StreamingServer>>,
     ready: AtomicBool,
@@ -89,7 +92,7 @@ impl CriService {
         )?);
         images.set_volatile_rootfs(config.volatile_rootfs);
         let config = Arc::new(config);
-        let lifecycle = Arc::new(container_runtime::Lifecycle::new(
+        let lifecycle = Arc::new(lifecycle::Lifecycle::new(
             config.clone(),
             store.clone(),
             images.clone(),

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use super::container_exit::{observe, Observed};
-use super::container_runtime::Lifecycle;
-use super::sandbox_run::{remove_dir_if_exists, unmount};
+use super::lifecycle::Lifecycle;
+use super::lifecycle::{remove_dir_if_exists, unmount};
 use crate::error::Result;
 use crate::state::{check_version, ContainerRecord, ContainerState, PodRecord, PodState};
 
@@ -145,8 +145,7 @@ impl Lifecycle {
         self.network_teardown(&rec.id, &rec.config, rec.namespaces.net.as_deref())
             .await?;
         if let Some(dir) = &rec.ns_dir {
-            berth_runtime::unpin_namespaces(dir)
-                .map_err(super::container_runtime::runtime_error)?;
+            berth_runtime::unpin_namespaces(dir).map_err(super::lifecycle::runtime_error)?;
         }
         unmount(&rec.pod_dir.join("shm"))?;
         remove_dir_if_exists(&rec.pod_dir)?;
@@ -155,8 +154,7 @@ impl Lifecycle {
     }
 
     fn roll_back_container(&self, rec: &ContainerRecord) -> Result<()> {
-        berth_runtime::delete_dir(&rec.state_dir, true)
-            .map_err(super::container_runtime::runtime_error)?;
+        berth_runtime::delete_dir(&rec.state_dir, true).map_err(super::lifecycle::runtime_error)?;
         self.images.release_rootfs(&rec.id)?;
         remove_dir_if_exists(&rec.bundle)?;
         self.store.delete(self.containers.table(), &rec.id)?;

@@ -18,8 +18,8 @@ use berth_proto::v1::{
     UInt64Value,
 };
 
-use super::container_runtime::{blocking, runtime_error, Lifecycle};
 use super::container_status::STREAM_PAGE;
+use super::lifecycle::{blocking, runtime_error, Lifecycle};
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
 use crate::state::{now_nanos, ContainerRecord, ContainerState, PodRecord, PodState};

@@ -3,7 +3,7 @@
 
 use berth_proto::v1::{RemovePodSandboxRequest, RemovePodSandboxResponse};
 
-use super::sandbox_run::remove_dir_if_exists;
+use super::lifecycle::remove_dir_if_exists;
 use super::CriService;
 use crate::error::{Error, Result};
 

@@ -8,23 +8,23 @@
 use berth_runtime::monitor::command::MonitorCommand;
 use berth_runtime::pin::PinOptions;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use berth_proto::v1::{
     NamespaceMode, PodSandboxConfig, RunPodSandboxRequest, RunPodSandboxResponse,
 };
 
-use super::container_runtime::{blocking, detached, runtime_error, Lifecycle, Rollback};
+use super::lifecycle::{
+    blocking, detached, mount_shm, remove_dir_if_exists, runtime_error, unmount, Lifecycle,
+    Rollback,
+};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::{
     new_id, now_nanos, outcome_error, wait_outcome, PodNamespacePaths, PodRecord, PodState,
     Reservation, RECORD_VERSION,
 };
-
-/// Size of a pod's shared `/dev/shm` (Docker's and containerd's default).
-const SHM_SIZE: &str = "size=65536k";
 
 impl CriService {
     pub(crate) async fn run_pod_sandbox(
@@ -393,40 +393,6 @@ fn write_pod_files(
         .unwrap_or_default();
     crate::network::write_pod_files(dir, &hostname, ip, &dns, host_net)?;
     Ok(())
-}
-
-fn mount_shm(path: &PathBuf) -> Result<()> {
-    use nix::mount::{mount, MsFlags};
-    std::fs::create_dir_all(path).map_err(Error::io("create pod shm", path))?;
-    mount(
-        Some("shm"),
-        path,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some(format!("mode=1777,{SHM_SIZE}").as_str()),
-    )
-    .map_err(|e| Error::io("mount pod shm", path)(e.into()))
-}
-
-/// Detaches whatever is mounted at `path` (all layers); nothing mounted is fine.
-pub(crate) fn unmount(path: &Path) -> Result<()> {
-    use nix::mount::{umount2, MntFlags};
-    loop {
-        match umount2(path, MntFlags::MNT_DETACH) {
-            Ok(()) => continue,
-            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => return Ok(()),
-            Err(e) => return Err(Error::io("unmount", path)(e.into())),
-        }
-    }
-}
-
-pub(crate) fn remove_dir_if_exists(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io("remove directory", dir)(e))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use berth_proto::v1::{
     StreamPodSandboxStatsRequest, StreamPodSandboxStatsResponse, UInt64Value,
 };
 
-use super::container_runtime::Lifecycle;
 use super::container_status::STREAM_PAGE;
+use super::lifecycle::Lifecycle;
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
 use crate::network::{InterfaceCounters, POD_IFNAME};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use berth_proto::v1::{StopPodSandboxRequest, StopPodSandboxResponse};
 
-use super::container_runtime::{blocking, runtime_error, Lifecycle};
-use super::sandbox_run::unmount;
+use super::lifecycle::unmount;
+use super::lifecycle::{blocking, runtime_error, Lifecycle};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::{Entry, OpGuard, PodRecord, PodState};

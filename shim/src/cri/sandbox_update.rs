@@ -17,7 +17,7 @@ use berth_proto::v1::{
     LinuxContainerResources, UpdatePodSandboxResourcesRequest, UpdatePodSandboxResourcesResponse,
 };
 
-use super::container_runtime::{blocking, runtime_error};
+use super::lifecycle::{blocking, runtime_error};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::spec::resources::linux_resources;

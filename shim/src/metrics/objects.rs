@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use crate::cri::container_runtime::Lifecycle;
+use crate::cri::lifecycle::Lifecycle;
 use crate::state::{ContainerState, PodState};
 
 /// The service the gauges are read from, once it has recovered.

@@ -51,6 +51,14 @@ mod portforward;
 mod remotecommand_spdy;
 mod remotecommand_ws;
 
+/// Per-connection time limits (here, not in `server.rs`, so the protocol
+/// handlers that the server calls need nothing from it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub idle: std::time::Duration,
+    pub stream_creation: std::time::Duration,
+}
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;

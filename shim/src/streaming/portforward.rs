@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::activity::Activity;
 use super::channel::{BoxChannelWriter, ChannelWriter, Inbound};
-use super::server::Limits;
 use super::spdy::{IncomingStream, Session};
 use super::websocket::{WsMux, WsProtocol};
+use super::Limits;
 use super::StreamRuntime;
 
 /// Connects one forwarded connection to the pod's port and copies both ways

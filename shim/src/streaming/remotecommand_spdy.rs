@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::activity::Activity;
 use super::channel::{BoxChannelWriter, Inbound};
 use super::remotecommand::{self, RemoteCommand, Streams};
-use super::server::Limits;
 use super::spdy::Session;
+use super::Limits;
 use super::StreamRuntime;
 
 #[derive(Default)]

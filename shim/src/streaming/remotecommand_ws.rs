@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use super::activity::Activity;
 use super::channel::BoxChannelWriter;
 use super::remotecommand::{self, RemoteCommand, Streams};
-use super::server::Limits;
 use super::websocket::{WsMux, WsProtocol};
+use super::Limits;
 use super::StreamRuntime;
 
 /// Channel numbers of the remote-command protocol.

@@ -36,7 +36,7 @@ use super::status::{
 use super::tokens::{self, Cached, TokenCache};
 use super::websocket::WsProtocol;
 use super::{
-    portforward, remotecommand_spdy, remotecommand_ws, tls, StreamRuntime, StreamingConfig,
+    portforward, remotecommand_spdy, remotecommand_ws, tls, Limits, StreamRuntime, StreamingConfig,
 };
 use crate::error::{Error, Result};
 
@@ -44,13 +44,6 @@ use crate::error::{Error, Result};
 pub const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 /// Header listing the server's protocols when negotiation fails.
 pub const ACCEPTED_PROTOCOLS_HEADER: &str = "x-accepted-stream-protocol-versions";
-
-/// Per-connection time limits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub idle: Duration,
-    pub stream_creation: Duration,
-}
 
 struct State {
     tokens: TokenCache,
