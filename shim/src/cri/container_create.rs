@@ -16,7 +16,7 @@ use berth_runtime::monitor::command::{MonitorCommand, DEFAULT_CGROUP_ROOT};
 use berth_runtime::security::SecurityOptions;
 
 use super::lifecycle::remove_dir_if_exists;
-use super::lifecycle::{blocking, detached, runtime_error, Lifecycle, Rollback};
+use super::lifecycle::{blocking, detached, Lifecycle, Rollback};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::spec::{self, PodFiles, PodNamespaces, SpecInput};
@@ -256,11 +256,11 @@ impl Lifecycle {
             log_path: log_path.clone(),
         };
         {
-            let dir = state_dir.clone();
+            let (dir, rt) = (state_dir.clone(), self.runtime.clone());
             // Registered first: the monitor cleans up after a failed create, and
             // deleting a container that is not there is a no-op.
             rollback.push("delete runtime container", move || async move {
-                blocking(move || berth_runtime::delete_dir(&dir, true).map_err(runtime_error)).await
+                blocking(move || rt.delete(&dir)).await
             });
         }
         let out = self.run_monitor(&create).await?;

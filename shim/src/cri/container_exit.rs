@@ -9,58 +9,12 @@ use std::time::Duration;
 
 use berth_proto::v1::ContainerEventType;
 
-use super::lifecycle::{blocking, Lifecycle};
+use super::lifecycle::{blocking, Lifecycle, Observed};
 use crate::error::Result;
 use crate::state::{ContainerRecord, ContainerState, Entry, OpGuard};
 
 /// How often the watcher looks at live containers.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);
-
-/// What the runtime says about a container right now.
-pub(crate) enum Observed {
-    Created,
-    Running {
-        started_at: i64,
-    },
-    Exited {
-        code: i32,
-        finished_at: i64,
-        oom_killed: bool,
-    },
-    /// Stopped with no exit recorded (its monitor died), or the state is gone.
-    Lost(String),
-}
-
-/// Reads the runtime's view of the container in `state_dir` (blocking).
-pub(crate) fn observe(state_dir: &std::path::Path) -> Observed {
-    use berth_runtime::{Container, Error as R, Status};
-    let c = match Container::load(state_dir) {
-        Ok(c) => c,
-        Err(R::NotFound(_)) => {
-            return Observed::Lost("the container's runtime state is gone (node rebooted?)".into())
-        }
-        Err(e) => return Observed::Lost(format!("cannot load runtime state: {e}")),
-    };
-    match c.state() {
-        Ok(s) => match s.status {
-            Status::Created => Observed::Created,
-            Status::Running => Observed::Running {
-                started_at: s.started_at.unwrap_or(0),
-            },
-            Status::Stopped => match s.exit {
-                Some(x) => Observed::Exited {
-                    code: x.code,
-                    finished_at: x.finished_at,
-                    oom_killed: x.oom_killed,
-                },
-                None => Observed::Lost(
-                    "the container's monitor ended without recording the exit".into(),
-                ),
-            },
-        },
-        Err(e) => Observed::Lost(format!("cannot read runtime state: {e}")),
-    }
-}
 
 impl Lifecycle {
     /// Brings a live record up to date with the runtime; emits STARTED/STOPPED
@@ -75,8 +29,8 @@ impl Lifecycle {
         if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
             return Ok(rec);
         }
-        let dir = rec.state_dir.clone();
-        let seen = blocking(move || Ok(observe(&dir))).await?;
+        let (dir, rt) = (rec.state_dir.clone(), self.runtime.clone());
+        let seen = blocking(move || Ok(rt.observe(&dir))).await?;
         let (next, event) = match seen {
             Observed::Created => return Ok(rec),
             Observed::Running { .. } if rec.state == ContainerState::Running => return Ok(rec),

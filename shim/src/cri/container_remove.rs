@@ -5,7 +5,7 @@
 use berth_proto::v1::{ContainerEventType, RemoveContainerRequest, RemoveContainerResponse};
 
 use super::lifecycle::remove_dir_if_exists;
-use super::lifecycle::{blocking, runtime_error, Lifecycle};
+use super::lifecycle::{blocking, Lifecycle};
 use super::CriService;
 use crate::error::{Error, Result};
 
@@ -46,8 +46,8 @@ impl Lifecycle {
         } else {
             rec
         };
-        let dir = rec.state_dir.clone();
-        blocking(move || berth_runtime::delete_dir(&dir, true).map_err(runtime_error)).await?;
+        let (dir, rt) = (rec.state_dir.clone(), self.runtime.clone());
+        blocking(move || rt.delete(&dir)).await?;
         let cfg = rec.bundle.join("config.json");
         match std::fs::remove_file(&cfg) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -67,5 +67,57 @@ impl Lifecycle {
         tracing::info!(container_id = %id, "container removed");
         self.emit(ContainerEventType::ContainerDeletedEvent, &rec);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::lifecycle::fake::TestCri;
+    use crate::state::ContainerState;
+
+    fn req(id: &str) -> RemoveContainerRequest {
+        RemoveContainerRequest {
+            container_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_running_container_is_killed_then_every_trace_of_it_removed() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        let bundle = t.record(&id).unwrap().bundle;
+        t.cri.remove_container(req(&id)).await.unwrap();
+        assert!(t.record(&id).is_none());
+        assert!(t.runtime.container(&t.state_dir(&id)).is_none());
+        assert!(!bundle.exists(), "{}", bundle.display());
+        let calls = t.runtime.calls();
+        let kill = calls.iter().position(|c| c == "kill").expect("killed");
+        let delete = calls.iter().position(|c| c == "delete").expect("deleted");
+        assert!(kill < delete, "{calls:?}");
+        // Again, and an id never seen: both fine.
+        t.cri.remove_container(req(&id)).await.unwrap();
+        t.cri.remove_container(req(&"e".repeat(64))).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_container_still_being_created_is_not_removed() {
+        let t = TestCri::new().await;
+        let id = t.add_container("new", ContainerState::Creating);
+        let e = t.cri.remove_container(req(&id)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+        assert!(t.record(&id).is_some());
+    }
+
+    #[tokio::test]
+    async fn when_the_runtime_cannot_delete_the_record_stays_for_a_retry() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Exited);
+        t.runtime
+            .fail("delete", || Error::Runtime("fake: device busy".into()));
+        let e = t.cri.remove_container(req(&id)).await.unwrap_err();
+        assert!(e.to_string().contains("device busy"), "{e}");
+        assert_eq!(t.record(&id).unwrap().state, ContainerState::Exited);
+        assert!(t.record(&id).unwrap().bundle.exists());
     }
 }

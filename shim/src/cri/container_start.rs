@@ -2,7 +2,7 @@
 
 use berth_proto::v1::{ContainerEventType, StartContainerRequest, StartContainerResponse};
 
-use super::lifecycle::{blocking, runtime_error};
+use super::lifecycle::blocking;
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::ContainerState;
@@ -25,13 +25,8 @@ impl CriService {
                 rec.state
             )));
         }
-        let dir = rec.state_dir.clone();
-        let started_at = blocking(move || {
-            let c = berth_runtime::Container::load(&dir).map_err(runtime_error)?;
-            c.start().map_err(runtime_error)?;
-            Ok(c.state().ok().and_then(|s| s.started_at))
-        })
-        .await?;
+        let (dir, rt) = (rec.state_dir.clone(), lc.runtime.clone());
+        let started_at = blocking(move || rt.start(&dir)).await?;
         let rec = entry.update(&op, &lc.store, lc.containers.table(), &id, |r| {
             r.state = ContainerState::Running;
             r.started_at = started_at.unwrap_or_else(crate::state::now_nanos);
@@ -40,5 +35,72 @@ impl CriService {
         // A process that exits at once is caught by the next look (status or the
         // exit watcher), which emits STOPPED after this STARTED.
         Ok(StartContainerResponse {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::lifecycle::fake::TestCri;
+    use crate::cri::lifecycle::Observed;
+
+    fn req(id: &str) -> StartContainerRequest {
+        StartContainerRequest {
+            container_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_created_container_runs_with_the_runtimes_start_time() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Created);
+        t.cri.start_container(req(&id[..12])).await.unwrap();
+        let rec = t.record(&id).unwrap();
+        assert_eq!(rec.state, ContainerState::Running);
+        assert_eq!(
+            rec.started_at, 42,
+            "the runtime's start time, not berthd's clock"
+        );
+        assert_eq!(
+            t.runtime.container(&t.state_dir(&id)).unwrap().observed,
+            Observed::Running { started_at: 42 }
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_created_container_starts() {
+        let t = TestCri::new().await;
+        for state in [ContainerState::Running, ContainerState::Exited] {
+            let id = t.add_container(&format!("{state:?}").to_lowercase(), state);
+            let e = t.cri.start_container(req(&id)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+            assert!(e.to_string().contains("only a created container"), "{e}");
+        }
+        assert!(!t.runtime.calls().contains(&"start".to_string()));
+    }
+
+    #[tokio::test]
+    async fn unknown_and_empty_ids_are_refused() {
+        let t = TestCri::new().await;
+        let e = t.cri.start_container(req("feed")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+        let e = t.cri.start_container(req("")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_runtime_failure_keeps_the_container_created_with_the_runtimes_code() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Created);
+        t.runtime.fail("start", || {
+            Error::RuntimeCall(berth_runtime::Error::InvalidSpec {
+                field: "process.args".into(),
+                msg: "empty".into(),
+            })
+        });
+        let e = t.cri.start_container(req(&id)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("process.args"), "{e}");
+        assert_eq!(t.record(&id).unwrap().state, ContainerState::Created);
     }
 }

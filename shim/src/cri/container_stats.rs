@@ -14,7 +14,7 @@ use berth_proto::v1::{
 };
 
 use super::container_status::STREAM_PAGE;
-use super::lifecycle::{blocking, runtime_error, Lifecycle};
+use super::lifecycle::{blocking, Lifecycle};
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
 use crate::state::{id_matches, labels_match, now_nanos, ContainerRecord, ContainerState};
@@ -32,12 +32,10 @@ impl Lifecycle {
         if !matches!(rec.state, ContainerState::Created | ContainerState::Running) {
             return Ok(None);
         }
-        let dir = rec.state_dir.clone();
+        let (dir, rt) = (rec.state_dir.clone(), self.runtime.clone());
         let upper = self.bundle_dir(&rec.id).join("upper");
         let sampled = blocking(move || {
-            let s = berth_runtime::Container::load(&dir)
-                .and_then(|c| c.stats())
-                .map_err(runtime_error);
+            let s = rt.stats(&dir);
             Ok((s, dir_usage(&upper)))
         })
         .await?;

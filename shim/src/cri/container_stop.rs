@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use berth_proto::v1::{StopContainerRequest, StopContainerResponse};
 
-use super::container_exit::{observe, Observed};
-use super::lifecycle::{blocking, Lifecycle};
+use super::lifecycle::{blocking, Lifecycle, Observed};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::{ContainerRecord, Entry, OpGuard};
@@ -65,29 +64,22 @@ impl Lifecycle {
         let dir = rec.state_dir.clone();
         if timeout_secs > 0 && rec.state.is_running() {
             let sig = rec.stop_signal;
-            let d = dir.clone();
+            let (d, rt) = (dir.clone(), self.runtime.clone());
             // An already-gone init is not an error: the wait below sees the exit.
-            let _ = blocking(move || {
-                let c =
-                    berth_runtime::Container::load(&d).map_err(super::lifecycle::runtime_error)?;
-                c.kill(sig, false).map_err(super::lifecycle::runtime_error)
-            })
-            .await;
+            let _ = blocking(move || rt.kill(&d, sig, false)).await;
             let grace = Duration::from_secs(timeout_secs.min(i64::from(u32::MAX)) as u64);
-            if wait_exit(&dir, grace).await? {
+            if self.wait_exit(&dir, grace).await? {
                 return self.refresh_locked(id, entry, op).await;
             }
             tracing::info!(container_id = %id, "grace period over, killing");
         }
-        let d = dir.clone();
+        let (d, rt) = (dir.clone(), self.runtime.clone());
         let _ = blocking(move || {
-            let c = berth_runtime::Container::load(&d).map_err(super::lifecycle::runtime_error)?;
-            let _ = c.kill(libc::SIGKILL, false);
-            c.kill(libc::SIGKILL, true)
-                .map_err(super::lifecycle::runtime_error)
+            let _ = rt.kill(&d, libc::SIGKILL, false);
+            rt.kill(&d, libc::SIGKILL, true)
         })
         .await;
-        if !wait_exit(&dir, KILL_WAIT).await? {
+        if !self.wait_exit(&dir, KILL_WAIT).await? {
             return Err(Error::DeadlineExceeded(format!(
                 "container {id} did not exit within {}s of SIGKILL",
                 KILL_WAIT.as_secs()
@@ -95,45 +87,144 @@ impl Lifecycle {
         }
         self.refresh_locked(id, entry, op).await
     }
+
+    /// Waits until the container in `dir` is no longer alive; false on timeout.
+    /// Wakes when the init's pidfd reports its exit (then the monitor records it,
+    /// which `observe` waits for), so a stop does not wait out a polling tick.
+    async fn wait_exit(&self, dir: &std::path::Path, limit: Duration) -> Result<bool> {
+        let deadline = Instant::now() + limit;
+        let (d, rt) = (dir.to_path_buf(), self.runtime.clone());
+        let pidfd = blocking(move || Ok(rt.exit_fd(&d))).await?;
+        // `AsyncFd::new` is deprecated because a type's `as_raw_fd` could change
+        // under the reactor; an `OwnedFd` keeps its fd until dropped.
+        #[allow(deprecated)]
+        let mut exit_signal = pidfd.and_then(|fd| tokio::io::unix::AsyncFd::new(fd).ok());
+        loop {
+            let (d, rt) = (dir.to_path_buf(), self.runtime.clone());
+            let seen = blocking(move || Ok(rt.observe(&d))).await?;
+            if matches!(seen, Observed::Exited { .. } | Observed::Lost(_)) {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let left = deadline - now;
+            match &exit_signal {
+                // Readable stays readable after the exit: once it has fired, the
+                // record is being written and short ticks follow.
+                Some(fd) => {
+                    let wait = left.min(Duration::from_secs(1));
+                    if tokio::time::timeout(wait, fd.readable()).await.is_ok() {
+                        exit_signal = None;
+                    }
+                }
+                None => tokio::time::sleep(POLL.min(left)).await,
+            }
+        }
+    }
 }
 
-/// Waits until the container in `dir` is no longer alive; false on timeout.
-/// Wakes when the init's pidfd reports its exit (then the monitor records it,
-/// which `observe` waits for), so a stop does not wait out a polling tick.
-async fn wait_exit(dir: &std::path::Path, limit: Duration) -> Result<bool> {
-    let deadline = Instant::now() + limit;
-    let d = dir.to_path_buf();
-    let pidfd = blocking(move || {
-        Ok(berth_runtime::Container::load(&d)
-            .ok()
-            .and_then(|c| c.init_pidfd()))
-    })
-    .await?;
-    // `AsyncFd::new` is deprecated because a type's `as_raw_fd` could change
-    // under the reactor; an `OwnedFd` keeps its fd until dropped.
-    #[allow(deprecated)]
-    let mut exit_signal = pidfd.and_then(|fd| tokio::io::unix::AsyncFd::new(fd).ok());
-    loop {
-        let d = dir.to_path_buf();
-        let seen = blocking(move || Ok(observe(&d))).await?;
-        if matches!(seen, Observed::Exited { .. } | Observed::Lost(_)) {
-            return Ok(true);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::lifecycle::fake::TestCri;
+    use crate::cri::lifecycle::ContainerRuntime;
+    use crate::state::ContainerState;
+
+    fn req(id: &str, timeout: i64) -> StopContainerRequest {
+        StopContainerRequest {
+            container_id: id.into(),
+            timeout,
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
-        }
-        let left = deadline - now;
-        match &exit_signal {
-            // Readable stays readable after the exit: once it has fired, the
-            // record is being written and short ticks follow.
-            Some(fd) => {
-                let wait = left.min(Duration::from_secs(1));
-                if tokio::time::timeout(wait, fd.readable()).await.is_ok() {
-                    exit_signal = None;
-                }
-            }
-            None => tokio::time::sleep(POLL.min(left)).await,
-        }
+    }
+
+    #[tokio::test]
+    async fn a_grace_period_sends_the_stop_signal_and_records_the_exit() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        t.cri.stop_container(req(&id, 30)).await.unwrap();
+        let c = t.runtime.container(&t.state_dir(&id)).unwrap();
+        assert_eq!(c.signals, vec![(libc::SIGTERM, false)]);
+        let rec = t.record(&id).unwrap();
+        assert_eq!(rec.state, ContainerState::Exited);
+        assert_eq!(rec.exit_code, 128 + libc::SIGTERM);
+        assert_eq!(rec.reason, "Error");
+    }
+
+    #[tokio::test]
+    async fn no_grace_period_kills_the_init_and_then_the_whole_cgroup() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        t.cri.stop_container(req(&id, 0)).await.unwrap();
+        let c = t.runtime.container(&t.state_dir(&id)).unwrap();
+        assert_eq!(
+            c.signals,
+            vec![(libc::SIGKILL, false), (libc::SIGKILL, true)]
+        );
+        assert_eq!(t.record(&id).unwrap().exit_code, 128 + libc::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn a_container_that_ignores_the_stop_signal_is_killed_after_the_grace_period() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        t.runtime
+            .with(&t.state_dir(&id), |c| c.honours_sigterm = false);
+        t.cri.stop_container(req(&id, 1)).await.unwrap();
+        let c = t.runtime.container(&t.state_dir(&id)).unwrap();
+        assert_eq!(
+            c.signals,
+            vec![
+                (libc::SIGTERM, false),
+                (libc::SIGKILL, false),
+                (libc::SIGKILL, true)
+            ]
+        );
+        assert_eq!(t.record(&id).unwrap().exit_code, 128 + libc::SIGKILL);
+    }
+
+    #[tokio::test]
+    async fn stopping_what_is_stopped_or_gone_succeeds_without_signals() {
+        let t = TestCri::new().await;
+        let id = t.add_container("done", ContainerState::Exited);
+        t.cri.stop_container(req(&id, 10)).await.unwrap();
+        assert!(t
+            .runtime
+            .container(&t.state_dir(&id))
+            .unwrap()
+            .signals
+            .is_empty());
+        // The CRI: a stop of reclaimed resources must not fail.
+        t.cri
+            .stop_container(req(&"f".repeat(64), 10))
+            .await
+            .unwrap();
+        assert!(!t.runtime.calls().contains(&"kill".to_string()));
+    }
+
+    #[tokio::test]
+    async fn bad_requests_name_the_field() {
+        let t = TestCri::new().await;
+        let e = t.cri.stop_container(req("abc", -1)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.to_string().contains("timeout"), "{e}");
+        let e = t.cri.stop_container(req("", 1)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.to_string().contains("container_id"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_container_whose_monitor_vanished_is_recorded_as_unknown_not_stopped_again() {
+        let t = TestCri::new().await;
+        let id = t.add_container("lost", ContainerState::Running);
+        t.runtime.delete(&t.state_dir(&id)).unwrap();
+        t.cri.stop_container(req(&id, 10)).await.unwrap();
+        let rec = t.record(&id).unwrap();
+        assert_eq!(
+            (rec.state, rec.reason.as_str()),
+            (ContainerState::Exited, "Unknown")
+        );
+        assert!(!t.runtime.calls().contains(&"kill".to_string()));
     }
 }

@@ -16,9 +16,7 @@ use super::lifecycle::Lifecycle;
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::state::{new_id, PodState};
-use crate::streaming::{
-    monitor_attach, netns, process, AsyncReadWrite, ProcessIo, StreamRuntime, StreamingServer,
-};
+use crate::streaming::{netns, process, AsyncReadWrite, ProcessIo, StreamRuntime, StreamingServer};
 
 impl CriService {
     pub(crate) async fn exec(&self, mut req: ExecRequest) -> Result<ExecResponse> {
@@ -135,7 +133,7 @@ impl StreamRuntime for CriStreamRuntime {
 
     async fn attach(&self, container_id: &str, tty: bool, stdin: bool) -> Result<ProcessIo> {
         let rec = self.lc.running_container(container_id).await?;
-        monitor_attach::attach_via_monitor(&rec.state_dir.join("attach.sock"), tty, stdin).await
+        self.lc.runtime.attach(&rec.state_dir, tty, stdin).await
     }
 
     async fn port_forward(
@@ -153,5 +151,97 @@ impl StreamRuntime for CriStreamRuntime {
             Some(netns) => netns::connect_in_netns(netns.clone(), port).await?,
         };
         Ok(Box::new(stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::lifecycle::fake::TestCri;
+    use crate::cri::lifecycle::{ContainerRuntime, Observed};
+    use crate::state::ContainerState;
+    use tokio::io::AsyncReadExt;
+
+    async fn stdout_and_exit(io: ProcessIo) -> (String, i32) {
+        let mut out = String::new();
+        io.stdout
+            .expect("stdout")
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
+        (out, io.exit.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn attach_refuses_a_tty_mismatch_and_stdin_the_container_does_not_have() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        let r = |tty, stdin| AttachRequest {
+            container_id: id.clone(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        let e = t.cri.attach(r(true, false)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("tty"), "{e}");
+        let e = t.cri.attach(r(false, true)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+        assert!(e.to_string().contains("stdin"), "{e}");
+        let exited = t.add_container("done", ContainerState::Exited);
+        let e = t
+            .cri
+            .attach(AttachRequest {
+                container_id: exited,
+                ..r(false, false)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_session_attaches_through_the_runtime_to_that_container() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        t.runtime.set_script("echo attached");
+        let rt = CriStreamRuntime {
+            lc: t.cri.lifecycle.clone(),
+        };
+        let io = rt.attach(&id[..10], false, false).await.unwrap();
+        assert_eq!(stdout_and_exit(io).await, ("attached\n".into(), 0));
+        // The runtime lost it: the session fails instead of hanging.
+        t.runtime.delete(&t.state_dir(&id)).unwrap();
+        t.runtime
+            .add(&t.state_dir(&id), Observed::Running { started_at: 1 });
+        t.runtime
+            .fail("attach", || Error::Runtime("fake: no attach socket".into()));
+        assert!(rt.attach(&id, false, false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stream_exec_runs_the_command_and_drops_its_process_file_at_exit() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        t.runtime.set_script("echo in-container; exit 5");
+        let rt = CriStreamRuntime {
+            lc: t.cri.lifecycle.clone(),
+        };
+        let io = rt.exec(&id, vec!["sh".into()], false, false).await.unwrap();
+        assert_eq!(stdout_and_exit(io).await, ("in-container\n".into(), 5));
+        let bundle = t.record(&id).unwrap().bundle;
+        let exec_files = std::fs::read_dir(&bundle)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("exec-"))
+            .count();
+        assert_eq!(exec_files, 0);
+        let created = t.add_container("new", ContainerState::Created);
+        assert!(rt
+            .exec(&created, vec!["sh".into()], false, false)
+            .await
+            .is_err());
     }
 }

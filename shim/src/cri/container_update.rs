@@ -6,7 +6,7 @@ use berth_proto::v1::{
     UpdateContainerResourcesResponse,
 };
 
-use super::lifecycle::{blocking, runtime_error};
+use super::lifecycle::blocking;
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::spec::resources::linux_resources;
@@ -36,13 +36,8 @@ impl CriService {
             )));
         }
         let res = linux_resources(Some(&new))?;
-        let dir = rec.state_dir.clone();
-        blocking(move || {
-            berth_runtime::Container::load(&dir)
-                .and_then(|c| c.update(&res))
-                .map_err(runtime_error)
-        })
-        .await?;
+        let (dir, rt) = (rec.state_dir.clone(), lc.runtime.clone());
+        blocking(move || rt.update(&dir, &res)).await?;
         entry.update(&op, &lc.store, lc.containers.table(), &id, |r| {
             r.config
                 .linux
@@ -67,24 +62,97 @@ impl CriService {
                 "container {id} is not running: its log is closed"
             )));
         }
-        let dir = rec.state_dir.clone();
-        blocking(move || {
-            let c = berth_runtime::Container::load(&dir).map_err(runtime_error)?;
-            let f = c.state_file();
-            if !berth_runtime::container::state::is_alive(f.monitor_pid, f.monitor_start_time) {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {}: its monitor is gone",
-                    c.id()
-                )));
-            }
-            // The monitor reopens its log on SIGUSR1.
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(f.monitor_pid),
-                nix::sys::signal::Signal::SIGUSR1,
-            )
-            .map_err(|e| Error::Runtime(format!("signal monitor {}: {e}", f.monitor_pid)))
-        })
-        .await?;
+        let (dir, rt) = (rec.state_dir.clone(), lc.runtime.clone());
+        blocking(move || rt.reopen_log(&dir)).await?;
         Ok(ReopenContainerLogResponse {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::lifecycle::fake::TestCri;
+    use berth_proto::v1::LinuxContainerResources;
+
+    fn req(id: &str, shares: i64) -> UpdateContainerResourcesRequest {
+        UpdateContainerResourcesRequest {
+            container_id: id.into(),
+            linux: Some(LinuxContainerResources {
+                cpu_shares: shares,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn shares(t: &TestCri, id: &str) -> Option<u64> {
+        let c = t.runtime.container(&t.state_dir(id)).unwrap();
+        c.resources?.cpu().as_ref()?.shares()
+    }
+
+    #[tokio::test]
+    async fn new_limits_reach_the_runtime_and_the_record() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        t.cri
+            .update_container_resources(req(&id, 512))
+            .await
+            .unwrap();
+        assert_eq!(shares(&t, &id), Some(512));
+        let rec = t.record(&id).unwrap();
+        let kept = rec.config.linux.unwrap().resources.unwrap();
+        assert_eq!(kept.cpu_shares, 512);
+    }
+
+    #[tokio::test]
+    async fn an_exited_container_is_not_updated() {
+        let t = TestCri::new().await;
+        let id = t.add_container("done", ContainerState::Exited);
+        let e = t
+            .cri
+            .update_container_resources(req(&id, 512))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+        assert!(!t.runtime.calls().contains(&"update".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_refused_update_leaves_the_recorded_limits_alone() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        t.runtime.fail("update", || {
+            Error::RuntimeCall(berth_runtime::Error::Cgroup {
+                path: "/sys/fs/cgroup/cpu/x".into(),
+                msg: "write cpu.shares: invalid argument".into(),
+            })
+        });
+        let e = t
+            .cri
+            .update_container_resources(req(&id, 512))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("cpu.shares"), "{e}");
+        let rec = t.record(&id).unwrap();
+        assert!(rec.config.linux.and_then(|l| l.resources).is_none());
+    }
+
+    #[tokio::test]
+    async fn reopen_log_asks_the_monitor_of_a_running_container_only() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        let r = |id: &str| ReopenContainerLogRequest {
+            container_id: id.into(),
+        };
+        t.cri.reopen_container_log(r(&id)).await.unwrap();
+        assert_eq!(
+            t.runtime.container(&t.state_dir(&id)).unwrap().log_reopened,
+            1
+        );
+        let created = t.add_container("new", ContainerState::Created);
+        let e = t.cri.reopen_container_log(r(&created)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+        let e = t.cri.reopen_container_log(r("abcdef")).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
     }
 }

@@ -304,4 +304,72 @@ mod tests {
         let got = read_capped(Some(&data[..])).await.unwrap();
         assert_eq!(got.len(), OUTPUT_CAP);
     }
+
+    mod through_the_rpc {
+        use super::*;
+        use crate::cri::lifecycle::fake::TestCri;
+        use crate::state::ContainerState;
+
+        fn req(id: &str, cmd: &[&str], timeout: i64) -> ExecSyncRequest {
+            ExecSyncRequest {
+                container_id: id.into(),
+                cmd: cmd.iter().map(|s| s.to_string()).collect(),
+                timeout,
+            }
+        }
+
+        #[tokio::test]
+        async fn output_and_exit_code_come_back_and_the_process_file_goes() {
+            let t = TestCri::new().await;
+            let id = t.add_container("web", ContainerState::Running);
+            t.runtime.set_script("echo out; echo err >&2; exit 3");
+            let r = t.cri.exec_sync(req(&id, &["probe"], 5)).await.unwrap();
+            assert_eq!(
+                (r.stdout.as_slice(), r.stderr.as_slice(), r.exit_code),
+                (&b"out\n"[..], &b"err\n"[..], 3)
+            );
+            let bundle = t.record(&id).unwrap().bundle;
+            let left: Vec<_> = std::fs::read_dir(&bundle)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .filter(|n| n.to_string_lossy().starts_with("exec-"))
+                .collect();
+            assert!(left.is_empty(), "{left:?}");
+        }
+
+        #[tokio::test]
+        async fn a_command_past_its_timeout_is_deadline_exceeded_naming_it() {
+            let t = TestCri::new().await;
+            let id = t.add_container("web", ContainerState::Running);
+            t.runtime.set_script("sleep 30");
+            let e = t.cri.exec_sync(req(&id, &["slow"], 1)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::DeadlineExceeded, "{e}");
+            assert!(e.to_string().contains("slow"), "{e}");
+        }
+
+        #[tokio::test]
+        async fn only_a_running_container_execs_and_bad_requests_name_the_field() {
+            let t = TestCri::new().await;
+            let created = t.add_container("new", ContainerState::Created);
+            let e = t
+                .cri
+                .exec_sync(req(&created, &["id"], 1))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+            let e = t.cri.exec_sync(req(&created, &[], 1)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+            assert!(e.to_string().contains("cmd"), "{e}");
+            let e = t
+                .cri
+                .exec_sync(req(&created, &["id"], -1))
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("timeout"), "{e}");
+            let e = t.cri.exec_sync(req("00ff", &["id"], 1)).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+            assert!(!t.runtime.calls().contains(&"exec_command".to_string()));
+        }
+    }
 }

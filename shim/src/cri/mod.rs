@@ -75,6 +75,15 @@ impl CriService {
     /// so the socket can be bound first and a client that comes early (kubelet
     /// restarted with berthd) hears "retry" instead of "connection refused".
     pub async fn open(config: Config) -> Result<CriService> {
+        CriService::open_with_runtime(config, None).await
+    }
+
+    /// [`CriService::open`] over another container runtime than berth-monitor
+    /// (`None`: the real one); unit tests pass `lifecycle::fake::FakeRuntime`.
+    pub(crate) async fn open_with_runtime(
+        config: Config,
+        runtime: Option<Arc<dyn lifecycle::ContainerRuntime>>,
+    ) -> Result<CriService> {
         let root = config.root.clone();
         // Both are root's alone; an older or hand-made store is tightened
         // before anything is served from it (see `store::dirs`).
@@ -92,11 +101,15 @@ impl CriService {
         )?);
         images.set_volatile_rootfs(config.volatile_rootfs);
         let config = Arc::new(config);
-        let lifecycle = Arc::new(lifecycle::Lifecycle::new(
-            config.clone(),
-            store.clone(),
-            images.clone(),
-        ));
+        let lifecycle = Arc::new(match runtime {
+            None => lifecycle::Lifecycle::new(config.clone(), store.clone(), images.clone()),
+            Some(rt) => lifecycle::Lifecycle::with_runtime(
+                config.clone(),
+                store.clone(),
+                images.clone(),
+                rt,
+            ),
+        });
         crate::metrics::objects::attach(&lifecycle);
         Ok(CriService {
             lifecycle,

@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::container_exit::{observe, Observed};
-use super::lifecycle::Lifecycle;
 use super::lifecycle::{remove_dir_if_exists, unmount};
+use super::lifecycle::{Lifecycle, Observed};
 use crate::error::Result;
 use crate::state::{check_version, ContainerRecord, ContainerState, PodRecord, PodState};
 
@@ -81,7 +80,7 @@ impl Lifecycle {
                 }
                 ContainerState::Created | ContainerState::Running => {
                     let before = rec.clone();
-                    match observe(&rec.state_dir) {
+                    match self.runtime.observe(&rec.state_dir) {
                         Observed::Created => {}
                         Observed::Running { started_at } => {
                             rec.state = ContainerState::Running;
@@ -154,7 +153,7 @@ impl Lifecycle {
     }
 
     fn roll_back_container(&self, rec: &ContainerRecord) -> Result<()> {
-        berth_runtime::delete_dir(&rec.state_dir, true).map_err(super::lifecycle::runtime_error)?;
+        self.runtime.delete(&rec.state_dir)?;
         self.images.release_rootfs(&rec.id)?;
         remove_dir_if_exists(&rec.bundle)?;
         self.store.delete(self.containers.table(), &rec.id)?;

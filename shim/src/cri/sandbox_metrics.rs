@@ -19,7 +19,7 @@ use berth_proto::v1::{
 };
 
 use super::container_status::STREAM_PAGE;
-use super::lifecycle::{blocking, runtime_error, Lifecycle};
+use super::lifecycle::{blocking, Lifecycle};
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
 use crate::state::{now_nanos, ContainerRecord, ContainerState, PodRecord, PodState};
@@ -184,13 +184,8 @@ impl Lifecycle {
                 && matches!(c.state, ContainerState::Created | ContainerState::Running)
         });
         for c in containers {
-            let dir = c.state_dir.clone();
-            let sampled = blocking(move || {
-                berth_runtime::Container::load(&dir)
-                    .and_then(|c| c.stats())
-                    .map_err(runtime_error)
-            })
-            .await;
+            let (dir, rt) = (c.state_dir.clone(), self.runtime.clone());
+            let sampled = blocking(move || rt.stats(&dir)).await;
             let s = match sampled {
                 Ok(s) => s,
                 // Gone between the listing and the sample: it has no metrics.

@@ -13,7 +13,7 @@ use berth_proto::v1::{
 };
 
 use super::container_status::STREAM_PAGE;
-use super::lifecycle::Lifecycle;
+use super::lifecycle::{blocking, Lifecycle};
 use super::{BoxStream, CriService};
 use crate::error::{Error, Result};
 use crate::network::{InterfaceCounters, POD_IFNAME};
@@ -74,12 +74,8 @@ impl Lifecycle {
             .containers
             .records_where(|c| c.pod_id == pod.id && c.state.is_running())
         {
-            let dir = c.state_dir.clone();
-            if let Ok(Ok(s)) = tokio::task::spawn_blocking(move || {
-                berth_runtime::Container::load(&dir).and_then(|c| c.stats())
-            })
-            .await
-            {
+            let (dir, rt) = (c.state_dir.clone(), self.runtime.clone());
+            if let Ok(s) = blocking(move || rt.stats(&dir)).await {
                 pids += s.pids;
             }
         }

@@ -212,6 +212,14 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
 
     /// Like [`Objects::find`], but a miss is `NOT_FOUND` naming the id.
     pub fn must_find(&self, id: &str) -> Result<(String, Arc<Entry<R>>)> {
+        if id.is_empty() {
+            // An empty id is a malformed request, not an object that is gone
+            // (the request field is `container_id` or `pod_sandbox_id`).
+            return Err(Error::InvalidArgument(format!(
+                "{}_id: empty",
+                self.kind.replace(' ', "_")
+            )));
+        }
         self.find(id)?
             .ok_or_else(|| Error::NotFound(format!("{} {id:?} not found", self.kind)))
     }

@@ -14,18 +14,23 @@ mod cpu_samples;
 mod host_fs;
 mod monitor;
 mod rollback;
+mod runtime;
 mod tasks;
 
 pub(crate) use cpu_samples::CpuSamples;
 pub(crate) use host_fs::{mount_shm, remove_dir_if_exists, unmount};
 pub(crate) use rollback::Rollback;
+pub(crate) use runtime::{ContainerRuntime, Observed};
+#[cfg(test)]
+pub(crate) mod fake;
 pub(crate) use tasks::{blocking, detached};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_proto::encoded::{ListContainersReply, ListPodSandboxReply};
 use berth_proto::v1::ContainerEventResponse;
+use berth_runtime::monitor::command::MonitorCommand;
 use tokio::sync::broadcast;
 
 use crate::config::Config;
@@ -56,8 +61,8 @@ pub(crate) struct Lifecycle {
     pub pod_names: Names,
     pub container_names: Names,
     pub events: broadcast::Sender<ContainerEventResponse>,
-    /// The `berth-monitor` binary.
-    pub monitor: PathBuf,
+    /// The container runtime (the seam unit tests replace).
+    pub runtime: Arc<dyn ContainerRuntime>,
     /// Previous CPU samples, for ContainerStats' usage rate.
     pub cpu_samples: CpuSamples,
     /// Pod networking through CNI plugins.
@@ -66,7 +71,17 @@ pub(crate) struct Lifecycle {
 
 impl Lifecycle {
     pub fn new(config: Arc<Config>, store: Arc<Store>, images: Arc<ImageService>) -> Lifecycle {
-        let monitor = monitor::monitor_path(&config);
+        let runtime = Arc::new(monitor::MonitorRuntime::new(&config));
+        Lifecycle::with_runtime(config, store, images, runtime)
+    }
+
+    /// A lifecycle over another runtime: the unit tests' fake.
+    pub fn with_runtime(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        images: Arc<ImageService>,
+        runtime: Arc<dyn ContainerRuntime>,
+    ) -> Lifecycle {
         let cni = Arc::new(crate::network::Cni::new(config.cni.resolved(&config.root)));
         Lifecycle {
             cni,
@@ -80,7 +95,7 @@ impl Lifecycle {
             pod_names: Names::default(),
             container_names: Names::default(),
             events: broadcast::channel(EVENT_BACKLOG).0,
-            monitor,
+            runtime,
             cpu_samples: Default::default(),
         }
     }
@@ -107,6 +122,22 @@ impl Lifecycle {
     /// ~10 ms). Volatile like the rest of the state dir, and rebuilt on demand.
     pub fn seccomp_cache_dir(&self) -> PathBuf {
         self.config.state_dir.join("seccomp")
+    }
+
+    /// `berth-monitor exec` of the process in `process_file` in the container
+    /// whose monitor state is in `state_dir`.
+    pub fn exec_helper(
+        &self,
+        state_dir: &Path,
+        process_file: &Path,
+        tty: bool,
+    ) -> tokio::process::Command {
+        self.runtime.exec_command(state_dir, process_file, tty)
+    }
+
+    /// Runs `berth-monitor <cmd>` and returns its stdout.
+    pub async fn run_monitor(&self, cmd: &MonitorCommand) -> Result<String> {
+        self.runtime.run_monitor(cmd).await
     }
 
     /// `<root>/containers/<id>`: the OCI bundle (config.json next to the rootfs).

@@ -1,39 +1,46 @@
-//! How berthd runs `berth-monitor`: finding the binary, one-shot subcommands
-//! whose stdout is the answer, and the exec helper streaming RPCs attach to.
+//! The real [`ContainerRuntime`]: `berth-monitor` subcommands (found next
+//! to berthd unless configured) for whatever needs a fresh process, and the
+//! `berth_runtime` library for reading state, signals and cgroups.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use berth_runtime::monitor::command::MonitorCommand;
+use berth_runtime::Container;
+use oci_spec::runtime::LinuxResources;
 
-use super::Lifecycle;
+use super::runtime::{ContainerRuntime, Observed};
+use super::runtime_error;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::streaming::monitor_attach::attach_via_monitor;
+use crate::streaming::ProcessIo;
 
-impl Lifecycle {
-    /// `berth-monitor exec` of the process in `process_file` in the container
-    /// whose monitor state is in `state_dir`.
-    pub fn exec_helper(
-        &self,
-        state_dir: &Path,
-        process_file: &Path,
-        tty: bool,
-    ) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(&self.monitor);
-        c.args(
-            MonitorCommand::Exec {
-                state_dir: state_dir.to_path_buf(),
-                process: process_file.to_path_buf(),
-                tty,
-                seccomp_cache: Some(self.seccomp_cache_dir()),
-            }
-            .encode(),
-        );
-        c
+/// The runtime berthd uses: `berth-monitor` for anything that needs a new
+/// process, the `berth_runtime` library for the rest.
+pub(crate) struct MonitorRuntime {
+    /// The `berth-monitor` binary.
+    monitor: PathBuf,
+    /// Compiled seccomp programs shared by creates and execs.
+    seccomp_cache: PathBuf,
+}
+
+impl MonitorRuntime {
+    pub fn new(config: &Config) -> MonitorRuntime {
+        MonitorRuntime {
+            monitor: monitor_path(config),
+            seccomp_cache: config.state_dir.join("seccomp"),
+        }
     }
 
-    /// Runs `berth-monitor <cmd>` and returns its stdout; a failure carries the
-    /// one-line reason the monitor printed.
-    pub async fn run_monitor(&self, cmd: &MonitorCommand) -> Result<String> {
+    fn load(state_dir: &Path) -> Result<Container> {
+        Container::load(state_dir).map_err(runtime_error)
+    }
+}
+
+#[async_trait::async_trait]
+impl ContainerRuntime for MonitorRuntime {
+    async fn run_monitor(&self, cmd: &MonitorCommand) -> Result<String> {
         let sub = cmd.name();
         let out = tokio::process::Command::new(&self.monitor)
             .args(cmd.encode())
@@ -54,6 +61,108 @@ impl Lifecycle {
                 msg.to_string()
             }
         )))
+    }
+
+    fn exec_command(
+        &self,
+        state_dir: &Path,
+        process_file: &Path,
+        tty: bool,
+    ) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.monitor);
+        c.args(
+            MonitorCommand::Exec {
+                state_dir: state_dir.to_path_buf(),
+                process: process_file.to_path_buf(),
+                tty,
+                seccomp_cache: Some(self.seccomp_cache.clone()),
+            }
+            .encode(),
+        );
+        c
+    }
+
+    async fn attach(&self, state_dir: &Path, tty: bool, stdin: bool) -> Result<ProcessIo> {
+        attach_via_monitor(&state_dir.join("attach.sock"), tty, stdin).await
+    }
+
+    fn observe(&self, state_dir: &Path) -> Observed {
+        use berth_runtime::{Error as R, Status};
+        let c = match Container::load(state_dir) {
+            Ok(c) => c,
+            Err(R::NotFound(_)) => {
+                return Observed::Lost(
+                    "the container's runtime state is gone (node rebooted?)".into(),
+                )
+            }
+            Err(e) => return Observed::Lost(format!("cannot load runtime state: {e}")),
+        };
+        match c.state() {
+            Ok(s) => match s.status {
+                Status::Created => Observed::Created,
+                Status::Running => Observed::Running {
+                    started_at: s.started_at.unwrap_or(0),
+                },
+                Status::Stopped => match s.exit {
+                    Some(x) => Observed::Exited {
+                        code: x.code,
+                        finished_at: x.finished_at,
+                        oom_killed: x.oom_killed,
+                    },
+                    None => Observed::Lost(
+                        "the container's monitor ended without recording the exit".into(),
+                    ),
+                },
+            },
+            Err(e) => Observed::Lost(format!("cannot read runtime state: {e}")),
+        }
+    }
+
+    fn start(&self, state_dir: &Path) -> Result<Option<i64>> {
+        let c = Self::load(state_dir)?;
+        c.start().map_err(runtime_error)?;
+        Ok(c.state().ok().and_then(|s| s.started_at))
+    }
+
+    fn kill(&self, state_dir: &Path, signal: i32, all: bool) -> Result<()> {
+        Self::load(state_dir)?
+            .kill(signal, all)
+            .map_err(runtime_error)
+    }
+
+    fn exit_fd(&self, state_dir: &Path) -> Option<OwnedFd> {
+        Container::load(state_dir).ok().and_then(|c| c.init_pidfd())
+    }
+
+    fn update(&self, state_dir: &Path, resources: &LinuxResources) -> Result<()> {
+        Self::load(state_dir)?
+            .update(resources)
+            .map_err(runtime_error)
+    }
+
+    fn stats(&self, state_dir: &Path) -> Result<berth_runtime::Stats> {
+        Self::load(state_dir)?.stats().map_err(runtime_error)
+    }
+
+    fn reopen_log(&self, state_dir: &Path) -> Result<()> {
+        let c = Self::load(state_dir)?;
+        let f = c.state_file();
+        if !berth_runtime::container::state::is_alive(f.monitor_pid, f.monitor_start_time) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {}: its monitor is gone",
+                c.id()
+            )));
+        }
+        // The monitor reopens its log on SIGUSR1.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(f.monitor_pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .map_err(|e| Error::Runtime(format!("signal monitor {}: {e}", f.monitor_pid)))
+    }
+
+    fn delete(&self, state_dir: &Path) -> Result<()> {
+        berth_runtime::delete_dir(state_dir, true).map_err(runtime_error)
     }
 }
 
