@@ -16,7 +16,7 @@ use berth_runtime::monitor::command::{MonitorCommand, DEFAULT_CGROUP_ROOT};
 use berth_runtime::security::SecurityOptions;
 
 use super::lifecycle::remove_dir_if_exists;
-use super::lifecycle::{blocking, detached, Lifecycle, Rollback};
+use super::lifecycle::{blocking, detached, settle, Lifecycle, Rollback};
 use super::CriService;
 use crate::error::{Error, Result};
 use crate::spec::{self, PodFiles, PodNamespaces, SpecInput};
@@ -53,7 +53,7 @@ impl Lifecycle {
         let id = new_id()?;
         // The name first, the pod lock second: a kubelet retry must find the
         // first call in flight, not queue behind it on the pod.
-        let mut guard = match self.container_names.reserve(&name, &id) {
+        let guard = match self.container_names.reserve(&name, &id) {
             Reservation::Fresh(g) => g,
             Reservation::InFlight { done, .. } => {
                 return wait_outcome(done).await.map_err(outcome_error);
@@ -100,36 +100,20 @@ impl Lifecycle {
             }
         };
         drop(pod_op);
-        match result {
-            Ok(rec) => {
-                guard.commit();
-                tracing::info!(container_id = %id, pod_sandbox_id = %pod_id, name, "container created");
-                self.emit(ContainerEventType::ContainerCreatedEvent, &rec);
-                Ok(id)
-            }
-            Err((e, clean)) => {
-                guard.fail(&e);
-                let Some(entry) = self.containers.get(&id) else {
-                    return Err(e);
-                };
-                if clean {
-                    self.containers.remove(&self.store, &id)?;
-                } else {
-                    // Something could not be undone: keep the record as Unknown
-                    // so RemoveContainer (kubelet's cleanup) or the next start
-                    // finishes the job, instead of leaking it without a trace.
-                    tracing::error!(container_id = %id, "container rollback was incomplete; keeping it for removal");
-                    let op = entry.lock().await;
-                    let msg = format!("creation failed and could not be fully undone: {e}");
-                    entry.update(&op, &self.store, self.containers.table(), &id, |r| {
-                        r.state = ContainerState::Unknown;
-                        r.message = msg;
-                    })?;
-                    guard.keep_failed();
-                }
-                Err(e)
-            }
+        let (outcome, created) = match result {
+            Ok(rec) => (Ok(()), Some(rec)),
+            Err(failed) => (Err(failed), None),
+        };
+        settle(&self.containers, &self.store, guard, outcome, |r, e| {
+            r.state = ContainerState::Unknown;
+            r.message = format!("creation failed and could not be fully undone: {e}");
+        })
+        .await?;
+        if let Some(rec) = created {
+            tracing::info!(container_id = %id, pod_sandbox_id = %pod_id, name, "container created");
+            self.emit(ContainerEventType::ContainerCreatedEvent, &rec);
         }
+        Ok(id)
     }
 
     async fn make_container(

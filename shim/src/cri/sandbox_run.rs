@@ -16,7 +16,7 @@ use berth_proto::v1::{
 };
 
 use super::lifecycle::{
-    blocking, detached, mount_shm, remove_dir_if_exists, runtime_error, unmount, Lifecycle,
+    blocking, detached, mount_shm, remove_dir_if_exists, runtime_error, settle, unmount, Lifecycle,
     Rollback,
 };
 use super::CriService;
@@ -46,7 +46,7 @@ impl Lifecycle {
         let md = config.metadata.clone().unwrap_or_default();
         let name = PodRecord::reservation_name(&md);
         let id = new_id()?;
-        let mut guard = match self.pod_names.reserve(&name, &id) {
+        let guard = match self.pod_names.reserve(&name, &id) {
             Reservation::Fresh(g) => g,
             Reservation::InFlight { done, .. } => {
                 // kubelet's retry of a call that is still running: same outcome.
@@ -62,36 +62,22 @@ impl Lifecycle {
         // included) names the new pod sandbox.
         tracing::Span::current().record("pod_sandbox_id", id.as_str());
         let mut rollback = Rollback::default();
-        match self
+        let outcome = match self
             .create_pod(&id, &name, config, req.runtime_handler, &mut rollback)
             .await
         {
             Ok(()) => {
                 rollback.disarm();
-                guard.commit();
-                tracing::info!(pod_sandbox_id = %id, name, "pod sandbox ready");
-                Ok(id)
+                Ok(())
             }
-            Err(e) => {
-                guard.fail(&e);
-                if rollback.run().await {
-                    if self.pods.get(&id).is_some() {
-                        self.pods.remove(&self.store, &id)?;
-                    }
-                } else if let Some(entry) = self.pods.get(&id) {
-                    // Something could not be undone: keep the record (NotReady)
-                    // so RemovePodSandbox or the next start cleans it up,
-                    // instead of leaking what is left without a trace.
-                    tracing::error!(pod_sandbox_id = %id, "pod sandbox rollback was incomplete; keeping it for removal");
-                    let op = entry.lock().await;
-                    entry.update(&op, &self.store, self.pods.table(), &id, |r| {
-                        r.state = PodState::NotReady
-                    })?;
-                    guard.keep_failed();
-                }
-                Err(e)
-            }
-        }
+            Err(e) => Err((e, rollback.run().await)),
+        };
+        settle(&self.pods, &self.store, guard, outcome, |r, _| {
+            r.state = PodState::NotReady
+        })
+        .await?;
+        tracing::info!(pod_sandbox_id = %id, name, "pod sandbox ready");
+        Ok(id)
     }
 
     async fn create_pod(

@@ -19,7 +19,7 @@ mod tasks;
 
 pub(crate) use cpu_samples::CpuSamples;
 pub(crate) use host_fs::{mount_shm, remove_dir_if_exists, unmount};
-pub(crate) use rollback::Rollback;
+pub(crate) use rollback::{settle, Rollback};
 pub(crate) use runtime::{ContainerRuntime, Observed};
 #[cfg(test)]
 pub(crate) mod fake;

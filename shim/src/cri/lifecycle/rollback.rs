@@ -3,7 +3,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::error::Result;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Error, Result};
+use crate::state::{Listed, NameGuard, Objects};
+use crate::store::Store;
 
 type UndoFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = Result<()>> + Send>> + Send>;
 
@@ -44,6 +48,45 @@ impl Rollback {
     }
 }
 
+/// How a create RPC ends, the same for pods and containers. Success commits
+/// the name (retries waiting on it get the id). On failure the waiters get
+/// the error; a record the create had written is dropped when the rollback
+/// was `clean`, and otherwise kept, changed by `mark` (NotReady, Unknown), with
+/// the name held by it, so the kubelet's remove or the next start finishes
+/// the cleanup instead of something leaking without a trace.
+pub(crate) async fn settle<R>(
+    objects: &Objects<R>,
+    store: &Store,
+    mut guard: NameGuard,
+    outcome: std::result::Result<(), (Error, bool)>,
+    mark: impl FnOnce(&mut R, &Error),
+) -> Result<()>
+where
+    R: Clone + Serialize + DeserializeOwned + Listed,
+{
+    let id = guard.id().to_string();
+    let (e, clean) = match outcome {
+        Ok(()) => {
+            guard.commit();
+            return Ok(());
+        }
+        Err(failed) => failed,
+    };
+    guard.fail(&e);
+    let Some(entry) = objects.get(&id) else {
+        return Err(e);
+    };
+    if clean {
+        objects.remove(store, &id)?;
+    } else {
+        tracing::error!(id = %id, error = %e, "rollback was incomplete; keeping the record for removal");
+        let op = entry.lock().await;
+        entry.update(&op, store, objects.table(), &id, |r| mark(r, &e))?;
+        guard.keep_failed();
+    }
+    Err(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +123,65 @@ mod tests {
         });
         rb.disarm();
         assert!(!*hit.lock().unwrap());
+    }
+
+    mod settle {
+        use super::super::settle;
+        use crate::cri::lifecycle::fake::TestCri;
+        use crate::error::Error;
+        use crate::state::{ContainerState, NameGuard, Reservation};
+
+        fn reserve(t: &TestCri, name: &str, id: &str) -> NameGuard {
+            match t.cri.lifecycle.container_names.reserve(name, id) {
+                Reservation::Fresh(g) => g,
+                _ => panic!("{name} is taken"),
+            }
+        }
+
+        async fn fail(t: &TestCri, id: &str, clean: bool) -> Error {
+            let lc = &t.cri.lifecycle;
+            let guard = reserve(t, "c", id);
+            let e = Error::Runtime("step 3 failed".into());
+            settle(&lc.containers, &lc.store, guard, Err((e, clean)), |r, e| {
+                r.state = ContainerState::Unknown;
+                r.message = e.to_string();
+            })
+            .await
+            .unwrap_err()
+        }
+
+        #[tokio::test]
+        async fn a_clean_rollback_leaves_no_record_and_frees_the_name() {
+            let t = TestCri::new().await;
+            let id = t.add_container("a", ContainerState::Creating);
+            let e = fail(&t, &id, true).await;
+            assert!(e.to_string().contains("step 3"), "{e}");
+            assert!(t.record(&id).is_none());
+            assert!(t.cri.lifecycle.container_names.holder("c").is_none());
+        }
+
+        #[tokio::test]
+        async fn an_incomplete_rollback_keeps_the_record_marked_and_the_name_held() {
+            let t = TestCri::new().await;
+            let id = t.add_container("a", ContainerState::Creating);
+            fail(&t, &id, false).await;
+            let rec = t.record(&id).expect("kept for removal");
+            assert_eq!(rec.state, ContainerState::Unknown);
+            assert!(rec.message.contains("step 3"), "{}", rec.message);
+            assert_eq!(t.cri.lifecycle.container_names.holder("c"), Some(id));
+        }
+
+        #[tokio::test]
+        async fn success_commits_the_name() {
+            let t = TestCri::new().await;
+            let lc = &t.cri.lifecycle;
+            let id = t.add_container("a", ContainerState::Created);
+            let guard = reserve(&t, "c", &id);
+            settle(&lc.containers, &lc.store, guard, Ok(()), |_, _| {})
+                .await
+                .unwrap();
+            assert_eq!(lc.container_names.holder("c"), Some(id.clone()));
+            assert_eq!(t.record(&id).unwrap().state, ContainerState::Created);
+        }
     }
 }
