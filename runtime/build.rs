@@ -48,10 +48,10 @@ fn main() {
         Some(driver) => {
             let mut c = Command::new(driver);
             c.arg(&rustc);
-            // The workspace's [workspace.lints.clippy]; CLIPPY_ARGS (cargo
+            // The workspace's [workspace.lints.*] tables; CLIPPY_ARGS (cargo
             // clippy's own `-- -D warnings`) reaches clippy-driver through
             // the environment.
-            c.args(["-D", "clippy::undocumented_unsafe_blocks"]);
+            c.args(workspace_lints());
             c
         }
         None => Command::new(&rustc),
@@ -80,4 +80,46 @@ fn main() {
         .status()
         .expect("run rustc for lite/main.rs");
     assert!(status.success(), "building berth-monitor-serve failed");
+}
+
+/// The workspace's lint table (`[workspace.lints.rust]` and
+/// `[workspace.lints.clippy]` of the root Cargo.toml) as rustc flags, so lite
+/// is linted by the same list as every crate, with no second copy of it.
+fn workspace_lints() -> Vec<String> {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"))
+        .join("../Cargo.toml");
+    println!("cargo:rerun-if-changed={}", manifest.display());
+    let text = std::fs::read_to_string(&manifest).expect("read the workspace Cargo.toml");
+    let mut prefix = None;
+    let mut flags = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            prefix = match line {
+                "[workspace.lints.rust]" => Some(""),
+                "[workspace.lints.clippy]" => Some("clippy::"),
+                _ => None,
+            };
+            continue;
+        }
+        let (Some(prefix), Some((name, level))) = (prefix, line.split_once('=')) else {
+            continue;
+        };
+        if name.trim_start().starts_with('#') {
+            continue;
+        }
+        let flag = match level.trim().trim_matches('"') {
+            "deny" | "forbid" => "-D",
+            "warn" => "-W",
+            "allow" => "-A",
+            other => panic!("{}: lint {name}: unknown level {other}", manifest.display()),
+        };
+        flags.push(flag.to_string());
+        flags.push(format!("{prefix}{}", name.trim()));
+    }
+    assert!(
+        flags.len() >= 2,
+        "no [workspace.lints] found in {}",
+        manifest.display()
+    );
+    flags
 }

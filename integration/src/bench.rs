@@ -41,6 +41,12 @@ impl Outcome {
         }
         let mut v = s.clone();
         v.sort();
+        // q is in [0, 1]: the rank is in 0..=len.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
         Some(v[rank - 1])
     }

@@ -366,8 +366,9 @@ impl AsyncWrite for Sink {
             .seen
             .count
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
-        if (before as usize) < self.keep {
-            let take = (self.keep - before as usize).min(buf.len());
+        let before = usize::try_from(before).unwrap_or(usize::MAX);
+        if before < self.keep {
+            let take = (self.keep - before).min(buf.len());
             let mut head = self.seen.head.lock().unwrap_or_else(|p| p.into_inner());
             head.extend_from_slice(&buf[..take]);
         }

@@ -415,7 +415,7 @@ impl Berthd {
         let Some(mut child) = self.child.take() else {
             return Ok(None);
         };
-        let pid = child.id() as i32;
+        let pid = i32::try_from(child.id()).expect("pids fit i32");
         if matches!(child.try_wait(), Ok(None)) {
             kill(Pid::from_raw(pid), Signal::SIGTERM)
                 .map_err(|source| Error::Signal { pid, source })?;
@@ -439,7 +439,7 @@ impl Berthd {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
-        let pid = child.id() as i32;
+        let pid = i32::try_from(child.id()).expect("pids fit i32");
         let _ = child.kill();
         child
             .wait()

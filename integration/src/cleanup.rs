@@ -53,7 +53,13 @@ pub fn kill_processes_under(dir: &Path) -> usize {
                 ours = mounts.contains(&needle);
             }
         }
-        if ours && kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok() {
+        if ours
+            && kill(
+                Pid::from_raw(i32::try_from(pid).unwrap_or(0)),
+                Signal::SIGKILL,
+            )
+            .is_ok()
+        {
             killed += 1;
         }
     }

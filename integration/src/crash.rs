@@ -161,8 +161,10 @@ pub async fn run(
             ..Default::default()
         };
         let target = STEPS[(rng.next_u32() as usize) % STEPS.len()];
-        let delay =
-            Duration::from_micros(rng.next_u64() % (options.max_delay.as_micros() as u64 + 1));
+        let delay = Duration::from_micros(
+            rng.next_u64()
+                % (u64::try_from(options.max_delay.as_micros()).unwrap_or(u64::MAX - 1) + 1),
+        );
         *report
             .kills_by_step
             .entry(format!("{target:?}"))

@@ -134,6 +134,13 @@ pub struct LayerBuilder {
     tar: tar::Builder<Vec<u8>>,
 }
 
+// By hand: tar's builder has no Debug.
+impl std::fmt::Debug for LayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerBuilder").finish_non_exhaustive()
+    }
+}
+
 impl Default for LayerBuilder {
     fn default() -> Self {
         Self::new()

@@ -97,6 +97,7 @@ pub struct PodSpec {
 }
 
 /// A fake API server on loopback; see the module doc.
+#[derive(Debug)]
 pub struct FakeApiServer {
     /// `http://127.0.0.1:PORT`, for `kubectl --server`.
     pub url: String,

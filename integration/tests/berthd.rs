@@ -292,7 +292,7 @@ async fn a_client_during_recovery_gets_unavailable_then_ok() {
     wait_for("CNI ADD", || logged("ADD") || run.is_finished()).await;
     assert!(!run.is_finished(), "RunPodSandbox ended: {:?}", run.await);
     berthd.kill9().unwrap();
-    assert!(run.await.unwrap().is_err());
+    run.await.unwrap().unwrap_err();
     // The orphaned ADD may finish now; nobody is left to hear it.
     std::fs::write(release("ADD"), "").unwrap();
 

@@ -381,7 +381,7 @@ async fn port_forward_serves_local_connections() {
         assert!(resp.ends_with("hello-from-pod\n"), "{t}: {resp}");
         // Ctrl-C ends it cleanly.
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
             nix::sys::signal::Signal::SIGINT,
         )
         .unwrap();

@@ -122,7 +122,7 @@ async fn python_grpcio_and_an_empty_authority_are_served() {
 }
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    let mut f = u32::try_from(payload.len()).unwrap().to_be_bytes()[1..].to_vec();
     f.extend_from_slice(&[kind, flags]);
     f.extend_from_slice(&stream.to_be_bytes());
     f.extend_from_slice(payload);
@@ -144,9 +144,9 @@ async fn version_with_authority(socket: &Path, authority: &str) -> VersionRespon
     ] {
         // Literal without indexing, new name; lengths below 127 fit one byte.
         block.push(0);
-        block.push(n.len() as u8);
+        block.push(u8::try_from(n.len()).unwrap());
         block.extend_from_slice(n.as_bytes());
-        block.push(v.len() as u8);
+        block.push(u8::try_from(v.len()).unwrap());
         block.extend_from_slice(v.as_bytes());
     }
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();

@@ -161,7 +161,7 @@ async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
         ],
         options: vec!["ndots:5".into()],
     });
-    let host_port = 20000 + (std::process::id() % 20000) as i32;
+    let host_port = 20000 + i32::try_from(std::process::id() % 20000).unwrap();
     pa.port_mappings = vec![PortMapping {
         protocol: Protocol::Tcp as i32,
         container_port: 8080,
@@ -344,7 +344,7 @@ async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
         pc.port_mappings = vec![PortMapping {
             protocol: Protocol::Tcp as i32,
             container_port: 80,
-            host_port: 30000 + i as i32,
+            host_port: 30000 + i32::try_from(i).unwrap(),
             host_ip: String::new(),
         }];
         let pod = run_pod(&mut cri, &pc).await;

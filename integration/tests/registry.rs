@@ -277,10 +277,10 @@ async fn tls_and_basic_auth_registry_requires_both() {
     );
 
     let image = test_images::busybox().unwrap();
-    assert!(anonymous
+    anonymous
         .push_image("busybox", "latest", image)
         .await
-        .is_err());
+        .unwrap_err();
     let digest = client.push_image("busybox", "latest", image).await.unwrap();
     let m = client.fetch_manifest("busybox", &digest).await.unwrap();
     assert_eq!(m.data, image.manifest.data);

@@ -19,7 +19,7 @@ fn container(i: u32) -> v1::Container {
             ..Default::default()
         }),
         image_ref: "docker.io/library/busybox@sha256:00".into(),
-        state: (i % 4) as i32,
+        state: i32::try_from(i % 4).unwrap(),
         created_at: i64::from(i) * 1_000_000_007,
         image_id: "sha256:00".into(),
         ..Default::default()
@@ -38,7 +38,7 @@ fn pod(i: u32) -> v1::PodSandbox {
             namespace: "default".into(),
             attempt: 1,
         }),
-        state: (i % 2) as i32,
+        state: i32::try_from(i % 2).unwrap(),
         created_at: i64::from(i),
         runtime_handler: "runc".into(),
         ..Default::default()
@@ -128,7 +128,7 @@ fn decoding_keeps_each_item_and_skips_unknown_fields() {
         all[0].encode_to_vec()
     );
     // A wrong wire type for field 1 is an error, not a panic.
-    assert!(EncodedList::<v1::Container>::decode(&[0x08, 0x01][..]).is_err());
+    EncodedList::<v1::Container>::decode(&[0x08, 0x01][..]).unwrap_err();
 }
 
 #[test]

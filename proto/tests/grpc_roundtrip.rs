@@ -282,7 +282,7 @@ fn many_containers() -> Vec<v1::Container> {
                     ..Default::default()
                 }),
                 image_ref: format!("registry.local/app@sha256:{i:064x}"),
-                state: (i % 4) as i32,
+                state: i32::try_from(i % 4).unwrap(),
                 created_at: 1_700_000_000_000_000_000 + i64::from(i),
                 image_id: format!("sha256:{i:064x}"),
                 ..Default::default()

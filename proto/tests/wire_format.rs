@@ -156,12 +156,12 @@ fn linux_container_resources_limits_and_negative_oom_score() {
         vint(3, 512),
         vint(4, 64 << 20),
         // int64 (not sint64): a negative value is a ten-byte two's complement varint.
-        vint(5, (-997i64) as u64),
+        vint(5, (-997i64).cast_unsigned()),
         len(6, b"0-1"),
         vint(10, 128 << 20),
     ]
     .concat();
-    assert_eq!(vint(5, (-997i64) as u64).len(), 11);
+    assert_eq!(vint(5, (-997i64).cast_unsigned()).len(), 11);
     assert_eq!(msg.encode_to_vec(), want);
     assert_eq!(v1::LinuxContainerResources::decode(&want[..]).unwrap(), msg);
 }

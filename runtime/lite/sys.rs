@@ -3,6 +3,16 @@
 //! since it links no libc. This is the runtime's syscall layer for this binary
 //! and its only `unsafe` code; the wrappers take Rust types and check lengths.
 
+// The system call ABI is machine words: every argument goes in a 64-bit
+// register and fds and pids come back in one. The casts between usize, isize
+// and i32 below are that ABI; the kernel keeps fds below RLIMIT_NOFILE and
+// pids below pid_max, both far inside i32.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use crate::nr;
 use core::arch::{asm, global_asm};
 
@@ -319,6 +329,7 @@ pub unsafe fn unmap(ptr: *mut u8, len: usize) {
 }
 
 /// The command line, as the kernel laid it out on the initial stack.
+#[derive(Debug)]
 pub struct Args {
     argc: usize,
     argv: *const *const u8,

@@ -230,7 +230,9 @@ fn stop_pause(dir: &Path) -> Result<()> {
     };
     let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
     if let (Some(Some(pid)), Some(Some(start))) = (it.next(), it.next()) {
-        let pid = pid as i32;
+        let Ok(pid) = i32::try_from(pid) else {
+            return Ok(());
+        };
         if let Ok(fd) = crate::sys::process::pidfd_open(pid) {
             if crate::container::state::is_alive(pid, start) {
                 let _ = crate::sys::process::pidfd_send_signal(&fd, libc::SIGKILL);

@@ -639,8 +639,10 @@ fn setup_dev(
             Node {
                 rel,
                 mode,
-                major: d.major() as u64,
-                minor: d.minor() as u64,
+                major: u64::try_from(d.major())
+                    .map_err(|_| Error::spec(format!("linux.devices[{i}].major"), "is negative"))?,
+                minor: u64::try_from(d.minor())
+                    .map_err(|_| Error::spec(format!("linux.devices[{i}].minor"), "is negative"))?,
                 owner,
             },
             &format!("linux.devices[{i}]"),

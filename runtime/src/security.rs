@@ -42,11 +42,13 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<Scmp
         }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
-        LinuxSeccompAction::ScmpActErrno => {
-            ScmpAction::Errno(errno.unwrap_or(libc::EPERM as u32) as i32)
-        }
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(
+            errno
+                .and_then(|e| i32::try_from(e).ok())
+                .unwrap_or(libc::EPERM),
+        ),
         LinuxSeccompAction::ScmpActTrace => {
-            ScmpAction::Trace(errno.unwrap_or(libc::EPERM as u32) as u16)
+            ScmpAction::Trace(errno.and_then(|e| u16::try_from(e).ok()).unwrap_or(1))
         }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
@@ -119,7 +121,9 @@ pub fn build_seccomp(s: &LinuxSeccomp) -> Result<Filter> {
             if a.index() > 5 {
                 return Err(Error::spec(format!("{f}.args[{j}].index"), "must be 0..5"));
             }
-            cmps.push(ScmpArgCompare::new(a.index() as u32, op, datum));
+            // Checked above: 0..=5.
+            let index = u32::try_from(a.index()).unwrap_or(u32::MAX);
+            cmps.push(ScmpArgCompare::new(index, op, datum));
         }
         for name in sc.names() {
             let Ok(nr) = ScmpSyscall::from_name(name) else {
@@ -450,11 +454,14 @@ mod tests {
         assert!(prog.len() > 4, "{} instructions", prog.len());
         assert_eq!(
             (prog[0].code, prog[0].k),
-            ((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 4)
+            (
+                u16::try_from(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS).unwrap(),
+                4
+            )
         );
         assert!(prog
             .iter()
-            .any(|i| i.code == (libc::BPF_RET | libc::BPF_K) as u16));
+            .any(|i| i.code == u16::try_from(libc::BPF_RET | libc::BPF_K).unwrap()));
     }
 
     #[test]

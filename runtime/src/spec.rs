@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// A spec that passed validation, with its rootfs resolved to an absolute path.
+#[derive(Debug)]
 pub struct ValidSpec {
     pub spec: Spec,
     pub rootfs: PathBuf,

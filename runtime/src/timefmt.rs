@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Now, in nanoseconds since the unix epoch.
 pub fn now_nanos() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i64,
+        // i64 nanoseconds last until 2262.
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
         Err(_) => 0,
     }
 }

@@ -313,7 +313,7 @@ fn monitor_outlives_sigkill_of_the_create_caller() {
     wait_for("state.json", || f.state_dir().join("state.json").exists());
     let c = Container::load(&f.state_dir()).unwrap();
     nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(caller.id() as i32),
+        nix::unistd::Pid::from_raw(i32::try_from(caller.id()).unwrap()),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();

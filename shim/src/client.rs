@@ -9,7 +9,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::error::{Error, Result};
 
 /// Both CRI service clients on one connection.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CriClient {
     /// RuntimeService client.
     pub runtime: RuntimeServiceClient<Channel>,

@@ -212,7 +212,7 @@ mod tests {
     fn missing_default_file_is_defaults_but_missing_explicit_file_is_an_error() {
         let p = Path::new("/nonexistent/berth.toml");
         assert_eq!(Config::load(p, false).unwrap(), Config::default());
-        assert!(Config::load(p, true).is_err());
+        Config::load(p, true).unwrap_err();
     }
 
     #[test]
@@ -233,6 +233,6 @@ mod tests {
             socket_path("/run/a.sock").unwrap(),
             PathBuf::from("/run/a.sock")
         );
-        assert!(socket_path("unix://relative").is_err());
+        socket_path("unix://relative").unwrap_err();
     }
 }

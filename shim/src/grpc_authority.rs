@@ -83,6 +83,14 @@ pub struct AuthorityFix<S> {
     eof: bool,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl<S> std::fmt::Debug for AuthorityFix<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorityFix").finish_non_exhaustive()
+    }
+}
+
 enum State {
     /// Matching the connection preface; `usize` bytes of it seen.
     Preface(usize),
@@ -304,8 +312,10 @@ impl<S> AuthorityFix<S> {
         Ok(())
     }
 
+    // Payloads are at most MAX_FRAME: the length fits 24 bits.
+    #[allow(clippy::cast_possible_truncation)]
     fn put_frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let len = payload.len() as u32; // at most MAX_FRAME
+        let len = payload.len() as u32;
         self.output.extend_from_slice(&len.to_be_bytes()[1..]);
         self.output.extend_from_slice(&[kind, flags]);
         self.output.extend_from_slice(&stream.to_be_bytes());
@@ -334,6 +344,8 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 /// An HPACK integer (RFC 7541 5.1) with an `n`-bit prefix after `flags`.
+// Every byte cast below is below 2^n (n <= 8) or masked to 7 bits.
+#[allow(clippy::cast_possible_truncation)]
 fn put_int(out: &mut Vec<u8>, flags: u8, n: u32, mut v: usize) {
     let max = (1usize << n) - 1;
     if v < max {
@@ -447,7 +459,7 @@ mod tests {
     type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        let mut f = u32::try_from(payload.len()).unwrap().to_be_bytes()[1..].to_vec();
         f.extend_from_slice(&[kind, flags]);
         f.extend_from_slice(&stream.to_be_bytes());
         f.extend_from_slice(payload);
@@ -554,7 +566,7 @@ mod tests {
         for (i, (sent, _)) in cases.iter().enumerate() {
             let fields = request(sent);
             let block = enc.encode(fields.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
-            let stream = 1 + 2 * i as u32;
+            let stream = 1 + 2 * u32::try_from(i).unwrap();
             input.extend(frame(HEADERS, END_HEADERS, stream, &block));
             input.extend(frame(0x0, END_STREAM, stream, b"\0\0\0\0\0"));
         }
@@ -721,7 +733,7 @@ mod tests {
                 let kind = [HEADERS, CONTINUATION, 0x0, 0x8][(next() % 4) as usize];
                 let flags = (next() % 64) as u8;
                 let len = (next() % 40) as usize;
-                let payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                let payload: Vec<u8> = (0..len).map(|_| next().to_le_bytes()[0]).collect();
                 input.extend(frame(kind, flags, (next() % 4) as u32, &payload));
             }
             let _ = through(input, 13).await;
@@ -772,7 +784,7 @@ mod tests {
                 (":path", "/"),
                 (":authority", a),
             ];
-            let stream = 1 + 2 * i as u32;
+            let stream = 1 + 2 * u32::try_from(i).unwrap();
             input.extend(frame(
                 HEADERS,
                 END_HEADERS | END_STREAM,

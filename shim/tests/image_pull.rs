@@ -406,7 +406,7 @@ async fn pull_by_tag_and_digest_records_names_config_and_layers() {
     assert_eq!(rec.repo_digests, std::slice::from_ref(&by_digest));
     let layer_bytes: usize = [&l1, &l2, &l3].iter().map(|l| l.blob.len()).sum();
     assert_eq!(
-        rec.size as usize,
+        usize::try_from(rec.size).unwrap(),
         p.manifest_len + p.config_len + layer_bytes
     );
     assert_eq!(rec.config.user, "1000:1000");
@@ -742,7 +742,12 @@ async fn tampered_blob_fails_names_the_blob_and_stores_nothing_then_retry_works(
 async fn ten_concurrent_pulls_download_each_blob_once() {
     let reg = Registry::start().await;
     let layers: Vec<Layer> = (0..3)
-        .map(|i| layer(&[E::File("f", &vec![i as u8; 300_000])], Comp::Gzip))
+        .map(|i| {
+            layer(
+                &[E::File("f", &vec![u8::try_from(i).unwrap(); 300_000])],
+                Comp::Gzip,
+            )
+        })
         .collect();
     push_plain(&reg, "c", "1", &layers.iter().collect::<Vec<_>>()).await;
     let root = tempfile::tempdir().unwrap();
@@ -917,7 +922,7 @@ async fn dropped_pull_leaves_nothing_visible_and_a_retry_works() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        *b = x as u8;
+        *b = x.to_le_bytes()[0];
     }
     let l = layer(&[E::File("noise", &noise)], Comp::Gzip);
     push_plain(&reg, "slow", "1", &[&l]).await;

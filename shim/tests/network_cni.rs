@@ -333,7 +333,7 @@ async fn host_port_reaches_the_pod_and_teardown_removes_its_rules() {
     fx.write_conf(r#",{"type":"portmap","capabilities":{"portMappings":true},"snat":true}"#);
     let cni = Cni::new(fx.cfg.clone());
     let mut pod = fx.pod();
-    let host_port = 30000 + (unique() % 20000) as i32;
+    let host_port = 30000 + i32::try_from(unique() % 20000).unwrap();
     pod.port_mappings = vec![PortMapping {
         container_port: 8080,
         host_port,

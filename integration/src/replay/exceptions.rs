@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 /// A call whose reference answer is not the one Berth must give.
+#[derive(Debug)]
 pub struct Exception {
     /// The RPC name.
     pub rpc: &'static str,

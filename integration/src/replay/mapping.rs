@@ -126,8 +126,8 @@ mod tests {
             })
         );
         assert_eq!(m.recorded("xyz"), Some("abc"));
-        assert!(m.learn("id", "abc", "other").is_err());
-        assert!(m.learn("id", "def", "xyz").is_err());
-        assert!(m.learn("id", "abc", "xyz").is_ok());
+        m.learn("id", "abc", "other").unwrap_err();
+        m.learn("id", "def", "xyz").unwrap_err();
+        m.learn("id", "abc", "xyz").unwrap();
     }
 }

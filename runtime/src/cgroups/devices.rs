@@ -45,8 +45,8 @@ const JMP_EXIT: u8 = 0x95;
 struct Rule {
     allow: bool,
     typ: Option<i32>,
-    major: Option<i64>,
-    minor: Option<i64>,
+    major: Option<i32>,
+    minor: Option<i32>,
     access: i32,
 }
 
@@ -77,12 +77,23 @@ fn parse_rule(r: &LinuxDeviceCgroup, i: usize) -> Result<Rule> {
             }
         };
     }
-    let num = |v: Option<i64>| v.filter(|v| *v >= 0);
+    // Negative is the wildcard; device numbers are far below i32::MAX (the
+    // kernel's major has 12 bits, its minor 20), and the program compares
+    // them as 32-bit immediates.
+    let num = |v: Option<i64>, name: &str| match v.filter(|v| *v >= 0) {
+        None => Ok(None),
+        Some(n) => i32::try_from(n).map(Some).map_err(|_| {
+            Error::spec(
+                format!("{}.{name}", field()),
+                format!("{n} is out of range"),
+            )
+        }),
+    };
     Ok(Rule {
         allow: r.allow(),
         typ,
-        major: num(r.major()),
-        minor: num(r.minor()),
+        major: num(r.major(), "major")?,
+        minor: num(r.minor(), "minor")?,
         access,
     })
 }
@@ -131,7 +142,7 @@ fn effective_rules(rules: &[LinuxDeviceCgroup]) -> Result<Option<Vec<Rule>>> {
 }
 
 /// The device filter program for `rules` (in evaluation order).
-fn program(rules: &[Rule]) -> Vec<BpfInsn> {
+fn program(rules: &[Rule]) -> Result<Vec<BpfInsn>> {
     let i = BpfInsn::new;
     // r2 = type, r3 = access, r4 = major, r5 = minor.
     let mut p = vec![
@@ -163,13 +174,13 @@ fn program(rules: &[Rule]) -> Vec<BpfInsn> {
             ]);
         }
         if let Some(m) = r.major {
-            tests.push(vec![i(JMP_JNE_K, 4, 0, 0, m as i32)]);
+            tests.push(vec![i(JMP_JNE_K, 4, 0, 0, m)]);
         }
         if let Some(m) = r.minor {
-            tests.push(vec![i(JMP_JNE_K, 5, 0, 0, m as i32)]);
+            tests.push(vec![i(JMP_JNE_K, 5, 0, 0, m)]);
         }
         let verdict = [
-            i(ALU64_MOV_K, 0, 0, 0, r.allow as i32),
+            i(ALU64_MOV_K, 0, 0, 0, i32::from(r.allow)),
             i(JMP_EXIT, 0, 0, 0, 0),
         ];
         let mut left: usize = tests.iter().map(Vec::len).sum::<usize>() + verdict.len();
@@ -179,7 +190,12 @@ fn program(rules: &[Rule]) -> Vec<BpfInsn> {
             for (k, mut ins) in t.into_iter().enumerate() {
                 if k + 1 == n {
                     // The jump: past the remaining tests and the verdict.
-                    ins.off = left as i16;
+                    ins.off = i16::try_from(left).map_err(|_| {
+                        Error::spec(
+                            "linux.resources.devices",
+                            "too many device rules for one filter program",
+                        )
+                    })?;
                 }
                 p.push(ins);
             }
@@ -188,7 +204,7 @@ fn program(rules: &[Rule]) -> Vec<BpfInsn> {
     }
     p.push(i(ALU64_MOV_K, 0, 0, 0, 0));
     p.push(i(JMP_EXIT, 0, 0, 0, 0));
-    p
+    Ok(p)
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd> {
@@ -211,7 +227,7 @@ pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<()> {
     };
     let old = bpf::query_cgroup_device(cg.as_fd()).map_err(|e| err("query device programs", e))?;
     if let Some(rules) = rules {
-        let insns = program(&rules);
+        let insns = program(&rules)?;
         let prog = bpf::load_cgroup_device_prog(&insns, "Apache-2.0", "berth_devices")
             .map_err(|e| err("load the device program", e))?;
         bpf::attach_cgroup_device(cg.as_fd(), prog.as_fd(), bpf::BPF_F_ALLOW_MULTI)
@@ -263,17 +279,22 @@ mod tests {
 
     /// Runs the program the way the kernel would, for one device access.
     fn eval(p: &[BpfInsn], typ: i32, access: i32, major: u32, minor: u32) -> u64 {
-        let ctx = [((access as u32) << 16) | typ as u32, major, minor];
+        let ctx = [
+            (access.unsigned_abs() << 16) | typ.unsigned_abs(),
+            major,
+            minor,
+        ];
         let mut r = [0u64; 11];
         let mut pc = 0usize;
         loop {
             let ins = p[pc];
             let (dst, src) = ((ins.regs & 0x0f) as usize, (ins.regs >> 4) as usize);
-            let imm = ins.imm as i64 as u64;
+            // The kernel sign-extends a 32-bit immediate to 64 bits.
+            let imm = u64::from_ne_bytes(i64::from(ins.imm).to_ne_bytes());
             let mut next = pc + 1;
             let jump = |cond: bool| {
                 if cond {
-                    pc + 1 + ins.off as usize
+                    pc + 1 + usize::try_from(ins.off).expect("forward jumps only")
                 } else {
                     pc + 1
                 }
@@ -281,7 +302,7 @@ mod tests {
             match ins.code {
                 LDX_MEM_W => {
                     assert_eq!(src, 1);
-                    r[dst] = ctx[ins.off as usize / 4] as u64;
+                    r[dst] = u64::from(ctx[usize::try_from(ins.off).unwrap() / 4]);
                 }
                 ALU64_MOV_K => r[dst] = imm,
                 ALU64_MOV_X => r[dst] = r[src],
@@ -305,7 +326,7 @@ mod tests {
             rule(true, "b", Some(8), None, "r"),
             rule(false, "c", Some(10), Some(200), "w"),
         ];
-        let p = program(&effective_rules(&rules).unwrap().unwrap());
+        let p = program(&effective_rules(&rules).unwrap().unwrap()).unwrap();
         let rw = ACC_READ | ACC_WRITE;
         // The runtime's own devices come with every deny.
         assert_eq!(eval(&p, TYPE_CHAR, rw, 1, 3), 1, "/dev/null");
@@ -331,7 +352,7 @@ mod tests {
         ];
         assert_eq!(effective_rules(&privileged).unwrap(), None);
         let deny = vec![rule(false, "a", None, None, "rwm")];
-        let p = program(&effective_rules(&deny).unwrap().unwrap());
+        let p = program(&effective_rules(&deny).unwrap().unwrap()).unwrap();
         assert_eq!(eval(&p, TYPE_BLOCK, ACC_READ, 8, 0), 0);
         assert_eq!(eval(&p, TYPE_CHAR, ACC_READ, 1, 9), 1, "/dev/urandom");
     }

@@ -43,7 +43,7 @@ pub struct Stats {
 }
 
 /// One container's cgroup, whatever the host's hierarchy looks like.
-pub trait CgroupManager {
+pub trait CgroupManager: std::fmt::Debug {
     /// Creates the cgroup directories (idempotent).
     fn create(&self) -> Result<()>;
     /// Writes resource limits.

@@ -106,8 +106,8 @@ mod tests {
             parse_cgroups_path("", "abc").unwrap(),
             PathBuf::from("berth/abc")
         );
-        assert!(parse_cgroups_path("/a/../b", "x").is_err());
-        assert!(parse_cgroups_path("/", "x").is_err());
-        assert!(parse_cgroups_path("bad:pre:name", "x").is_err());
+        parse_cgroups_path("/a/../b", "x").unwrap_err();
+        parse_cgroups_path("/", "x").unwrap_err();
+        parse_cgroups_path("bad:pre:name", "x").unwrap_err();
     }
 }

@@ -23,6 +23,7 @@ const CONTROLLERS: [&str; 13] = [
 ];
 
 /// A container cgroup on a v1 or hybrid host.
+#[derive(Debug)]
 pub struct V1Cgroup {
     root: PathBuf,
     rel: PathBuf,
@@ -214,7 +215,7 @@ impl CgroupManager for V1Cgroup {
                     // memsw must stay >= limit at every step: raise memsw first when
                     // growing, lower the limit first when shrinking.
                     let cur = read_u64(&memsw).unwrap_or(u64::MAX);
-                    if s < 0 || (s as u64) >= cur {
+                    if u64::try_from(s).map_or(true, |s| s >= cur) {
                         write(&memsw, &limit_str(s))?;
                         write(&dir.join("memory.limit_in_bytes"), &limit_str(l))?;
                     } else {

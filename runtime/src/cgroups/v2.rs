@@ -9,6 +9,7 @@ use oci_spec::runtime::LinuxResources;
 use std::path::{Path, PathBuf};
 
 /// A container cgroup on a unified host.
+#[derive(Debug)]
 pub struct V2Cgroup {
     root: PathBuf,
     dir: PathBuf,

@@ -63,6 +63,7 @@ pub struct CreateOptions {
 }
 
 /// The monitor's ends of the container's stdio.
+#[derive(Debug)]
 pub enum MonitorStdio {
     Pipes {
         stdin: Option<File>,
@@ -75,6 +76,7 @@ pub enum MonitorStdio {
 }
 
 /// A created container, as the monitor holds it.
+#[derive(Debug)]
 pub struct Created {
     pub state: StateFile,
     pub stdio: MonitorStdio,
@@ -393,8 +395,8 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
             if let Some(size) = process.console_size() {
                 let _ = process::set_winsize(
                     master.as_raw_fd(),
-                    size.height() as u16,
-                    size.width() as u16,
+                    u16::try_from(size.height()).unwrap_or(u16::MAX),
+                    u16::try_from(size.width()).unwrap_or(u16::MAX),
                 );
             }
             MonitorStdio::Pty {

@@ -25,6 +25,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 /// The container process's standard streams, as fds valid in the child.
+#[derive(Debug)]
 pub enum ChildStdio {
     /// stdin (a pipe or /dev/null), stdout and stderr pipes.
     Pipes {
@@ -52,6 +53,7 @@ impl ChildStdio {
 }
 
 /// Everything the child needs, prepared by the monitor before clone.
+#[derive(Debug)]
 pub struct InitArgs<'a> {
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
@@ -125,6 +127,7 @@ pub fn run(args: InitArgs<'_>) -> ! {
 
 /// The fifo ends held by the waiting init: read end first, write end so the
 /// read blocks rather than seeing EOF.
+#[derive(Debug)]
 pub struct FifoEnds(pub File, pub File);
 
 /// Opens both ends of the exec fifo.

@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn own_start_time_is_readable_and_stable() {
-        let me = std::process::id() as i32;
+        let me = i32::try_from(std::process::id()).unwrap();
         let t = pid_start_time(me).unwrap();
         assert!(is_alive(me, t));
         assert!(!is_alive(me, t + 1));

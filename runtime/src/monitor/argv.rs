@@ -52,6 +52,7 @@ impl fmt::Display for ArgError {
 }
 
 /// Reads `--flag [value]` arguments one flag at a time.
+#[derive(Debug)]
 pub struct Reader<'a, I: Iterator<Item = &'a [u8]>> {
     args: I,
     /// The value of the current flag when it came as `--flag=value`.
@@ -233,9 +234,9 @@ mod tests {
         r.next_flag().unwrap();
         assert_eq!(r.i32("--n").unwrap(), i32::MAX);
         r.next_flag().unwrap();
-        assert!(r.i32("--m").is_err());
+        r.i32("--m").unwrap_err();
         r.next_flag().unwrap();
-        assert!(r.u64("--k").is_err());
+        r.u64("--k").unwrap_err();
     }
 
     #[test]
@@ -258,6 +259,6 @@ mod tests {
         let args = Writer::new(&[]).number("--fd", -1).finish();
         let mut r = Reader::new(args.iter().map(Vec::as_slice));
         r.next_flag().unwrap();
-        assert!(r.i32("--fd").is_err());
+        r.i32("--fd").unwrap_err();
     }
 }

@@ -464,9 +464,9 @@ mod tests {
                 Err(ArgError::UnknownFlag(dead.as_bytes().to_vec()))
             );
         }
-        assert!(decode(&["start", "--state-dir", "/s", "--force"]).is_err());
-        assert!(decode(&["kill", "--state-dir", "/s", "--signal", "TERM"]).is_err());
-        assert!(decode(&["pin-ns", "--dir", "/d", "--sysctl", "novalue"]).is_err());
+        decode(&["start", "--state-dir", "/s", "--force"]).unwrap_err();
+        decode(&["kill", "--state-dir", "/s", "--signal", "TERM"]).unwrap_err();
+        decode(&["pin-ns", "--dir", "/d", "--sysctl", "novalue"]).unwrap_err();
         assert_eq!(
             decode(&["exec", "--state-dir", "/s"]),
             Err(ArgError::Missing(PROCESS))

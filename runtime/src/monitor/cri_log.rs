@@ -35,7 +35,7 @@ pub trait Sink {
 }
 
 /// Assembles lines per stream and hands records to a [`Sink`].
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Lines {
     pending: [Vec<u8>; 2],
     record: Vec<u8>,

@@ -39,7 +39,7 @@ mod tests {
         // e_type ET_EXEC (not ET_DYN: no relocations to make private copies).
         assert_eq!(u16::from_le_bytes([b[16], b[17]]), 2);
         // No PT_INTERP (3) among the program headers: no dynamic loader, no libc.
-        let phoff = u64::from_le_bytes(b[32..40].try_into().unwrap()) as usize;
+        let phoff = usize::try_from(u64::from_le_bytes(b[32..40].try_into().unwrap())).unwrap();
         let phentsize = u16::from_le_bytes([b[54], b[55]]) as usize;
         let phnum = u16::from_le_bytes([b[56], b[57]]) as usize;
         for i in 0..phnum {
@@ -75,7 +75,7 @@ mod tests {
             (nr::SIGNALFD4, libc::SYS_signalfd4),
         ];
         for (i, (ours, theirs)) in numbers.iter().enumerate() {
-            assert_eq!(*ours as libc::c_long, *theirs, "entry {i}");
+            assert_eq!(libc::c_long::try_from(*ours).unwrap(), *theirs, "entry {i}");
         }
         let flags: [(usize, libc::c_int); 25] = [
             (nr::O_RDONLY, libc::O_RDONLY),
@@ -88,7 +88,7 @@ mod tests {
             (nr::PROT_READ, libc::PROT_READ),
             (nr::PROT_WRITE, libc::PROT_WRITE),
             (nr::MAP_PRIVATE, libc::MAP_PRIVATE),
-            (nr::AT_FDCWD as usize, libc::AT_FDCWD),
+            (nr::AT_FDCWD.cast_unsigned(), libc::AT_FDCWD),
             (nr::POLLIN as usize, libc::POLLIN as libc::c_int),
             (nr::POLLOUT as usize, libc::POLLOUT as libc::c_int),
             (nr::O_WRONLY, libc::O_WRONLY),
@@ -105,7 +105,12 @@ mod tests {
             (nr::PR_SET_NAME, libc::PR_SET_NAME),
         ];
         for (i, (ours, theirs)) in flags.iter().enumerate() {
-            assert_eq!(*ours as libc::c_int, *theirs, "flag {i}");
+            // AT_FDCWD is negative: compare the bits.
+            assert_eq!(
+                *ours,
+                usize::from_ne_bytes(isize::try_from(*theirs).unwrap().to_ne_bytes()),
+                "flag {i}"
+            );
         }
         // libc's type for it differs between architectures.
         #[allow(clippy::unnecessary_cast)]
@@ -120,7 +125,7 @@ mod tests {
             (nr::SIGCHLD, libc::SIGCHLD),
         ];
         for (ours, theirs) in sigs {
-            assert_eq!(ours as i32, theirs);
+            assert_eq!(i32::try_from(ours).unwrap(), theirs);
         }
         assert_eq!(
             (nr::EINTR, nr::EAGAIN, nr::EEXIST),

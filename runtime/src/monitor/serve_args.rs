@@ -259,16 +259,16 @@ mod tests {
             decode(&with(&["--fd-stdout", "1"])),
             Err(ArgError::Missing(FD_STDERR))
         );
-        assert!(decode(&with(&["--fd-pty", "1", "--fd-stdout", "2"])).is_err());
-        assert!(decode(&with(&["--fd-pty", "1", "--fd-stdin", "2"])).is_err());
-        assert!(decode(&with(&["--fd-pty", "4294967297"])).is_err());
+        decode(&with(&["--fd-pty", "1", "--fd-stdout", "2"])).unwrap_err();
+        decode(&with(&["--fd-pty", "1", "--fd-stdin", "2"])).unwrap_err();
+        decode(&with(&["--fd-pty", "4294967297"])).unwrap_err();
         assert_eq!(
             decode(&with(&["--fd-pty", "1", "--cgroup-path", "/x"])),
             Err(ArgError::UnknownFlag(b"--cgroup-path".to_vec()))
         );
-        assert!(decode(&with(&["--fd-pty", "1"])).is_ok());
+        decode(&with(&["--fd-pty", "1"])).unwrap();
         assert_eq!(decode(&["berth-monitor"]), Err(ArgError::MissingCommand));
-        assert!(decode(&["berth-monitor", "__pause"]).is_err());
+        decode(&["berth-monitor", "__pause"]).unwrap_err();
         assert_eq!(
             decode(&["berth-monitor", "__pause", "--dir=/x"]),
             Ok(ServeCommand::Pause {

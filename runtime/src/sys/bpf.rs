@@ -8,6 +8,15 @@
 //! calls. The attribute layouts below are the kernel's `union bpf_attr`
 //! members for each command (include/uapi/linux/bpf.h), which are stable ABI.
 
+// Kernel ABI: bpf_attr and ifreq fields, syscall results and fds have the
+// kernel's fixed widths and signedness, and fds and pids fit in i32 (below
+// RLIMIT_NOFILE and pid_max). The casts here convert between those words.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};

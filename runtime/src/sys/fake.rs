@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Records every call as a line such as `mount proc /proc`; fails calls whose line
 /// starts with a prefix registered through [`RecordingSyscall::fail_on`].
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RecordingSyscall {
     calls: RefCell<Vec<String>>,
     failures: RefCell<Vec<(String, i32)>>,

@@ -163,8 +163,10 @@ impl Syscall for LinuxSyscall {
     fn mknod(&self, path: &Path, mode: u32, major: u64, minor: u64) -> io::Result<()> {
         let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
         let perm = Mode::from_bits_truncate(mode & 0o7777);
-        nix::sys::stat::mknod(path, kind, perm, libc::makedev(major as _, minor as _))
-            .map_err(nix_err)
+        let (Ok(major), Ok(minor)) = (u32::try_from(major), u32::try_from(minor)) else {
+            return Err(io::Error::from_raw_os_error(libc::EOVERFLOW));
+        };
+        nix::sys::stat::mknod(path, kind, perm, libc::makedev(major, minor)).map_err(nix_err)
     }
 
     fn lchown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {

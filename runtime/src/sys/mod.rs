@@ -129,6 +129,7 @@ pub trait Syscall {
 /// Seccomp filter types shared by the real and the fake syscall layer.
 pub mod seccomp {
     /// A filter built from the spec, ready to load.
+    #[derive(Debug)]
     pub struct Filter {
         /// The compiled BPF program; `None` in unit tests that only check the
         /// call order. Compiled ahead (not by libseccomp's load) so that the

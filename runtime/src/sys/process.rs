@@ -1,10 +1,20 @@
 //! Safe wrappers for the process-level calls the monitor and helpers need.
 
+// Kernel ABI: bpf_attr and ifreq fields, syscall results and fds have the
+// kernel's fixed widths and signedness, and fds and pids fit in i32 (below
+// RLIMIT_NOFILE and pid_max). The casts here convert between those words.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Which side of a fork or clone we are on.
+#[derive(Debug)]
 pub enum Fork {
     /// In the parent, with the child's pid.
     Parent(i32),

@@ -149,8 +149,8 @@ linux:
 
     #[test]
     fn bad_files_are_errors_naming_the_path() {
-        assert!(parse::<PodSandboxConfig>("{not json: [").is_err());
-        assert!(parse::<PodSandboxConfig>(r#"{"metadata": "x"}"#).is_err());
+        parse::<PodSandboxConfig>("{not json: [").unwrap_err();
+        parse::<PodSandboxConfig>(r#"{"metadata": "x"}"#).unwrap_err();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pod.json");
         let err = load_pod_config(&path).unwrap_err().to_string();

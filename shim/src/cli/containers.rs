@@ -518,7 +518,7 @@ mod tests {
             parse_state("CONTAINER_EXITED").unwrap(),
             ContainerState::ContainerExited
         );
-        assert!(parse_state("ready").is_err());
+        parse_state("ready").unwrap_err();
         assert_eq!(
             state_name(ContainerState::ContainerCreated as i32),
             "Created"

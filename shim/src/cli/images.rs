@@ -409,7 +409,7 @@ mod tests {
         assert_eq!((a.username.as_str(), a.password.as_str()), ("u", "p:q"));
         let a = auth_config(&args(None, Some("dTpw"))).unwrap().unwrap();
         assert_eq!(a.auth, "dTpw");
-        assert!(auth_config(&args(Some(":p"), None)).is_err());
+        auth_config(&args(Some(":p"), None)).unwrap_err();
         assert!(auth_config(&args(None, None)).unwrap().is_none());
     }
 }

@@ -156,7 +156,7 @@ pub fn select(
         .filter(|m| since.is_none_or(|s| m.ts >= s))
         .collect();
     if tail >= 0 {
-        let keep = tail as usize;
+        let keep = usize::try_from(tail).unwrap_or(usize::MAX);
         if v.len() > keep {
             v.drain(..v.len() - keep);
         }
@@ -400,7 +400,7 @@ not a log line
             parse_since("2023-12-31T00:00:00Z", now).unwrap(),
             DateTime::parse_from_rfc3339("2023-12-31T00:00:00Z").unwrap()
         );
-        assert!(parse_since("yesterday", now).is_err());
+        parse_since("yesterday", now).unwrap_err();
     }
 
     #[test]

@@ -252,9 +252,9 @@ mod tests {
         assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
-        assert!(parse_duration("2x").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("").is_err());
+        parse_duration("2x").unwrap_err();
+        parse_duration("s").unwrap_err();
+        parse_duration("").unwrap_err();
     }
 
     #[test]
@@ -314,10 +314,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(Cli::try_parse_from(["berth", "exec", "--transport", "x", "c", "sh"]).is_err());
+        Cli::try_parse_from(["berth", "exec", "--transport", "x", "c", "sh"]).unwrap_err();
         let cli = Cli::try_parse_from(["berth", "image", "-q"]).unwrap();
         assert!(matches!(cli.command, Command::Images(a) if a.quiet));
-        assert!(parse_labels(&["a=b".into(), "c=".into()]).is_ok());
-        assert!(parse_labels(&["nokey".into()]).is_err());
+        parse_labels(&["a=b".into(), "c=".into()]).unwrap();
+        parse_labels(&["nokey".into()]).unwrap_err();
     }
 }

@@ -72,7 +72,8 @@ pub fn short_id(id: &str, no_trunc: bool) -> String {
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs();
     let minutes = secs / 60;
-    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
+    // Rounded to the nearest hour, as Go's does.
+    let hours = (secs + 1800) / 3600;
     if secs < 1 {
         "Less than a second".into()
     } else if secs == 1 {
@@ -102,9 +103,9 @@ pub fn human_duration(d: Duration) -> String {
 pub fn ago(created_ns: i64, now: SystemTime) -> String {
     let now_ns = now
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         .unwrap_or(0);
-    let elapsed = now_ns.saturating_sub(created_ns).max(0) as u64;
+    let elapsed = u64::try_from(now_ns.saturating_sub(created_ns)).unwrap_or(0);
     format!("{} ago", human_duration(Duration::from_nanos(elapsed)))
 }
 
@@ -127,8 +128,12 @@ fn significant(value: f64, precision: usize) -> String {
     if value == 0.0 {
         return "0".into();
     }
+    // Values are in [0, 1000) (see human_size): the exponent is -324..=2, and
+    // an f64 has at most 17 significant digits.
+    #[allow(clippy::cast_possible_truncation)]
     let exponent = value.abs().log10().floor() as i64;
-    let decimals = (precision as i64 - 1 - exponent).max(0) as usize;
+    let digits = i64::try_from(precision.min(17)).unwrap_or(17);
+    let decimals = usize::try_from((digits - 1 - exponent).max(0)).unwrap_or(0);
     let s = format!("{value:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -274,6 +279,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not supported"));
-        assert!(render_doc(&doc, "xml").is_err());
+        render_doc(&doc, "xml").unwrap_err();
     }
 }

@@ -389,6 +389,6 @@ mod tests {
             parse_state("notready").unwrap(),
             PodSandboxState::SandboxNotready
         );
-        assert!(parse_state("running").is_err());
+        parse_state("running").unwrap_err();
     }
 }

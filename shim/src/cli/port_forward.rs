@@ -191,14 +191,14 @@ mod tests {
         );
         assert_eq!(parse_mapping(":80").unwrap().local, 0);
         assert_eq!(parse_mapping("0:80").unwrap().local, 0);
-        assert!(parse_mapping("80:0").is_err());
-        assert!(parse_mapping("http").is_err());
-        assert!(parse_mapping("70000").is_err());
+        parse_mapping("80:0").unwrap_err();
+        parse_mapping("http").unwrap_err();
+        parse_mapping("70000").unwrap_err();
         assert_eq!(
             parse_address("localhost").unwrap(),
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         );
-        assert!(parse_address("::1").is_ok());
-        assert!(parse_address("example.com").is_err());
+        parse_address("::1").unwrap();
+        parse_address("example.com").unwrap_err();
     }
 }

@@ -387,7 +387,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(validate(&ok).is_ok());
+        validate(&ok).unwrap();
         let mut c = ok.clone();
         c.metadata = None;
         assert!(validate(&c)

@@ -67,7 +67,7 @@ impl Lifecycle {
             let (d, rt) = (dir.clone(), self.runtime.clone());
             // An already-gone init is not an error: the wait below sees the exit.
             let _ = blocking(move || rt.kill(&d, sig, false)).await;
-            let grace = Duration::from_secs(timeout_secs.min(i64::from(u32::MAX)) as u64);
+            let grace = Duration::from_secs(u64::try_from(timeout_secs).unwrap_or(0));
             if self.wait_exit(&dir, grace).await? {
                 return self.refresh_locked(id, entry, op).await;
             }

@@ -218,7 +218,7 @@ mod tests {
             .add(&t.state_dir(&id), Observed::Running { started_at: 1 });
         t.runtime
             .fail("attach", || Error::Runtime("fake: no attach socket".into()));
-        assert!(rt.attach(&id, false, false).await.is_err());
+        rt.attach(&id, false, false).await.unwrap_err();
     }
 
     #[tokio::test]
@@ -239,9 +239,8 @@ mod tests {
             .count();
         assert_eq!(exec_files, 0);
         let created = t.add_container("new", ContainerState::Created);
-        assert!(rt
-            .exec(&created, vec!["sh".into()], false, false)
+        rt.exec(&created, vec!["sh".into()], false, false)
             .await
-            .is_err());
+            .unwrap_err();
     }
 }

@@ -116,7 +116,7 @@ async fn run(mut helper: tokio::process::Command, timeout: i64) -> Result<ExecSy
     let finished = if timeout == 0 {
         Some(work.await)
     } else {
-        tokio::time::timeout(Duration::from_secs(timeout as u64), work)
+        tokio::time::timeout(Duration::from_secs(timeout.unsigned_abs()), work)
             .await
             .ok()
     };

@@ -35,7 +35,7 @@ impl CriService {
             .map_err(|e| Error::Internal(format!("image fs info: {e}")))??;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
+            .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
             .unwrap_or(0);
         Ok(ImageFsInfoResponse {
             image_filesystems: vec![usage(&fs.images, now)],

@@ -69,6 +69,14 @@ pub struct CriService {
     ready: AtomicBool,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for CriService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CriService").finish_non_exhaustive()
+    }
+}
+
 impl CriService {
     /// Opens the metadata and image stores under the configured root. The
     /// service answers `UNAVAILABLE` until [`CriService::recover`] has finished,

@@ -202,7 +202,7 @@ impl Lifecycle {
                 .linux
                 .as_ref()
                 .and_then(|l| l.resources.as_ref())
-                .map(|r| r.memory_limit_in_bytes.max(0) as u64)
+                .map(|r| u64::try_from(r.memory_limit_in_bytes).unwrap_or(0))
                 .unwrap_or(0);
             let name = c.metadata().name;
             let mut sink = Sink::new(
@@ -235,7 +235,8 @@ impl Lifecycle {
             .resources
             .as_ref()
             .and_then(|r| r.memory_limit())
-            .unwrap_or(0) as u64;
+            .and_then(|l| u64::try_from(l).ok())
+            .unwrap_or(0);
         sink.usage(&total, pod_limit);
         // Host-network pods have no network metrics of their own (see
         // `pod_network_usage`).

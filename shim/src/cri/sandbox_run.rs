@@ -418,7 +418,7 @@ mod tests {
 
     #[test]
     fn malformed_configs_are_refused_naming_the_field() {
-        assert!(validate(&config(), "").is_ok());
+        validate(&config(), "").unwrap();
         let mut c = config();
         c.metadata = None;
         assert!(err(&c).starts_with("config.metadata"));
@@ -456,10 +456,10 @@ mod tests {
             }),
             ..Default::default()
         });
-        assert!(validate(&c, "").is_ok());
+        validate(&c, "").unwrap();
         // Absent namespace options mean POD for every namespace (crictl's minimal config).
         c.linux = None;
-        assert!(validate(&c, "").is_ok());
+        validate(&c, "").unwrap();
     }
 
     #[test]

@@ -210,8 +210,8 @@ mod tests {
             pod_cgroup_rel("/kubepods/pod1").unwrap(),
             PathBuf::from("kubepods/pod1")
         );
-        assert!(pod_cgroup_rel("/kubepods/../etc").is_err());
-        assert!(pod_cgroup_rel("/").is_err());
-        assert!(pod_cgroup_rel("kubepods-pod1.slice").is_err());
+        pod_cgroup_rel("/kubepods/../etc").unwrap_err();
+        pod_cgroup_rel("/").unwrap_err();
+        pod_cgroup_rel("kubepods-pod1.slice").unwrap_err();
     }
 }

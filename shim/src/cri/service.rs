@@ -79,7 +79,7 @@ macro_rules! rpc {
             let started = std::time::Instant::now();
             let result = svc.$method(req, $($extra),*).await;
             match &result {
-                Ok(_) => tracing::event!(tracing::Level::$level, elapsed_us = started.elapsed().as_micros() as u64, "ok"),
+                Ok(_) => tracing::event!(tracing::Level::$level, elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "ok"),
                 Err(e) => tracing::warn!(code = ?e.code(), error = %e, "failed"),
             }
             result.map(Response::new).map_err(Status::from)
@@ -93,11 +93,11 @@ macro_rules! rpc {
 }
 
 /// `RuntimeService` on top of the shared [`CriService`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RuntimeApi(pub Arc<CriService>);
 
 /// `ImageService` on top of the shared [`CriService`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ImageApi(pub Arc<CriService>);
 
 #[tonic::async_trait]

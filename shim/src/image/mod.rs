@@ -102,6 +102,14 @@ pub struct ImageService {
     inner: Arc<Inner>,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for ImageService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageService").finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     root: PathBuf,
     store: Arc<Store>,

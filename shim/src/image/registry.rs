@@ -104,6 +104,7 @@ pub fn http_client(ep: &Endpoint) -> Result<Client> {
 }
 
 /// One pull's view of a repository: its endpoints, credentials and tokens.
+#[derive(Debug)]
 pub struct Session {
     repository: String,
     endpoints: Vec<(Endpoint, Client)>,
@@ -681,7 +682,7 @@ mod tests {
         let by_digest = session(None)
             .manifest(&format!("sha256:{}", "0".repeat(64)))
             .await;
-        assert!(by_digest.is_err());
+        by_digest.unwrap_err();
     }
 
     #[test]
@@ -696,7 +697,7 @@ mod tests {
             password: "secret".into(),
             ..Default::default()
         };
-        assert!(c.basic().is_err());
+        c.basic().unwrap_err();
         assert!(!format!("{c:?}").contains("secret"));
         assert_eq!(Credentials::default().basic().unwrap(), None);
     }

@@ -134,7 +134,9 @@ struct PadLastMember<R> {
 impl<R: Read> Read for PadLastMember<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.padding > 0 {
-            let n = buf.len().min(self.padding as usize);
+            let n = buf
+                .len()
+                .min(usize::try_from(self.padding).unwrap_or(usize::MAX));
             buf[..n].fill(0);
             self.padding -= n as u64;
             return Ok(n);
@@ -329,8 +331,11 @@ fn apply_metadata<R: Read>(
         & 0o7777;
     // Owner before mode: chown clears set-id bits.
     // Some writers leave the id fields blank; that means root, as in GNU tar.
-    let uid = header.uid().unwrap_or(0) as u32;
-    let gid = header.gid().unwrap_or(0) as u32;
+    let id = |v: u64, what: &str| {
+        u32::try_from(v).map_err(|_| format!("layer entry {what} {v} is out of range"))
+    };
+    let uid = id(header.uid().unwrap_or(0), "uid")?;
+    let gid = id(header.gid().unwrap_or(0), "gid")?;
     std::os::unix::fs::lchown(target, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
     if kind != EntryType::Symlink {
         fs::set_permissions(target, fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
@@ -349,7 +354,10 @@ fn apply_metadata<R: Read>(
 }
 
 fn set_mtime(path: &Path, header: &tar::Header) -> io::Result<()> {
-    let t = filetime::FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+    let t = filetime::FileTime::from_unix_time(
+        i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(i64::MAX),
+        0,
+    );
     filetime::set_symlink_file_times(path, t, t)
 }
 
@@ -729,11 +737,11 @@ mod tests {
             .unwrap(),
             Compression::Zstd
         );
-        assert!(detect(
+        detect(
             "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            b"plain"
+            b"plain",
         )
-        .is_err());
+        .unwrap_err();
     }
 
     #[test]

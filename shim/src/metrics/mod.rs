@@ -80,6 +80,7 @@ type One = [(&'static str, &'static str); 1];
 type CniLabels = [(&'static str, String); 2];
 
 /// Everything berthd counts outside the RPC table; one per process ([`global`]).
+#[derive(Debug)]
 pub struct Metrics {
     health: AtomicU8,
     /// Successful PullImage calls.
@@ -184,7 +185,7 @@ impl Metrics {
         ] {
             self.recovered
                 .get_or_create(&[("object", what)])
-                .set(n as i64);
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

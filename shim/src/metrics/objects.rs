@@ -97,7 +97,7 @@ fn gauge(
     help: &str,
     v: u64,
 ) -> Result<(), std::fmt::Error> {
-    let g = ConstGauge::new(v as i64);
+    let g = ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
     g.encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
@@ -115,7 +115,8 @@ impl Collector for ObjectsCollector {
                 MetricType::Gauge,
             )?;
             for ((_, name), n) in POD_STATES.iter().zip(c.pods) {
-                ConstGauge::new(n as i64).encode(f.encode_family(&[("state", *name)])?)?;
+                ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                    .encode(f.encode_family(&[("state", *name)])?)?;
             }
         }
         {
@@ -126,7 +127,8 @@ impl Collector for ObjectsCollector {
                 MetricType::Gauge,
             )?;
             for ((_, name), n) in CONTAINER_STATES.iter().zip(c.containers) {
-                ConstGauge::new(n as i64).encode(f.encode_family(&[("state", *name)])?)?;
+                ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+                    .encode(f.encode_family(&[("state", *name)])?)?;
             }
         }
         gauge(

@@ -26,7 +26,8 @@ impl ProcessStats {
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
             .ok()
             .flatten()
-            .unwrap_or(4096) as u64;
+            .and_then(|p| u64::try_from(p).ok())
+            .unwrap_or(4096);
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .ok()
             .flatten()
@@ -105,12 +106,8 @@ impl Collector for ProcessCollector {
             ),
             ("process_threads", "Number of OS threads.", s.threads),
         ] {
-            ConstGauge::new(v as i64).encode(encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                MetricType::Gauge,
-            )?)?;
+            ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+                .encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)?;
         }
         ConstGauge::new(s.start_time_seconds).encode(encoder.encode_descriptor(
             "process_start_time_seconds",

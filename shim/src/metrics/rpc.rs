@@ -110,6 +110,7 @@ const fn str_eq(a: &str, b: &str) -> bool {
 }
 
 /// The counters and histograms of every method.
+#[derive(Debug)]
 pub struct RpcTable {
     calls: [[AtomicU64; CODES.len()]; METHODS.len()],
     latency: [Slots; METHODS.len()],

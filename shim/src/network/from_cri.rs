@@ -231,7 +231,7 @@ mod tests {
         c.metadata.as_mut().unwrap().name = "p".repeat(1 << 20);
         c.annotations
             .insert("kubernetes.io/ingress-bandwidth".into(), "lots".into());
-        assert!(PodNetwork::from_cri("abc", Path::new("/n"), &c).is_err());
+        PodNetwork::from_cri("abc", Path::new("/n"), &c).unwrap_err();
         let pn = PodNetwork::for_teardown("abc", Path::new("/n"), &c);
         assert_eq!(pn.pod_id, "abc");
         assert_eq!(pn.name, "", "left out of CNI_ARGS");

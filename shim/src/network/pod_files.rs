@@ -267,9 +267,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("p");
         let ok = DnsSettings::default();
-        assert!(write_pod_files(&out, "", None, &ok, false).is_err());
-        assert!(write_pod_files(&out, "a b", None, &ok, false).is_err());
-        assert!(write_pod_files(&out, "a", Some("10.0.0"), &ok, false).is_err());
+        write_pod_files(&out, "", None, &ok, false).unwrap_err();
+        write_pod_files(&out, "a b", None, &ok, false).unwrap_err();
+        write_pod_files(&out, "a", Some("10.0.0"), &ok, false).unwrap_err();
         let bad_server = DnsSettings {
             servers: vec!["dns.example".into()],
             ..Default::default()
@@ -286,7 +286,7 @@ mod tests {
             searches: (0..33).map(|i| format!("d{i}")).collect(),
             ..Default::default()
         };
-        assert!(write_pod_files(&out, "a", None, &many, false).is_err());
+        write_pod_files(&out, "a", None, &many, false).unwrap_err();
         assert!(!out.exists());
     }
 }

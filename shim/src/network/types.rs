@@ -202,7 +202,7 @@ fn parse_quantity(s: &str) -> Option<u64> {
     } else {
         frac.parse().ok()?
     };
-    let scale = 10u128.pow(frac.len() as u32);
+    let scale = 10u128.pow(u32::try_from(frac.len()).unwrap_or(u32::MAX));
     let whole = int.checked_mul(multiplier)?;
     let part = (frac_value * multiplier).div_ceil(scale);
     u64::try_from(whole.checked_add(part)?).ok()
@@ -245,7 +245,7 @@ mod tests {
         let cfg: CniConfig = toml::from_str("conf_dir = \"/etc/x\"\n").unwrap();
         assert_eq!(cfg.conf_dir, PathBuf::from("/etc/x"));
         assert_eq!(cfg.plugin_timeout_secs, 30);
-        assert!(toml::from_str::<CniConfig>("conf_dirr = \"/x\"\n").is_err());
+        toml::from_str::<CniConfig>("conf_dirr = \"/x\"\n").unwrap_err();
         let r = cfg.resolved(Path::new("/var/lib/berth"));
         assert_eq!(r.cache_dir, PathBuf::from("/var/lib/berth/cni"));
         let abs = CniConfig {
@@ -307,6 +307,6 @@ mod tests {
         let err = Bandwidth::from_annotations(&a).unwrap_err().to_string();
         assert!(err.contains("egress-bandwidth"), "{err}");
         a.insert(EGRESS_BANDWIDTH_ANNOTATION.to_string(), "ten".to_string());
-        assert!(Bandwidth::from_annotations(&a).is_err());
+        Bandwidth::from_annotations(&a).unwrap_err();
     }
 }

@@ -286,11 +286,12 @@ pub fn default_device_rules() -> Result<Vec<LinuxDeviceCgroup>> {
 }
 
 fn dev_major(rdev: u64) -> i64 {
-    (((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)) as i64
+    // At most 32 bits each: fits an i64.
+    i64::try_from(((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)).unwrap_or(0)
 }
 
 fn dev_minor(rdev: u64) -> i64 {
-    (((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)) as i64
+    i64::try_from(((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)).unwrap_or(0)
 }
 
 /// A host device node as an OCI device at `container_path`, or `None` when the

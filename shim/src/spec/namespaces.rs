@@ -368,7 +368,7 @@ mod tests {
                 ..Default::default()
             })
         });
-        assert!(Modes::of(&host_userns, &sandbox).is_ok());
+        Modes::of(&host_userns, &sandbox).unwrap();
         let bad = with_opts(&|o| o.network = 42);
         assert!(Modes::of(&bad, &sandbox)
             .unwrap_err()

@@ -60,13 +60,13 @@ pub fn linux_resources(r: Option<&LinuxContainerResources>) -> Result<LinuxResou
     {
         let mut cpu = LinuxCpuBuilder::default();
         if shares != 0 {
-            cpu = cpu.shares(shares as u64);
+            cpu = cpu.shares(shares.unsigned_abs());
         }
         if r.cpu_quota != 0 {
             cpu = cpu.quota(r.cpu_quota);
         }
         if period != 0 {
-            cpu = cpu.period(period as u64);
+            cpu = cpu.period(period.unsigned_abs());
         }
         if !r.cpuset_cpus.is_empty() {
             cpu = cpu.cpus(r.cpuset_cpus.clone());
@@ -167,7 +167,8 @@ pub fn oom_score_adj(r: Option<&LinuxContainerResources>, restrict: bool) -> Res
             r.oom_score_adj
         )));
     }
-    let requested = r.oom_score_adj as i32;
+    // Checked above: -1000..=1000.
+    let requested = i32::try_from(r.oom_score_adj).unwrap_or(0);
     let floor = if restrict {
         Some(current_oom_score_adj(Path::new(
             "/proc/self/oom_score_adj",
@@ -314,7 +315,7 @@ mod tests {
         let f = dir.path().join("oom");
         std::fs::write(&f, "-500\n").unwrap();
         assert_eq!(current_oom_score_adj(&f).unwrap(), -500);
-        assert!(current_oom_score_adj(&dir.path().join("missing")).is_err());
+        current_oom_score_adj(&dir.path().join("missing")).unwrap_err();
 
         // The real file: a restricted request below our own score comes back at it.
         let ours = current_oom_score_adj(Path::new("/proc/self/oom_score_adj")).unwrap();

@@ -607,7 +607,7 @@ mod tests {
             from_profile_json(oci, "x86_64", &none, None).unwrap(),
             runtime_default_seccomp()
         );
-        assert!(from_profile_json(serde_json::json!([1]), "x86_64", &none, None).is_err());
+        from_profile_json(serde_json::json!([1]), "x86_64", &none, None).unwrap_err();
         assert_eq!(parse_kernel_version("6.1.0-26-amd64"), Some((6, 1)));
         assert_eq!(parse_kernel_version("4.19"), Some((4, 19)));
         assert_eq!(parse_kernel_version("x"), None);

@@ -651,7 +651,7 @@ mod tests {
                 .as_deref(),
             Some("my-prof")
         );
-        assert!(apparmor_profile_with(&local, false, false).is_err());
+        apparmor_profile_with(&local, false, false).unwrap_err();
         let unconfined = LinuxContainerSecurityContext {
             apparmor_profile: "unconfined".into(),
             ..Default::default()

@@ -31,7 +31,16 @@ pub struct Names {
     slots: Arc<Mutex<HashMap<String, Slot>>>,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Names").finish_non_exhaustive()
+    }
+}
+
 /// What [`Names::reserve`] found.
+#[derive(Debug)]
 pub enum Reservation {
     /// The name is ours now; finish with [`NameGuard::commit`] or drop to release.
     Fresh(NameGuard),
@@ -45,6 +54,7 @@ pub enum Reservation {
 }
 
 /// A pending reservation. Dropping it without [`NameGuard::commit`] frees the
+#[derive(Debug)]
 /// name and tells any waiting retry how the call failed.
 pub struct NameGuard {
     names: Names,

@@ -65,6 +65,14 @@ pub struct Entry<R: Listed> {
     generation: Arc<AtomicU64>,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl<R: Listed> std::fmt::Debug for Entry<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").finish_non_exhaustive()
+    }
+}
+
 /// Proof that the caller holds an entry's operation lock.
 pub type OpGuard<'a> = tokio::sync::MutexGuard<'a, ()>;
 
@@ -124,6 +132,14 @@ pub struct Objects<R: Listed> {
     map: RwLock<BTreeMap<String, Arc<Entry<R>>>>,
     /// Bumped after every insert, update and removal.
     generation: Arc<AtomicU64>,
+}
+
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl<R: Listed> std::fmt::Debug for Objects<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects").finish_non_exhaustive()
+    }
 }
 
 impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
@@ -284,6 +300,7 @@ impl<R: Clone + Serialize + DeserializeOwned + Listed> Objects<R> {
 }
 
 /// The last reply built from every listed object of an [`Objects`], with the
+#[derive(Debug)]
 /// generation it was built at; served again until the generation moves on.
 pub struct ReplyCache<T> {
     slot: Mutex<Option<(u64, T)>>,

@@ -139,7 +139,7 @@ mod tests {
 
         let link = d.path().join("link");
         std::os::unix::fs::symlink(&sub, &link).unwrap();
-        assert!(ensure(&link, PRIVATE).is_err());
+        ensure(&link, PRIVATE).unwrap_err();
 
         let f = top.join("meta.redb");
         fs::write(&f, b"x").unwrap();

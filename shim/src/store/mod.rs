@@ -14,6 +14,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::error::{Error, Result};
 
 /// Handle to `meta.redb`; cheap to share behind an `Arc`.
+#[derive(Debug)]
 pub struct Store {
     db: Database,
 }

@@ -38,12 +38,12 @@ impl Activity {
     }
 
     fn touch(&self) {
-        let now = self.start.elapsed().as_millis() as u64;
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.fetch_max(now, Ordering::Relaxed);
     }
 
     fn idle_for(&self) -> Duration {
-        let now = self.start.elapsed().as_millis() as u64;
+        let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
 

@@ -18,6 +18,14 @@ pub struct Inbound {
     on_consume: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound").finish_non_exhaustive()
+    }
+}
+
 impl Inbound {
     /// A queue and the sender the connection reader feeds.
     pub(crate) fn channel() -> (mpsc::Sender<Bytes>, Inbound) {

@@ -145,6 +145,14 @@ pub struct ProcessIo {
     pub exit: ExitFuture,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for ProcessIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessIo").finish_non_exhaustive()
+    }
+}
+
 /// A bidirectional byte stream (a TCP connection inside the pod's network namespace).
 pub trait AsyncReadWrite: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> AsyncReadWrite for T {}
@@ -187,7 +195,7 @@ mod tests {
         assert_eq!(cfg.port, 10010);
         assert_eq!(cfg.idle_timeout_secs, 600);
         assert_eq!(cfg.token_ttl_secs, 60);
-        assert!(toml::from_str::<StreamingConfig>("prot = 1\n").is_err());
+        toml::from_str::<StreamingConfig>("prot = 1\n").unwrap_err();
         let text = toml::to_string(&StreamingConfig::default()).unwrap();
         assert_eq!(
             toml::from_str::<StreamingConfig>(&text).unwrap(),

@@ -222,7 +222,10 @@ pub(crate) async fn serve_ws<S>(
     let (mux, mut inbounds) = WsMux::start(ws, proto, ports.len() * 2, activity, cancel.clone());
     let mut jobs = Vec::new();
     for (i, &port) in ports.iter().enumerate() {
-        let (d, e) = ((2 * i) as u8, (2 * i + 1) as u8);
+        // The server allows at most 127 ports: both channel numbers fit a byte.
+        let (Ok(d), Ok(e)) = (u8::try_from(2 * i), u8::try_from(2 * i + 1)) else {
+            break;
+        };
         let mut data: BoxChannelWriter = Box::new(mux.writer(d));
         let mut error: BoxChannelWriter = Box::new(mux.writer(e));
         let prefix = Bytes::copy_from_slice(&port.to_le_bytes());

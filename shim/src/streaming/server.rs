@@ -60,6 +60,14 @@ pub struct StreamingServer {
     state: Arc<State>,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for StreamingServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingServer").finish_non_exhaustive()
+    }
+}
+
 impl StreamingServer {
     /// Binds `cfg.address:cfg.port` and starts serving.
     pub async fn start(

@@ -31,6 +31,7 @@ pub enum Cached {
 }
 
 /// The token cache.
+#[derive(Debug)]
 pub struct TokenCache {
     ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, Cached)>>,
@@ -246,6 +247,6 @@ mod tests {
         }
         r.pod_sandbox_id.clear();
         r.port = vec![80];
-        assert!(port_forward_request(&r).is_err());
+        port_forward_request(&r).unwrap_err();
     }
 }

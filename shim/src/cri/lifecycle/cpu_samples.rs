@@ -13,9 +13,9 @@ impl CpuSamples {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let prev = m.insert(id.to_string(), (at, cpu_ns));
         let (t0, c0) = prev?;
-        let dt = at.checked_sub(t0).filter(|d| *d > 0)? as u128;
+        let dt = u128::try_from(at.checked_sub(t0).filter(|d| *d > 0)?).ok()?;
         let dc = cpu_ns.checked_sub(c0)? as u128;
-        Some((dc * 1_000_000_000 / dt) as u64)
+        u64::try_from(dc * 1_000_000_000 / dt).ok()
     }
 
     /// Forgets containers that are gone.

@@ -42,6 +42,14 @@ pub struct RemoteStdio {
     pub resize: Option<mpsc::Receiver<TermSize>>,
 }
 
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for RemoteStdio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteStdio").finish_non_exhaustive()
+    }
+}
+
 /// What [`run_and_collect`] gathered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collected {

@@ -433,7 +433,7 @@ mod tests {
                 break;
             }
         }
-        assert!(b.writer.write(Bytes::from_static(b"x")).await.is_err());
+        b.writer.write(Bytes::from_static(b"x")).await.unwrap_err();
         drop(swr);
         drop(srd);
         conn.close().await;

@@ -182,7 +182,7 @@ mod tests {
             h.header("x-stream-protocol-version"),
             Some("v4.channel.k8s.io")
         );
-        assert!(parse_head("garbage").is_err());
+        parse_head("garbage").unwrap_err();
         assert!(matches!(
             refused("/exec/x", 404, "404 page not found\n"),
             Error::NotFound(_)

@@ -6,6 +6,12 @@
 //! connection's per-direction zlib context, so one [`FrameCodec`] must see
 //! every frame of its connection in order.
 
+// SPDY/3.1 writes lengths and counts as fixed 24- and 32-bit fields. What is
+// encoded here is bounded far below that: frames by the session's MAX_CHUNK
+// and window, header blocks by the few headers the server sends, the
+// dictionary by its constant words.
+#![allow(clippy::cast_possible_truncation)]
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::headers::{decode_block, encode_block, Deflater, HeaderList, Inflater};
@@ -164,7 +170,7 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 /// Encodes and decodes frames for one connection (one zlib context per direction).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct FrameCodec {
     deflater: Deflater,
     inflater: Inflater,

@@ -33,6 +33,8 @@ pub const DEFAULT_WINDOW: i64 = 64 * 1024;
 /// Largest DATA payload this side sends in one frame.
 const MAX_CHUNK: usize = 32 * 1024;
 /// Window is granted back once this much was consumed.
+// A positive constant (half of 64 KiB).
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 const WINDOW_ACK_THRESHOLD: usize = DEFAULT_WINDOW as usize / 2;
 
 enum Out {
@@ -85,6 +87,7 @@ impl Shared {
 }
 
 /// A stream the client opened.
+#[derive(Debug)]
 pub struct IncomingStream {
     /// The stream id (odd).
     pub id: u32,
@@ -108,6 +111,14 @@ pub struct SpdyWriter {
     id: u32,
     shared: Arc<Shared>,
     closed: bool,
+}
+
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for SpdyWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpdyWriter").finish_non_exhaustive()
+    }
 }
 
 /// The error a write to a closed or reset stream gets (server and client alike).
@@ -136,9 +147,13 @@ impl SpdyWriter {
                 }
                 let window = s.send_window.min(session);
                 if window > 0 {
-                    let n = want.min(MAX_CHUNK).min(window as usize);
-                    s.send_window -= n as i64;
-                    st.session_send_window -= n as i64;
+                    let n = want
+                        .min(MAX_CHUNK)
+                        .min(usize::try_from(window).unwrap_or(usize::MAX));
+                    // n <= window, an i64.
+                    let spent = i64::try_from(n).unwrap_or(window);
+                    s.send_window -= spent;
+                    st.session_send_window -= spent;
                     return Ok(n);
                 }
             }
@@ -204,6 +219,14 @@ impl ChannelWriter for SpdyWriter {
 /// One server-side SPDY connection.
 pub struct Session {
     shared: Arc<Shared>,
+}
+
+// By hand: it holds handles (tasks, streams, callbacks, stores) with no useful
+// Debug of their own.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -534,7 +557,8 @@ fn window_acker(shared: &Arc<Shared>, stream_id: u32) -> Box<dyn Fn(usize) + Sen
         let total = pending.fetch_add(n, Ordering::Relaxed) + n;
         if total >= WINDOW_ACK_THRESHOLD {
             pending.store(0, Ordering::Relaxed);
-            let delta = total as u32;
+            // SPDY windows are 31-bit: never more than that is pending.
+            let delta = u32::try_from(total).unwrap_or(u32::MAX >> 1);
             let _ = ctrl.send(Out::Frame(Frame::WindowUpdate { stream_id, delta }));
             let _ = ctrl.send(Out::Frame(Frame::WindowUpdate {
                 stream_id: 0,
