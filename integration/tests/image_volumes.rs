@@ -365,6 +365,14 @@ async fn image_sub_paths_cannot_leave_the_image_and_refusals_leave_nothing() {
     use tonic::Code::{InvalidArgument, NotFound};
     let cases: Vec<(&str, Vec<Mount>, tonic::Code, &str)> = vec![
         (
+            // Mounted, then berth-monitor cannot put a directory over a
+            // file: the create's rollback must take the volume down.
+            "monitor-fails",
+            vec![image_mount("/bin/sh", &vol_ref, "")],
+            tonic::Code::Internal,
+            "/bin/sh",
+        ),
+        (
             "dot-dot",
             vec![image_mount("/vol", &vol_ref, "content/../../etc")],
             InvalidArgument,
