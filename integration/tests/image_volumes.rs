@@ -512,7 +512,7 @@ async fn a_create_cut_short_by_kill9_keeps_its_volumes_only_with_the_container()
             [c] => {
                 kept += 1;
                 assert_eq!(volume_mounts(&env, &c.id).len(), 3, "delay {delay_ms} ms");
-                assert_eq!(on_disk, [c.id.clone()], "delay {delay_ms} ms");
+                assert_eq!(on_disk, std::slice::from_ref(&c.id), "delay {delay_ms} ms");
                 let e = remove_image(&mut env, &vol_ref).await.unwrap_err();
                 assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
                 calls::remove_container(&mut env.cri, &c.id).await;
