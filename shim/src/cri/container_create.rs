@@ -121,9 +121,10 @@ impl Lifecycle {
         id: &str,
         name: &str,
         pod: &PodRecord,
-        config: ContainerConfig,
+        mut config: ContainerConfig,
         rollback: &mut Rollback,
     ) -> Result<ContainerRecord> {
+        let volumes = spec::image_volume::plan(&mut config, |s| self.images.resolve(s))?;
         let image_name = config
             .image
             .as_ref()
@@ -188,6 +189,15 @@ impl Lifecycle {
             });
         }
 
+        let config = if volumes.is_empty() {
+            config
+        } else {
+            // Unmounted by "release rootfs" above.
+            let images = self.images.clone();
+            let cid = id.to_string();
+            let mounted = blocking(move || images.mount_volumes(&cid, &volumes)).await?;
+            spec::image_volume::bind_sources(config, &mounted)
+        };
         let target_pid = self.target_pid(&config)?;
         let pod_namespaces = PodNamespaces {
             net: pod.namespaces.net.clone(),

@@ -34,6 +34,7 @@ pub mod snapshot;
 pub mod store;
 pub mod trash;
 pub mod unpack;
+pub mod volume;
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -633,7 +634,13 @@ impl ImageService {
         let Some(rec) = self.resolve(name_digest_or_id)? else {
             return Ok(());
         };
-        store::delete_record(&self.inner.store, &rec.id)?;
+        {
+            // Under the lock mounts take: no image volume of it can appear
+            // between the check and the deletion.
+            let _refs = self.inner.refs.lock().unwrap_or_else(|p| p.into_inner());
+            volume::refuse_if_mounted(&self.inner.store, &rec.id)?;
+            store::delete_record(&self.inner.store, &rec.id)?;
+        }
         tracing::info!(id = %rec.id, "removed image");
         self.gc_soon().await;
         Ok(())
@@ -761,6 +768,7 @@ impl ImageService {
                 &store::SnapshotRef {
                     image_id: rec.id.clone(),
                     chain_ids: rec.chain_ids.clone(),
+                    ..Default::default()
                 },
             )?;
             let volatile = inner.volatile_rootfs.load(Ordering::Relaxed);
@@ -782,8 +790,8 @@ impl ImageService {
         self.inner.volatile_rootfs.store(on, Ordering::Relaxed);
     }
 
-    /// Unmounts and deletes container `container_id`'s rootfs and writable
-    /// layer and drops its snapshot references. Idempotent.
+    /// Unmounts and deletes container `container_id`'s rootfs, writable layer
+    /// and image volumes and drops its snapshot references. Idempotent.
     pub fn release_rootfs(&self, container_id: &str) -> Result<()> {
         snapshot::validate_container_id(container_id)?;
         let inner = &self.inner;
@@ -791,6 +799,7 @@ impl ImageService {
             let _refs = inner.refs.lock().unwrap_or_else(|p| p.into_inner());
             let dir = inner.root.join("containers").join(container_id);
             let rootfs = dir.join("rootfs");
+            volume::unmount_all(&dir)?;
             snapshot::unmount(&rootfs)?;
             match fs::remove_dir(&rootfs) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {

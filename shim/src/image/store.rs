@@ -3,8 +3,10 @@
 //! `image_records`: image id → [`ImageRecord`]. A pull writes its record last,
 //! in one transaction that also moves its tags off any older image, so an
 //! image is either fully present (all blobs and snapshots on disk) or absent.
-//! `snapshot_refs`: container id → the chain ids its rootfs stacks. Garbage
-//! collection keeps every blob and snapshot that a record or a reference names.
+//! `snapshot_refs`: container id → the chain ids its rootfs stacks and those of
+//! the image volumes mounted for it (see [`super::volume`]); written with the
+//! mounts and deleted with them. Garbage collection keeps every blob and
+//! snapshot that a record or a reference names.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -88,12 +90,26 @@ pub struct ImageRecord {
     pub config_json: serde_json::Value,
 }
 
-/// What a container's rootfs holds on to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a container's rootfs and image volumes hold on to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRef {
     /// The image it was prepared from.
     pub image_id: String,
     /// The snapshots stacked in its overlay.
+    pub chain_ids: Vec<String>,
+    /// Its mounted image volumes (absent in records of older berthds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeRef>,
+}
+
+/// One image volume of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeRef {
+    /// Index of the mount in the container's `mounts`.
+    pub index: usize,
+    /// The image mounted.
+    pub image_id: String,
+    /// Its snapshots, bottom first.
     pub chain_ids: Vec<String>,
 }
 
@@ -179,6 +195,18 @@ pub fn get_ref(store: &Store, id: &str) -> Result<Option<SnapshotRef>> {
     store.get("snapshot_refs", id)
 }
 
+/// The first container (id, mount index) that mounts image `image_id` as an
+/// image volume, if any.
+pub fn volume_user(store: &Store, image_id: &str) -> Result<Option<(String, usize)>> {
+    let refs: Vec<(String, SnapshotRef)> = store.list("snapshot_refs")?;
+    Ok(refs.into_iter().find_map(|(cid, r)| {
+        r.volumes
+            .iter()
+            .find(|v| v.image_id == image_id)
+            .map(|v| (cid, v.index))
+    }))
+}
+
 /// Blobs and snapshots that must be kept: named by a record or a container.
 pub fn live_set(store: &Store) -> Result<LiveSet> {
     let tx = store.db().begin_read()?;
@@ -201,6 +229,9 @@ pub fn live_set(store: &Store) -> Result<LiveSet> {
                 let (k, v) = item?;
                 let r: SnapshotRef = decode("snapshot_refs", k.value(), v.value())?;
                 live.container_snapshots.extend(r.chain_ids);
+                for v in r.volumes {
+                    live.container_snapshots.extend(v.chain_ids);
+                }
             }
         }
         Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -216,7 +247,7 @@ pub struct LiveSet {
     pub blobs: BTreeSet<String>,
     /// Snapshots (chain ids) of recorded images.
     pub image_snapshots: BTreeSet<String>,
-    /// Snapshots that containers' root filesystems stack.
+    /// Snapshots that containers' root filesystems and image volumes stack.
     pub container_snapshots: BTreeSet<String>,
 }
 
@@ -271,10 +302,18 @@ mod tests {
             &SnapshotRef {
                 image_id: "a".into(),
                 chain_ids: vec!["chain-z".into()],
+                volumes: vec![VolumeRef {
+                    index: 2,
+                    image_id: "v".into(),
+                    chain_ids: vec!["chain-v".into()],
+                }],
             },
         )
         .unwrap();
         let live = live_set(&s).unwrap();
+        assert!(live.keeps_snapshot("chain-v"), "an image volume's snapshot");
+        assert_eq!(volume_user(&s, "v").unwrap(), Some(("c1".into(), 2)));
+        assert_eq!(volume_user(&s, "a").unwrap(), None);
         assert_eq!(live.blobs.iter().collect::<Vec<_>>(), ["blob-a", "blob-b"]);
         for chain in ["chain-a", "chain-b", "chain-z"] {
             assert!(live.keeps_snapshot(chain), "{chain}");

@@ -12,6 +12,7 @@
 //! (cgroup limits, oom_score_adj), [`security`] (capabilities, masked paths,
 //! seccomp/AppArmor selection), [`seccomp`] (the RuntimeDefault profile).
 
+pub mod image_volume;
 pub mod mounts;
 pub mod namespaces;
 pub mod process;
