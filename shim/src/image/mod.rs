@@ -856,7 +856,10 @@ impl Inner {
         rt.spawn(async move {
             loop {
                 inner.trash_requested.store(false, Ordering::SeqCst);
-                let collect = inner.gc_requested.swap(false, Ordering::SeqCst);
+                // A removal that found the lock taken (by this very worker,
+                // say) left `gc_pending`: it is a request like any other.
+                let collect = inner.gc_requested.swap(false, Ordering::SeqCst)
+                    | inner.gc_pending.load(Ordering::SeqCst);
                 let guard = if collect {
                     Some(inner.gc.clone().write_owned().await)
                 } else {
@@ -882,6 +885,7 @@ impl Inner {
                 // A request that came in after the swap above: go round again
                 // unless another worker has started meanwhile.
                 let again = inner.gc_requested.load(Ordering::SeqCst)
+                    || inner.gc_pending.load(Ordering::SeqCst)
                     || inner.trash_requested.load(Ordering::SeqCst);
                 if !again || inner.gc_worker.swap(true, Ordering::SeqCst) {
                     break;
