@@ -20,3 +20,4 @@ pub mod spec;
 pub mod state;
 pub mod store;
 pub mod streaming;
+pub(crate) mod tasks;

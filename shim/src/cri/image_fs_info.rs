@@ -5,7 +5,7 @@ use berth_proto::v1::{
 };
 
 use super::CriService;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::image::DirUsage;
 
 fn usage(u: &DirUsage, timestamp: i64) -> FilesystemUsage {
@@ -30,9 +30,7 @@ impl CriService {
         _req: ImageFsInfoRequest,
     ) -> Result<ImageFsInfoResponse> {
         let images = self.images.clone();
-        let fs = tokio::task::spawn_blocking(move || images.fs_info())
-            .await
-            .map_err(|e| Error::Internal(format!("image fs info: {e}")))??;
+        let fs = crate::tasks::blocking(move || images.fs_info()).await?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -47,7 +47,7 @@ mod sandbox_stop;
 mod sandbox_update;
 pub mod service;
 #[cfg(test)]
-mod test_log;
+pub(crate) mod test_log;
 mod unimplemented;
 mod validate;
 

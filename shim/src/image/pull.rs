@@ -221,13 +221,12 @@ impl ImageService {
 
         if inner.content.has(&layer.digest) {
             let path = inner.content.path(&layer.digest)?;
-            return tokio::task::spawn_blocking(move || {
+            return crate::tasks::blocking(move || {
                 let got = content::open_blob(&path)
                     .and_then(|f| unpack::unpack_layer(f, &media_type, tmp.path()));
                 worker_inner.finish_layer(tmp, got, &diff_id, &chain)
             })
-            .await
-            .map_err(|e| Error::Internal(format!("unpack task: {e}")))?;
+            .await;
         }
 
         let mut resp = session.blob(&layer.digest).await?;
@@ -237,7 +236,7 @@ impl ImageService {
         // hyper hands over up to a few hundred KiB per chunk, so this bounds
         // the memory a layer download holds.
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let worker = tokio::task::spawn_blocking(move || {
+        let worker = crate::tasks::spawn_blocking(move || {
             let mut tee = Tee {
                 rx,
                 cur: Bytes::new(),

@@ -1,9 +1,9 @@
 //! The shared lifecycle of pods and containers, which no single RPC owns:
 //! [`Lifecycle`] (records, name reservations, the event channel, and handles on
 //! the config, store and image service) and where each object's files live.
-//! Around it: how berthd drives `berth-monitor` (`monitor.rs`), tasks that keep
-//! the RPC's span (`tasks.rs`), the rollback stack every multi-step create uses
-//! (`rollback.rs`), host mounts and directories (`host_fs.rs`) and CPU samples
+//! Around it: the seam to the runtime (`runtime.rs`; `monitor.rs` is the real
+//! one, `fake.rs` the unit tests'), the rollback stack every multi-step create
+//! uses (`rollback.rs`), host mounts and directories (`host_fs.rs`) and CPU samples
 //! for usage rates (`cpu_samples.rs`).
 //!
 //! berthd never forks a copy of itself: anything that needs a fresh process
@@ -15,7 +15,6 @@ mod host_fs;
 mod monitor;
 mod rollback;
 mod runtime;
-mod tasks;
 
 pub(crate) use cpu_samples::CpuSamples;
 pub(crate) use host_fs::{mount_shm, remove_dir_if_exists, unmount};
@@ -23,7 +22,7 @@ pub(crate) use rollback::{settle, Rollback};
 pub(crate) use runtime::{ContainerRuntime, Observed};
 #[cfg(test)]
 pub(crate) mod fake;
-pub(crate) use tasks::{blocking, detached};
+pub(crate) use crate::tasks::{blocking, detached};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,4 +1,6 @@
-//! Work an RPC hands to another task or thread, still inside the RPC's span.
+//! Work an RPC hands to another task or thread, still inside the RPC's span
+//! (and subscriber), so what it logs names the RPC and its ids. Every
+//! `spawn_blocking` on an RPC's path goes through [`blocking`].
 
 use std::future::Future;
 
@@ -12,13 +14,21 @@ use crate::error::{Error, Result};
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
+    spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
+}
+
+/// [`blocking`] started now and awaited later (a worker that runs while the
+/// caller feeds it).
+pub(crate) fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
     let span = tracing::Span::current();
     let dispatch = tracing::dispatcher::get_default(Clone::clone);
     tokio::task::spawn_blocking(move || {
         tracing::dispatcher::with_default(&dispatch, || span.in_scope(f))
     })
-    .await
-    .map_err(|e| Error::Internal(format!("blocking task failed: {e}")))?
 }
 
 /// Runs `fut` in its own task and waits for it: if the RPC is cancelled the work
