@@ -103,14 +103,7 @@ impl Error {
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Unavailable(_) => Code::Unavailable,
-            Error::RuntimeCall(e) => match e.kind() {
-                RuntimeKind::InvalidArgument => Code::InvalidArgument,
-                RuntimeKind::NotFound => Code::NotFound,
-                RuntimeKind::FailedPrecondition => Code::FailedPrecondition,
-                RuntimeKind::Unimplemented => Code::Unimplemented,
-                RuntimeKind::Timeout => Code::DeadlineExceeded,
-                RuntimeKind::Internal => Code::Internal,
-            },
+            Error::RuntimeCall(e) => runtime_code(e.kind()),
             Error::Status { code, .. } => *code,
             // Files berthd keeps are its own business: a missing one is an
             // internal failure, whatever the OS error.
@@ -118,6 +111,20 @@ impl Error {
                 Code::Internal
             }
         }
+    }
+}
+
+/// The gRPC code of a runtime error's class, whether it came from a library
+/// call or across the monitor's process boundary.
+pub(crate) fn runtime_code(kind: RuntimeKind) -> tonic::Code {
+    use tonic::Code;
+    match kind {
+        RuntimeKind::InvalidArgument => Code::InvalidArgument,
+        RuntimeKind::NotFound => Code::NotFound,
+        RuntimeKind::FailedPrecondition => Code::FailedPrecondition,
+        RuntimeKind::Unimplemented => Code::Unimplemented,
+        RuntimeKind::Timeout => Code::DeadlineExceeded,
+        RuntimeKind::Internal => Code::Internal,
     }
 }
 

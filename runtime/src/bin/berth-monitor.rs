@@ -7,6 +7,7 @@
 use berth_runtime::container::create::{self, CreateOptions};
 use berth_runtime::container::exec;
 use berth_runtime::monitor::command::MonitorCommand;
+use berth_runtime::monitor::failure;
 use berth_runtime::monitor::serve_args::{ServeArgs, ServeCommand, ServeStdio};
 use berth_runtime::pin::{self, PinOptions};
 use berth_runtime::sys::process::{self, Fork};
@@ -118,7 +119,7 @@ fn monitor(opts: CreateOptions, log_path: Option<PathBuf>, mut report: std::fs::
             if let (true, Some(p)) = (made_log, &log_path) {
                 let _ = std::fs::remove_file(p);
             }
-            let _ = writeln!(report, "error {e}");
+            let _ = writeln!(report, "error {}", failure::encode(&e));
             process::exit_now(1);
         }
     };
@@ -252,7 +253,7 @@ fn cmd_pin(opts: &PinOptions) -> i32 {
     match pin::pin_namespaces(opts) {
         Ok(()) => 0,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "{e}");
+            let _ = writeln!(std::io::stderr(), "{}", failure::encode(&e));
             1
         }
     }
@@ -263,7 +264,7 @@ fn cmd_lib(cmd: MonitorCommand) -> i32 {
         MonitorCommand::Delete { state_dir, force } => {
             return match berth_runtime::delete_dir(state_dir, *force) {
                 Ok(()) => 0,
-                Err(e) => fail(&e.to_string(), 1),
+                Err(e) => fail(&failure::encode(&e), 1),
             };
         }
         MonitorCommand::Start { state_dir }
@@ -274,7 +275,7 @@ fn cmd_lib(cmd: MonitorCommand) -> i32 {
     };
     let c = match Container::load(dir) {
         Ok(c) => c,
-        Err(e) => fail(&e.to_string(), 1),
+        Err(e) => fail(&failure::encode(&e), 1),
     };
     let r = match &cmd {
         MonitorCommand::Start { .. } => c.start().map(|_| String::new()),
@@ -294,6 +295,6 @@ fn cmd_lib(cmd: MonitorCommand) -> i32 {
             }
             0
         }
-        Err(e) => fail(&e.to_string(), 1),
+        Err(e) => fail(&failure::encode(&e), 1),
     }
 }

@@ -12,6 +12,7 @@ pub mod argv;
 pub mod attach;
 pub mod command;
 pub mod cri_log;
+pub mod failure;
 pub mod rfc3339;
 pub mod serve_args;
 

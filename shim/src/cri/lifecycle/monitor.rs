@@ -6,7 +6,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use berth_runtime::monitor::command::MonitorCommand;
+use berth_runtime::monitor::failure;
 use berth_runtime::Container;
+use berth_runtime::ErrorKind;
 use oci_spec::runtime::LinuxResources;
 
 use super::runtime::{ContainerRuntime, Observed};
@@ -52,15 +54,23 @@ impl ContainerRuntime for MonitorRuntime {
             return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let msg = stderr.trim().trim_start_matches("berth-monitor: ");
-        Err(Error::Runtime(format!(
-            "berth-monitor {sub}: {}",
-            if msg.is_empty() {
-                format!("exited with {}", out.status)
-            } else {
-                msg.to_string()
-            }
-        )))
+        let line = stderr.trim().trim_start_matches("berth-monitor: ");
+        if line.is_empty() {
+            return Err(Error::Runtime(format!(
+                "berth-monitor {sub}: exited with {}",
+                out.status
+            )));
+        }
+        // The monitor says what class of failure it was (monitor::failure):
+        // a bad spec it found is the caller's mistake, not an internal error.
+        let (kind, msg) = failure::decode(line);
+        Err(match kind {
+            ErrorKind::Internal => Error::Runtime(format!("berth-monitor {sub}: {msg}")),
+            kind => Error::Status {
+                code: crate::error::runtime_code(kind),
+                message: format!("berth-monitor {sub}: {msg}"),
+            },
+        })
     }
 
     fn exec_command(
@@ -194,5 +204,59 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(monitor_path(&cfg), PathBuf::from("/opt/x/berth-monitor"));
+    }
+
+    /// A stand-in monitor that fails the way the real one does.
+    fn failing_monitor(dir: &Path, stderr: &str) -> MonitorRuntime {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("berth-monitor");
+        std::fs::write(&bin, format!("#!/bin/sh\necho '{stderr}' >&2\nexit 1\n")).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        MonitorRuntime::new(&Config {
+            monitor_path: bin.display().to_string(),
+            state_dir: dir.to_path_buf(),
+            ..Config::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_monitor_failure_keeps_its_class_across_the_process_boundary() {
+        let d = tempfile::tempdir().unwrap();
+        let cmd = MonitorCommand::Delete {
+            state_dir: d.path().join("c"),
+            force: true,
+        };
+        let cases = [
+            (
+                "berth-monitor: [invalid-argument] linux.devices[0].major: -5 is negative",
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                "berth-monitor: [not-found] container state /x not found",
+                tonic::Code::NotFound,
+            ),
+            (
+                "[unimplemented] hugetlb: no controller",
+                tonic::Code::Unimplemented,
+            ),
+            (
+                "berth-monitor: [internal] mount: EPERM",
+                tonic::Code::Internal,
+            ),
+            ("thread main panicked", tonic::Code::Internal),
+        ];
+        for (line, code) in cases {
+            let e = failing_monitor(d.path(), line)
+                .run_monitor(&cmd)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), code, "{line}: {e}");
+            let msg = e.to_string();
+            assert!(msg.contains("berth-monitor delete: "), "{msg}");
+            for kind in ErrorKind::ALL {
+                let tag = format!("[{}]", kind.name());
+                assert!(!msg.contains(&tag), "the class tag is not shown: {msg}");
+            }
+        }
     }
 }
