@@ -12,6 +12,11 @@
 //! Its absence is an error, not a reason to skip: it is the oracle. Debian 12
 //! ships kubectl 1.20, which speaks SPDY/3.1 for all three; the WebSocket
 //! transports are covered by Python's websocket-client elsewhere.
+//!
+//! This file needs only std, tokio and serde_json: the shim's streaming tests
+//! (`shim/tests/streaming_kubectl.rs`) compile it in with `#[path]`, putting
+//! their test double of the runtime behind it, since they cannot depend on
+//! this crate.
 
 use std::collections::HashMap;
 use std::future::Future;
