@@ -47,14 +47,6 @@ impl BerthCli {
 
     /// Runs and insists on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::command::stdout_of_success(&mut self.command(args), &format!("berth {args:?}"))
     }
 }

@@ -44,7 +44,8 @@ impl TestBridge {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        // 10.251.x: the benchmark's bridge uses 10.88.77.0/24.
+        // 10.251.x: clear of the 10.88.0.0/16 that CNI examples and
+        // container runtimes' defaults use.
         let bridge = format!("bs{n}x{:x}", nanos % 0xfff);
         let subnet_prefix = format!("10.251.{n}");
         let rule: Vec<String> = ["FORWARD", "-i", &bridge, "!", "-o", &bridge, "-j", "DROP"]

@@ -2,13 +2,15 @@
 //! registry, checking crictl's output shapes (column headers, id widths, JSON
 //! field names), exit codes and the log reader.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_integration::berth_cli::BerthCli;
-use berth_integration::env::{TestEnv, TestEnvOptions};
-use berth_integration::{skip, skip_if};
+use berth_integration::env::{Cni, TestEnv, TestEnvOptions};
+use berth_integration::{skip, skip_if, wait};
 
 /// Cells of a table line: columns are separated by at least three blanks.
 fn cells(line: &str) -> Vec<String> {
@@ -31,7 +33,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 async fn start_env() -> TestEnv {
     TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
+        cni: Cni::Loopback,
         ..Default::default()
     })
     .await
@@ -58,14 +60,24 @@ fn container_yaml(image: &str, name: &str, script: &str) -> String {
 
 /// Waits until `f` returns Some, or panics after 15 s.
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f() {
-            return v;
+    wait::until_blocking(what, Duration::from_secs(15), || f().ok_or("not yet"))
+}
+
+/// What `child` wrote to its piped stdout so far, read on a thread as it
+/// comes; the thread ends with the stream.
+fn stdout_so_far(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    (text, reader)
 }
 
 #[tokio::test]
@@ -458,7 +470,15 @@ async fn stats_events_image_filter_and_prune() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let (seen, reader) = stdout_so_far(&mut events);
+    // Subscribed: berthd answered the call (it subscribes before it answers).
+    wait_for("berthd to answer GetContainerEvents", || {
+        env.berthd
+            .log()
+            .lines()
+            .any(|l| l.contains("GetContainerEvents") && l.contains("ok elapsed_us"))
+            .then_some(())
+    });
 
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "stats-pod"));
     let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
@@ -501,10 +521,14 @@ async fn stats_events_image_filter_and_prune() {
     assert_eq!(row[0], "stats-pod");
     assert_eq!(row[1], pod_id[..13]);
 
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the container's events", || {
+        let text = seen.lock().unwrap();
+        (text.contains(&cid) && text.contains("CONTAINER_STARTED_EVENT")).then_some(())
+    });
     events.kill().unwrap();
-    let out = events.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    events.wait().unwrap();
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
     let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -574,13 +598,17 @@ async fn logs_follow_survives_rotation() {
         .to_string();
     assert_eq!(berth.ok(&["images", "-q"]).lines().count(), 1);
     berth.ok(&["start", &cid]);
-    let follower = Command::new(&berth.binary)
+    let mut follower = Command::new(&berth.binary)
         .args(["-r", &berth.endpoint, "logs", "-f", &cid])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Rotate the way kubelet does: rename, then ask the runtime to reopen.
-    std::thread::sleep(Duration::from_millis(1000));
+    let (followed, reader) = stdout_so_far(&mut follower);
+    // Rotate the way kubelet does, once the follower is reading the first
+    // file: rename, then ask the runtime to reopen.
+    wait_for("the follower to print tick1", || {
+        followed.lock().unwrap().contains("tick1\n").then_some(())
+    });
     let log = logs.join("ticker.log");
     std::fs::rename(&log, logs.join("ticker.log.1")).unwrap();
     env.cri
@@ -590,8 +618,9 @@ async fn logs_follow_survives_rotation() {
         })
         .await
         .unwrap();
-    let out = follower.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    follower.wait().unwrap();
+    reader.join().unwrap();
+    let text = followed.lock().unwrap().clone();
     let expected: String = (1..=20).map(|i| format!("tick{i}\n")).collect();
     assert_eq!(text, expected);
     // The new file holds only what came after the rotation.

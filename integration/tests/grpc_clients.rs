@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_integration::env::{TestEnv, TestEnvOptions};
+use berth_integration::env::{Cni, TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::{ContainerStatusRequest, ListContainersRequest, VersionResponse};
 use prost::Message as _;
@@ -109,7 +109,7 @@ async fn python_grpcio_and_an_empty_authority_are_served() {
         panic!("{why}");
     }
     let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
+        cni: Cni::Loopback,
         ..Default::default()
     })
     .await

@@ -133,13 +133,11 @@ async fn hugepage_limits_without_a_usable_hugetlb_controller_are_tolerated_unles
     drop(env);
 
     let mut strict = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
         berthd: BerthdOptions::default().config("tolerate_missing_hugetlb_controller = false\n"),
-        ..Default::default()
+        ..TestEnvOptions::for_pods()
     })
     .await
     .unwrap();
-    strict.pull("busybox").await.unwrap();
     let got = create_with_hugepages(&mut strict, "huge-strict").await;
     if usable {
         got.unwrap();

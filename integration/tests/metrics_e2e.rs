@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use berth_integration::berth_cli::BerthCli;
 use berth_integration::calls;
 use berth_integration::client::Cri;
-use berth_integration::env::{self, TestEnv, TestEnvOptions};
+use berth_integration::env::{self, Cni, TestEnv, TestEnvOptions};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 use berth_shim::streaming::client::{self, Transport};
@@ -131,7 +131,7 @@ fn rpc_hist(m: &Metrics, method: &str) -> f64 {
 async fn scrapes_move_by_exactly_the_calls_made() {
     skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
+        cni: Cni::Loopback,
         berthd: berth_integration::berthd::BerthdOptions::default()
             .config("[metrics]\naddress = \"127.0.0.1:0\"\n"),
         ..Default::default()
@@ -396,7 +396,7 @@ async fn scrapes_move_by_exactly_the_calls_made() {
 async fn a_restart_reports_what_recovery_picked_up() {
     skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
+        cni: Cni::Loopback,
         berthd: berth_integration::berthd::BerthdOptions::default()
             .config("[metrics]\naddress = \"127.0.0.1:0\"\n"),
         ..Default::default()

@@ -452,13 +452,11 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
 async fn used_tokens_are_refused_and_idle_streams_are_closed() {
     skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
         berthd: BerthdOptions::default().config("[streaming]\nidle_timeout_secs = 2\n"),
-        ..Default::default()
+        ..TestEnvOptions::for_pods()
     })
     .await
     .unwrap();
-    env.pull("busybox").await.unwrap();
     let (pod, cid) = env
         .run_busybox_pod("tokens", "exec sleep 3600", false)
         .await
