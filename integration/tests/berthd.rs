@@ -3,7 +3,7 @@
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::cni::TestPlugins;
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::{StatusRequest, VersionRequest};
 
 async fn version(berthd: &Berthd) -> berth_proto::v1::VersionResponse {
@@ -309,9 +309,6 @@ async fn a_client_during_recovery_gets_unavailable_then_ok() {
 
 /// Polls `done` until it holds; fails after a minute naming `what`.
 async fn wait_for(what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "waiting for {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let minute = std::time::Duration::from_secs(60);
+    wait::until_now(what, minute, || wait::check(done(), "not yet")).await
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_integration::berth_cli::BerthCli;
 use berth_integration::env::TestEnv;
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 
 const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
 
@@ -243,17 +243,11 @@ fn interactive_shell_follows_window_resizes(berth: &BerthCli, cid: &str) {
     tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
     wait_screen_after_resize(&tmux, &screen);
     tmux(&["send-keys", "-t", "t", "exit 9", "Enter"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !rc_file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "berth did not exit:\n{}",
-            screen()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let rc = std::fs::read_to_string(&rc_file).unwrap();
+    // The shell creates the file before it writes the line.
+    let rc = wait::until_blocking("berth to exit", Duration::from_secs(15), || {
+        let rc = std::fs::read_to_string(&rc_file).unwrap_or_default();
+        wait::check(rc.ends_with('\n'), screen()).map(|()| rc)
+    });
     assert_eq!(rc.trim(), "rc=9");
 }
 

@@ -16,7 +16,7 @@ use berth_integration::calls::{self, exec_sync, list_pods, pod_ip, run_pod, tear
 use berth_integration::client::Cri;
 use berth_integration::cni::TestPlugins;
 use berth_integration::env::{container_config, Cni, TestEnv, TestEnvOptions};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 
 /// The conflist's plugins after the bridge: hostPort support.
@@ -297,8 +297,7 @@ async fn network_ready_follows_the_cni_config_dir() {
         c.message
     );
     net.write_conf(conf, &[portmap()]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait::until("NetworkReady", Duration::from_secs(10), async || {
         let c = cond(
             cri.runtime
                 .status(StatusRequest { verbose: false })
@@ -306,15 +305,9 @@ async fn network_ready_follows_the_cni_config_dir() {
                 .unwrap()
                 .into_inner(),
         );
-        if c.status {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "NetworkReady stayed false: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        wait::check(c.status, c)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use berth_integration::berthd::BerthdOptions;
 use berth_integration::calls::{self, exec_url, port_forward_url};
 use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 use berth_shim::streaming::client::{self, RemoteStdio, Transport};
 use berth_shim::streaming::TermSize;
@@ -118,15 +118,11 @@ async fn ps(env: &mut TestEnv, cid: &str) -> String {
 
 /// Polls `ps` until `pred` holds, for at most 10 s.
 async fn wait_ps(env: &mut TestEnv, cid: &str, what: &str, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait::until(what, Duration::from_secs(10), async || {
         let out = ps(env, cid).await;
-        if pred(&out) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {out}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        wait::check(pred(&out), out)
+    })
+    .await
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -267,7 +267,8 @@ async fn kubectl_exec_with_a_terminal_sends_its_size_and_nothing_else() {
     let api = fake_apiserver(Arc::new(srv)).await;
     // kubectl sends the terminal's size on the resize stream and the remote
     // `stty size` must see it; the terminal shows exactly what it printed.
-    let out = kubectl_on_a_terminal(&api, "exec -it pod1 -- sh -c 'sleep 0.5; stty size'").await;
+    let command = format!("exec -it pod1 -- sh -c '{AFTER_RESIZE_STTY_SIZE}'");
+    let out = kubectl_on_a_terminal(&api, &command).await;
     // The test double runs the command on berthd's pty, which is raw (the
     // real exec helper puts a cooked pty of the container in between), so
     // no \r is added.

@@ -362,7 +362,7 @@ async fn websocket_v5_exec_returns_streams_exit_code_and_closes_stdin() {
 async fn websocket_v4_tty_resize_and_base64() {
     let (srv, _rt) = server(60).await;
     let url = srv
-        .exec_url(&exec_req("sleep 0.3; stty size", false, true))
+        .exec_url(&exec_req(AFTER_RESIZE_STTY_SIZE, false, true))
         .unwrap();
     let (mut ws, proto) = ws_connect(&url, "v4.channel.k8s.io").await;
     assert_eq!(proto, "v4.channel.k8s.io");
@@ -573,7 +573,11 @@ async fn sessions_release_their_sockets_pipes_and_ptys() {
     let (mut ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
     ws_collect(&mut ws).await;
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warm_up = rt.pids.lock().unwrap()[0];
+    assert!(
+        wait_gone(warm_up, 5).await,
+        "warm-up process {warm_up} left"
+    );
     let before = open_fds();
     for i in 0..10 {
         // Completed SPDY session with stdin.
