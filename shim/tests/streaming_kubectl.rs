@@ -21,9 +21,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_proto::v1::{AttachRequest, ExecRequest, PortForwardRequest};
 use berth_shim::streaming::StreamingServer;
-use kubectl::{debian_kubectl, FakeApiServer, PodSpec, StreamRequest, UrlSource};
+use kubectl::{debian_kubectl, CriStreamRequest, FakeApiServer, PodSpec, StreamRequest, UrlSource};
 use streaming_support::*;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,49 +31,13 @@ use tokio::net::{TcpListener, TcpStream};
 /// stdin) and `tty1` (stdin and a terminal); every stream goes to container
 /// `c1` or pod `pod1` of the test double.
 async fn fake_apiserver(srv: Arc<StreamingServer>) -> FakeApiServer {
-    let source: UrlSource = Arc::new(move |req| {
-        let srv = srv.clone();
-        Box::pin(async move {
-            match req {
-                StreamRequest::Exec {
-                    cmd,
-                    stdin,
-                    stdout,
-                    stderr,
-                    tty,
-                    ..
-                } => srv.exec_url(&ExecRequest {
-                    container_id: "c1".into(),
-                    cmd,
-                    tty,
-                    stdin,
-                    stdout,
-                    stderr,
-                    ..Default::default()
-                }),
-                StreamRequest::Attach {
-                    stdin,
-                    stdout,
-                    stderr,
-                    tty,
-                    ..
-                } => srv.attach_url(&AttachRequest {
-                    container_id: "c1".into(),
-                    tty,
-                    stdin,
-                    stdout,
-                    stderr,
-                    ..Default::default()
-                }),
-                StreamRequest::PortForward { ports, .. } => {
-                    srv.port_forward_url(&PortForwardRequest {
-                        pod_sandbox_id: "pod1".into(),
-                        port: ports,
-                    })
-                }
-            }
-            .unwrap()
-        })
+    let source: UrlSource = Arc::new(move |req: StreamRequest| {
+        let url = match req.into_cri("c1", "pod1") {
+            CriStreamRequest::Exec(r) => srv.exec_url(&r),
+            CriStreamRequest::Attach(r) => srv.attach_url(&r),
+            CriStreamRequest::PortForward(r) => srv.port_forward_url(&r),
+        };
+        Box::pin(std::future::ready(url.unwrap()))
     });
     let api = FakeApiServer::start(source).await.unwrap();
     api.add_pod(
