@@ -361,14 +361,11 @@ async fn port_forward_serves_local_connections() {
             .parse()
             .unwrap_or_else(|_| panic!("{line:?}"));
         // httpd may still be starting: retry until a full response comes back.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let resp = loop {
-            match http_get(port) {
-                Ok(r) if r.contains("hello-from-pod") => break r,
-                other => assert!(Instant::now() < deadline, "{t}: {other:?}"),
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
+        let what = format!("{t}: the page through the forward");
+        let resp = wait::until_blocking(&what, Duration::from_secs(20), || match http_get(port) {
+            Ok(r) if r.contains("hello-from-pod") => Ok(r),
+            other => Err(other),
+        });
         assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{t}: {resp}");
         // Each connection gets its own forward; a second one works as well.
         let resp = http_get(port).unwrap();

@@ -5,13 +5,11 @@
 //! leaving it, so pods can reach only each other and the host; the tests send
 //! traffic only to the pods they made and to loopback.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
-use berth_integration::bridge::TestBridge;
+use berth_integration::bridge::{self, TestBridge};
 use berth_integration::calls::{self, exec_sync, list_pods, pod_ip, run_pod, teardown_pod};
 use berth_integration::client::Cri;
 use berth_integration::cni::TestPlugins;
@@ -116,24 +114,9 @@ async fn serve(env: &Env, pod: &str, pc: &PodSandboxConfig, body: &str, port: u1
     run_container(env, pod, pc, "web", &["sh", "-c", &script]).await
 }
 
-/// GET / from `addr` with a plain HTTP/1.0 request, retrying while the server starts.
+/// GET / from `addr`, retrying while the server starts.
 fn http_get(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(body) if body.contains("200") => return body,
-            r if Instant::now() > deadline => panic!("GET {addr}: {r:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    String::from_utf8_lossy(&bridge::http_get(addr, "/")).into_owned()
 }
 
 /// berthd with the network and plugins of `cni`, and `setting` (unless empty)
@@ -197,20 +180,17 @@ async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
     let client = run_container(&env, &b, &pb, "client", &["sleep", "3600"]).await;
 
     // Pod to pod by IP.
-    let mut fetched = String::new();
-    for _ in 0..50 {
-        let r = exec(
-            &mut cri,
-            &client,
-            &["wget", "-qO-", &format!("http://{ip_a}:8080/")],
-        )
-        .await;
-        fetched = String::from_utf8_lossy(&r.stdout).to_string();
-        if r.exit_code == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let get = ["wget", "-qO-", &format!("http://{ip_a}:8080/")];
+    let fetched = wait::until(
+        "pod b to GET pod a's page",
+        Duration::from_secs(10),
+        async || {
+            let r = exec(&mut cri, &client, &get).await;
+            let out = String::from_utf8_lossy(&r.stdout).into_owned();
+            wait::check(r.exit_code == 0, r).map(|()| out)
+        },
+    )
+    .await;
     assert_eq!(fetched.trim(), "hello-from-a");
 
     // hostPort through portmap, from the host.

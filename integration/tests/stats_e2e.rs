@@ -5,10 +5,8 @@
 //! iptables guard, see `berth_integration::bridge`).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::bridge::{self, TestBridge};
@@ -16,7 +14,7 @@ use berth_integration::calls::{self, pod_ip};
 use berth_integration::client::Cri;
 use berth_integration::cni::TestPlugins;
 use berth_integration::env::{container_config, TestEnv};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 
 /// A test env whose pods get addresses on a private bridge.
@@ -69,27 +67,10 @@ fn counter(v: &Option<UInt64Value>) -> u64 {
     v.as_ref().expect("counter present").value
 }
 
-/// GETs `path` from `addr` (HTTP/1.0), retrying while the server starts;
-/// returns the whole response's size.
+/// GETs `path` from `addr`, retrying while the server starts; returns the
+/// whole response's size.
 fn http_get(addr: &str, path: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let attempt = (|| -> std::io::Result<Vec<u8>> {
-            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
-            let mut out = Vec::new();
-            s.read_to_end(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(body) if body.starts_with(b"HTTP/1.0 200") || body.starts_with(b"HTTP/1.1 200") => {
-                return body.len()
-            }
-            r if Instant::now() > deadline => panic!("GET {addr}{path}: {r:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    bridge::http_get(addr, path).len()
 }
 
 fn host_network(mut pc: PodSandboxConfig) -> PodSandboxConfig {
@@ -600,14 +581,15 @@ async fn berthd_killed_during_cni_add_releases_the_address_on_restart() {
         })
     };
     let plugin_path = plugin.display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while net.allocations().is_empty() || pids_running(&plugin_path).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the bridge ADD and the hanging plugin never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until_now(
+        "the bridge ADD and the hanging plugin",
+        Duration::from_secs(30),
+        || {
+            let (ips, pids) = (net.allocations(), pids_running(&plugin_path));
+            wait::check(!ips.is_empty() && !pids.is_empty(), (ips, pids))
+        },
+    )
+    .await;
     berthd.kill9().unwrap();
     run.abort();
     for pid in pids_running(&plugin_path) {

@@ -16,7 +16,7 @@ use berth_integration::env::{container_config, TestEnv};
 use berth_integration::kubectl::{
     debian_kubectl, CriStreamRequest, FakeApiServer, PodSpec, StreamRequest,
 };
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -338,21 +338,21 @@ async fn kubectl_port_forward_reaches_the_pod() {
     let mut seen = Vec::new();
     read_until(&mut stdout, &mut seen, b"Forwarding from").await;
     // httpd may still be starting: retry until it answers.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", local))
-            .await
-            .unwrap();
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
-        let mut resp = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
-        let text = String::from_utf8_lossy(&resp);
-        if text.contains("pf-ok") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no answer: {text:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        "pf-ok through kubectl",
+        Duration::from_secs(30),
+        async || {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", local))
+                .await
+                .unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+            let mut resp = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
+            let text = String::from_utf8_lossy(&resp).into_owned();
+            wait::check(text.contains("pf-ok"), text)
+        },
+    )
+    .await;
     assert!(env
         .api
         .upgrades

@@ -389,17 +389,15 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
         .unwrap_or(false);
     for transport in BOTH {
         // httpd may still be starting: retry a refused connection briefly.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let resp = loop {
+        let what = format!("{transport:?}: an answer through the forward");
+        let resp = wait::until(&what, Duration::from_secs(15), async || {
             let url = port_forward_url(&mut env.cri, &pod, 8080).await;
             match http_get(&url, transport, 8080).await {
-                Ok(r) if !r.is_empty() => break r,
-                other => {
-                    assert!(Instant::now() < deadline, "{transport:?}: {other:?}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                Ok(r) if !r.is_empty() => Ok(r),
+                other => Err(other),
             }
-        };
+        })
+        .await;
         assert!(
             resp.starts_with("HTTP/1.1 200 OK\r\n"),
             "{transport:?}: {resp}"
