@@ -100,9 +100,15 @@ impl TestEnv {
     /// Plain-HTTP registry, berthd with the loopback-only CNI config, and the
     /// `busybox` image already pulled: what a pod lifecycle test needs.
     pub async fn start_for_pods() -> Result<TestEnv> {
+        Self::start_with(TestEnvOptions::for_pods()).await
+    }
+
+    /// Like [`TestEnv::start_for_pods`] with nothing pulled yet, for tests
+    /// of pulls (or of what a pull leaves).
+    pub async fn start_for_pods_unpulled() -> Result<TestEnv> {
         Self::start_with(TestEnvOptions {
             cni: Cni::Loopback,
-            ..TestEnvOptions::for_pods()
+            ..Default::default()
         })
         .await
     }

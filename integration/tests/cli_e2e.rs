@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_integration::berth_cli::BerthCli;
-use berth_integration::env::{Cni, TestEnv, TestEnvOptions};
+use berth_integration::env::TestEnv;
 use berth_integration::{skip, skip_if, wait};
 
 /// Cells of a table line: columns are separated by at least three blanks.
@@ -32,12 +32,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 async fn start_env() -> TestEnv {
-    TestEnv::start_with(TestEnvOptions {
-        cni: Cni::Loopback,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    TestEnv::start_for_pods_unpulled().await.unwrap()
 }
 
 fn pod_json(logs: &Path, name: &str) -> String {

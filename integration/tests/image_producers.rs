@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_integration::berth_cli::BerthCli;
-use berth_integration::env::{container_config, Cni, TestEnv, TestEnvOptions};
+use berth_integration::env::{container_config, TestEnv};
 use berth_integration::image_builder::{Compression, Image, ImageConfig, Layer, Platform};
 use berth_integration::test_images::BUSYBOX;
 use berth_integration::{skip, skip_if};
@@ -30,12 +30,7 @@ fn run(cmd: &mut Command) -> String {
 }
 
 async fn start_env() -> TestEnv {
-    TestEnv::start_with(TestEnvOptions {
-        cni: Cni::Loopback,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    TestEnv::start_for_pods_unpulled().await.unwrap()
 }
 
 /// Runs `image` in a fresh pod through gRPC and returns the output of
