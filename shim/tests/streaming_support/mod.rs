@@ -119,6 +119,17 @@ pub fn process_gone(pid: u32) -> bool {
     }
 }
 
+/// Waits (10 s at most) until the runtime has started `n` processes;
+/// returns the pid of the `n`th.
+pub async fn nth_pid(rt: &LocalRuntime, n: usize) -> u32 {
+    let what = format!("process #{n} to start");
+    wait::until_now(&what, Duration::from_secs(10), || {
+        let pids = rt.pids.lock().unwrap().clone();
+        pids.get(n - 1).copied().ok_or(pids)
+    })
+    .await
+}
+
 /// Waits up to `secs` for `pid` to disappear.
 pub async fn wait_gone(pid: u32, secs: u64) -> bool {
     for _ in 0..secs * 20 {
