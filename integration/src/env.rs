@@ -1,9 +1,11 @@
 //! One-call setup for end-to-end tests and benchmarks: a registry holding the
 //! test images, a berthd configured to pull from it, the pods' network
-//! ([`Cni`]: none, loopback only, a private bridge, or the test's own
-//! conflists and plugins) and, on request, containerd beside it on the same
-//! registry and network; plus CRI clients and the few calls every pod test
-//! makes (a pod config, run a pod, create+start a container, remove).
+//! ([`Cni`]: loopback only, a private bridge, or berthd's CNI config as its
+//! options give it, e.g. the test's own plugins from
+//! [`crate::cni::TestPlugins::berthd_options`]) and, on request, containerd
+//! beside it on the same registry and network; plus CRI clients and the few
+//! calls every pod test makes (a pod config, run a pod, create+start a
+//! container, remove).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
