@@ -134,7 +134,7 @@ async fn crictl_workflow_through_the_berth_cli() {
 
     // runp / create / start.
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "cli-pod"));
-    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let pod_id = berth.id(&["runp", &pod_cfg]);
     assert!(is_hex_id(&pod_id, 64), "runp printed {pod_id:?}");
     let c_cfg = write(
         dir.path(),
@@ -145,10 +145,7 @@ async fn crictl_workflow_through_the_berth_cli() {
             "echo hello-out; echo hello-err >&2; exec sleep 3600",
         ),
     );
-    let cid = berth
-        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["create", &pod_id, &c_cfg, &pod_cfg]);
     assert!(is_hex_id(&cid, 64), "create printed {cid:?}");
     // Created containers show only with -a.
     assert!(!berth.ok(&["ps", "-q"]).contains(&cid));
@@ -299,10 +296,7 @@ async fn crictl_workflow_through_the_berth_cli() {
             "for i in 1 2 3; do echo line$i; sleep 0.4; done",
         ),
     );
-    let c2 = berth
-        .ok(&["create", &pod_id, &c2_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let c2 = berth.id(&["create", &pod_id, &c2_cfg, &pod_cfg]);
     berth.ok(&["start", &c2]);
     let started = Instant::now();
     let followed = berth.ok(&["logs", "-f", &c2]);
@@ -352,7 +346,7 @@ async fn crictl_workflow_through_the_berth_cli() {
         "c3.yaml",
         &container_yaml(&busybox, "runner", "exec sleep 3600"),
     );
-    let c3 = berth.ok(&["run", &c3_cfg, &pod2_cfg]).trim().to_string();
+    let c3 = berth.id(&["run", &c3_cfg, &pod2_cfg]);
     assert!(is_hex_id(&c3, 64), "run printed {c3:?}");
     assert_eq!(berth.ok(&["ps", "-q"]).trim(), c3);
     let out = berth.output(&["rm", &c3]);
@@ -476,16 +470,13 @@ async fn stats_events_image_filter_and_prune() {
     });
 
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "stats-pod"));
-    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let pod_id = berth.id(&["runp", &pod_cfg]);
     let c_cfg = write(
         dir.path(),
         "c.yaml",
         &container_yaml(&busybox, "sleeper", "exec sleep 3600"),
     );
-    let cid = berth
-        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["create", &pod_id, &c_cfg, &pod_cfg]);
     berth.ok(&["start", &cid]);
 
     // stats / statsp tables.
@@ -577,7 +568,7 @@ async fn logs_follow_survives_rotation() {
     // No pull: `create` pulls a missing image itself, as crictl's does.
     assert_eq!(berth.ok(&["images", "-q"]), "");
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "rot-pod"));
-    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let pod_id = berth.id(&["runp", &pod_cfg]);
     let c_cfg = write(
         dir.path(),
         "c.yaml",
@@ -587,10 +578,7 @@ async fn logs_follow_survives_rotation() {
             "i=1; while [ $i -le 20 ]; do echo tick$i; i=$((i+1)); sleep 0.15; done",
         ),
     );
-    let cid = berth
-        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["create", &pod_id, &c_cfg, &pod_cfg]);
     assert_eq!(berth.ok(&["images", "-q"]).lines().count(), 1);
     berth.ok(&["start", &cid]);
     let mut follower = Command::new(&berth.binary)

@@ -200,10 +200,7 @@ async fn umoci_image_runs_through_grpc_and_the_cli() {
         ),
     )
     .unwrap();
-    let cid = berth
-        .ok(&["run", ctr.to_str().unwrap(), pod.to_str().unwrap()])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["run", ctr.to_str().unwrap(), pod.to_str().unwrap()]);
     assert_eq!(
         berth.ok(&["exec", "-s", &cid, "cat", "/etc/motd"]),
         "built by umoci\n"
