@@ -45,16 +45,14 @@ impl BerthCli {
             .unwrap_or_else(|e| panic!("run {}: {e}", self.binary.display()))
     }
 
+    /// Runs and insists on success; returns stdout trimmed, as the id
+    /// `runp`, `create` and `run` print.
+    pub fn id(&self, args: &[&str]) -> String {
+        self.ok(args).trim().to_string()
+    }
+
     /// Runs and insists on success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        crate::command::stdout_of_success(&mut self.command(args), &format!("berth {args:?}"))
     }
 }

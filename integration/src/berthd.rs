@@ -14,15 +14,12 @@
 //!    so this nests. `BERTH_NO_BUILD=1` never builds.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
-
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use std::time::Duration;
 
 use crate::client::Cri;
-use crate::daemon::{self, Readiness};
+use crate::daemon::{Daemon, DaemonSpec};
 use crate::error::{Error, Result};
 use crate::registry::tail;
 
@@ -44,8 +41,14 @@ pub struct BerthdOptions {
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
     /// CNI config dir; a private empty dir (`<tempdir>/cni/net.d`) when None.
-    /// Ignored when `config_toml` has its own `[cni]` table.
+    /// This and the two below are ignored when `config_toml` has its own
+    /// `[cni]` table.
     pub cni_conf_dir: Option<PathBuf>,
+    /// Dirs of the test's own CNI plugins, searched before Debian's
+    /// [`crate::bridge::CNI_BIN_DIR`]; berthd's default dirs when empty.
+    pub cni_plugin_dirs: Vec<PathBuf>,
+    /// More `key = value` lines for berthd's `[cni]` table.
+    pub cni_settings: String,
 }
 
 impl Default for BerthdOptions {
@@ -56,6 +59,8 @@ impl Default for BerthdOptions {
             extra_args: Vec::new(),
             env: Vec::new(),
             cni_conf_dir: None,
+            cni_plugin_dirs: Vec::new(),
+            cni_settings: String::new(),
         }
     }
 }
@@ -85,20 +90,32 @@ impl BerthdOptions {
         self.cni_conf_dir = Some(dir.into());
         self
     }
+
+    /// Adds a dir of the test's own CNI plugins (see [`BerthdOptions::cni_plugin_dirs`]).
+    pub fn cni_plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cni_plugin_dirs.push(dir.into());
+        self
+    }
+
+    /// Adds a `key = value` line to berthd's `[cni]` table.
+    pub fn cni_setting(mut self, line: &str) -> Self {
+        self.cni_settings.push_str(line);
+        self.cni_settings.push('\n');
+        self
+    }
 }
 
 /// A running (or deliberately stopped) berthd.
 #[derive(Debug)]
 pub struct Berthd {
-    child: Option<Child>,
+    // First field: its log is printed (on panic) before `dir` is removed.
+    daemon: Daemon,
     binary: PathBuf,
     options: BerthdOptions,
-    socket: PathBuf,
     root: PathBuf,
     state_dir: PathBuf,
     config_path: PathBuf,
     cni_conf_dir: PathBuf,
-    log_path: PathBuf,
     // Last field: removed after the processes are gone and mounts detached.
     dir: tempfile::TempDir,
 }
@@ -274,19 +291,37 @@ impl Berthd {
                 cni_conf_dir.display(),
                 cache.display()
             ));
+            if !options.cni_plugin_dirs.is_empty() {
+                let dirs: Vec<String> = options
+                    .cni_plugin_dirs
+                    .iter()
+                    .map(|d| d.as_path())
+                    .chain([Path::new(crate::bridge::CNI_BIN_DIR)])
+                    .map(|d| format!("\"{}\"", d.display()))
+                    .collect();
+                config.push_str(&format!("bin_dirs = [{}]\n", dirs.join(", ")));
+            }
+            config.push_str(&options.cni_settings);
         }
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, config).map_err(Error::io(&config_path))?;
+        let daemon = Daemon::new(DaemonSpec {
+            what: "berthd",
+            socket: dir.path().join("berth.sock"),
+            log_path: dir.path().join("berthd.log"),
+            append_log: true,
+            log_lines: 300,
+            ready_timeout: READY_TIMEOUT,
+            poll: Duration::from_millis(50),
+        });
         let mut berthd = Berthd {
-            child: None,
+            daemon,
             binary,
             options,
-            socket: dir.path().join("berth.sock"),
             root,
             state_dir,
             config_path,
             cni_conf_dir,
-            log_path: dir.path().join("berthd.log"),
             dir,
         };
         berthd.spawn_and_wait().await?;
@@ -299,9 +334,6 @@ impl Berthd {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        // A stale socket from a killed instance must not count as "ready".
-        let _ = std::fs::remove_file(&self.socket);
-        let (log, log2) = daemon::log_file(&self.log_path, true)?;
         let mut cmd = Command::new(&self.binary);
         cmd.arg("--listen")
             .arg(self.endpoint())
@@ -314,44 +346,28 @@ impl Berthd {
             .arg("--log-level")
             .arg(&self.options.log_level)
             .args(&self.options.extra_args)
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
-        let child = cmd.spawn().map_err(|source| Error::Spawn {
-            program: self.binary.clone(),
-            source,
-        })?;
-        self.child = Some(child);
-        Ok(())
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        self.daemon.spawn(&mut cmd)
     }
 
     /// Waits until berthd answers Version (its start-up recovery is done).
     pub async fn wait_ready(&mut self) -> Result<()> {
-        let readiness = Readiness {
-            what: "berthd",
-            socket: &self.socket,
-            log_path: &self.log_path,
-            log_lines: 200,
-            timeout: READY_TIMEOUT,
-            poll: Duration::from_millis(50),
-        };
-        daemon::wait_until_serving(&mut self.child, readiness).await
+        self.daemon.wait_ready().await
     }
 
     /// Connects CRI clients to this berthd.
     pub async fn client(&self) -> Result<Cri> {
-        crate::client::connect(&self.socket).await
+        crate::client::connect(self.daemon.socket()).await
     }
 
     /// The CRI socket path.
     pub fn socket_path(&self) -> &Path {
-        &self.socket
+        self.daemon.socket()
     }
 
     /// `unix:///…/berth.sock`, as kubelet and crictl take it.
     pub fn endpoint(&self) -> String {
-        format!("unix://{}", self.socket.display())
+        format!("unix://{}", self.daemon.socket().display())
     }
 
     /// `--root`: persistent state (metadata, content, snapshots).
@@ -386,25 +402,22 @@ impl Berthd {
 
     /// berthd's stdout+stderr file (appended across restarts).
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        self.daemon.log_path()
     }
 
     /// Everything berthd logged so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.daemon.log()
     }
 
     /// The daemon's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.daemon.pid()
     }
 
     /// Whether the daemon process is still alive.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.daemon.is_running()
     }
 
     /// SIGTERM, wait up to [`STOP_TIMEOUT`], then SIGKILL. Returns the exit status
@@ -412,39 +425,13 @@ impl Berthd {
     /// Async so that client connections on this runtime can answer the daemon's
     /// GOAWAY while it drains them.
     pub async fn stop(&mut self) -> Result<Option<ExitStatus>> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(None);
-        };
-        let pid = i32::try_from(child.id()).expect("pids fit i32");
-        if matches!(child.try_wait(), Ok(None)) {
-            kill(Pid::from_raw(pid), Signal::SIGTERM)
-                .map_err(|source| Error::Signal { pid, source })?;
-            let deadline = Instant::now() + STOP_TIMEOUT;
-            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            if matches!(child.try_wait(), Ok(None)) {
-                let _ = child.kill();
-            }
-        }
-        child
-            .wait()
-            .map(Some)
-            .map_err(Error::io(format!("wait for berthd pid {pid}")))
+        self.daemon.stop(STOP_TIMEOUT).await
     }
 
     /// SIGKILL the daemon, as a crash would, and reap it. State on disk, the
     /// socket file and every container are left as they are.
     pub fn kill9(&mut self) -> Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        let pid = i32::try_from(child.id()).expect("pids fit i32");
-        let _ = child.kill();
-        child
-            .wait()
-            .map(|_| ())
-            .map_err(Error::io(format!("wait for berthd pid {pid}")))
+        self.daemon.kill()
     }
 
     /// Mounts whose mountinfo line names this instance's tempdir.
@@ -556,13 +543,7 @@ impl Berthd {
 
 impl Drop for Berthd {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "---- berthd log ({}) ----\n{}",
-                self.log_path.display(),
-                tail(&self.log(), 300)
-            );
-        }
+        // The log, when the test panicked, is printed as `daemon` drops.
         self.cleanup();
     }
 }

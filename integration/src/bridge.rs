@@ -6,8 +6,11 @@
 //! send traffic only to the pods they made and to loopback. Dropping the
 //! [`TestBridge`] removes the rule and the bridge.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -20,6 +23,26 @@ pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 pub fn unavailable_reason() -> Option<String> {
     (!Path::new(CNI_BIN_DIR).join("bridge").exists())
         .then(|| format!("containernetworking-plugins not installed ({CNI_BIN_DIR}/bridge)"))
+}
+
+/// GETs `path` from `addr` (a server in a pod, or its host port) with a
+/// plain HTTP/1.0 request, retrying while the server starts (20 s); returns
+/// the whole response, status line and headers included, once it is a 200.
+pub fn http_get(addr: &str, path: &str) -> Vec<u8> {
+    let what = format!("GET {addr}{path} to answer 200");
+    crate::wait::until_blocking(&what, Duration::from_secs(20), || {
+        let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        if out.starts_with(b"HTTP/1.0 200") || out.starts_with(b"HTTP/1.1 200") {
+            Ok(out)
+        } else {
+            let head = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
+            Err(std::io::Error::other(head))
+        }
+    })
 }
 
 /// One test's bridge, subnet, host-local data dir and iptables guard.
@@ -44,7 +67,8 @@ impl TestBridge {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        // 10.251.x: the benchmark's bridge uses 10.88.77.0/24.
+        // 10.251.x: clear of the 10.88.0.0/16 that CNI examples and
+        // container runtimes' defaults use.
         let bridge = format!("bs{n}x{:x}", nanos % 0xfff);
         let subnet_prefix = format!("10.251.{n}");
         let rule: Vec<String> = ["FORWARD", "-i", &bridge, "!", "-o", &bridge, "-j", "DROP"]

@@ -4,13 +4,12 @@
 //! `hosts.toml` layout berthd reads.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::client::Cri;
-use crate::daemon::{self, Readiness};
+use crate::daemon::{Daemon, DaemonSpec};
 use crate::error::{Error, Result};
-use crate::registry::tail;
 
 /// Where Debian installs containerd; override with `BERTH_CONTAINERD`.
 pub const DEFAULT_CONTAINERD: &str = "/usr/bin/containerd";
@@ -34,9 +33,8 @@ pub struct ContainerdOptions {
 /// A running containerd.
 #[derive(Debug)]
 pub struct Containerd {
-    child: Option<Child>,
-    socket: PathBuf,
-    log_path: PathBuf,
+    // Before `dir`: its log is printed (on panic) before the dir is removed.
+    daemon: Daemon,
     dir: tempfile::TempDir,
 }
 
@@ -96,54 +94,37 @@ impl Containerd {
         let config_path = d.join("config.toml");
         std::fs::write(&config_path, config).map_err(Error::io(&config_path))?;
 
-        let log_path = d.join("containerd.log");
-        let (log, log2) = daemon::log_file(&log_path, false)?;
-        let binary = Self::binary();
-        let child = Command::new(&binary)
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|source| Error::Spawn {
-                program: binary.clone(),
-                source,
-            })?;
-        let mut c = Containerd {
-            child: Some(child),
-            socket,
-            log_path,
-            dir,
-        };
-        c.wait_ready().await?;
-        Ok(c)
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let readiness = Readiness {
+        let mut daemon = Daemon::new(DaemonSpec {
             what: "containerd",
-            socket: &self.socket,
-            log_path: &self.log_path,
+            socket,
+            log_path: d.join("containerd.log"),
+            append_log: false,
             log_lines: 100,
-            timeout: READY_TIMEOUT,
+            ready_timeout: READY_TIMEOUT,
             poll: Duration::from_millis(100),
-        };
-        daemon::wait_until_serving(&mut self.child, readiness).await
+        });
+        daemon.spawn(
+            Command::new(Self::binary())
+                .arg("--config")
+                .arg(&config_path),
+        )?;
+        let mut c = Containerd { daemon, dir };
+        c.daemon.wait_ready().await?;
+        Ok(c)
     }
 
     /// CRI clients of this containerd.
     pub async fn client(&self) -> Result<Cri> {
-        crate::client::connect(&self.socket).await
+        crate::client::connect(self.daemon.socket()).await
     }
 
     pub fn socket_path(&self) -> &Path {
-        &self.socket
+        self.daemon.socket()
     }
 
     /// `unix:///…/containerd.sock`.
     pub fn endpoint(&self) -> String {
-        format!("unix://{}", self.socket.display())
+        format!("unix://{}", self.daemon.socket().display())
     }
 
     pub fn dir(&self) -> &Path {
@@ -152,24 +133,19 @@ impl Containerd {
 
     /// containerd's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        self.daemon.log()
     }
 
     /// The daemon's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.daemon.pid()
     }
 }
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("---- containerd log ----\n{}", tail(&self.log(), 100));
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        // The log, when the test panicked, is printed as `daemon` drops.
+        let _ = self.daemon.kill();
         // Shims name our socket in their command line; containers mount our root.
         crate::cleanup::kill_and_unmount_under(self.dir.path());
     }

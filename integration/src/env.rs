@@ -1,13 +1,21 @@
-//! One-call setup for end-to-end tests: a registry holding the test images and a
-//! berthd configured to pull from it, plus CRI clients and the few calls every
-//! pod test makes (a pod config, run a pod, create+start a container, remove).
+//! One-call setup for end-to-end tests and benchmarks: a registry holding the
+//! test images, a berthd configured to pull from it, the pods' network
+//! ([`Cni`]: loopback only, a private bridge, or berthd's CNI config as its
+//! options give it, e.g. the test's own plugins from
+//! [`crate::cni::TestPlugins::berthd_options`]) and, on request, containerd
+//! beside it on the same registry and network; plus CRI clients and the few
+//! calls every pod test makes (a pod config, run a pod, create+start a
+//! container, remove).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use berth_proto::v1::*;
 
 use crate::berthd::{Berthd, BerthdOptions};
+use crate::bridge::TestBridge;
 use crate::client::Cri;
+use crate::containerd::{Containerd, ContainerdOptions};
 use crate::error::{Error, Result};
 use crate::registry::{Registry, RegistryOptions};
 use crate::test_images;
@@ -21,15 +29,37 @@ pub const TAG: &str = "latest";
 pub const LOOPBACK_CONFLIST: &str =
     r#"{"cniVersion": "1.0.0", "name": "lo-only", "plugins": [{"type": "loopback"}]}"#;
 
+/// The network berthd's pods get.
+#[derive(Clone, Debug, Default)]
+pub enum Cni {
+    /// `berthd.cni_conf_dir` as it is (by default a private empty dir: no
+    /// pod can run, as on a node without a network config).
+    #[default]
+    AsConfigured,
+    /// Only a loopback interface ([`LOOPBACK_CONFLIST`] in a private dir).
+    Loopback,
+    /// A private [`TestBridge`] (real addresses, an iptables guard), with
+    /// these plugins chained after the bridge; see [`TestEnv::bridge`].
+    Bridge(Vec<serde_json::Value>),
+}
+
 /// A registry with the test images and a berthd that reaches it.
 #[derive(Debug)]
 pub struct TestEnv {
     pub cri: Cri,
-    // Drop order: berthd (and its containers) before the registry.
+    // Drop order: the daemons (and their containers) before the registry and
+    // the network their pods were on.
+    /// containerd beside berthd, when asked for ([`TestEnvOptions::containerd`],
+    /// [`TestEnv::start_containerd`]).
+    pub containerd: Option<Containerd>,
     pub berthd: Berthd,
     pub registry: Registry,
+    /// The bridge of [`Cni::Bridge`].
+    pub bridge: Option<TestBridge>,
     /// Parent of every pod's `log_directory` made by [`TestEnv::pod_config`].
     pub logs: tempfile::TempDir,
+    /// The registry's `hosts.toml` dir berthd (and containerd) pull through.
+    certs_d: PathBuf,
     _cni: Option<tempfile::TempDir>,
 }
 
@@ -42,9 +72,25 @@ pub struct TestEnvOptions {
     pub berthd: BerthdOptions,
     /// Also push the ~100 MB `large` image (slow to build the first time).
     pub with_large: bool,
-    /// Point berthd's CNI conf dir at a private dir holding only
-    /// [`LOOPBACK_CONFLIST`] (overrides `berthd`'s CNI conf dir).
-    pub loopback_cni: bool,
+    /// The pods' network (the private dirs it makes override `berthd`'s CNI
+    /// conf dir).
+    pub cni: Cni,
+    /// Test images to pull through berthd once it runs.
+    pub pull: Vec<&'static str>,
+    /// Also start containerd, on the same registry and CNI config.
+    pub containerd: bool,
+}
+
+impl TestEnvOptions {
+    /// Loopback-only pods with `busybox` pulled: what [`TestEnv::start_for_pods`]
+    /// starts; change what differs.
+    pub fn for_pods() -> TestEnvOptions {
+        TestEnvOptions {
+            cni: Cni::Loopback,
+            pull: vec!["busybox"],
+            ..Default::default()
+        }
+    }
 }
 
 impl TestEnv {
@@ -56,25 +102,27 @@ impl TestEnv {
     /// Plain-HTTP registry, berthd with the loopback-only CNI config, and the
     /// `busybox` image already pulled: what a pod lifecycle test needs.
     pub async fn start_for_pods() -> Result<TestEnv> {
-        let mut env = Self::start_with(TestEnvOptions {
-            loopback_cni: true,
-            ..Default::default()
-        })
-        .await?;
-        env.pull("busybox").await?;
-        Ok(env)
+        Self::start_with(TestEnvOptions::for_pods()).await
     }
 
-    /// Like [`TestEnv::start_for_pods`] but with berthd's CNI conf dir at
-    /// `conf_dir` (e.g. where a [`crate::bridge::TestBridge`] wrote its conflist).
-    pub async fn start_for_pods_on_cni(conf_dir: &std::path::Path) -> Result<TestEnv> {
-        let mut env = Self::start_with(TestEnvOptions {
-            berthd: BerthdOptions::default().cni_conf_dir(conf_dir),
+    /// Like [`TestEnv::start_for_pods`] with nothing pulled yet, for tests
+    /// of pulls (or of what a pull leaves).
+    pub async fn start_for_pods_unpulled() -> Result<TestEnv> {
+        Self::start_with(TestEnvOptions {
+            cni: Cni::Loopback,
             ..Default::default()
         })
-        .await?;
-        env.pull("busybox").await?;
-        Ok(env)
+        .await
+    }
+
+    /// Like [`TestEnv::start_for_pods`] but the pods are on a private
+    /// [`TestBridge`] ([`TestEnv::bridge`]) with `more` plugins after it.
+    pub async fn start_for_pods_on_bridge(more: Vec<serde_json::Value>) -> Result<TestEnv> {
+        Self::start_with(TestEnvOptions {
+            cni: Cni::Bridge(more),
+            ..TestEnvOptions::for_pods()
+        })
+        .await
     }
 
     /// Starts the registry, pushes every test image as `<name>:latest` (and the
@@ -104,24 +152,63 @@ impl TestEnv {
                 certs_d.display()
             ));
         }
-        let cni = if options.loopback_cni {
-            let dir = tempfile::tempdir().map_err(Error::io("tempdir"))?;
-            let file = dir.path().join("99-loopback.conflist");
-            std::fs::write(&file, LOOPBACK_CONFLIST).map_err(Error::io(&file))?;
-            berthd_options = berthd_options.cni_conf_dir(dir.path());
-            Some(dir)
-        } else {
-            None
+        let (cni, bridge) = match &options.cni {
+            Cni::AsConfigured => (None, None),
+            Cni::Loopback => {
+                let dir = tempfile::tempdir().map_err(Error::io("tempdir"))?;
+                let file = dir.path().join("99-loopback.conflist");
+                std::fs::write(&file, LOOPBACK_CONFLIST).map_err(Error::io(&file))?;
+                (Some(dir), None)
+            }
+            Cni::Bridge(more) => {
+                let bridge = TestBridge::new()?;
+                let dir = tempfile::tempdir().map_err(Error::io("tempdir"))?;
+                bridge.write_conf(dir.path(), more)?;
+                (Some(dir), Some(bridge))
+            }
         };
+        if let Some(dir) = &cni {
+            berthd_options = berthd_options.cni_conf_dir(dir.path());
+        }
         let berthd = Berthd::start_with(berthd_options).await?;
         let cri = berthd.client().await?;
-        Ok(TestEnv {
+        let mut env = TestEnv {
             cri,
+            containerd: None,
             berthd,
             registry,
+            bridge,
             logs: tempfile::tempdir().map_err(Error::io("tempdir"))?,
+            certs_d,
             _cni: cni,
+        };
+        for image in options.pull {
+            env.pull(image).await?;
+        }
+        if options.containerd {
+            env.start_containerd().await?;
+        }
+        Ok(env)
+    }
+
+    /// The registry's `hosts.toml` dir berthd pulls through.
+    pub fn certs_d(&self) -> &std::path::Path {
+        &self.certs_d
+    }
+
+    /// Starts containerd (see [`crate::containerd`]) beside berthd: the
+    /// `pause` test image as its sandbox image, pulling through the same
+    /// `hosts.toml`, its pods on berthd's CNI config. Its CRI clients are
+    /// `env.containerd.as_ref().unwrap().client()`.
+    pub async fn start_containerd(&mut self) -> Result<&Containerd> {
+        let containerd = Containerd::start(ContainerdOptions {
+            sandbox_image: self.image("pause"),
+            registry_config_path: Some(self.certs_d.clone()),
+            cni_conf_dir: Some(self.berthd.cni_conf_dir().to_path_buf()),
+            cni_bin_dir: None,
         })
+        .await?;
+        Ok(self.containerd.insert(containerd))
     }
 
     /// `127.0.0.1:PORT/<name>:latest` for a test image name (`busybox`,

@@ -12,6 +12,11 @@
 //! Its absence is an error, not a reason to skip: it is the oracle. Debian 12
 //! ships kubectl 1.20, which speaks SPDY/3.1 for all three; the WebSocket
 //! transports are covered by Python's websocket-client elsewhere.
+//!
+//! This file needs only std, tokio, serde_json and berth-proto: the shim's streaming tests
+//! (`shim/tests/streaming_kubectl.rs`) compile it in with `#[path]`, putting
+//! their test double of the runtime behind it, since they cannot depend on
+//! this crate.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,6 +24,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use berth_proto::v1::{AttachRequest, ExecRequest, PortForwardRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -82,6 +88,68 @@ pub enum StreamRequest {
     },
     /// `pods/<pod>/portforward`.
     PortForward { pod: String, ports: Vec<i32> },
+}
+
+/// The CRI call kubelet makes for a [`StreamRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum CriStreamRequest {
+    Exec(ExecRequest),
+    Attach(AttachRequest),
+    PortForward(PortForwardRequest),
+}
+
+impl StreamRequest {
+    /// The kubectl pod the request names.
+    pub fn pod(&self) -> &str {
+        match self {
+            StreamRequest::Exec { pod, .. }
+            | StreamRequest::Attach { pod, .. }
+            | StreamRequest::PortForward { pod, .. } => pod,
+        }
+    }
+
+    /// The CRI request for it, on container `container_id` (exec, attach)
+    /// or pod sandbox `pod_sandbox_id` (port-forward).
+    pub fn into_cri(self, container_id: &str, pod_sandbox_id: &str) -> CriStreamRequest {
+        match self {
+            StreamRequest::Exec {
+                cmd,
+                stdin,
+                stdout,
+                stderr,
+                tty,
+                ..
+            } => CriStreamRequest::Exec(ExecRequest {
+                container_id: container_id.into(),
+                cmd,
+                tty,
+                stdin,
+                stdout,
+                stderr,
+                ..Default::default()
+            }),
+            StreamRequest::Attach {
+                stdin,
+                stdout,
+                stderr,
+                tty,
+                ..
+            } => CriStreamRequest::Attach(AttachRequest {
+                container_id: container_id.into(),
+                stdin,
+                tty,
+                stdout,
+                stderr,
+                ..Default::default()
+            }),
+            StreamRequest::PortForward { ports, .. } => {
+                CriStreamRequest::PortForward(PortForwardRequest {
+                    pod_sandbox_id: pod_sandbox_id.into(),
+                    port: ports,
+                })
+            }
+        }
+    }
 }
 
 /// Mints the streaming URL for a request (e.g. by a CRI call to berthd).

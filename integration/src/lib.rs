@@ -6,11 +6,17 @@
 //!   busybox-static with our own code.
 //! - [`push::RegistryClient`]: pushes images over the distribution API, fetches
 //!   manifests back.
-//! - [`berthd::Berthd`]: the real daemon as a child process in a private tempdir.
+//! - [`berthd::Berthd`]: the real daemon as a child process in a private tempdir;
+//!   [`containerd::Containerd`]: the peer; [`daemon::Daemon`]: the child process
+//!   under both.
 //! - [`client::Cri`]: typed CRI clients over a unix socket; [`calls`]: the CRI
 //!   calls tests repeat, one function each.
-//! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard.
+//! - [`bridge::TestBridge`]: a private CNI bridge network with its iptables guard;
+//!   [`cni::TestPlugins`]: a test's own CNI plugins (scripts) and their conflist.
+//! - [`env::TestEnv`]: all of it in one call (registry with the test images,
+//!   berthd, the pods' network, containerd beside it on request).
 //! - [`crash`]: pod lifecycles with berthd SIGKILLed at random points (test and bench).
+//! - [`wait`]: polling for a condition with a deadline, in place of sleeps.
 //! - [`kubectl`]: Debian's kubectl against berthd's streaming server, through a
 //!   fake API server that proxies the upgrades as the API server and kubelet do.
 
@@ -27,6 +33,8 @@ pub mod bridge;
 pub mod calls;
 pub mod cleanup;
 pub mod client;
+pub mod cni;
+pub mod command;
 pub mod containerd;
 pub mod crash;
 pub mod daemon;
@@ -37,3 +45,4 @@ pub mod push;
 pub mod registry;
 pub mod replay;
 pub mod skip;
+pub mod wait;

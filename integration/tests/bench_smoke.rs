@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use berth_integration::{berthd, skip, skip_if};
+use berth_integration::{berthd, command, skip, skip_if};
 
 #[test]
 fn berth_bench_runs_a_short_workload_and_prints_the_report() {
@@ -13,13 +13,8 @@ fn berth_bench_runs_a_short_workload_and_prints_the_report() {
         skip::no_busybox()
     ]));
     let bin = berthd::berthd_binary().unwrap();
-    let bench = bin.with_file_name("berth-bench");
-    assert!(
-        bench.exists(),
-        "{} missing: run `cargo build --workspace --bins`",
-        bench.display()
-    );
-    let out = Command::new(&bench)
+    let mut bench = Command::new(command::built_binary("berth-bench"));
+    bench
         .args([
             "--no-containerd",
             "--iterations",
@@ -35,15 +30,8 @@ fn berth_bench_runs_a_short_workload_and_prints_the_report() {
             "--workloads",
             "pull-small,pod-lifecycle,list,exec-sync,exec-stream,concurrent-pods,memory,runtime",
         ])
-        .env("BERTHD", &bin)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "berth-bench failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+        .env("BERTHD", &bin);
+    let stdout = command::stdout_of_success(&mut bench, "berth-bench");
     for op in [
         "PullImage",
         "RunPodSandbox",

@@ -6,7 +6,7 @@
 
 use berth_integration::bench::Outcome;
 use berth_integration::bench_stream::{self, ExecStreamOptions};
-use berth_integration::containerd::{Containerd, ContainerdOptions};
+use berth_integration::containerd::Containerd;
 use berth_integration::env::TestEnv;
 use berth_integration::{skip, skip_if};
 use berth_proto::v1 as cri;
@@ -82,14 +82,13 @@ async fn exec_streaming_benchmark_measures_both_transports() {
         eprintln!("containerd part skipped: {reason}");
         return;
     }
-    let containerd = Containerd::start(ContainerdOptions {
-        sandbox_image: env.image("pause"),
-        registry_config_path: Some(env.registry.dir().join("certs.d")),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mut c = containerd.client().await.unwrap();
+    let mut c = env
+        .start_containerd()
+        .await
+        .unwrap()
+        .client()
+        .await
+        .unwrap();
     c.image
         .pull_image(cri::PullImageRequest {
             image: Some(cri::ImageSpec {

@@ -2,7 +2,8 @@
 //! crash, cleanup.
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
-use berth_integration::{skip, skip_if};
+use berth_integration::cni::TestPlugins;
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::{StatusRequest, VersionRequest};
 
 async fn version(berthd: &Berthd) -> berth_proto::v1::VersionResponse {
@@ -229,40 +230,26 @@ async fn a_second_berthd_on_a_live_socket_exits_and_the_first_keeps_serving() {
 #[tokio::test]
 async fn a_client_during_recovery_gets_unavailable_then_ok() {
     use berth_proto::v1::{PodSandboxConfig, PodSandboxMetadata, RunPodSandboxRequest};
-    use std::os::unix::fs::PermissionsExt;
     skip_if!(skip::not_root());
-    let dir = tempfile::tempdir().unwrap();
-    let (bin, conf) = (dir.path().join("bin"), dir.path().join("net.d"));
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&conf).unwrap();
-    let calls = dir.path().join("calls.log");
-    let release = |cmd: &str| dir.path().join(format!("release-{cmd}"));
+    let cni = TestPlugins::new().unwrap();
+    let calls = cni.dir().join("calls.log");
+    let release = |cmd: &str| cni.dir().join(format!("release-{cmd}"));
     // ADD and DEL log themselves, then wait until the test lets them finish
     // (Debian's loopback plugin brings up `lo`).
-    let plugin = bin.join("gatenet");
-    std::fs::write(
-        &plugin,
-        format!(
+    cni.add(
+        "gatenet",
+        &format!(
             "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND\" >> {calls}\ncase \"$CNI_COMMAND\" in\nADD|DEL) while [ ! -e {dir}/release-$CNI_COMMAND ]; do sleep 0.05; done ;;\nVERSION) echo '{{\"cniVersion\":\"1.0.0\",\"supportedVersions\":[\"0.4.0\",\"1.0.0\"]}}' ;;\nesac\n[ \"$CNI_COMMAND\" = ADD ] && echo '{{\"cniVersion\":\"1.0.0\"}}'\nexit 0\n",
             calls = calls.display(),
-            dir = dir.path().display()
+            dir = cni.dir().display()
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        conf.join("10-gate.conflist"),
-        r#"{"cniVersion": "1.0.0", "name": "gate", "plugins": [{"type": "gatenet"}]}"#,
-    )
-    .unwrap();
-    let mut berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\nplugin_timeout_secs = 600\n",
-        conf.display(),
-        bin.display(),
-        dir.path().join("cache").display()
-    )))
-    .await
-    .unwrap();
+    cni.use_only("gate", "gatenet").unwrap();
+    let options = cni.berthd_options(BerthdOptions::default());
+    let mut berthd = Berthd::start_with(options.cni_setting("plugin_timeout_secs = 600"))
+        .await
+        .unwrap();
     let logged = |cmd: &str| {
         std::fs::read_to_string(&calls)
             .unwrap_or_default()
@@ -322,9 +309,6 @@ async fn a_client_during_recovery_gets_unavailable_then_ok() {
 
 /// Polls `done` until it holds; fails after a minute naming `what`.
 async fn wait_for(what: &str, done: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "waiting for {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let minute = std::time::Duration::from_secs(60);
+    wait::until_now(what, minute, || wait::check(done(), "not yet")).await
 }

@@ -2,13 +2,15 @@
 //! registry, checking crictl's output shapes (column headers, id widths, JSON
 //! field names), exit codes and the log reader.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_integration::berth_cli::BerthCli;
-use berth_integration::env::{TestEnv, TestEnvOptions};
-use berth_integration::{skip, skip_if};
+use berth_integration::env::TestEnv;
+use berth_integration::{skip, skip_if, wait};
 
 /// Cells of a table line: columns are separated by at least three blanks.
 fn cells(line: &str) -> Vec<String> {
@@ -30,12 +32,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 async fn start_env() -> TestEnv {
-    TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    TestEnv::start_for_pods_unpulled().await.unwrap()
 }
 
 fn pod_json(logs: &Path, name: &str) -> String {
@@ -58,14 +55,24 @@ fn container_yaml(image: &str, name: &str, script: &str) -> String {
 
 /// Waits until `f` returns Some, or panics after 15 s.
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = f() {
-            return v;
+    wait::until_blocking(what, Duration::from_secs(15), || f().ok_or("not yet"))
+}
+
+/// What `child` wrote to its piped stdout so far, read on a thread as it
+/// comes; the thread ends with the stream.
+fn stdout_so_far(child: &mut Child) -> (Arc<Mutex<String>>, std::thread::JoinHandle<()>) {
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
+    (text, reader)
 }
 
 #[tokio::test]
@@ -127,7 +134,7 @@ async fn crictl_workflow_through_the_berth_cli() {
 
     // runp / create / start.
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "cli-pod"));
-    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let pod_id = berth.id(&["runp", &pod_cfg]);
     assert!(is_hex_id(&pod_id, 64), "runp printed {pod_id:?}");
     let c_cfg = write(
         dir.path(),
@@ -138,10 +145,7 @@ async fn crictl_workflow_through_the_berth_cli() {
             "echo hello-out; echo hello-err >&2; exec sleep 3600",
         ),
     );
-    let cid = berth
-        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["create", &pod_id, &c_cfg, &pod_cfg]);
     assert!(is_hex_id(&cid, 64), "create printed {cid:?}");
     // Created containers show only with -a.
     assert!(!berth.ok(&["ps", "-q"]).contains(&cid));
@@ -292,10 +296,7 @@ async fn crictl_workflow_through_the_berth_cli() {
             "for i in 1 2 3; do echo line$i; sleep 0.4; done",
         ),
     );
-    let c2 = berth
-        .ok(&["create", &pod_id, &c2_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let c2 = berth.id(&["create", &pod_id, &c2_cfg, &pod_cfg]);
     berth.ok(&["start", &c2]);
     let started = Instant::now();
     let followed = berth.ok(&["logs", "-f", &c2]);
@@ -345,7 +346,7 @@ async fn crictl_workflow_through_the_berth_cli() {
         "c3.yaml",
         &container_yaml(&busybox, "runner", "exec sleep 3600"),
     );
-    let c3 = berth.ok(&["run", &c3_cfg, &pod2_cfg]).trim().to_string();
+    let c3 = berth.id(&["run", &c3_cfg, &pod2_cfg]);
     assert!(is_hex_id(&c3, 64), "run printed {c3:?}");
     assert_eq!(berth.ok(&["ps", "-q"]).trim(), c3);
     let out = berth.output(&["rm", &c3]);
@@ -458,19 +459,24 @@ async fn stats_events_image_filter_and_prune() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let (seen, reader) = stdout_so_far(&mut events);
+    // Subscribed: berthd answered the call (it subscribes before it answers).
+    wait_for("berthd to answer GetContainerEvents", || {
+        env.berthd
+            .log()
+            .lines()
+            .any(|l| l.contains("GetContainerEvents") && l.contains("ok elapsed_us"))
+            .then_some(())
+    });
 
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "stats-pod"));
-    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let pod_id = berth.id(&["runp", &pod_cfg]);
     let c_cfg = write(
         dir.path(),
         "c.yaml",
         &container_yaml(&busybox, "sleeper", "exec sleep 3600"),
     );
-    let cid = berth
-        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["create", &pod_id, &c_cfg, &pod_cfg]);
     berth.ok(&["start", &cid]);
 
     // stats / statsp tables.
@@ -501,10 +507,14 @@ async fn stats_events_image_filter_and_prune() {
     assert_eq!(row[0], "stats-pod");
     assert_eq!(row[1], pod_id[..13]);
 
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for("the container's events", || {
+        let text = seen.lock().unwrap();
+        (text.contains(&cid) && text.contains("CONTAINER_STARTED_EVENT")).then_some(())
+    });
     events.kill().unwrap();
-    let out = events.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    events.wait().unwrap();
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
     let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&text)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -558,7 +568,7 @@ async fn logs_follow_survives_rotation() {
     // No pull: `create` pulls a missing image itself, as crictl's does.
     assert_eq!(berth.ok(&["images", "-q"]), "");
     let pod_cfg = write(dir.path(), "pod.json", &pod_json(&logs, "rot-pod"));
-    let pod_id = berth.ok(&["runp", &pod_cfg]).trim().to_string();
+    let pod_id = berth.id(&["runp", &pod_cfg]);
     let c_cfg = write(
         dir.path(),
         "c.yaml",
@@ -568,19 +578,20 @@ async fn logs_follow_survives_rotation() {
             "i=1; while [ $i -le 20 ]; do echo tick$i; i=$((i+1)); sleep 0.15; done",
         ),
     );
-    let cid = berth
-        .ok(&["create", &pod_id, &c_cfg, &pod_cfg])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["create", &pod_id, &c_cfg, &pod_cfg]);
     assert_eq!(berth.ok(&["images", "-q"]).lines().count(), 1);
     berth.ok(&["start", &cid]);
-    let follower = Command::new(&berth.binary)
+    let mut follower = Command::new(&berth.binary)
         .args(["-r", &berth.endpoint, "logs", "-f", &cid])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Rotate the way kubelet does: rename, then ask the runtime to reopen.
-    std::thread::sleep(Duration::from_millis(1000));
+    let (followed, reader) = stdout_so_far(&mut follower);
+    // Rotate the way kubelet does, once the follower is reading the first
+    // file: rename, then ask the runtime to reopen.
+    wait_for("the follower to print tick1", || {
+        followed.lock().unwrap().contains("tick1\n").then_some(())
+    });
     let log = logs.join("ticker.log");
     std::fs::rename(&log, logs.join("ticker.log.1")).unwrap();
     env.cri
@@ -590,8 +601,9 @@ async fn logs_follow_survives_rotation() {
         })
         .await
         .unwrap();
-    let out = follower.wait_with_output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    follower.wait().unwrap();
+    reader.join().unwrap();
+    let text = followed.lock().unwrap().clone();
     let expected: String = (1..=20).map(|i| format!("tick{i}\n")).collect();
     assert_eq!(text, expected);
     // The new file holds only what came after the rotation.

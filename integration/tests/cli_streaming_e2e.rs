@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_integration::berth_cli::BerthCli;
 use berth_integration::env::TestEnv;
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 
 const TRANSPORTS: [&str; 2] = ["spdy", "websocket"];
 
@@ -243,17 +243,11 @@ fn interactive_shell_follows_window_resizes(berth: &BerthCli, cid: &str) {
     tmux(&["resize-window", "-t", "t", "-x", "120", "-y", "40"]);
     wait_screen_after_resize(&tmux, &screen);
     tmux(&["send-keys", "-t", "t", "exit 9", "Enter"]);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !rc_file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "berth did not exit:\n{}",
-            screen()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let rc = std::fs::read_to_string(&rc_file).unwrap();
+    // The shell creates the file before it writes the line.
+    let rc = wait::until_blocking("berth to exit", Duration::from_secs(15), || {
+        let rc = std::fs::read_to_string(&rc_file).unwrap_or_default();
+        wait::check(rc.ends_with('\n'), screen()).map(|()| rc)
+    });
     assert_eq!(rc.trim(), "rc=9");
 }
 
@@ -367,14 +361,11 @@ async fn port_forward_serves_local_connections() {
             .parse()
             .unwrap_or_else(|_| panic!("{line:?}"));
         // httpd may still be starting: retry until a full response comes back.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let resp = loop {
-            match http_get(port) {
-                Ok(r) if r.contains("hello-from-pod") => break r,
-                other => assert!(Instant::now() < deadline, "{t}: {other:?}"),
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
+        let what = format!("{t}: the page through the forward");
+        let resp = wait::until_blocking(&what, Duration::from_secs(20), || match http_get(port) {
+            Ok(r) if r.contains("hello-from-pod") => Ok(r),
+            other => Err(other),
+        });
         assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{t}: {resp}");
         // Each connection gets its own forward; a second one works as well.
         let resp = http_get(port).unwrap();

@@ -3,8 +3,8 @@
 //! berthd reads), run a pod, and leave nothing behind when dropped.
 
 use berth_integration::client::Cri;
-use berth_integration::containerd::{Containerd, ContainerdOptions};
-use berth_integration::registry::Registry;
+use berth_integration::containerd::Containerd;
+use berth_integration::env::{TestEnv, TestEnvOptions};
 use berth_integration::{bench, skip, skip_if, test_images};
 use berth_proto::v1 as cri;
 
@@ -30,42 +30,24 @@ async fn containerd_pulls_test_images_and_runs_a_pod() {
         skip::no_busybox(),
         Containerd::unavailable_reason()
     ]));
-    let registry = Registry::start().await.unwrap();
-    let client = registry.client().unwrap();
-    let busybox = test_images::busybox().unwrap();
-    client
-        .push_image("busybox", "latest", busybox)
-        .await
-        .unwrap();
-    client
-        .push_image("pause", "latest", test_images::pause().unwrap())
-        .await
-        .unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let certs_d = work.path().join("certs.d");
-    let hosts = registry.write_hosts_toml(&certs_d).unwrap();
-    assert!(std::fs::read_to_string(&hosts).unwrap().contains("[host."));
-
-    let containerd = Containerd::start(ContainerdOptions {
-        sandbox_image: registry.image_ref("pause", "latest"),
-        registry_config_path: Some(certs_d),
+    let mut env = TestEnv::start_with(TestEnvOptions {
+        containerd: true,
         ..Default::default()
     })
     .await
     .unwrap();
-    let mut c = containerd.client().await.unwrap();
-    let image_ref = pull(&mut c, &registry.image_ref("busybox", "latest")).await;
-    // containerd reports the config digest as the image id.
-    assert_eq!(image_ref, busybox.id());
+    // The hosts.toml containerd pulls through (rewritten as it was).
+    let hosts = env.registry.write_hosts_toml(env.certs_d()).unwrap();
+    assert!(std::fs::read_to_string(&hosts).unwrap().contains("[host."));
 
-    let ops = bench::pod_lifecycle(
-        &mut c,
-        &registry.image_ref("busybox", "latest"),
-        work.path(),
-        1,
-        false,
-    )
-    .await;
+    let containerd = env.containerd.take().unwrap();
+    let mut c = containerd.client().await.unwrap();
+    let image_ref = pull(&mut c, &env.image("busybox")).await;
+    // containerd reports the config digest as the image id.
+    assert_eq!(image_ref, test_images::busybox().unwrap().id());
+
+    let work = tempfile::tempdir().unwrap();
+    let ops = bench::pod_lifecycle(&mut c, &env.image("busybox"), work.path(), 1, false).await;
     for (op, o) in bench::POD_OPS.iter().zip(&ops) {
         assert!(
             matches!(o, bench::Outcome::Samples(s) if s.len() == 1),

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use berth_integration::bridge::TestBridge;
 use berth_integration::crash::{self, CrashOptions};
 use berth_integration::env::TestEnv;
 use berth_integration::{skip, skip_if};
@@ -18,10 +17,7 @@ const KILLS: usize = 50;
 #[tokio::test]
 async fn fifty_kills_at_random_points_lose_nothing_list_nothing_stale_and_leak_nothing() {
     skip_if!(skip::no_bridge_pod_env());
-    let net = TestBridge::new().unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    net.write_conf(conf.path(), &[]).unwrap();
-    let mut env = TestEnv::start_for_pods_on_cni(conf.path()).await.unwrap();
+    let mut env = TestEnv::start_for_pods_on_bridge(vec![]).await.unwrap();
     let pulled = env.pull("layered").await.unwrap();
     let seed = std::env::var("BERTH_CRASH_SEED")
         .ok()
@@ -41,7 +37,7 @@ async fn fifty_kills_at_random_points_lose_nothing_list_nothing_stale_and_leak_n
         pulled,
         log_dir: env.logs.path().to_path_buf(),
     };
-    let report = crash::run(&mut env.berthd, Some(&net), &options)
+    let report = crash::run(&mut env.berthd, env.bridge.as_ref(), &options)
         .await
         .unwrap();
     eprintln!("{report:#?}");

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use berth_integration::env::{TestEnv, TestEnvOptions};
+use berth_integration::env::TestEnv;
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::{ContainerStatusRequest, ListContainersRequest, VersionResponse};
 use prost::Message as _;
@@ -108,12 +108,7 @@ async fn python_grpcio_and_an_empty_authority_are_served() {
     if let Some(why) = grpcio_missing() {
         panic!("{why}");
     }
-    let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let mut env = TestEnv::start_for_pods_unpulled().await.unwrap();
     check_grpcio_report(&mut env, "default").await;
     check_grpcio_report(&mut env, "raw-path").await;
     let version = version_with_authority(env.berthd.socket_path(), "").await;

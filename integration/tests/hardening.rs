@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_integration::berthd::Berthd;
-use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
+use berth_integration::env::{container_config, TestEnv};
 use berth_integration::image_builder::{Compression, Image, LayerBuilder, Platform};
 use berth_integration::{calls, push, skip, skip_if, test_images};
 use berth_proto::v1::*;
@@ -121,12 +121,7 @@ async fn pull(env: &mut TestEnv, image: &str) -> Result<String, tonic::Status> {
 #[tokio::test]
 async fn setuid_files_and_devices_in_images_are_unreachable_for_other_users() {
     skip_if!(skip::no_pod_env());
-    let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let mut env = TestEnv::start_for_pods_unpulled().await.unwrap();
     // A root made by hand (or by an older berthd): world-readable all the way.
     env.berthd.stop().await.unwrap();
     open_up(env.berthd.dir());

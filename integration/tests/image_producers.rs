@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_integration::berth_cli::BerthCli;
-use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
+use berth_integration::env::{container_config, TestEnv};
 use berth_integration::image_builder::{Compression, Image, ImageConfig, Layer, Platform};
 use berth_integration::test_images::BUSYBOX;
 use berth_integration::{skip, skip_if};
@@ -30,12 +30,7 @@ fn run(cmd: &mut Command) -> String {
 }
 
 async fn start_env() -> TestEnv {
-    TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
+    TestEnv::start_for_pods_unpulled().await.unwrap()
 }
 
 /// Runs `image` in a fresh pod through gRPC and returns the output of
@@ -205,10 +200,7 @@ async fn umoci_image_runs_through_grpc_and_the_cli() {
         ),
     )
     .unwrap();
-    let cid = berth
-        .ok(&["run", ctr.to_str().unwrap(), pod.to_str().unwrap()])
-        .trim()
-        .to_string();
+    let cid = berth.id(&["run", ctr.to_str().unwrap(), pod.to_str().unwrap()]);
     assert_eq!(
         berth.ok(&["exec", "-s", &cid, "cat", "/etc/motd"]),
         "built by umoci\n"

@@ -1,32 +1,21 @@
 //! The CRI ImageService end to end: the real berthd pulling from a real local
 //! registry over gRPC, as kubelet and crictl do.
 
-use std::path::Path;
-
-use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::client::Cri;
+use berth_integration::env::{TestEnv, TestEnvOptions};
 use berth_integration::image_builder::{Image, Platform};
 use berth_integration::registry::{Registry, RegistryOptions};
 use berth_integration::{push, skip, skip_if, test_images};
 use berth_proto::v1::*;
 
-/// berthd with `[registry] config_path` pointing at `certs`.
-async fn berthd(certs: &Path) -> (Berthd, Cri) {
-    let b = Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[registry]\nconfig_path = \"{}\"\n",
-        certs.display()
-    )))
-    .await
-    .unwrap();
-    let c = b.client().await.unwrap();
-    (b, c)
-}
-
-/// A plain-HTTP registry holding `img` as `repo:tag`.
-async fn registry_with(repo: &str, tag: &str, img: &Image) -> Registry {
-    let reg = Registry::start().await.unwrap();
-    push::push_image(&reg.host(), repo, tag, img).await.unwrap();
-    reg
+/// A plain-HTTP registry (holding the test images and `img` as `repo:tag`)
+/// and a berthd that pulls from it.
+async fn env_with(repo: &str, tag: &str, img: &Image) -> TestEnv {
+    let env = TestEnv::start().await.unwrap();
+    push::push_image(&env.registry.host(), repo, tag, img)
+        .await
+        .unwrap();
+    env
 }
 
 fn spec(image: &str) -> Option<ImageSpec> {
@@ -107,9 +96,9 @@ fn blob_gets(reg: &Registry, digest: &str) -> usize {
 async fn pull_by_tag_and_digest_then_list_status_and_stream() {
     skip_if!(skip::no_pod_env());
     let img = test_images::configured().unwrap();
-    let reg = registry_with("configured", "v1", img).await;
-    let certs = tempfile::tempdir().unwrap();
-    let (_b, mut cri) = berthd(certs.path()).await;
+    let env = env_with("configured", "v1", img).await;
+    let reg = &env.registry;
+    let mut cri = env.cri.clone();
 
     let by_tag = reg.image_ref("configured", "v1");
     let by_digest = reg.image_ref("configured", img.digest());
@@ -167,7 +156,8 @@ async fn pull_by_tag_and_digest_then_list_status_and_stream() {
 #[tokio::test]
 async fn multiarch_index_resolves_to_the_host_platform() {
     skip_if!(skip::no_pod_env());
-    let reg = Registry::start().await.unwrap();
+    let env = TestEnv::start().await.unwrap();
+    let reg = &env.registry;
     let index = test_images::multiarch().unwrap();
     push::push_index(&reg.host(), "multiarch", "latest", index)
         .await
@@ -176,8 +166,7 @@ async fn multiarch_index_resolves_to_the_host_platform() {
     push::push_index(&reg.host(), "multiarch", "docker", docker)
         .await
         .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let (_b, mut cri) = berthd(certs.path()).await;
+    let mut cri = env.cri.clone();
     for (tag, idx) in [("latest", index), ("docker", docker)] {
         let want = idx.image_for(&Platform::host()).unwrap();
         let id = pull(&mut cri, &reg.image_ref("multiarch", tag), None)
@@ -194,7 +183,8 @@ async fn multiarch_index_resolves_to_the_host_platform() {
 #[tokio::test]
 async fn same_layers_in_another_image_are_not_fetched_or_unpacked_again() {
     skip_if!(skip::no_pod_env());
-    let reg = Registry::start().await.unwrap();
+    let env = TestEnv::start().await.unwrap();
+    let reg = &env.registry;
     let layered = test_images::layered().unwrap();
     let mixed = test_images::mixed().unwrap();
     push::push_image(&reg.host(), "layered", "1", layered)
@@ -203,8 +193,8 @@ async fn same_layers_in_another_image_are_not_fetched_or_unpacked_again() {
     push::push_image(&reg.host(), "mixed", "1", mixed)
         .await
         .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let (b, mut cri) = berthd(certs.path()).await;
+    let mut cri = env.cri.clone();
+    let b = &env.berthd;
     pull(&mut cri, &reg.image_ref("layered", "1"), None)
         .await
         .unwrap();
@@ -235,7 +225,7 @@ async fn same_layers_in_another_image_are_not_fetched_or_unpacked_again() {
             .any(|x| x.blob.digest == l.blob.digest)
         {
             assert_eq!(
-                blob_gets(&reg, &l.blob.digest),
+                blob_gets(reg, &l.blob.digest),
                 0,
                 "{} fetched",
                 l.blob.digest
@@ -249,7 +239,8 @@ async fn same_layers_in_another_image_are_not_fetched_or_unpacked_again() {
 async fn tampered_blob_fails_stores_nothing_and_a_retry_works() {
     skip_if!(skip::no_pod_env());
     let img = test_images::layered().unwrap();
-    let reg = registry_with("layered", "1", img).await;
+    let env = env_with("layered", "1", img).await;
+    let reg = &env.registry;
     let victim = &img.layers.last().unwrap().blob.digest;
     let path = reg.blob_data_path(victim);
     let original = std::fs::read(&path).unwrap();
@@ -258,8 +249,8 @@ async fn tampered_blob_fails_stores_nothing_and_a_retry_works() {
     bad[mid] ^= 0x55;
     std::fs::write(&path, &bad).unwrap();
 
-    let certs = tempfile::tempdir().unwrap();
-    let (b, mut cri) = berthd(certs.path()).await;
+    let mut cri = env.cri.clone();
+    let b = &env.berthd;
     let name = reg.image_ref("layered", "1");
     let err = pull(&mut cri, &name, None).await.unwrap_err();
     assert!(
@@ -282,9 +273,9 @@ async fn tampered_blob_fails_stores_nothing_and_a_retry_works() {
 async fn ten_concurrent_pulls_fetch_each_blob_once() {
     skip_if!(skip::no_pod_env());
     let img = test_images::layered().unwrap();
-    let reg = registry_with("layered", "1", img).await;
-    let certs = tempfile::tempdir().unwrap();
-    let (_b, cri) = berthd(certs.path()).await;
+    let env = env_with("layered", "1", img).await;
+    let reg = &env.registry;
+    let cri = env.cri.clone();
     let name = reg.image_ref("layered", "1");
     let pulls = (0..10).map(|_| {
         let mut c = Cri {
@@ -298,14 +289,9 @@ async fn ten_concurrent_pulls_fetch_each_blob_once() {
         assert_eq!(r.unwrap(), img.id());
     }
     for l in &img.layers {
-        assert_eq!(
-            blob_gets(&reg, &l.blob.digest),
-            1,
-            "layer {}",
-            l.blob.digest
-        );
+        assert_eq!(blob_gets(reg, &l.blob.digest), 1, "layer {}", l.blob.digest);
     }
-    assert_eq!(blob_gets(&reg, img.id()), 1, "config");
+    assert_eq!(blob_gets(reg, img.id()), 1, "config");
 }
 
 async fn futures_join_all<T>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
@@ -320,9 +306,9 @@ async fn futures_join_all<T>(handles: impl Iterator<Item = tokio::task::JoinHand
 async fn remove_image_frees_space_and_is_idempotent() {
     skip_if!(skip::no_pod_env());
     let img = test_images::layered().unwrap();
-    let reg = registry_with("layered", "1", img).await;
-    let certs = tempfile::tempdir().unwrap();
-    let (_b, mut cri) = berthd(certs.path()).await;
+    let env = env_with("layered", "1", img).await;
+    let reg = &env.registry;
+    let mut cri = env.cri.clone();
     let (bytes0, inodes0) = fs_used(&mut cri).await;
     let name = reg.image_ref("layered", "1");
     pull(&mut cri, &name, None).await.unwrap();
@@ -344,29 +330,31 @@ async fn remove_image_frees_space_and_is_idempotent() {
 #[tokio::test]
 async fn basic_auth_over_tls_with_the_registry_ca_in_hosts_toml() {
     skip_if!(skip::no_pod_env());
-    let reg = Registry::start_with(
-        RegistryOptions::default()
+    let env = TestEnv::start_with(TestEnvOptions {
+        registry: RegistryOptions::default()
             .tls()
             .basic_auth("kube", "letmein"),
-    )
+        ..Default::default()
+    })
     .await
     .unwrap();
+    let reg = &env.registry;
     let img = test_images::busybox().unwrap();
     reg.client()
         .unwrap()
         .push_image("private/busybox", "1", img)
         .await
         .unwrap();
-    let certs = tempfile::tempdir().unwrap();
-    let dir = certs.path().join(reg.host());
-    std::fs::create_dir_all(&dir).unwrap();
+    // In place of the harness's hosts.toml: the CA as a file beside it,
+    // named relative to it at the top level.
+    let dir = env.certs_d().join(reg.host());
     std::fs::write(dir.join("ca.pem"), reg.ca_cert_pem().unwrap()).unwrap();
     std::fs::write(
         dir.join("hosts.toml"),
         format!("server = \"https://{}\"\nca = \"ca.pem\"\n", reg.host()),
     )
     .unwrap();
-    let (_b, mut cri) = berthd(certs.path()).await;
+    let mut cri = env.cri.clone();
     let name = reg.image_ref("private/busybox", "1");
     let err = pull(&mut cri, &name, None).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
@@ -383,9 +371,9 @@ async fn basic_auth_over_tls_with_the_registry_ca_in_hosts_toml() {
 async fn hosts_toml_mirror_serves_registry_k8s_io_from_a_local_registry() {
     skip_if!(skip::no_pod_env());
     let pause = test_images::pause().unwrap();
-    let reg = registry_with("pause", "3.10", pause).await;
-    let certs = tempfile::tempdir().unwrap();
-    let dir = certs.path().join("registry.k8s.io");
+    let env = env_with("pause", "3.10", pause).await;
+    let reg = &env.registry;
+    let dir = env.certs_d().join("registry.k8s.io");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("hosts.toml"),
@@ -395,7 +383,7 @@ async fn hosts_toml_mirror_serves_registry_k8s_io_from_a_local_registry() {
         ),
     )
     .unwrap();
-    let (_b, mut cri) = berthd(certs.path()).await;
+    let mut cri = env.cri.clone();
     let id = pull(&mut cri, "registry.k8s.io/pause:3.10", None)
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use berth_integration::berthd::BerthdOptions;
 use berth_integration::calls::{self, exec_sync};
 use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 
 fn unknown_id() -> String {
@@ -133,13 +133,11 @@ async fn hugepage_limits_without_a_usable_hugetlb_controller_are_tolerated_unles
     drop(env);
 
     let mut strict = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
         berthd: BerthdOptions::default().config("tolerate_missing_hugetlb_controller = false\n"),
-        ..Default::default()
+        ..TestEnvOptions::for_pods()
     })
     .await
     .unwrap();
-    strict.pull("busybox").await.unwrap();
     let got = create_with_hugepages(&mut strict, "huge-strict").await;
     if usable {
         got.unwrap();
@@ -186,18 +184,15 @@ async fn processes(cri: &mut berth_integration::client::Cri, id: &str) -> String
 /// Waits until no process of the exec (the `sleep 300` and `sleep 301` it
 /// started) is left in the container, or fails with the last `ps`.
 async fn wait_exec_gone(cri: &mut berth_integration::client::Cri, id: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ps = processes(cri, id).await;
-        if !ps.contains("sleep 30") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the exec's processes live on:\n{ps}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        "the exec's processes to end",
+        Duration::from_secs(20),
+        async || {
+            let ps = processes(cri, id).await;
+            wait::check(!ps.contains("sleep 30"), ps)
+        },
+    )
+    .await
 }
 
 // The exec'd shell starts a background child and a foreground one: killing
@@ -230,11 +225,11 @@ async fn exec_sync_timeout_and_cancel_kill_the_whole_exec_tree() {
     let mut cri = env.cri.clone();
     let id = ctr.clone();
     let call = tokio::spawn(async move { exec_sync(&mut cri, &id, TREE, 0).await });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !processes(&mut env.cri, &ctr).await.contains("sleep 301") {
-        assert!(Instant::now() < deadline, "the exec never started");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until("the exec to start", Duration::from_secs(20), async || {
+        let ps = processes(&mut env.cri, &ctr).await;
+        wait::check(ps.contains("sleep 301"), ps)
+    })
+    .await;
     call.abort();
     let _ = call.await;
     wait_exec_gone(&mut env.cri, &ctr).await;

@@ -14,7 +14,7 @@ use berth_integration::calls::{
 };
 use berth_integration::client::Cri;
 use berth_integration::env::{self, TestEnv};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 
 /// A registry with the test images, a berthd that has pulled them, a client.
@@ -588,7 +588,18 @@ async fn containers_survive_kill9_and_exits_while_berthd_is_down_are_recovered()
     .await;
 
     env.base.berthd.kill9().unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // The monitor records the exit while berthd is down.
+    let exit_file = env
+        .base
+        .berthd
+        .state_dir()
+        .join("c")
+        .join(&short)
+        .join("exit.json");
+    wait::until_now("short's exit recorded", Duration::from_secs(30), || {
+        wait::check(exit_file.exists(), &exit_file)
+    })
+    .await;
     env.base.berthd.restart().await.unwrap();
     let mut cri = env.base.berthd.client().await.unwrap();
 
@@ -985,7 +996,10 @@ async fn resources_update_the_cgroup_and_a_rotated_log_is_reopened() {
 
     // kubelet's rotation: rename, then ask for a reopen; new lines go to a new file.
     let log = PathBuf::from(&pc.log_directory).join("ticker/0.log");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait::until_now("ticks in the log", Duration::from_secs(10), || {
+        wait::check(!log_lines(&log, "stdout").is_empty(), "none")
+    })
+    .await;
     let rotated = log.with_extension("log.1");
     std::fs::rename(&log, &rotated).unwrap();
     cri.runtime

@@ -127,18 +127,22 @@ fn rpc_hist(m: &Metrics, method: &str) -> f64 {
     m.hist_count("berth_cri_request_duration_seconds", &[("method", method)])
 }
 
+/// Pods on loopback with busybox pulled, and berthd serving metrics on an
+/// ephemeral loopback port.
+async fn metrics_env() -> TestEnv {
+    TestEnv::start_with(TestEnvOptions {
+        berthd: berth_integration::berthd::BerthdOptions::default()
+            .config("[metrics]\naddress = \"127.0.0.1:0\"\n"),
+        ..TestEnvOptions::for_pods()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_move_by_exactly_the_calls_made() {
     skip_if!(skip::no_pod_env());
-    let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
-        berthd: berth_integration::berthd::BerthdOptions::default()
-            .config("[metrics]\naddress = \"127.0.0.1:0\"\n"),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    env.pull("busybox").await.unwrap();
+    let mut env = metrics_env().await;
     let addr = metrics_address(&mut env.cri).await;
     assert!(
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
@@ -395,15 +399,7 @@ async fn scrapes_move_by_exactly_the_calls_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_reports_what_recovery_picked_up() {
     skip_if!(skip::no_pod_env());
-    let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
-        berthd: berth_integration::berthd::BerthdOptions::default()
-            .config("[metrics]\naddress = \"127.0.0.1:0\"\n"),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    env.pull("busybox").await.unwrap();
+    let mut env = metrics_env().await;
     let (pod, _ctr) = env
         .run_busybox_pod("recovered", "sleep 600", false)
         .await

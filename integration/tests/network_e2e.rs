@@ -5,18 +5,16 @@
 //! leaving it, so pods can reach only each other and the host; the tests send
 //! traffic only to the pods they made and to loopback.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
-use berth_integration::bridge::TestBridge;
+use berth_integration::bridge::{self, TestBridge};
 use berth_integration::calls::{self, exec_sync, list_pods, pod_ip, run_pod, teardown_pod};
 use berth_integration::client::Cri;
-use berth_integration::env::{container_config, TestEnv};
-use berth_integration::{skip, skip_if};
+use berth_integration::cni::TestPlugins;
+use berth_integration::env::{container_config, Cni, TestEnv, TestEnvOptions};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 
 /// The conflist's plugins after the bridge: hostPort support.
@@ -30,16 +28,30 @@ struct Env {
     base: TestEnv,
 }
 
-async fn env(net: Option<&TestBridge>, conf_dir: &Path) -> Env {
-    if let Some(net) = net {
-        net.write_conf(conf_dir, &[portmap()]).unwrap();
-    }
-    let base = TestEnv::start_for_pods_on_cni(conf_dir).await.unwrap();
+/// Pods on a private bridge with hostPort support, or (`bridge` false) on
+/// berthd's private CNI conf dir, empty until the test writes to it.
+async fn env(bridge: bool) -> Env {
+    let cni = if bridge {
+        Cni::Bridge(vec![portmap()])
+    } else {
+        Cni::AsConfigured
+    };
+    let base = TestEnv::start_with(TestEnvOptions {
+        cni,
+        ..TestEnvOptions::for_pods()
+    })
+    .await
+    .unwrap();
     Env {
         cri: base.cri.clone(),
         busybox: base.image("busybox"),
         base,
     }
+}
+
+/// The bridge of an `env(true)`.
+fn bridge(env: &Env) -> &TestBridge {
+    env.base.bridge.as_ref().unwrap()
 }
 
 fn pod_config(env: &Env, name: &str) -> PodSandboxConfig {
@@ -102,37 +114,19 @@ async fn serve(env: &Env, pod: &str, pc: &PodSandboxConfig, body: &str, port: u1
     run_container(env, pod, pc, "web", &["sh", "-c", &script]).await
 }
 
-/// GET / from `addr` with a plain HTTP/1.0 request, retrying while the server starts.
+/// GET / from `addr`, retrying while the server starts.
 fn http_get(addr: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(body) if body.contains("200") => return body,
-            r if Instant::now() > deadline => panic!("GET {addr}: {r:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    String::from_utf8_lossy(&bridge::http_get(addr, "/")).into_owned()
 }
 
-/// berthd with its CNI config from `conf`, plugins from `bin` before Debian's,
-/// the CNI cache under `dir`, and `extra` lines in its `[cni]` table.
-async fn berthd_with_plugins(conf: &Path, bin: &Path, dir: &Path, extra: &str) -> Berthd {
-    Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"/usr/lib/cni\"]\ncache_dir = \"{}\"\n{extra}",
-        conf.display(),
-        bin.display(),
-        dir.join("cache").display()
-    )))
-    .await
-    .unwrap()
+/// berthd with the network and plugins of `cni`, and `setting` (unless empty)
+/// in its `[cni]` table. No images: these pods run no containers.
+async fn berthd_with_plugins(cni: &TestPlugins, setting: &str) -> Berthd {
+    let mut options = cni.berthd_options(BerthdOptions::default());
+    if !setting.is_empty() {
+        options = options.cni_setting(setting);
+    }
+    Berthd::start_with(options).await.unwrap()
 }
 
 fn iptables_lines_mentioning(needle: &str) -> Vec<String> {
@@ -147,9 +141,8 @@ fn iptables_lines_mentioning(needle: &str) -> Vec<String> {
 #[tokio::test]
 async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
     skip_if!(skip::no_bridge_pod_env());
-    let net = TestBridge::new().unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    let env = env(Some(&net), conf.path()).await;
+    let env = env(true).await;
+    let net = env.base.bridge.as_ref().unwrap();
     let mut cri = env.cri.clone();
 
     let mut pa = pod_config(&env, "server");
@@ -187,20 +180,17 @@ async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
     let client = run_container(&env, &b, &pb, "client", &["sleep", "3600"]).await;
 
     // Pod to pod by IP.
-    let mut fetched = String::new();
-    for _ in 0..50 {
-        let r = exec(
-            &mut cri,
-            &client,
-            &["wget", "-qO-", &format!("http://{ip_a}:8080/")],
-        )
-        .await;
-        fetched = String::from_utf8_lossy(&r.stdout).to_string();
-        if r.exit_code == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let get = ["wget", "-qO-", &format!("http://{ip_a}:8080/")];
+    let fetched = wait::until(
+        "pod b to GET pod a's page",
+        Duration::from_secs(10),
+        async || {
+            let r = exec(&mut cri, &client, &get).await;
+            let out = String::from_utf8_lossy(&r.stdout).into_owned();
+            wait::check(r.exit_code == 0, r).map(|()| out)
+        },
+    )
+    .await;
     assert_eq!(fetched.trim(), "hello-from-a");
 
     // hostPort through portmap, from the host.
@@ -261,8 +251,8 @@ async fn two_pods_get_addresses_and_reach_each_other_and_a_host_port() {
 async fn network_ready_follows_the_cni_config_dir() {
     skip_if!(skip::no_bridge_pod_env());
     let net = TestBridge::new().unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    let env = env(None, conf.path()).await;
+    let env = env(false).await;
+    let conf = env.base.berthd.cni_conf_dir();
     let mut cri = env.cri.clone();
     let cond = |s: StatusResponse| -> RuntimeCondition {
         s.status
@@ -282,13 +272,12 @@ async fn network_ready_follows_the_cni_config_dir() {
     assert!(!c.status);
     assert_eq!(c.reason, "NetworkPluginNotReady");
     assert!(
-        c.message.contains(&conf.path().display().to_string()),
+        c.message.contains(&conf.display().to_string()),
         "{}",
         c.message
     );
-    net.write_conf(conf.path(), &[portmap()]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    net.write_conf(conf, &[portmap()]).unwrap();
+    wait::until("NetworkReady", Duration::from_secs(10), async || {
         let c = cond(
             cri.runtime
                 .status(StatusRequest { verbose: false })
@@ -296,43 +285,34 @@ async fn network_ready_follows_the_cni_config_dir() {
                 .unwrap()
                 .into_inner(),
         );
-        if c.status {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "NetworkReady stayed false: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        wait::check(c.status, c)
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn removing_a_pod_after_berthd_was_killed_still_releases_its_address() {
     skip_if!(skip::no_bridge_pod_env());
-    let net = TestBridge::new().unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    let mut env = env(Some(&net), conf.path()).await;
+    let mut env = env(true).await;
     let mut cri = env.cri.clone();
     let pc = pod_config(&env, "survivor");
     let pod = run_pod(&mut cri, &pc).await;
     let ip = pod_ip(&mut cri, &pod).await;
-    assert_eq!(net.allocations(), vec![ip.clone()]);
+    assert_eq!(bridge(&env).allocations(), vec![ip.clone()]);
     env.base.berthd.kill9().unwrap();
     env.base.berthd.restart().await.unwrap();
     let mut cri = env.base.berthd.client().await.unwrap();
     assert_eq!(pod_ip(&mut cri, &pod).await, ip, "pod ip after restart");
     teardown_pod(&mut cri, &pod).await;
-    assert_eq!(net.allocations(), Vec::<String>::new());
-    assert_eq!(net.veths(), Vec::<String>::new());
+    assert_eq!(bridge(&env).allocations(), Vec::<String>::new());
+    assert_eq!(bridge(&env).veths(), Vec::<String>::new());
 }
 
 #[tokio::test]
 async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
     skip_if!(skip::no_bridge_pod_env());
-    let net = TestBridge::new().unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    let env = env(Some(&net), conf.path()).await;
+    let env = env(true).await;
+    let net = env.base.bridge.as_ref().unwrap();
     let mut cri = env.cri.clone();
     let cycles: usize = std::env::var("BERTH_NET_CYCLES")
         .ok()
@@ -375,13 +355,8 @@ async fn many_pod_cycles_leave_no_veth_address_or_rule_behind() {
 /// namespace pin, pod directory or mount behind.
 #[tokio::test]
 async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() {
-    use std::os::unix::fs::PermissionsExt;
     skip_if!(skip::no_bridge_pod_env());
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    let conf = dir.path().join("net.d");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&conf).unwrap();
+    let cni = TestPlugins::new().unwrap();
     let plugins = [
         (
             "failnet",
@@ -393,19 +368,11 @@ async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() 
         ),
     ];
     for (name, script) in plugins {
-        let p = bin.join(name);
-        std::fs::write(&p, script).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        cni.add(name, script).unwrap();
     }
-    let write_conf = |plugin: &str| {
-        std::fs::write(
-            conf.join("10-test.conflist"),
-            format!(r#"{{"cniVersion": "1.0.0", "name": "test-{plugin}", "plugins": [{{"type": "{plugin}"}}]}}"#),
-        )
-        .unwrap();
-    };
+    let write_conf = |plugin: &str| cni.use_only(&format!("test-{plugin}"), plugin).unwrap();
     write_conf("failnet");
-    let berthd = berthd_with_plugins(&conf, &bin, dir.path(), "plugin_timeout_secs = 2\n").await;
+    let berthd = berthd_with_plugins(&cni, "plugin_timeout_secs = 2").await;
     let mut cri = berthd.client().await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let config = PodSandboxConfig {
@@ -477,7 +444,7 @@ async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() 
         let cmd = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         assert!(
-            !cmd.contains(&bin.join("hangnet").display().to_string()),
+            !cmd.contains(&cni.bin_dir().join("hangnet").display().to_string()),
             "plugin left running: {cmd}"
         );
     }
@@ -489,30 +456,19 @@ async fn a_failing_or_hanging_plugin_fails_run_pod_sandbox_and_leaves_nothing() 
 /// every call and hands out a fixed address.
 #[tokio::test]
 async fn cni_del_runs_once_whether_a_pod_is_stopped_then_removed_or_only_removed() {
-    use std::os::unix::fs::PermissionsExt;
     skip_if!(skip::no_bridge_pod_env());
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    let conf = dir.path().join("net.d");
-    let calls_log = dir.path().join("calls.log");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::create_dir_all(&conf).unwrap();
-    let plugin = bin.join("countnet");
-    std::fs::write(
-        &plugin,
-        format!(
+    let cni = TestPlugins::new().unwrap();
+    let calls_log = cni.dir().join("calls.log");
+    cni.add(
+        "countnet",
+        &format!(
             "#!/bin/sh\ncat >/dev/null\necho \"$CNI_COMMAND $CNI_CONTAINERID\" >> {}\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  echo '{{\"cniVersion\":\"1.0.0\",\"interfaces\":[{{\"name\":\"eth0\",\"sandbox\":\"'\"$CNI_NETNS\"'\"}}],\"ips\":[{{\"address\":\"10.99.0.2/24\",\"interface\":0}}]}}'\nfi\nexit 0\n",
             calls_log.display()
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
-        conf.join("10-count.conflist"),
-        r#"{"cniVersion": "1.0.0", "name": "count", "plugins": [{"type": "countnet"}]}"#,
-    )
-    .unwrap();
-    let berthd = berthd_with_plugins(&conf, &bin, dir.path(), "").await;
+    cni.use_only("count", "countnet").unwrap();
+    let berthd = berthd_with_plugins(&cni, "").await;
     let mut cri = berthd.client().await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let config = |name: &str| PodSandboxConfig {

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use berth_integration::{berthd, skip, skip_if};
+use berth_integration::{command, skip, skip_if};
 
 #[test]
 fn quickstart_script_runs_the_main_job_and_cleans_up() {
@@ -16,26 +16,15 @@ fn quickstart_script_runs_the_main_job_and_cleans_up() {
         skip::no_busybox(),
         no_cni
     ]));
-    let berthd = berthd::berthd_binary().unwrap();
-    let bin = berthd.parent().unwrap();
-    if !bin.join("berth-push-test-images").exists() {
-        panic!(
-            "{} missing: run `cargo build --workspace --bins` first",
-            bin.join("berth-push-test-images").display()
-        );
-    }
+    let pusher = command::built_binary("berth-push-test-images");
+    let bin = pusher.parent().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/quickstart.sh");
-    let out = Command::new("bash")
-        .arg(script)
-        .env("QUICKSTART_SKIP_INSTALL", "1")
-        .env("BERTH_BIN_DIR", bin)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "quickstart failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    let stdout = command::stdout_of_success(
+        Command::new("bash")
+            .arg(script)
+            .env("QUICKSTART_SKIP_INSTALL", "1")
+            .env("BERTH_BIN_DIR", bin),
+        "quickstart",
     );
     for expected in [
         "RuntimeName:  berth",
@@ -48,7 +37,7 @@ fn quickstart_script_runs_the_main_job_and_cleans_up() {
     ] {
         assert!(
             stdout.contains(expected),
-            "{expected:?} missing from:\n{stdout}\nstderr:\n{stderr}"
+            "{expected:?} missing from:\n{stdout}"
         );
     }
     // Its daemon, monitors and registry are gone.

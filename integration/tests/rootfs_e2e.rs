@@ -10,7 +10,7 @@ use berth_integration::env::{self, TestEnv, TAG};
 use berth_integration::image_builder::{
     Compression, Image, ImageConfig, Layer, LayerBuilder, Platform,
 };
-use berth_integration::{skip, skip_if, test_images};
+use berth_integration::{skip, skip_if, test_images, wait};
 use berth_proto::v1::*;
 
 /// An image holding only `<name> -> <name>1 -> ... -> <name>40 -> target`:
@@ -276,17 +276,23 @@ async fn host_path_mounts_propagate_as_asked() {
     let id = env.run_container(&pod, &pod_config, config).await.unwrap();
     let log = Path::new(&pod_config.log_directory).join("c.log");
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !read_log().contains("mounted") {
-        let s = calls::container_status(&mut env.cri, &id).await;
-        assert!(
-            s.state != ContainerState::ContainerExited as i32,
-            "container exited: {}",
-            read_log()
-        );
-        assert!(std::time::Instant::now() < deadline, "{}", read_log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        "\"mounted\" in the log",
+        Duration::from_secs(60),
+        async || {
+            let log = read_log();
+            if log.contains("mounted") {
+                return Ok(());
+            }
+            let s = calls::container_status(&mut env.cri, &id).await;
+            assert!(
+                s.state != ContainerState::ContainerExited as i32,
+                "container exited: {log}"
+            );
+            Err(log)
+        },
+    )
+    .await;
     let host_saw: Vec<bool> = shared.iter().map(|d| d.is_mount_point("inner")).collect();
     for d in &shared {
         nix::mount::mount(

@@ -5,23 +5,21 @@
 //! iptables guard, see `berth_integration::bridge`).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_integration::berthd::{Berthd, BerthdOptions};
 use berth_integration::bridge::{self, TestBridge};
 use berth_integration::calls::{self, pod_ip};
 use berth_integration::client::Cri;
+use berth_integration::cni::TestPlugins;
 use berth_integration::env::{container_config, TestEnv};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 
-/// A test env whose pods get addresses on `net`.
-async fn bridge_env(net: &TestBridge, conf: &Path) -> TestEnv {
-    net.write_conf(conf, &[]).unwrap();
-    TestEnv::start_for_pods_on_cni(conf).await.unwrap()
+/// A test env whose pods get addresses on a private bridge.
+async fn bridge_env() -> TestEnv {
+    TestEnv::start_for_pods_on_bridge(vec![]).await.unwrap()
 }
 
 async fn pod_stats(cri: &mut Cri, pod: &str) -> PodSandboxStats {
@@ -69,27 +67,10 @@ fn counter(v: &Option<UInt64Value>) -> u64 {
     v.as_ref().expect("counter present").value
 }
 
-/// GETs `path` from `addr` (HTTP/1.0), retrying while the server starts;
-/// returns the whole response's size.
+/// GETs `path` from `addr`, retrying while the server starts; returns the
+/// whole response's size.
 fn http_get(addr: &str, path: &str) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let attempt = (|| -> std::io::Result<Vec<u8>> {
-            let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())?;
-            let mut out = Vec::new();
-            s.read_to_end(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(body) if body.starts_with(b"HTTP/1.0 200") || body.starts_with(b"HTTP/1.1 200") => {
-                return body.len()
-            }
-            r if Instant::now() > deadline => panic!("GET {addr}{path}: {r:?}"),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    bridge::http_get(addr, path).len()
 }
 
 fn host_network(mut pc: PodSandboxConfig) -> PodSandboxConfig {
@@ -107,14 +88,13 @@ fn host_network(mut pc: PodSandboxConfig) -> PodSandboxConfig {
 #[tokio::test]
 async fn pod_stats_and_metrics_count_the_traffic_a_bridge_pod_serves() {
     skip_if!(skip::no_bridge_pod_env());
-    let net = TestBridge::new().unwrap();
-    let conf = tempfile::tempdir().unwrap();
-    let mut env = bridge_env(&net, conf.path()).await;
+    let mut env = bridge_env().await;
     let busybox = env.image("busybox");
     let pc = env.pod_config("served");
     let pod = env.run_pod(&pc).await.unwrap();
     let ip = pod_ip(&mut env.cri, &pod).await;
-    assert!(ip.starts_with(&net.subnet_prefix), "{ip}");
+    let subnet_prefix = &env.bridge.as_ref().unwrap().subnet_prefix;
+    assert!(ip.starts_with(subnet_prefix.as_str()), "{ip}");
     let web = env
         .run_container(
             &pod,
@@ -337,6 +317,7 @@ async fn pod_stats_and_metrics_count_the_traffic_a_bridge_pod_serves() {
     // A removed pod has no metrics.
     let metrics = pod_metrics(&mut env.cri).await;
     assert!(metrics.is_empty(), "{metrics:?}");
+    let net = env.bridge.as_ref().unwrap();
     assert_eq!(net.allocations(), Vec::<String>::new());
 }
 
@@ -555,35 +536,25 @@ fn pids_running(needle: &str) -> Vec<i32> {
 /// and leaves no pin, pod directory or mount behind.
 #[tokio::test]
 async fn berthd_killed_during_cni_add_releases_the_address_on_restart() {
-    use std::os::unix::fs::PermissionsExt;
     skip_if!(skip::first(&[
         skip::not_root(),
         bridge::unavailable_reason()
     ]));
     let net = TestBridge::new().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("bin");
-    let conf = dir.path().join("net.d");
-    std::fs::create_dir_all(&bin).unwrap();
+    let cni = TestPlugins::new().unwrap();
+    let conf = cni.conf_dir();
     // ADD hangs (in short sleeps, so killing the shell ends it); DEL succeeds.
-    let plugin = bin.join("hangafterbridge");
-    std::fs::write(
-        &plugin,
+    let plugin = cni.add(
+        "hangafterbridge",
         "#!/bin/sh\ncat >/dev/null\nif [ \"$CNI_COMMAND\" = ADD ]; then\n  i=0; while [ $i -lt 120 ]; do sleep 1; i=$((i+1)); done\nfi\nexit 0\n",
     )
     .unwrap();
-    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
     net.write_conf(&conf, &[serde_json::json!({"type": "hangafterbridge"})])
         .unwrap();
-    let mut berthd = Berthd::start_with(BerthdOptions::default().config(&format!(
-        "[cni]\nconf_dir = \"{}\"\nbin_dirs = [\"{}\", \"{}\"]\ncache_dir = \"{}\"\nplugin_timeout_secs = 120\n",
-        conf.display(),
-        bin.display(),
-        bridge::CNI_BIN_DIR,
-        dir.path().join("cache").display()
-    )))
-    .await
-    .unwrap();
+    let options = cni.berthd_options(BerthdOptions::default());
+    let mut berthd = Berthd::start_with(options.cni_setting("plugin_timeout_secs = 120"))
+        .await
+        .unwrap();
     let cri = berthd.client().await.unwrap();
     let logs = tempfile::tempdir().unwrap();
     let config = PodSandboxConfig {
@@ -610,14 +581,15 @@ async fn berthd_killed_during_cni_add_releases_the_address_on_restart() {
         })
     };
     let plugin_path = plugin.display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while net.allocations().is_empty() || pids_running(&plugin_path).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the bridge ADD and the hanging plugin never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until_now(
+        "the bridge ADD and the hanging plugin",
+        Duration::from_secs(30),
+        || {
+            let (ips, pids) = (net.allocations(), pids_running(&plugin_path));
+            wait::check(!ips.is_empty() && !pids.is_empty(), (ips, pids))
+        },
+    )
+    .await;
     berthd.kill9().unwrap();
     run.abort();
     for pid in pids_running(&plugin_path) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_integration::calls;
 use berth_integration::client::Cri;
 use berth_integration::env::{self, TestEnv};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 
 fn python_websocket() -> Option<String> {
@@ -196,7 +196,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     assert!(joined(&frames, 1).contains("got:hello"), "{frames:?}");
 
     // Port-forward to the pod's httpd on localhost inside its network namespace.
-    run(
+    let web = run(
         &mut env,
         "web",
         &[
@@ -207,7 +207,16 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
         false,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let get = ["wget", "-qO-", "http://127.0.0.1:8080/"];
+    wait::until(
+        "httpd to serve in the pod",
+        Duration::from_secs(20),
+        async || {
+            let r = calls::exec_sync(&mut env.cri, &web, &get, 5).await;
+            wait::check(r.as_ref().is_ok_and(|r| r.exit_code == 0), r)
+        },
+    )
+    .await;
     let url = calls::port_forward_url(&mut env.cri, &env.pod, 8080).await;
     let url = format!("{url}?ports=8080");
     let frames = tokio::task::spawn_blocking(move || {

@@ -13,8 +13,10 @@ use std::time::{Duration, Instant};
 
 use berth_integration::client::Cri;
 use berth_integration::env::{container_config, TestEnv};
-use berth_integration::kubectl::{debian_kubectl, FakeApiServer, PodSpec, StreamRequest};
-use berth_integration::{skip, skip_if};
+use berth_integration::kubectl::{
+    debian_kubectl, CriStreamRequest, FakeApiServer, PodSpec, StreamRequest,
+};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,62 +57,12 @@ async fn env(name: &str) -> Env {
 
 /// What kubelet does with the API server's request: the matching CRI call.
 async fn mint(cri: &mut Cri, pods: &Pods, req: StreamRequest) -> String {
-    let ids = |pod: &str| pods.lock().unwrap().get(pod).cloned().unwrap();
-    match req {
-        StreamRequest::Exec {
-            pod,
-            cmd,
-            stdin,
-            stdout,
-            stderr,
-            tty,
-        } => {
-            cri.runtime
-                .exec(ExecRequest {
-                    container_id: ids(&pod).1,
-                    cmd,
-                    tty,
-                    stdin,
-                    stdout,
-                    stderr,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .url
-        }
-        StreamRequest::Attach {
-            pod,
-            stdin,
-            stdout,
-            stderr,
-            tty,
-        } => {
-            cri.runtime
-                .attach(AttachRequest {
-                    container_id: ids(&pod).1,
-                    stdin,
-                    tty,
-                    stdout,
-                    stderr,
-                    ..Default::default()
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .url
-        }
-        StreamRequest::PortForward { pod, ports } => {
-            cri.runtime
-                .port_forward(PortForwardRequest {
-                    pod_sandbox_id: ids(&pod).0,
-                    port: ports,
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .url
+    let (pod_id, container_id) = pods.lock().unwrap().get(req.pod()).cloned().unwrap();
+    match req.into_cri(&container_id, &pod_id) {
+        CriStreamRequest::Exec(r) => cri.runtime.exec(r).await.unwrap().into_inner().url,
+        CriStreamRequest::Attach(r) => cri.runtime.attach(r).await.unwrap().into_inner().url,
+        CriStreamRequest::PortForward(r) => {
+            cri.runtime.port_forward(r).await.unwrap().into_inner().url
         }
     }
 }
@@ -386,21 +338,21 @@ async fn kubectl_port_forward_reaches_the_pod() {
     let mut seen = Vec::new();
     read_until(&mut stdout, &mut seen, b"Forwarding from").await;
     // httpd may still be starting: retry until it answers.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", local))
-            .await
-            .unwrap();
-        s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
-        let mut resp = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
-        let text = String::from_utf8_lossy(&resp);
-        if text.contains("pf-ok") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no answer: {text:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::until(
+        "pf-ok through kubectl",
+        Duration::from_secs(30),
+        async || {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", local))
+                .await
+                .unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+            let mut resp = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut resp)).await;
+            let text = String::from_utf8_lossy(&resp).into_owned();
+            wait::check(text.contains("pf-ok"), text)
+        },
+    )
+    .await;
     assert!(env
         .api
         .upgrades

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use berth_integration::berthd::BerthdOptions;
 use berth_integration::calls::{self, exec_url, port_forward_url};
 use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
-use berth_integration::{skip, skip_if};
+use berth_integration::{skip, skip_if, wait};
 use berth_proto::v1::*;
 use berth_shim::streaming::client::{self, RemoteStdio, Transport};
 use berth_shim::streaming::TermSize;
@@ -118,15 +118,11 @@ async fn ps(env: &mut TestEnv, cid: &str) -> String {
 
 /// Polls `ps` until `pred` holds, for at most 10 s.
 async fn wait_ps(env: &mut TestEnv, cid: &str, what: &str, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait::until(what, Duration::from_secs(10), async || {
         let out = ps(env, cid).await;
-        if pred(&out) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: {out}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        wait::check(pred(&out), out)
+    })
+    .await
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -393,17 +389,15 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
         .unwrap_or(false);
     for transport in BOTH {
         // httpd may still be starting: retry a refused connection briefly.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let resp = loop {
+        let what = format!("{transport:?}: an answer through the forward");
+        let resp = wait::until(&what, Duration::from_secs(15), async || {
             let url = port_forward_url(&mut env.cri, &pod, 8080).await;
             match http_get(&url, transport, 8080).await {
-                Ok(r) if !r.is_empty() => break r,
-                other => {
-                    assert!(Instant::now() < deadline, "{transport:?}: {other:?}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+                Ok(r) if !r.is_empty() => Ok(r),
+                other => Err(other),
             }
-        };
+        })
+        .await;
         assert!(
             resp.starts_with("HTTP/1.1 200 OK\r\n"),
             "{transport:?}: {resp}"
@@ -452,13 +446,11 @@ async fn port_forward_reaches_httpd_in_the_pod_over_spdy_and_websocket() {
 async fn used_tokens_are_refused_and_idle_streams_are_closed() {
     skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_with(TestEnvOptions {
-        loopback_cni: true,
         berthd: BerthdOptions::default().config("[streaming]\nidle_timeout_secs = 2\n"),
-        ..Default::default()
+        ..TestEnvOptions::for_pods()
     })
     .await
     .unwrap();
-    env.pull("busybox").await.unwrap();
     let (pod, cid) = env
         .run_busybox_pod("tokens", "exec sleep 3600", false)
         .await

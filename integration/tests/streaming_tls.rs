@@ -72,12 +72,10 @@ async fn exec_over_https_with_both_transports() {
     );
     let mut env = TestEnv::start_with(TestEnvOptions {
         berthd: BerthdOptions::default().config(&config),
-        loopback_cni: true,
-        ..Default::default()
+        ..TestEnvOptions::for_pods()
     })
     .await
     .unwrap();
-    env.pull("busybox").await.unwrap();
     let pod_config = env.pod_config("tls");
     let pod = env.run_pod(&pod_config).await.unwrap();
     let c = container_config("tls", &env.image("busybox"), &["sleep", "3600"]);

@@ -6,6 +6,11 @@
 //! Drop guards even when an assertion fails. Traffic only goes to the test's
 //! own namespaces or the host's addresses on the test bridge.
 
+// Polling with a deadline: the integration harness's own helper, compiled
+// in from its source (the shim's tests cannot depend on that crate).
+#[path = "../../integration/src/wait.rs"]
+mod wait;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -187,16 +192,11 @@ impl Fixture {
             .spawn()
             .unwrap();
         self.servers.push(child);
-        // Wait until it listens.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
+        let what = format!("httpd in {} to listen", pod.pod_id);
+        wait::until_blocking(&what, Duration::from_secs(5), || {
             let (_, out) = sh(&format!("nsenter --net={} ss -ltn", pod.netns.display()));
-            if out.contains(":8080") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("httpd in {} did not start", pod.pod_id);
+            wait::check(out.contains(":8080"), out)
+        });
     }
 
     /// IPs host-local still has allocated.
@@ -442,11 +442,11 @@ async fn teardown_of_a_pod_whose_namespace_is_gone_releases_its_ip() {
     assert!(fx.allocations().is_empty());
     // The kernel destroys a released namespace (and the veth with it)
     // asynchronously; nothing of ours holds it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !fx.veths().trim().is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(fx.veths().trim(), "");
+    wait::until_now("the veth to go", Duration::from_secs(10), || {
+        let veths = fx.veths();
+        wait::check(veths.trim().is_empty(), veths)
+    })
+    .await;
     // So is one whose pin file outlived its mount (berthd unmounted it first).
     let pinned = fx.pod();
     cni.setup(&pinned).await.unwrap();

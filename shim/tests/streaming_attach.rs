@@ -142,7 +142,15 @@ async fn websocket_tty_attach_sends_resize_frames() {
     .await
     .unwrap();
     // Resize first, then stdin and its close, so the log order is fixed.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    wait::until_now(
+        "the monitor to get the resize",
+        std::time::Duration::from_secs(10),
+        || {
+            let seen = log.lock().unwrap().clone();
+            wait::check(!seen.is_empty(), seen)
+        },
+    )
+    .await;
     ws.send(Message::binary(b"\x00ls\n".to_vec()))
         .await
         .unwrap();

@@ -274,12 +274,7 @@ async fn client_going_away_kills_the_exec_and_idle_connections_are_closed() {
     c.open(&[("streamType", "error")]).await;
     c.open(&[("streamType", "stdout")]).await;
     c.open(&[("streamType", "stderr")]).await;
-    let pid = loop {
-        if let Some(p) = rt.pids.lock().unwrap().first() {
-            break *p;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let pid = nth_pid(&rt, 1).await;
     drop(c);
     assert!(
         wait_gone(pid, 5).await,
@@ -362,7 +357,7 @@ async fn websocket_v5_exec_returns_streams_exit_code_and_closes_stdin() {
 async fn websocket_v4_tty_resize_and_base64() {
     let (srv, _rt) = server(60).await;
     let url = srv
-        .exec_url(&exec_req("sleep 0.3; stty size", false, true))
+        .exec_url(&exec_req(AFTER_RESIZE_STTY_SIZE, false, true))
         .unwrap();
     let (mut ws, proto) = ws_connect(&url, "v4.channel.k8s.io").await;
     assert_eq!(proto, "v4.channel.k8s.io");
@@ -406,12 +401,7 @@ async fn websocket_client_leaving_kills_the_exec() {
     let (srv, rt) = server(60).await;
     let url = srv.exec_url(&exec_req("sleep 30", false, false)).unwrap();
     let (ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
-    let pid = loop {
-        if let Some(p) = rt.pids.lock().unwrap().first() {
-            break *p;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let pid = nth_pid(&rt, 1).await;
     drop(ws);
     assert!(wait_gone(pid, 5).await);
 }
@@ -573,7 +563,11 @@ async fn sessions_release_their_sockets_pipes_and_ptys() {
     let (mut ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
     ws_collect(&mut ws).await;
     drop(ws);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warm_up = rt.pids.lock().unwrap()[0];
+    assert!(
+        wait_gone(warm_up, 5).await,
+        "warm-up process {warm_up} left"
+    );
     let before = open_fds();
     for i in 0..10 {
         // Completed SPDY session with stdin.
@@ -590,9 +584,7 @@ async fn sessions_release_their_sockets_pipes_and_ptys() {
         // Abandoned tty session over WebSocket.
         let url = srv.exec_url(&exec_req("sleep 30", true, true)).unwrap();
         let (ws, _) = ws_connect(&url, "v5.channel.k8s.io").await;
-        while rt.pids.lock().unwrap().len() < 2 * (i + 1) + 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        nth_pid(&rt, 2 * (i + 1) + 1).await;
         drop(ws);
     }
     let pids = rt.pids.lock().unwrap().clone();

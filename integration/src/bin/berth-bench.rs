@@ -11,15 +11,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use berth_integration::bench::{self, Outcome};
 use berth_integration::bench_stream;
-use berth_integration::berthd::{self, Berthd, BerthdOptions};
-use berth_integration::bridge::TestBridge;
+use berth_integration::berthd::{self, BerthdOptions};
 use berth_integration::client::{self, Cri};
-use berth_integration::containerd::{Containerd, ContainerdOptions};
+use berth_integration::containerd::Containerd;
 use berth_integration::crash::{self, CrashOptions};
-use berth_integration::env::TestEnv;
+use berth_integration::env::{Cni, TestEnv, TestEnvOptions};
 use berth_integration::procmem::RuntimeProcs;
-use berth_integration::registry::Registry;
-use berth_integration::test_images;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -47,9 +44,10 @@ struct Args {
     /// Iterations of the ~100 MB image pull.
     #[arg(long, default_value_t = 3)]
     large_iterations: usize,
-    /// Give benchmark pods their own network namespace through CNI: the bench
-    /// writes a bridge + host-local conflist (bridge `berthbench0`, 10.88.77.0/24)
-    /// into a private dir used by both runtimes and deletes the bridge at the end.
+    /// Give benchmark pods their own network namespace through CNI: both
+    /// runtimes use one private bridge + host-local + portmap conflist (a test
+    /// bridge of `berth_integration::bridge`, with its iptables guard), deleted
+    /// at the end.
     #[arg(long)]
     pod_network: bool,
     /// Containers (created, not started) present during the list workload.
@@ -308,10 +306,7 @@ async fn crash_workload(args: &Args) -> anyhow::Result<()> {
         anyhow::bail!("cannot run the crash workload: {reason}");
     }
     eprintln!("crash: starting berthd on a private CNI bridge…");
-    let net = TestBridge::new()?;
-    let conf = tempfile::tempdir()?;
-    net.write_conf(conf.path(), &[])?;
-    let mut env = TestEnv::start_for_pods_on_cni(conf.path()).await?;
+    let mut env = TestEnv::start_for_pods_on_bridge(vec![]).await?;
     let pulled = env.pull("layered").await?;
     let seed = args.crash_seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -329,7 +324,7 @@ async fn crash_workload(args: &Args) -> anyhow::Result<()> {
     };
     eprintln!("crash: {} kills, seed {seed}…", options.kills);
     let started = std::time::Instant::now();
-    let r = crash::run(&mut env.berthd, Some(&net), &options).await?;
+    let r = crash::run(&mut env.berthd, env.bridge.as_ref(), &options).await?;
     println!();
     println!(
         "crash consistency: {} kills (seed {seed}) in {:.0} s: {} inside a call, {} retries, {} half-made objects adopted or removed",
@@ -361,63 +356,50 @@ async fn crash_workload(args: &Args) -> anyhow::Result<()> {
 /// Runs the CRI workloads against berthd then containerd, appending rows;
 /// returns why containerd was not measured, if it was not.
 async fn cri_benchmarks(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<Option<String>> {
-    eprintln!("building test images and starting the registry…");
-    let registry = Registry::start().await?;
-    let reg = registry.client()?;
-    reg.push_image("busybox", "latest", test_images::busybox()?)
-        .await?;
-    reg.push_image("large", "latest", test_images::large()?)
-        .await?;
-    reg.push_image("pause", "latest", test_images::pause()?)
-        .await?;
-    let small = registry.image_ref("busybox", "latest");
-    let large = registry.image_ref("large", "latest");
-    let pause = registry.image_ref("pause", "latest");
-
-    let work = tempfile::Builder::new().prefix("berth-bench-").tempdir()?;
-    let certs_d = work.path().join("certs.d");
-    registry.write_hosts_toml(&certs_d)?;
-    if let Some(extra) = &args.certs_d {
-        registry.write_hosts_toml(extra)?;
-    }
-
-    let cni_conf_dir = if args.pod_network {
-        // The bridge plugin turns on ip_forward: keep pod traffic on this machine.
-        let _ = std::process::Command::new("iptables")
-            .args([
-                "-I", "FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP",
-            ])
-            .status();
-        let dir = work.path().join("cni/net.d");
-        write_bridge_conflist(&dir, &work.path().join("cni/ipam"))?;
-        Some(dir)
+    eprintln!("building test images, starting the registry and berthd…");
+    let cni = if args.pod_network {
+        // One private bridge (with its iptables guard) for both runtimes' pods.
+        Cni::Bridge(vec![serde_json::json!({
+            "type": "portmap",
+            "capabilities": { "portMappings": true }
+        })])
     } else {
-        None
+        Cni::AsConfigured
     };
+    let mut env = TestEnv::start_with(TestEnvOptions {
+        berthd: BerthdOptions::default()
+            .log_level("info")
+            .config(&args.berth_config),
+        with_large: true,
+        cni,
+        ..Default::default()
+    })
+    .await
+    .context("start the registry and berthd")?;
+    if let Some(extra) = &args.certs_d {
+        env.registry.write_hosts_toml(extra)?;
+    }
+    let small = env.image("busybox");
+    let large = env.image("large");
+    let work = tempfile::Builder::new().prefix("berth-bench-").tempdir()?;
 
-    // berthd first, then containerd, never both at once: they share 2 cores here.
-    let (berthd_handle, berth_endpoint) = match &args.berth_endpoint {
-        Some(e) => (None, e.clone()),
+    let (berth_endpoint, berth_procs) = match &args.berth_endpoint {
+        Some(e) => {
+            // Not the one measured: it would only take CPU from it.
+            env.berthd.stop().await?;
+            (e.clone(), None)
+        }
         None => {
-            eprintln!("starting berthd…");
-            let config = format!(
-                "[registry]\nconfig_path = \"{}\"\n{}\n",
-                certs_d.display(),
-                args.berth_config
-            );
-            let mut options = BerthdOptions::default().log_level("info").config(&config);
-            options.cni_conf_dir = cni_conf_dir.clone();
-            let b = Berthd::start_with(options).await.context("start berthd")?;
-            let e = b.endpoint();
-            (Some(b), e)
+            let b = &env.berthd;
+            let procs = b
+                .pid()
+                .map(|pid| RuntimeProcs::berthd(pid, b.dir(), &bench::SLEEPER));
+            (b.endpoint(), procs)
         }
     };
     let mut berth = client::connect(client::socket_path(&berth_endpoint)).await?;
     let berth_log = work.path().join("berth-logs");
     eprintln!("running workloads against berthd ({berth_endpoint})…");
-    let berth_procs = berthd_handle
-        .as_ref()
-        .and_then(|b| Some(RuntimeProcs::berthd(b.pid()?, b.dir(), &bench::SLEEPER)));
     let berth_rows = run_workloads(
         &mut berth,
         args,
@@ -427,7 +409,8 @@ async fn cri_benchmarks(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<Opti
         berth_procs.as_ref(),
     )
     .await;
-    drop(berthd_handle);
+    // berthd first, then containerd, never both at once: they share 2 cores here.
+    env.berthd.cleanup();
 
     let mut containerd_rows = None;
     let mut containerd_note = None;
@@ -435,39 +418,30 @@ async fn cri_benchmarks(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<Opti
         containerd_note = Some("--no-containerd".to_string());
     } else {
         let started = match &args.containerd_endpoint {
-            Some(e) => Ok((None, e.clone())),
+            Some(e) => Ok(e.clone()),
             None => match Containerd::unavailable_reason() {
                 Some(r) => Err(r),
                 None => {
                     eprintln!("starting containerd…");
-                    let options = ContainerdOptions {
-                        sandbox_image: pause.clone(),
-                        registry_config_path: Some(certs_d.clone()),
-                        cni_conf_dir: cni_conf_dir.clone(),
-                        ..Default::default()
-                    };
-                    match Containerd::start(options).await {
-                        Ok(c) => {
-                            let e = c.endpoint();
-                            Ok((Some(c), e))
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
+                    env.start_containerd()
+                        .await
+                        .map(|c| c.endpoint())
+                        .map_err(|e| e.to_string())
                 }
             },
         };
         match started {
-            Ok((handle, endpoint)) => {
+            Ok(endpoint) => {
                 let mut c = client::connect(client::socket_path(&endpoint)).await?;
                 eprintln!("running workloads against containerd ({endpoint})…");
                 let log_dir = work.path().join("containerd-logs");
-                let procs = handle.as_ref().and_then(|h: &Containerd| {
+                let procs = env.containerd.as_ref().and_then(|h| {
                     Some(RuntimeProcs::containerd(h.pid()?, h.dir(), &bench::SLEEPER))
                 });
                 containerd_rows = Some(
                     run_workloads(&mut c, args, &small, &large, &log_dir, procs.as_ref()).await,
                 );
-                drop(handle);
+                env.containerd = None;
             }
             Err(reason) => containerd_note = Some(reason),
         }
@@ -485,51 +459,7 @@ async fn cri_benchmarks(args: &Args, rows: &mut Vec<Row>) -> anyhow::Result<Opti
                 containerd: containerd_rows.as_ref().map(|r| r[i].2.clone()),
             }),
     );
-    if args.pod_network {
-        // The bridge plugin leaves its bridge behind once the last pod is gone.
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", BRIDGE])
-            .status();
-        let _ = std::process::Command::new("iptables")
-            .args([
-                "-D", "FORWARD", "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP",
-            ])
-            .status();
-    }
     Ok(containerd_note)
-}
-
-const BRIDGE: &str = "berthbench0";
-
-/// A bridge + host-local + portmap conflist (CNI 0.4.0, understood by
-/// containerd 1.6's libcni and by berthd), with IPAM state in `ipam_dir`.
-fn write_bridge_conflist(dir: &std::path::Path, ipam_dir: &std::path::Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::create_dir_all(ipam_dir)?;
-    let conf = serde_json::json!({
-        "cniVersion": "0.4.0",
-        "name": "berth-bench",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": true,
-                "ipMasq": false,
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": ipam_dir,
-                    "ranges": [[{ "subnet": "10.88.77.0/24" }]],
-                    "routes": [{ "dst": "0.0.0.0/0" }]
-                }
-            },
-            { "type": "portmap", "capabilities": { "portMappings": true } }
-        ]
-    });
-    std::fs::write(
-        dir.join("10-berth-bench.conflist"),
-        serde_json::to_vec_pretty(&conf)?,
-    )?;
-    Ok(())
 }
 
 /// Cells longer than this are cut in the table (error messages).

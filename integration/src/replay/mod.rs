@@ -35,10 +35,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::berthd::BerthdOptions;
 use crate::bridge::TestBridge;
 use crate::client::Cri;
-use crate::env::{TestEnv, TestEnvOptions};
+use crate::env::{Cni, TestEnv, TestEnvOptions};
 use crate::error::{Error, Result};
 use compare::{Ctx, Verdict};
 use invoke::{code_name, Answer};
@@ -133,11 +132,8 @@ const MIRRORED: &[&str] = &["registry.k8s.io", "127.0.0.1:5000"];
 /// Replays one trace file against a fresh registry, bridge and berthd.
 pub async fn replay_file(path: &Path) -> Result<Report> {
     let trace = Trace::load(path)?;
-    let bridge = TestBridge::new()?;
-    let cni = tempfile::tempdir().map_err(Error::io("tempdir"))?;
-    bridge.write_conf(cni.path(), &[portmap()])?;
     let env = TestEnv::start_with(TestEnvOptions {
-        berthd: BerthdOptions::default().cni_conf_dir(cni.path()),
+        cni: Cni::Bridge(vec![portmap()]),
         ..Default::default()
     })
     .await?;
@@ -145,7 +141,7 @@ pub async fn replay_file(path: &Path) -> Result<Report> {
     for (repo, tag, image) in crate::test_images::kubelet_trace_images()? {
         client.push_image(repo, tag, image).await?;
     }
-    let certs_d = env.registry.dir().join("certs.d");
+    let certs_d = env.certs_d();
     for host in MIRRORED {
         let dir = certs_d.join(host);
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
@@ -161,7 +157,9 @@ pub async fn replay_file(path: &Path) -> Result<Report> {
     let started = Instant::now();
     run.replay().await;
     run.report.elapsed = started.elapsed();
-    run.report.leaks = run.leaks(&env, &bridge);
+    if let Some(bridge) = &env.bridge {
+        run.report.leaks = run.leaks(&env, bridge);
+    }
     run.teardown().await;
     Ok(run.report)
 }

@@ -11,11 +11,10 @@ use berth_proto::v1::{
     StartContainerRequest, StopContainerRequest,
 };
 use clap::Args;
-use regex::Regex;
 
 use super::output::{self, Table};
 use super::pods::with_id;
-use super::{config_file, parse_labels};
+use super::{config_file, list, parse_labels};
 use crate::client::CriClient;
 use crate::error::{Error, Result};
 
@@ -156,14 +155,7 @@ pub async fn list_containers(cri: &mut CriClient, a: &PsArgs) -> Result<Vec<Cont
         pod_sandbox_id: a.pod.clone().unwrap_or_default(),
         label_selector: parse_labels(&a.label)?,
     };
-    let name = a
-        .name
-        .as_deref()
-        .map(|p| {
-            Regex::new(p)
-                .map_err(|e| Error::InvalidArgument(format!("name: bad regular expression: {e}")))
-        })
-        .transpose()?;
+    let name = list::regex("name", a.name.as_deref())?;
     let image_id = match &a.image {
         Some(image) => Some(image_id(cri, image).await?),
         None => None,
@@ -178,7 +170,7 @@ pub async fn list_containers(cri: &mut CriClient, a: &PsArgs) -> Result<Vec<Cont
         .containers;
     containers.retain(|c| {
         let n = c.metadata.as_ref().map(|m| m.name.as_str()).unwrap_or("");
-        let name_ok = name.as_ref().is_none_or(|r| r.is_match(n));
+        let name_ok = list::matches(name.as_ref(), n);
         let image_ok = match (&a.image, &image_id) {
             (Some(wanted), Some(id)) => {
                 let spec = c.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
@@ -188,11 +180,7 @@ pub async fn list_containers(cri: &mut CriClient, a: &PsArgs) -> Result<Vec<Cont
         };
         name_ok && image_ok
     });
-    containers.sort_by_key(|c| std::cmp::Reverse(c.created_at));
-    let keep = if a.latest { Some(1) } else { a.last };
-    if let Some(n) = keep {
-        containers.truncate(n);
-    }
+    list::newest_first(&mut containers, |c| c.created_at, a.latest, a.last);
     Ok(containers)
 }
 
@@ -219,16 +207,10 @@ async fn image_id(cri: &mut CriClient, image: &str) -> Result<String> {
 pub async fn ps(cri: &mut CriClient, a: PsArgs) -> Result<()> {
     output::check_list_format(&a.output)?;
     let containers = list_containers(cri, &a).await?;
-    if a.output != "table" {
-        let doc = output::to_value(&ListContainersResponse { containers })?;
-        return output::print_doc(&doc, &a.output);
-    }
-    if a.quiet {
-        for c in &containers {
-            println!("{}", c.id);
-        }
+    let doc = |containers| output::to_value(&ListContainersResponse { containers });
+    let Some(containers) = list::doc_or_ids(&a.output, a.quiet, containers, |c| &c.id, doc)? else {
         return Ok(());
-    }
+    };
     let pod_names: HashMap<String, String> = cri
         .runtime
         .list_pod_sandbox(ListPodSandboxRequest { filter: None })

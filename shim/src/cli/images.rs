@@ -12,8 +12,8 @@ use berth_proto::v1::{
 };
 use clap::Args;
 
-use super::config_file;
 use super::output::{self, Table};
+use super::{config_file, list};
 use crate::client::CriClient;
 use crate::error::{Error, Result};
 
@@ -110,18 +110,10 @@ pub async fn list(cri: &mut CriClient, a: ImagesArgs) -> Result<()> {
     if let Some(f) = &a.image {
         images.retain(|i| matches_filter(i, f));
     }
-    if a.output != "table" {
-        return output::print_doc(
-            &output::to_value(&ListImagesResponse { images })?,
-            &a.output,
-        );
-    }
-    if a.quiet {
-        for i in &images {
-            println!("{}", i.id);
-        }
+    let doc = |images| output::to_value(&ListImagesResponse { images });
+    let Some(images) = list::doc_or_ids(&a.output, a.quiet, images, |i| &i.id, doc)? else {
         return Ok(());
-    }
+    };
     print!("{}", images_table(&images, a.digests, a.no_trunc).render());
     Ok(())
 }

@@ -13,6 +13,7 @@ mod events;
 mod exec;
 mod images;
 mod inspect;
+mod list;
 mod logs;
 mod output;
 mod pods;

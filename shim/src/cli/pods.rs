@@ -8,10 +8,9 @@ use berth_proto::v1::{
     PodSandboxStateValue, RemovePodSandboxRequest, RunPodSandboxRequest, StopPodSandboxRequest,
 };
 use clap::Args;
-use regex::Regex;
 
 use super::output::{self, Table};
-use super::{config_file, parse_labels};
+use super::{config_file, list, parse_labels};
 use crate::client::CriClient;
 use crate::error::{Error, Result};
 
@@ -100,16 +99,6 @@ fn parse_state(s: &str) -> Result<PodSandboxState> {
     }
 }
 
-fn regex(flag: &str, pattern: &Option<String>) -> Result<Option<Regex>> {
-    pattern
-        .as_deref()
-        .map(|p| {
-            Regex::new(p)
-                .map_err(|e| Error::InvalidArgument(format!("{flag}: bad regular expression: {e}")))
-        })
-        .transpose()
-}
-
 /// Lists pods with crictl's filters applied, newest first.
 pub async fn list_pods(cri: &mut CriClient, a: &PodsArgs) -> Result<Vec<PodSandbox>> {
     let filter = PodSandboxFilter {
@@ -122,8 +111,8 @@ pub async fn list_pods(cri: &mut CriClient, a: &PodsArgs) -> Result<Vec<PodSandb
             .map(|s| PodSandboxStateValue { state: s as i32 }),
         label_selector: parse_labels(&a.label)?,
     };
-    let name = regex("name", &a.name)?;
-    let namespace = regex("namespace", &a.namespace)?;
+    let name = list::regex("name", a.name.as_deref())?;
+    let namespace = list::regex("namespace", a.namespace.as_deref())?;
     let mut pods = cri
         .runtime
         .list_pod_sandbox(ListPodSandboxRequest {
@@ -134,14 +123,9 @@ pub async fn list_pods(cri: &mut CriClient, a: &PodsArgs) -> Result<Vec<PodSandb
         .items;
     pods.retain(|p| {
         let m = p.metadata.clone().unwrap_or_default();
-        name.as_ref().is_none_or(|r| r.is_match(&m.name))
-            && namespace.as_ref().is_none_or(|r| r.is_match(&m.namespace))
+        list::matches(name.as_ref(), &m.name) && list::matches(namespace.as_ref(), &m.namespace)
     });
-    pods.sort_by_key(|p| std::cmp::Reverse(p.created_at));
-    let keep = if a.latest { Some(1) } else { a.last };
-    if let Some(n) = keep {
-        pods.truncate(n);
-    }
+    list::newest_first(&mut pods, |p| p.created_at, a.latest, a.last);
     Ok(pods)
 }
 
@@ -149,16 +133,10 @@ pub async fn list_pods(cri: &mut CriClient, a: &PodsArgs) -> Result<Vec<PodSandb
 pub async fn list(cri: &mut CriClient, a: PodsArgs) -> Result<()> {
     output::check_list_format(&a.output)?;
     let pods = list_pods(cri, &a).await?;
-    if a.output != "table" {
-        let doc = output::to_value(&ListPodSandboxResponse { items: pods })?;
-        return output::print_doc(&doc, &a.output);
-    }
-    if a.quiet {
-        for p in &pods {
-            println!("{}", p.id);
-        }
+    let doc = |items| output::to_value(&ListPodSandboxResponse { items });
+    let Some(pods) = list::doc_or_ids(&a.output, a.quiet, pods, |p| &p.id, doc)? else {
         return Ok(());
-    }
+    };
     print!(
         "{}",
         pods_table(&pods, a.no_trunc, SystemTime::now()).render()

@@ -12,7 +12,7 @@ use berth_proto::v1::{
 use clap::Args;
 
 use super::output::{self, Table};
-use super::parse_labels;
+use super::{list, parse_labels};
 use crate::client::CriClient;
 use crate::error::Result;
 
@@ -123,10 +123,10 @@ pub async fn stats(cri: &mut CriClient, a: StatsArgs) -> Result<()> {
     };
     let mut second: Vec<ContainerStats> = sample().await?;
     second.retain(keep);
-    if a.output != "table" {
-        let doc = output::to_value(&ListContainerStatsResponse { stats: second })?;
-        return output::print_doc(&doc, &a.output);
-    }
+    let doc = |stats| output::to_value(&ListContainerStatsResponse { stats });
+    let Some(mut second) = list::doc_or_ids(&a.output, false, second, |_| "", doc)? else {
+        return Ok(());
+    };
     let mut first: HashMap<String, Option<CpuUsage>> = HashMap::new();
     let needs_second_sample = second
         .iter()
@@ -194,10 +194,16 @@ pub async fn statsp(cri: &mut CriClient, a: StatspArgs) -> Result<()> {
             all.push(s);
         }
     }
-    if a.output != "table" {
-        let doc = serde_json::json!({ "stats": all.iter().map(output::to_value).collect::<Result<Vec<_>>>()? });
-        return output::print_doc(&doc, &a.output);
-    }
+    let doc = |all: Vec<berth_proto::v1::PodSandboxStats>| -> Result<serde_json::Value> {
+        let stats = all
+            .iter()
+            .map(output::to_value)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(serde_json::json!({ "stats": stats }))
+    };
+    let Some(all) = list::doc_or_ids(&a.output, false, all, |_| "", doc)? else {
+        return Ok(());
+    };
     let mut t = Table::new(&["POD", "POD ID", "CPU %", "MEM"]);
     for s in &all {
         let attrs = s.attributes.clone().unwrap_or_default();

@@ -7,6 +7,11 @@
 //! "port-forwards" to 127.0.0.1. The protocol code under test is the real one.
 #![allow(dead_code)]
 
+// Polling with a deadline: the integration harness's own helper, compiled
+// in from its source (the shim's tests cannot depend on that crate).
+#[path = "../../../integration/src/wait.rs"]
+pub mod wait;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +24,11 @@ use berth_shim::streaming::{
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A shell command that waits (polling) until its terminal has a size, then
+/// prints it: the size arrives as a resize after the command starts.
+pub const AFTER_RESIZE_STTY_SIZE: &str =
+    "while [ \"$(stty size)\" = \"0 0\" ]; do sleep 0.05; done; stty size";
 
 /// Test double of the container runtime: local processes, loopback TCP.
 #[derive(Default)]
@@ -107,6 +117,17 @@ pub fn process_gone(pid: u32) -> bool {
             .map(|rest| rest.trim_start().starts_with('Z'))
             .unwrap_or(false),
     }
+}
+
+/// Waits (10 s at most) until the runtime has started `n` processes;
+/// returns the pid of the `n`th.
+pub async fn nth_pid(rt: &LocalRuntime, n: usize) -> u32 {
+    let what = format!("process #{n} to start");
+    wait::until_now(&what, Duration::from_secs(10), || {
+        let pids = rt.pids.lock().unwrap().clone();
+        pids.get(n - 1).copied().ok_or(pids)
+    })
+    .await
 }
 
 /// Waits up to `secs` for `pid` to disappear.
