@@ -267,6 +267,25 @@ impl TestEnv {
             .pod_sandbox_id)
     }
 
+    /// CreateContainer alone, the gRPC status kept for tests that expect a
+    /// refusal; returns the container id.
+    pub async fn create_container(
+        &mut self,
+        pod_id: &str,
+        pod_config: &PodSandboxConfig,
+        config: ContainerConfig,
+    ) -> std::result::Result<String, tonic::Status> {
+        self.cri
+            .runtime
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod_id.into(),
+                config: Some(config),
+                sandbox_config: Some(pod_config.clone()),
+            })
+            .await
+            .map(|r| r.into_inner().container_id)
+    }
+
     /// CreateContainer then StartContainer; returns the container id.
     pub async fn run_container(
         &mut self,
@@ -275,17 +294,9 @@ impl TestEnv {
         config: ContainerConfig,
     ) -> Result<String> {
         let id = self
-            .cri
-            .runtime
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod_id.into(),
-                config: Some(config),
-                sandbox_config: Some(pod_config.clone()),
-            })
+            .create_container(pod_id, pod_config, config)
             .await
-            .map_err(Error::rpc("CreateContainer"))?
-            .into_inner()
-            .container_id;
+            .map_err(Error::rpc("CreateContainer"))?;
         self.cri
             .runtime
             .start_container(StartContainerRequest {

@@ -155,23 +155,6 @@ fn image_mount(container_path: &str, image: &str, sub_path: &str) -> Mount {
     }
 }
 
-async fn create(
-    env: &mut TestEnv,
-    pod: &str,
-    pod_config: &PodSandboxConfig,
-    config: ContainerConfig,
-) -> Result<String, tonic::Status> {
-    env.cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
-}
-
 async fn remove_image(env: &mut TestEnv, image: &str) -> Result<(), tonic::Status> {
     env.cri
         .image
@@ -260,7 +243,7 @@ async fn image_volumes_mount_read_only_stay_in_use_and_go_with_the_container() {
         // A relative symlink that climbs: it stops at the image's root.
         image_mount("/up", &vol_ref, "up"),
     ];
-    let cid = create(&mut env, &pod, &pc, cc).await.unwrap();
+    let cid = env.create_container(&pod, &pc, cc).await.unwrap();
     calls::start_container(&mut env.cri, &cid).await;
 
     assert_eq!(sh(&mut env, &cid, READS).await, (0, READS_WANT.into()));
@@ -426,7 +409,7 @@ async fn image_sub_paths_cannot_leave_the_image_and_refusals_leave_nothing() {
     for (what, mounts, code, needle) in cases {
         let mut cc = container_config(what, &busybox, &["sleep", "3600"]);
         cc.mounts = mounts;
-        let e = create(&mut env, &pod, &pc, cc).await.unwrap_err();
+        let e = env.create_container(&pod, &pc, cc).await.unwrap_err();
         assert_eq!(e.code(), code, "{what}: {e:?}");
         assert!(e.message().contains(needle), "{what}: {}", e.message());
         // Nothing of the refused container: no mount, no directory, no record.

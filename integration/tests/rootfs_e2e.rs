@@ -59,23 +59,6 @@ fn entries(dir: &Path) -> Vec<String> {
     v
 }
 
-async fn create(
-    env: &mut TestEnv,
-    pod: &str,
-    pod_config: &PodSandboxConfig,
-    config: ContainerConfig,
-) -> Result<String, tonic::Status> {
-    env.cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.into(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
-        .await
-        .map(|r| r.into_inner().container_id)
-}
-
 #[tokio::test]
 async fn image_symlink_chains_past_the_limit_fail_closed() {
     skip_if!(skip::no_pod_env());
@@ -114,7 +97,8 @@ async fn image_symlink_chains_past_the_limit_fail_closed() {
         }),
         ..Default::default()
     });
-    let e = create(&mut env, &pod, &pod_config, config)
+    let e = env
+        .create_container(&pod, &pod_config, config)
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
@@ -129,7 +113,8 @@ async fn image_symlink_chains_past_the_limit_fail_closed() {
         host_path: vol.display().to_string(),
         ..Default::default()
     }];
-    let e = create(&mut env, &pod, &pod_config, config)
+    let e = env
+        .create_container(&pod, &pod_config, config)
         .await
         .unwrap_err();
     assert!(
@@ -154,7 +139,8 @@ async fn image_symlink_chains_past_the_limit_fail_closed() {
     .await;
     let mut config = env::container_config("wd", &wd_image, &["sh", "-c", "pwd"]);
     config.working_dir = "/w".into();
-    let e = create(&mut env, &pod, &pod_config, config)
+    let e = env
+        .create_container(&pod, &pod_config, config)
         .await
         .unwrap_err();
     assert!(
