@@ -105,3 +105,57 @@ pub(crate) fn spawn_exit_watcher(lc: Arc<Lifecycle>) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cri::lifecycle::fake::TestCri;
+
+    #[tokio::test]
+    async fn an_exit_the_runtime_recorded_becomes_the_records_and_an_event() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Running);
+        let mut events = t.cri.lifecycle.events.subscribe();
+        t.runtime.with(&t.state_dir(&id), |c| {
+            c.observed = Observed::Exited {
+                code: 3,
+                finished_at: 99,
+                oom_killed: true,
+            }
+        });
+        let rec = t.cri.lifecycle.refresh_if_idle(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                rec.state,
+                rec.exit_code,
+                rec.finished_at,
+                rec.reason.as_str()
+            ),
+            (ContainerState::Exited, 3, 99, "OOMKilled")
+        );
+        let ev = events.try_recv().expect("an event");
+        assert_eq!(
+            ev.container_event_type,
+            ContainerEventType::ContainerStoppedEvent as i32
+        );
+        assert_eq!(ev.container_id, id);
+        // Seen once: a second look changes nothing and says nothing.
+        t.cri.lifecycle.refresh_if_idle(&id).await.unwrap();
+        events.try_recv().unwrap_err();
+    }
+
+    #[tokio::test]
+    async fn a_container_whose_runtime_state_vanished_is_unknown_with_the_reason() {
+        let t = TestCri::new().await;
+        let id = t.add_container("web", ContainerState::Created);
+        t.runtime
+            .fail("observe", || crate::error::Error::Internal("unused".into()));
+        crate::cri::lifecycle::ContainerRuntime::delete(&*t.runtime, &t.state_dir(&id)).unwrap();
+        let rec = t.cri.lifecycle.refresh_if_idle(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (rec.state, rec.reason.as_str()),
+            (ContainerState::Exited, "Unknown")
+        );
+        assert!(rec.message.contains("no such container"), "{}", rec.message);
+    }
+}

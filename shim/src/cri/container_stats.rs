@@ -41,7 +41,9 @@ impl Lifecycle {
         .await?;
         let stats = match sampled.0 {
             Ok(s) => s,
-            Err(Error::NotFound(_)) => return Ok(None),
+            // Removed between the listing and the sample (the runtime's own
+            // NOT_FOUND): it has no stats, and the others still do.
+            Err(e) if e.code() == tonic::Code::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let (used, inodes) = sampled.1;
@@ -191,5 +193,66 @@ mod tests {
         assert_eq!(inodes, 3, "dir, f (= g), sub");
         assert!(bytes >= 10_000, "{bytes}");
         assert_eq!(dir_usage(&d.path().join("missing")), (0, 0));
+    }
+
+    mod through_the_rpc {
+        use super::*;
+        use crate::cri::lifecycle::fake::TestCri;
+        use crate::cri::lifecycle::ContainerRuntime;
+
+        #[tokio::test]
+        async fn stats_come_from_the_runtime_and_the_cpu_rate_needs_two_samples() {
+            let t = TestCri::new().await;
+            let id = t.add_container("web", ContainerState::Running);
+            let req = || ContainerStatsRequest {
+                container_id: id.clone(),
+            };
+            let s = t.cri.container_stats(req()).await.unwrap().stats.unwrap();
+            let cpu = s.cpu.unwrap();
+            assert_eq!(cpu.usage_core_nano_seconds.unwrap().value, 1_000);
+            assert!(cpu.usage_nano_cores.is_none(), "one sample has no rate");
+            assert_eq!(s.memory.unwrap().usage_bytes.unwrap().value, 4096);
+            let again = t.cri.container_stats(req()).await.unwrap().stats.unwrap();
+            assert!(again.cpu.unwrap().usage_nano_cores.is_some());
+        }
+
+        #[tokio::test]
+        async fn a_container_gone_from_the_runtime_drops_out_of_the_list_without_failing_it() {
+            let t = TestCri::new().await;
+            let kept = t.add_container("kept", ContainerState::Running);
+            let gone = t.add_container("gone", ContainerState::Running);
+            t.runtime.delete(&t.state_dir(&gone)).unwrap();
+            let all = t
+                .cri
+                .list_container_stats(ListContainerStatsRequest::default())
+                .await
+                .unwrap()
+                .stats;
+            let ids: Vec<_> = all
+                .iter()
+                .map(|s| s.attributes.as_ref().unwrap().id.clone())
+                .collect();
+            assert_eq!(ids, vec![kept]);
+            let e = t
+                .cri
+                .container_stats(ContainerStatsRequest { container_id: gone })
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+        }
+
+        #[tokio::test]
+        async fn other_runtime_failures_are_reported_not_hidden() {
+            let t = TestCri::new().await;
+            let id = t.add_container("web", ContainerState::Running);
+            t.runtime
+                .fail("stats", || Error::Runtime("fake: cgroup unreadable".into()));
+            let e = t
+                .cri
+                .container_stats(ContainerStatsRequest { container_id: id })
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("cgroup unreadable"), "{e}");
+        }
     }
 }

@@ -21,7 +21,7 @@ use berth_proto::v1::{
 use super::container_status::STREAM_PAGE;
 use super::lifecycle::{blocking, Lifecycle};
 use super::{BoxStream, CriService};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::state::{now_nanos, ContainerRecord, ContainerState, PodRecord, PodState};
 
 /// Labels of every metric, in this order: the container's name (empty for
@@ -189,7 +189,7 @@ impl Lifecycle {
             let s = match sampled {
                 Ok(s) => s,
                 // Gone between the listing and the sample: it has no metrics.
-                Err(Error::NotFound(_)) => continue,
+                Err(e) if e.code() == tonic::Code::NotFound => continue,
                 Err(e) => return Err(e),
             };
             total.cpu_usage_ns += s.cpu_usage_ns;
