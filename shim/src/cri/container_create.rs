@@ -191,6 +191,8 @@ impl Lifecycle {
                 move || async move { remove_dir_if_exists(&b) },
             );
         }
+        let userns = pod.namespaces.user.clone();
+        spec::userns::probe_mounts(&config.mounts, userns.as_deref())?;
         let rootfs = {
             let images = self.images.clone();
             let (image_id, cid) = (image.id.clone(), id.to_string());
@@ -203,6 +205,10 @@ impl Lifecycle {
                 blocking(move || images.release_rootfs(&cid)).await
             });
         }
+        if let Some(ns) = userns.clone() {
+            let r = rootfs.clone();
+            blocking(move || spec::userns::idmap_rootfs(&r, &ns)).await?;
+        }
 
         let target_pid = self.target_pid(&config)?;
         let pod_namespaces = PodNamespaces {
@@ -210,6 +216,7 @@ impl Lifecycle {
             ipc: pod.namespaces.ipc.clone(),
             uts: pod.namespaces.uts.clone(),
             pid: pod.namespaces.pid.clone(),
+            user: userns,
         };
         let shm = pod.pod_dir.join("shm");
         let pod_files = PodFiles {
