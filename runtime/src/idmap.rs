@@ -3,19 +3,20 @@
 //! A pod with its own user namespace (CRI `userns_options` mode POD) sees its
 //! files through id-mapped mounts instead of chowned copies:
 //!
-//! - **The rootfs: the overlay itself is id-mapped** ([`idmap_mount_in_place`]),
-//!   not each lower layer. berthd mounts the usual overlay (shared read-only
-//!   snapshots + the container's upper dir), clones it with `open_tree`, gives
-//!   the clone the pod's user namespace with `mount_setattr(MOUNT_ATTR_IDMAP)`
-//!   and puts the clone where the overlay was. Why the overlay and not the
-//!   layers: one clone per container instead of one per layer (a few
-//!   syscalls whatever the image's depth), no detached layer mounts to keep
-//!   or clean up, and the snapshots are not touched at all, so pods with
-//!   different maps share them on disk. The upper dir keeps container-relative
-//!   ids on disk (container root writes files owned by 0); it lives in the
-//!   0700 `containers/<id>/` that no host user can reach, and its root dir,
-//!   owned by 0 on disk, shows as the pod's root through the map, so the
-//!   container's root can write everywhere it could without a user namespace.
+//! - **The rootfs: each lower layer is id-mapped**, not the overlay
+//!   ([`idmapped_layers`]). berthd clones every read-only snapshot dir of the
+//!   image with `open_tree`, gives the clone the pod's user namespace with
+//!   `mount_setattr(MOUNT_ATTR_IDMAP)`, and mounts the overlay on those clones
+//!   (named `/proc/self/fd/N`; overlayfs keeps private copies, so the fds are
+//!   closed right after). Why the layers and not the overlay: overlayfs
+//!   itself refuses `MOUNT_ATTR_IDMAP` (`EINVAL` on this 6.18 kernel: it lacks
+//!   `FS_ALLOW_IDMAP`), while it takes id-mapped layers. The snapshots are
+//!   not touched, so pods with different maps share them on disk. The
+//!   writable upper dir is not id-mapped: what the container writes lands on
+//!   disk with its host ids (`N..N+65535`, like files the container would
+//!   write anywhere), and only the upper dir's root is chowned to the pod's
+//!   root so it can write there. The cost is one clone and one setattr per
+//!   layer, a few syscalls however large the image.
 //! - **Volumes with `uid_mappings`/`gid_mappings`**: the host dir is cloned and
 //!   id-mapped with a user namespace holding exactly those maps (the pod's own
 //!   namespace when the maps are the pod's, which is what a kubelet sends),
@@ -136,7 +137,24 @@ pub fn probe(source: &Path, userns: &Path) -> std::io::Result<()> {
     clone_idmapped(source, &ns, false).map(drop)
 }
 
-/// Replaces the mount at `path` (an overlay rootfs) with an id-mapped copy of
+/// Detached id-mapped copies of the layer directories `lowers`, through the
+/// user namespace pinned at `userns`, for an overlay's `lowerdir`.
+pub fn idmapped_layers(lowers: &[std::path::PathBuf], userns: &Path) -> Result<Vec<OwnedFd>> {
+    let ns = open_userns(userns)?;
+    lowers
+        .iter()
+        .map(|l| {
+            clone_idmapped(l, &ns, false).map_err(|e| {
+                Error::sys(
+                    format!("id-map layer {} with {}", l.display(), userns.display()),
+                    e,
+                )
+            })
+        })
+        .collect()
+}
+
+/// Replaces the mount at `path` (any bind-mountable tree) with an id-mapped copy of
 /// itself, through the user namespace pinned at `userns`. Safe in a
 /// multi-threaded process. If attaching the copy fails, `path` is left
 /// unmounted (the caller releases the rootfs on any error).

@@ -193,10 +193,15 @@ impl Lifecycle {
         }
         let userns = pod.namespaces.user.clone();
         spec::userns::probe_mounts(&config.mounts, userns.as_deref())?;
+        let root_ids = spec::userns::pod_maps(&pod.config)?.map(|m| spec::userns::root_ids(&m));
         let rootfs = {
             let images = self.images.clone();
-            let (image_id, cid) = (image.id.clone(), id.to_string());
-            blocking(move || images.prepare_rootfs(&image_id, &cid)).await?
+            let (image_id, cid, ns) = (image.id.clone(), id.to_string(), userns.clone());
+            blocking(move || {
+                let mapped = ns.as_deref().zip(root_ids);
+                images.prepare_rootfs_mapped(&image_id, &cid, mapped)
+            })
+            .await?
         };
         {
             let images = self.images.clone();
@@ -204,10 +209,6 @@ impl Lifecycle {
             rollback.push("release rootfs", move || async move {
                 blocking(move || images.release_rootfs(&cid)).await
             });
-        }
-        if let Some(ns) = userns.clone() {
-            let r = rootfs.clone();
-            blocking(move || spec::userns::idmap_rootfs(&r, &ns)).await?;
         }
 
         let target_pid = self.target_pid(&config)?;

@@ -4,9 +4,9 @@
 //! Mode POD: the pod gets one user namespace with exactly the kubelet's maps,
 //! made by `berth-monitor pin-ns` together with the pod's net/IPC/UTS
 //! namespaces, which it owns (see `berth_runtime::pin`). Every container of
-//! the pod joins it; its rootfs overlay is id-mapped through it
-//! (`berth_runtime::idmap`), so image files owned by 0 show as the pod's
-//! root without copying or chowning a layer. Mode NODE (or no options) is the
+//! the pod joins it; the image layers under its rootfs overlay are id-mapped
+//! through it (`berth_runtime::idmap`), so image files owned by 0 show as the
+//! pod's root without copying or chowning a layer. Mode NODE (or no options) is the
 //! host's user namespace, as before. CONTAINER and TARGET do not exist for
 //! user namespaces (the CRI field allows POD and NODE only; containerd refuses
 //! the others as invalid).
@@ -145,9 +145,11 @@ pub fn probe_mounts(mounts: &[CriMount], userns: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Id-maps a container's mounted rootfs through the pod's user namespace.
-pub fn idmap_rootfs(rootfs: &Path, userns: &Path) -> Result<()> {
-    Ok(berth_runtime::idmap::idmap_mount_in_place(rootfs, userns)?)
+/// The host uid and gid of the pod's root, owner of a container's writable
+/// layer in a pod with its own user namespace.
+pub fn root_ids(maps: &PodMaps) -> (u32, u32) {
+    let host = |m: &[IdMap]| berth_runtime::idmap::to_host(m, 0).unwrap_or(0);
+    (host(&maps.uids), host(&maps.gids))
 }
 
 #[cfg(test)]
