@@ -183,6 +183,24 @@ async fn userns_pod_root_is_an_unprivileged_host_id_with_idmapped_volumes() {
             gid_map.split_whitespace().collect::<Vec<_>>(),
             ["0", &BASE_A.to_string(), "65536"]
         );
+        // Its cgroup is handed to the pod's root (cgroup.procs and the dir).
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let dir = cg.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            if ctrls.split(',').any(|c| c == "memory") {
+                Some(PathBuf::from(format!("/sys/fs/cgroup/memory{path}")))
+            } else if ctrls.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+                Some(PathBuf::from(format!("/sys/fs/cgroup{path}")))
+            } else {
+                None
+            }
+        });
+        let dir = dir.expect("a memory (v1) or unified (v2) cgroup");
+        for f in [dir.clone(), dir.join("cgroup.procs")] {
+            let md = std::fs::metadata(&f).unwrap();
+            assert_eq!((md.uid(), md.gid()), (BASE_A, BASE_A), "{}", f.display());
+        }
         // Its capabilities are the pod's: CAP_SYS_ADMIN is not in its bounding set.
         let bnd = status.lines().find(|l| l.starts_with("CapBnd:")).unwrap();
         let mask = u64::from_str_radix(bnd.split_whitespace().nth(1).unwrap(), 16).unwrap();
@@ -224,8 +242,16 @@ async fn pods_with_different_maps_share_the_image_snapshots() {
     let mut env = TestEnv::start_for_pods().await.unwrap();
     let root = env.berthd.root_dir().to_path_buf();
     let mut seen = Vec::new();
-    for (name, base) in [("userns-b1", BASE_A), ("userns-b2", BASE_B)] {
-        let ns = userns(NamespaceMode::Pod, map(base), map(base));
+    // The second pod shares one pid namespace (its pause init then lives in
+    // the pod's user namespace too).
+    for (name, base, pid) in [
+        ("userns-b1", BASE_A, NamespaceMode::Container),
+        ("userns-b2", BASE_B, NamespaceMode::Pod),
+    ] {
+        let ns = NamespaceOption {
+            pid: pid as i32,
+            ..userns(NamespaceMode::Pod, map(base), map(base))
+        };
         let pod_config = userns_pod(&env, name, ns.clone());
         let pod = env.run_pod(&pod_config).await.unwrap();
         let c = container(&env, "c", &ns, "stat -c %u /bin/busybox; exec sleep 600");
@@ -239,6 +265,19 @@ async fn pods_with_different_maps_share_the_image_snapshots() {
             ["0"],
             "{name}: busybox is root's inside"
         );
+        if pid == NamespaceMode::Pod {
+            let pause = pids_mapped_to(base)
+                .into_iter()
+                .filter(|p| {
+                    std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| !c.contains("sleep"))
+                })
+                .count();
+            assert_eq!(
+                pause, 1,
+                "{name}: the pause init runs in the pod's user namespace"
+            );
+        }
         // From the host the same file shows as this pod's root.
         let rootfs = root.join("containers").join(&id).join("rootfs");
         let md = std::fs::symlink_metadata(rootfs.join("bin/busybox")).unwrap();
@@ -400,4 +439,31 @@ async fn bad_userns_options_are_refused_and_node_mode_is_unchanged() {
     assert!(calls::list_containers(&mut env.cri, None).await.is_empty());
     teardown_pod(&mut env.cri, &pod).await;
     assert_eq!(env.berthd.leftovers(&[&pod]), Vec::<String>::new());
+}
+
+/// The bench's userns lifecycle (`berth-bench --pod-network --userns`)
+/// against berthd once, so the driver cannot rot between benchmark runs.
+#[tokio::test]
+async fn bench_userns_lifecycle_runs() {
+    skip_if!(skip::no_pod_env());
+    let mut env = TestEnv::start_for_pods().await.unwrap();
+    let image = env.image("busybox");
+    let logs = env.logs.path().join("bench");
+    let outcomes = berth_integration::bench::pod_lifecycle_with(
+        &mut env.cri,
+        &image,
+        &logs,
+        2,
+        true,
+        Some(BASE_B),
+    )
+    .await;
+    for (op, o) in berth_integration::bench::POD_OPS.iter().zip(&outcomes) {
+        match o {
+            berth_integration::bench::Outcome::Samples(s) => assert_eq!(s.len(), 2, "{op}"),
+            other => panic!("{op}: {other:?}"),
+        }
+    }
+    assert!(calls::list_pods(&mut env.cri).await.is_empty());
+    assert!(pids_mapped_to(BASE_B).is_empty());
 }
