@@ -11,10 +11,14 @@ use berth_integration::env::{self, TestEnv};
 use berth_integration::{skip, skip_if};
 use berth_proto::v1::*;
 
-/// Host id bases of this file's pods: far from the ids of the host's users
-/// and of other tests' pods, so a scan of /proc for the map finds only ours.
+/// Host id bases of this file's pods, one set per test (they run at once):
+/// far from the ids of the host's users and of other tests' pods, so a scan
+/// of /proc for a map finds only that test's processes.
 const BASE_A: u32 = 65536 * 501;
 const BASE_B: u32 = 65536 * 502;
+const BASE_C: u32 = 65536 * 503;
+const BASE_D: u32 = 65536 * 504;
+const BASE_E: u32 = 65536 * 505;
 /// linux/capability.h.
 const CAP_SYS_ADMIN: u32 = 21;
 
@@ -222,7 +226,10 @@ async fn userns_pod_root_is_an_unprivileged_host_id_with_idmapped_volumes() {
 
     teardown_pod(&mut env.cri, &pod).await;
     assert_eq!(env.berthd.leftovers(&[&pod, &id]), Vec::<String>::new());
-    assert!(pids_mapped_to(BASE_A).is_empty(), "pod processes left");
+    wait_for("the pod's processes to exit", || {
+        pids_mapped_to(BASE_A).is_empty()
+    })
+    .await;
 }
 
 /// Every `bin/busybox` in berthd's snapshot store.
@@ -245,8 +252,8 @@ async fn pods_with_different_maps_share_the_image_snapshots() {
     // The second pod shares one pid namespace (its pause init then lives in
     // the pod's user namespace too).
     for (name, base, pid) in [
-        ("userns-b1", BASE_A, NamespaceMode::Container),
-        ("userns-b2", BASE_B, NamespaceMode::Pod),
+        ("userns-b1", BASE_C, NamespaceMode::Container),
+        ("userns-b2", BASE_D, NamespaceMode::Pod),
     ] {
         let ns = NamespaceOption {
             pid: pid as i32,
@@ -455,7 +462,7 @@ async fn bench_userns_lifecycle_runs() {
         &logs,
         2,
         true,
-        Some(BASE_B),
+        Some(BASE_E),
     )
     .await;
     for (op, o) in berth_integration::bench::POD_OPS.iter().zip(&outcomes) {
@@ -465,5 +472,9 @@ async fn bench_userns_lifecycle_runs() {
         }
     }
     assert!(calls::list_pods(&mut env.cri).await.is_empty());
-    assert!(pids_mapped_to(BASE_B).is_empty());
+    // The pause init is killed, not waited for, by StopPodSandbox.
+    wait_for("the pods' processes to exit", || {
+        pids_mapped_to(BASE_E).is_empty()
+    })
+    .await;
 }

@@ -261,6 +261,9 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     // The pod's user namespace: joined by the init only (module doc of
     // `userns`); the monitor stays root of the host.
     let mut join_user: Option<File> = None;
+    // A pid namespace joined by path: with a user namespace, joined by the
+    // helper that clones the init (see below), never by the monitor.
+    let mut join_pid: Option<(usize, File)> = None;
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         let t = ns.typ();
         match ns.path() {
@@ -283,6 +286,8 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
                     join_mnt = Some(f);
                 } else if t == LinuxNamespaceType::User {
                     join_user = Some(f);
+                } else if t == LinuxNamespaceType::Pid {
+                    join_pid = Some((i, f));
                 } else {
                     LinuxSyscall.setns(f.as_raw_fd(), ns_flag(t)).map_err(|e| {
                         Error::spec(
@@ -295,6 +300,17 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         }
     }
     // The init reads the host's cgroup mounts itself, off this critical path.
+    // Without a user namespace the monitor joins the pid namespace itself (its
+    // next child lands there). With one, the helper does: a helper living in
+    // the joined pid namespace would report the init's pid as seen there,
+    // not the host's.
+    if let (Some((i, f)), None) = (&join_pid, &join_user) {
+        LinuxSyscall
+            .setns(f.as_raw_fd(), libc::CLONE_NEWPID)
+            .map_err(|e| {
+                Error::spec(format!("linux.namespaces[{i}].path"), format!("setns: {e}"))
+            })?;
+    }
     let mut host = HostInfo::new(new_userns || join_user.is_some(), terminal);
     let mount_fds = userns::open_mount_sources(spec, join_user.as_ref())?;
     host.mount_fds = mount_fds
@@ -312,7 +328,11 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
 
     let (sync_parent, sync_child) = UnixStream::pair().map_err(|e| Error::sys("socketpair", e))?;
     let cloned = match &join_user {
-        Some(ns) => crate::sys::idmap::clone_into_userns(ns.as_raw_fd(), clone_flags),
+        Some(ns) => crate::sys::idmap::clone_into_userns(
+            ns.as_raw_fd(),
+            join_pid.as_ref().map(|(_, f)| f.as_raw_fd()),
+            clone_flags,
+        ),
         None => process::clone_with_flags(clone_flags),
     };
     let pid = match cloned

@@ -249,27 +249,36 @@ pub fn spawn_userns_child(
     }
 }
 
-/// Clones a process into the existing user namespace `userns` with new
-/// namespaces `flags`, owned by that user namespace (the kernel records the
-/// creator's user namespace as owner). A process cannot leave a user
+/// Clones a process into the existing user namespace `userns` (and the
+/// existing pid namespace `pidns`, if given) with new namespaces `flags`,
+/// owned by that user namespace (the kernel records the creator's user
+/// namespace as owner). A process cannot leave a user
 /// namespace, so a throwaway helper forked from the caller does the setns and
 /// then clones with `CLONE_PARENT`: the new process is the caller's child (it
 /// can wait for it), and the caller itself keeps the host's privileges.
+/// The helper itself stays in the caller's pid namespace (a joined one only
+/// becomes its children's), so the pid it reports is the one the caller sees.
 /// Returns like fork: `Child` in the new process, `Parent(pid)` in the caller.
 /// Only from a single-threaded process.
-pub fn clone_into_userns(userns: RawFd, flags: i32) -> io::Result<Fork> {
+pub fn clone_into_userns(userns: RawFd, pidns: Option<RawFd>, flags: i32) -> io::Result<Fork> {
     let (mut r, w) = pipe()?;
     match process::fork()? {
         Fork::Child => {
             drop(r);
             let mut w = w;
-            let res = nix::sched::setns(
-                // SAFETY: the caller keeps `userns` open across this call.
-                unsafe { std::os::fd::BorrowedFd::borrow_raw(userns) },
-                nix::sched::CloneFlags::CLONE_NEWUSER,
-            )
-            .map_err(|e| io::Error::from_raw_os_error(e as i32))
-            .and_then(|_| process::clone_with_flags(flags | libc::CLONE_PARENT));
+            let join = |fd: RawFd, kind: nix::sched::CloneFlags| {
+                nix::sched::setns(
+                    // SAFETY: the caller keeps `userns` and `pidns` open across this call.
+                    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+                    kind,
+                )
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))
+            };
+            // The pid namespace first, while still root of the host.
+            let res = pidns
+                .map_or(Ok(()), |fd| join(fd, nix::sched::CloneFlags::CLONE_NEWPID))
+                .and_then(|_| join(userns, nix::sched::CloneFlags::CLONE_NEWUSER))
+                .and_then(|_| process::clone_with_flags(flags | libc::CLONE_PARENT));
             match res {
                 Ok(Fork::Child) => {
                     // The new process: the caller's reader must see EOF.
