@@ -1001,6 +1001,48 @@ mod tests {
     }
 
     #[test]
+    fn binds_opened_by_the_monitor_are_attached_not_bound_by_path() {
+        let root = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": root.path()},
+            "mounts": [
+                {"destination": "/a", "type": "bind", "source": src.path(), "options": ["rbind", "ro"]},
+                {"destination": "/b", "type": "bind", "source": src.path(), "options": ["rbind"]},
+            ],
+        }))
+        .unwrap();
+        let sys = RecordingSyscall::new();
+        let host = HostInfo {
+            mount_fds: vec![(0, 42)],
+            ..Default::default()
+        };
+        setup(&sys, &spec, root.path(), &host, &mut || Ok(())).unwrap();
+        let calls = sys.calls();
+        let src = src.path().display().to_string();
+        assert!(
+            calls.iter().any(|c| c.starts_with("attach_mount fd 42 ")),
+            "{calls:?}"
+        );
+        // The attached one is still made read-only; the other is a plain bind.
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with("mount - ") && c.contains("0x5021")),
+            "{calls:?}"
+        );
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with(&format!("mount {src} ")))
+                .count(),
+            1,
+            "{calls:?}"
+        );
+    }
+
+    #[test]
     fn mount_failure_names_the_mount() {
         let root = tempfile::tempdir().unwrap();
         let spec: Spec = serde_json::from_value(serde_json::json!({
