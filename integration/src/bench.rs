@@ -203,6 +203,21 @@ pub async fn pod_lifecycle(
     iterations: usize,
     pod_network: bool,
 ) -> Vec<Outcome> {
+    pod_lifecycle_with(client, image, log_dir, iterations, pod_network, None).await
+}
+
+/// [`pod_lifecycle`] where each pod (with `userns_base = Some(N)`) gets its own
+/// user namespace, as a kubelet asks for `hostUsers: false`: maps
+/// `0 -> N + i * 65536`, 65536 ids, a different range per pod. Such a pod
+/// needs its own network namespace (`pod_network`).
+pub async fn pod_lifecycle_with(
+    client: &mut Cri,
+    image: &str,
+    log_dir: &std::path::Path,
+    iterations: usize,
+    pod_network: bool,
+    userns_base: Option<u32>,
+) -> Vec<Outcome> {
     let network = if pod_network {
         cri::NamespaceMode::Pod
     } else {
@@ -228,6 +243,18 @@ pub async fn pod_lifecycle(
                 security_context: Some(cri::LinuxSandboxSecurityContext {
                     namespace_options: Some(cri::NamespaceOption {
                         network: network as i32,
+                        userns_options: userns_base.map(|base| {
+                            let map = vec![cri::IdMapping {
+                                container_id: 0,
+                                host_id: base + u32::try_from(i % 64).unwrap_or(0) * 65536,
+                                length: 65536,
+                            }];
+                            cri::UserNamespace {
+                                mode: cri::NamespaceMode::Pod as i32,
+                                uids: map.clone(),
+                                gids: map,
+                            }
+                        }),
                         ..Default::default()
                     }),
                     ..Default::default()

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cgroups;
 pub mod container;
 pub mod error;
+pub mod idmap;
 pub mod monitor;
 pub mod pin;
 pub mod rootfs;

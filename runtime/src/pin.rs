@@ -8,8 +8,19 @@
 //! instead of paying for a process. A shared pid namespace needs a living init,
 //! so it goes through `berth-monitor pin-ns --pid` ([`pin_namespaces`] in a
 //! fresh process).
+//!
+//! A pod with its own user namespace (`uid_maps`/`gid_maps` set) also goes
+//! through `berth-monitor pin-ns`: unsharing a user namespace needs a
+//! single-threaded caller. A child of the monitor unshares it, the monitor
+//! writes its maps from outside (see [`crate::sys::idmap`]), and the child,
+//! now root in it, unshares the net/IPC/UTS (and pid) namespaces, so the
+//! kernel records the pod's user namespace as their owner: the pod's root
+//! may configure them, the host's namespaces stay out of its reach. The
+//! monitor binds the child's `ns/user`, `ns/net`, … onto `<dir>/` and lets it
+//! exit.
 
 use crate::error::{Error, Result};
+use crate::idmap::{check_maps, map_text, IdMap};
 use crate::sys::linux::LinuxSyscall;
 use crate::sys::Syscall;
 use std::path::{Path, PathBuf};
@@ -33,6 +44,17 @@ pub struct PinOptions {
     pub pid: bool,
     pub hostname: Option<String>,
     pub sysctls: Vec<(String, String)>,
+    /// A user namespace for the pod with these maps (both or neither), owning
+    /// the other namespaces pinned here; pinned at `<dir>/user`.
+    pub uid_maps: Vec<IdMap>,
+    pub gid_maps: Vec<IdMap>,
+}
+
+impl PinOptions {
+    /// Whether the pod gets a user namespace of its own.
+    pub fn userns(&self) -> bool {
+        !self.uid_maps.is_empty() || !self.gid_maps.is_empty()
+    }
 }
 
 fn check(o: &PinOptions) -> Result<()> {
@@ -41,6 +63,16 @@ fn check(o: &PinOptions) -> Result<()> {
             name: "pin-ns".into(),
             msg: "at least one of --net, --ipc, --uts, --pid is required".into(),
         });
+    }
+    if o.userns() {
+        for (name, maps) in [("--uid-map", &o.uid_maps), ("--gid-map", &o.gid_maps)] {
+            if let Some(msg) = check_maps(maps) {
+                return Err(Error::InvalidArgument {
+                    name: name.into(),
+                    msg,
+                });
+            }
+        }
     }
     if o.hostname.is_some() && !o.uts {
         return Err(Error::InvalidArgument {
@@ -76,10 +108,10 @@ fn check(o: &PinOptions) -> Result<()> {
 /// (berthd). On failure nothing is left mounted or created. `o.pid` is refused:
 /// a pid namespace needs a process ([`pin_namespaces`] via `berth-monitor pin-ns`).
 pub fn pin_namespaces_in_thread(o: &PinOptions) -> Result<()> {
-    if o.pid {
+    if o.pid || o.userns() {
         return Err(Error::InvalidArgument {
             name: "pid".into(),
-            msg: "a pid namespace needs its own process: use berth-monitor pin-ns --pid".into(),
+            msg: "a pid or user namespace needs its own process: use berth-monitor pin-ns".into(),
         });
     }
     let o = o.clone();
@@ -99,7 +131,11 @@ pub fn pin_namespaces(o: &PinOptions) -> Result<()> {
     check(o)?;
     let made_dir = !o.dir.exists();
     std::fs::create_dir_all(&o.dir).map_err(|e| Error::io(&o.dir, e))?;
-    let r = pin_inner(o);
+    let r = if o.userns() {
+        pin_in_userns(o)
+    } else {
+        pin_inner(o)
+    };
     if r.is_err() {
         let _ = unpin_namespaces(&o.dir);
         if !made_dir {
@@ -169,6 +205,13 @@ pub const PAUSE_FILE: &str = "pause.pid";
 // have it exec `berth-monitor __pause` (a fresh image keeps it small). Its
 // namespaces (net/ipc/uts just created here) are inherited.
 fn start_pause(dir: &Path) -> Result<()> {
+    let pid = spawn_pause(dir)?;
+    record_pause(dir, pid)
+}
+
+/// Unshares a pid namespace and forks its init, which execs the pause image;
+/// returns the init's pid once the exec succeeded.
+fn spawn_pause(dir: &Path) -> Result<i32> {
     use crate::sys::process::{self, Fork};
     let sys = LinuxSyscall;
     sys.unshare(libc::CLONE_NEWPID)
@@ -205,20 +248,104 @@ fn start_pause(dir: &Path) -> Result<()> {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
                 return Err(Error::Init(format!("exec pause process: {msg}")));
             }
-            let start = crate::container::state::pid_start_time(pid).unwrap_or(0);
-            let file = dir.join(PAUSE_FILE);
-            crate::container::state::write_atomic(&file, format!("{pid} {start}\n").as_bytes())?;
-            let target = dir.join("pid");
+            Ok(pid)
+        }
+    }
+}
+
+/// Writes the pause file and pins the pause init's pid namespace (from the
+/// host's side: the bind needs privilege over the host's mount namespace).
+fn record_pause(dir: &Path, pid: i32) -> Result<()> {
+    let sys = LinuxSyscall;
+    let start = crate::container::state::pid_start_time(pid).unwrap_or(0);
+    let file = dir.join(PAUSE_FILE);
+    crate::container::state::write_atomic(&file, format!("{pid} {start}\n").as_bytes())?;
+    let target = dir.join("pid");
+    sys.create_file(&target)
+        .map_err(|e| Error::io(&target, e))?;
+    let src = PathBuf::from(format!("/proc/{pid}/ns/pid"));
+    sys.mount(Some(&src), &target, None, libc::MS_BIND, None)
+        .map_err(|e| Error::sys(format!("bind {} on {}", src.display(), target.display()), e))?;
+    Ok(())
+}
+
+/// [`pin_namespaces`] for a pod with its own user namespace (module doc).
+fn pin_in_userns(o: &PinOptions) -> Result<()> {
+    let sys = LinuxSyscall;
+    let wanted: Vec<(&str, i32)> = PINNABLE
+        .iter()
+        .copied()
+        .filter(|(n, _)| match *n {
+            "net" => o.net,
+            "ipc" => o.ipc,
+            _ => o.uts,
+        })
+        .collect();
+    for name in wanted
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(o.pid.then_some("pid"))
+        .chain(["user"])
+    {
+        if o.dir.join(name).exists() {
+            return Err(Error::InvalidArgument {
+                name: "--dir".into(),
+                msg: format!("{} already exists", o.dir.join(name).display()),
+            });
+        }
+    }
+    let flags = wanted.iter().fold(0, |f, (_, fl)| f | fl);
+    // Runs in the child, root of the new user namespace.
+    let work = || -> std::result::Result<String, String> {
+        let sys = LinuxSyscall;
+        sys.unshare(flags)
+            .map_err(|e| format!("unshare {flags:#x} in the pod's user namespace: {e}"))?;
+        if let Some(h) = &o.hostname {
+            sys.sethostname(h)
+                .map_err(|e| format!("--hostname: sethostname {h}: {e}"))?;
+        }
+        if o.net {
+            crate::sys::process::loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
+        }
+        for (k, v) in &o.sysctls {
+            let path = Path::new("/proc/sys").join(k.replace('.', "/"));
+            sys.write_file(&path, v)
+                .map_err(|e| format!("--sysctl {k}={v}: {e}"))?;
+        }
+        if o.pid {
+            return spawn_pause(&o.dir)
+                .map(|pid| pid.to_string())
+                .map_err(|e| e.to_string());
+        }
+        Ok(String::new())
+    };
+    let child =
+        crate::sys::idmap::spawn_userns_child(&map_text(&o.uid_maps), &map_text(&o.gid_maps), work)
+            .map_err(|e| Error::sys("create the pod's user namespace", e))?;
+    let pause: Option<i32> = child.report.parse().ok();
+    let pinned = (|| {
+        for name in wanted.iter().map(|(n, _)| *n).chain(["user"]) {
+            let target = o.dir.join(name);
             sys.create_file(&target)
                 .map_err(|e| Error::io(&target, e))?;
-            let src = PathBuf::from(format!("/proc/{pid}/ns/pid"));
+            let src = PathBuf::from(format!("/proc/{}/ns/{name}", child.pid));
             sys.mount(Some(&src), &target, None, libc::MS_BIND, None)
                 .map_err(|e| {
                     Error::sys(format!("bind {} on {}", src.display(), target.display()), e)
                 })?;
-            Ok(())
+        }
+        if let Some(pid) = pause {
+            record_pause(&o.dir, pid)?;
+        }
+        Ok(())
+    })();
+    if pinned.is_err() {
+        if let Some(pid) = pause {
+            let _ = crate::sys::process::kill(pid, libc::SIGKILL);
         }
     }
+    child.finish();
+    pinned
 }
 
 fn stop_pause(dir: &Path) -> Result<()> {
@@ -254,7 +381,7 @@ pub fn unpin_namespaces(dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(&target, e)),
     }
-    for (name, _) in PINNABLE {
+    for name in PINNABLE.iter().map(|(n, _)| *n).chain(["user"]) {
         let target = dir.join(name);
         // Unmount until nothing is stacked there any more.
         while sys.umount2(&target, libc::MNT_DETACH).is_ok() {}

@@ -116,6 +116,11 @@ pub struct HostInfo {
     /// `process.terminal`: open a pty of the container's devpts for its stdio
     /// and bind its slave onto /dev/console.
     pub terminal: bool,
+    /// Bind mounts whose source the monitor already opened as a detached
+    /// mount (id-mapped, or for a container in a joined user namespace whose
+    /// root cannot reach berthd's 0700 directories): `(mounts index, fd)`.
+    /// They are attached with move_mount instead of bound by path.
+    pub mount_fds: Vec<(usize, std::os::fd::RawFd)>,
 }
 
 impl HostInfo {
@@ -353,7 +358,7 @@ fn do_mount(
     sys: &dyn Syscall,
     host: &HostInfo,
     rootfs: &Path,
-    m: &Mount,
+    (m, opened): (&Mount, Option<std::os::fd::RawFd>),
     field: &str,
     before_cgroup: &mut dyn FnMut() -> Result<()>,
 ) -> Result<()> {
@@ -364,7 +369,13 @@ fn do_mount(
     let is_bind = flags & MS_BIND != 0 || typ == "bind";
     if is_bind {
         let src = m.source().clone().unwrap_or_default();
-        let kind = if src.is_dir() { Kind::Dir } else { Kind::File };
+        // An opened source is asked through its fd: its path may be out of
+        // this process's reach.
+        let is_dir = match opened {
+            Some(fd) => Path::new(&format!("/proc/self/fd/{fd}")).is_dir(),
+            None => src.is_dir(),
+        };
+        let kind = if is_dir { Kind::Dir } else { Kind::File };
         let target = in_root(
             sys,
             rootfs,
@@ -377,12 +388,15 @@ fn do_mount(
         } else {
             0
         };
-        sys.mount(Some(&src), &target.path, None, MS_BIND | rec, None)
-            .map_err(sys_err(format!(
-                "{field}: bind {} on {}",
-                src.display(),
-                dest.display()
-            )))?;
+        match opened {
+            Some(fd) => sys.attach_mount(fd, &target.path),
+            None => sys.mount(Some(&src), &target.path, None, MS_BIND | rec, None),
+        }
+        .map_err(sys_err(format!(
+            "{field}: bind {} on {}",
+            src.display(),
+            dest.display()
+        )))?;
         let extra = flags & !(MS_BIND | MS_REC | MS_REMOUNT);
         if extra != 0 {
             let target = in_root(sys, rootfs, dest, None, field)?;
@@ -695,7 +709,19 @@ pub fn setup(
         )))?;
     sys.umask(0);
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        do_mount(sys, host, rootfs, m, &format!("mounts[{i}]"), before_cgroup)?;
+        let opened = host
+            .mount_fds
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, fd)| *fd);
+        do_mount(
+            sys,
+            host,
+            rootfs,
+            (m, opened),
+            &format!("mounts[{i}]"),
+            before_cgroup,
+        )?;
     }
     let pty = setup_dev(sys, host, rootfs, spec)?;
 
@@ -974,6 +1000,48 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("monitor aborted"), "{e}");
         assert!(!sys.calls().iter().any(|c| c.starts_with("mount cgroup")));
+    }
+
+    #[test]
+    fn binds_opened_by_the_monitor_are_attached_not_bound_by_path() {
+        let root = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": root.path()},
+            "mounts": [
+                {"destination": "/a", "type": "bind", "source": src.path(), "options": ["rbind", "ro"]},
+                {"destination": "/b", "type": "bind", "source": src.path(), "options": ["rbind"]},
+            ],
+        }))
+        .unwrap();
+        let sys = RecordingSyscall::new();
+        let host = HostInfo {
+            mount_fds: vec![(0, 42)],
+            ..Default::default()
+        };
+        setup(&sys, &spec, root.path(), &host, &mut || Ok(())).unwrap();
+        let calls = sys.calls();
+        let src = src.path().display().to_string();
+        assert!(
+            calls.iter().any(|c| c.starts_with("attach_mount fd 42 ")),
+            "{calls:?}"
+        );
+        // The attached one is still made read-only; the other is a plain bind.
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.starts_with("mount - ") && c.contains("0x5021")),
+            "{calls:?}"
+        );
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with(&format!("mount {src} ")))
+                .count(),
+            1,
+            "{calls:?}"
+        );
     }
 
     #[test]

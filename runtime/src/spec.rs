@@ -213,12 +213,6 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
                     format!("{} does not exist", p.display()),
                 ));
             }
-            if ns.typ() == LinuxNamespaceType::User {
-                return Err(Error::Unsupported {
-                    field: format!("{field}.path"),
-                    msg: "joining an existing user namespace is not implemented".into(),
-                });
-            }
         }
     }
     let new_user = linux

@@ -187,6 +187,7 @@ fn namespaces_pinned_from_a_thread_are_joined_and_leave_the_process_alone() {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..Default::default()
     };
     let _pinned = Pinned(dir.clone());
     berth_runtime::pin_namespaces_in_thread(&opts).unwrap();

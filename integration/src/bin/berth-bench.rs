@@ -19,6 +19,10 @@ use berth_integration::env::{Cni, TestEnv, TestEnvOptions};
 use berth_integration::procmem::RuntimeProcs;
 use clap::Parser;
 
+/// First host id of the user-namespaced pods of `--userns` (pod i gets
+/// `USERNS_BASE + (i % 64) * 65536`): far above the host's own users.
+const USERNS_BASE: u32 = 65536 * 600;
+
 #[derive(Parser)]
 #[command(
     name = "berth-bench",
@@ -50,6 +54,11 @@ struct Args {
     /// at the end.
     #[arg(long)]
     pod_network: bool,
+    /// With pod-lifecycle and --pod-network: also run the lifecycle with each
+    /// pod in its own user namespace (userns_options POD, the kubelet's
+    /// `hostUsers: false`), reported as its own rows next to the plain ones.
+    #[arg(long)]
+    userns: bool,
     /// Containers (created, not started) present during the list workload.
     #[arg(long, default_value_t = 500)]
     list_containers: usize,
@@ -173,6 +182,20 @@ async fn run_workloads(
         for (op, o) in bench::POD_OPS.iter().zip(outcomes) {
             out.push((workload.into(), op, o));
         }
+        if args.userns && args.pod_network {
+            let outcomes = bench::pod_lifecycle_with(
+                cri,
+                small,
+                log_dir,
+                args.iterations,
+                true,
+                Some(USERNS_BASE),
+            )
+            .await;
+            for (op, o) in bench::POD_OPS.iter().zip(outcomes) {
+                out.push(("pod-lifecycle (CNI bridge, userns)".into(), op, o));
+            }
+        }
     }
     if wants("list") {
         pull(cri, small).await;
@@ -264,6 +287,9 @@ async fn runtime_rows(iterations: usize) -> Vec<Row> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.userns && !args.pod_network {
+        anyhow::bail!("--userns needs --pod-network: a pod with its own user namespace cannot share the host's network");
+    }
     for w in &args.workloads {
         if !CRI_WORKLOADS.contains(&w.as_str()) && w != "runtime" && w != "crash" {
             anyhow::bail!(

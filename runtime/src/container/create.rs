@@ -28,6 +28,7 @@
 
 use super::init::{self, ChildStdio, InitArgs};
 use super::state::{self, StateFile, FIFO_FILE, STATE_FILE, STATE_VERSION};
+use super::userns;
 use crate::cgroups::{self, CgroupManager};
 use crate::error::{Error, Result};
 use crate::rootfs::HostInfo;
@@ -259,6 +260,12 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     let mut new_cgroupns = false;
     let mut new_userns = false;
     let mut join_mnt: Option<File> = None;
+    // The pod's user namespace: joined by the init only (module doc of
+    // `userns`); the monitor stays root of the host.
+    let mut join_user: Option<File> = None;
+    // A pid namespace joined by path: with a user namespace, joined by the
+    // helper that clones the init (see below), never by the monitor.
+    let mut join_pid: Option<(usize, File)> = None;
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         let t = ns.typ();
         match ns.path() {
@@ -279,6 +286,10 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
                 })?;
                 if t == LinuxNamespaceType::Mount {
                     join_mnt = Some(f);
+                } else if t == LinuxNamespaceType::User {
+                    join_user = Some(f);
+                } else if t == LinuxNamespaceType::Pid {
+                    join_pid = Some((i, f));
                 } else {
                     LinuxSyscall.setns(f.as_raw_fd(), ns_flag(t)).map_err(|e| {
                         Error::spec(
@@ -291,14 +302,42 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         }
     }
     // The init reads the host's cgroup mounts itself, off this critical path.
-    let host = HostInfo::new(new_userns, terminal);
+    // Without a user namespace the monitor joins the pid namespace itself (its
+    // next child lands there). With one, the helper does: a helper living in
+    // the joined pid namespace would report the init's pid as seen there,
+    // not the host's.
+    if let (Some((i, f)), None) = (&join_pid, &join_user) {
+        LinuxSyscall
+            .setns(f.as_raw_fd(), libc::CLONE_NEWPID)
+            .map_err(|e| {
+                Error::spec(format!("linux.namespaces[{i}].path"), format!("setns: {e}"))
+            })?;
+    }
+    let mut host = HostInfo::new(new_userns || join_user.is_some(), terminal);
+    let mount_fds = userns::open_mount_sources(spec, join_user.as_ref())?;
+    host.mount_fds = mount_fds
+        .iter()
+        .map(|(i, fd)| (*i, fd.as_raw_fd()))
+        .collect();
+    let rootfs_fd = match &join_user {
+        Some(_) => Some(userns::open_rootfs(&vs.rootfs)?),
+        None => None,
+    };
     let seccomp = match linux.seccomp() {
         Some(s) => Some(seccomp_cache::build(s, opts.seccomp_cache.as_deref())?),
         None => None,
     };
 
     let (sync_parent, sync_child) = UnixStream::pair().map_err(|e| Error::sys("socketpair", e))?;
-    let pid = match process::clone_with_flags(clone_flags)
+    let cloned = match &join_user {
+        Some(ns) => crate::sys::idmap::clone_into_userns(
+            ns.as_raw_fd(),
+            join_pid.as_ref().map(|(_, f)| f.as_raw_fd()),
+            clone_flags,
+        ),
+        None => process::clone_with_flags(clone_flags),
+    };
+    let pid = match cloned
         .map_err(|e| Error::sys(format!("clone with namespaces {clone_flags:#x}"), e))?
     {
         Fork::Child => {
@@ -310,6 +349,7 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
                 sync: &sync_child,
                 fifo: fifo_ends,
                 join_mnt: join_mnt.as_ref().map(|f| f.as_raw_fd()),
+                rootfs_fd: rootfs_fd.as_ref(),
                 new_cgroupns,
                 host,
                 security: opts.security,
@@ -322,6 +362,8 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
     drop(_child_ends);
     drop(fifo_ends);
     drop(devnull);
+    drop(mount_fds);
+    drop(rootfs_fd);
     undo.push(move || {
         let _ = process::kill(pid, libc::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
@@ -338,7 +380,12 @@ fn create_inner(opts: &CreateOptions, undo: &mut Undo) -> Result<Created> {
         if let Some(res) = &resources {
             cgroup.apply(res)?;
         }
-        cgroup.add_pid(pid)
+        cgroup.add_pid(pid)?;
+        if join_user.is_some() {
+            userns::chown_cgroup(&*cgroup, pid)?;
+            userns::set_oom_score_adj(pid, &process, opts.security.restrict_oom_score_adj)?;
+        }
+        Ok(())
     })();
     // An init that failed early may be why the cgroup write failed: its
     // message names the real cause.

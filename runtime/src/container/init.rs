@@ -62,6 +62,9 @@ pub struct InitArgs<'a> {
     /// The exec fifo, opened by the monitor (the init may not be allowed to).
     pub fifo: FifoEnds,
     pub join_mnt: Option<RawFd>,
+    /// A joined user namespace: the rootfs mount, opened by the monitor (see
+    /// [`super::userns`]).
+    pub rootfs_fd: Option<&'a OwnedFd>,
     pub new_cgroupns: bool,
     pub host: HostInfo,
     pub security: SecurityOptions,
@@ -227,6 +230,8 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
         a.fifo.1.as_raw_fd(),
     ];
     keep.extend(a.join_mnt);
+    keep.extend(a.rootfs_fd.map(|f| f.as_raw_fd()));
+    keep.extend(a.host.mount_fds.iter().map(|(_, fd)| *fd));
     keep.extend(a.stdio.fds());
     process::close_fds_from(3, &keep);
 
@@ -246,6 +251,12 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
         sys.setuid(0)
             .map_err(|e| Error::sys("user namespace: setuid 0", e))?;
     }
+    // In a joined user namespace the real rootfs path is out of reach now.
+    let staged = match a.rootfs_fd {
+        Some(fd) => Some(super::userns::stage_rootfs(sys, fd)?),
+        None => None,
+    };
+    let rootfs_path = staged.as_deref().unwrap_or(a.rootfs);
     let process: &Process = a
         .spec
         .process()
@@ -267,7 +278,7 @@ fn prepare(sys: &dyn Syscall, a: &InitArgs<'_>) -> Result<Prepared> {
                 .map_err(|e| Error::sys(format!("linux.sysctl.{k}: write {v}"), e))?;
         }
     }
-    let pty = rootfs::setup(sys, a.spec, a.rootfs, &host, &mut || gate.pass(sys))?;
+    let pty = rootfs::setup(sys, a.spec, rootfs_path, &host, &mut || gate.pass(sys))?;
     gate.pass(sys)?;
     let master = match pty {
         Some(p) => {

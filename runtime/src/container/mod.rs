@@ -7,6 +7,7 @@ pub mod exec;
 pub mod exec_tty;
 pub mod init;
 pub mod state;
+pub mod userns;
 
 pub use state::{ContainerState, ExitInfo, Status};
 

@@ -7,7 +7,7 @@
 //!                      [--stdin] [--restrict-oom-score-adj] [--cgroup-root DIR]
 //!                      [--seccomp-cache DIR]
 //! berth-monitor exec --state-dir DIR --process FILE [--tty] [--seccomp-cache DIR]
-//! berth-monitor pin-ns --dir DIR [--net] [--ipc] [--uts] [--pid] [--hostname NAME] [--sysctl K=V]...
+//! berth-monitor pin-ns --dir DIR [--net] [--ipc] [--uts] [--pid] [--hostname NAME] [--sysctl K=V]... [--uid-map C:H:L... --gid-map C:H:L...]
 //! berth-monitor start|state|stats --state-dir DIR
 //! berth-monitor kill --state-dir DIR [--signal N] [--all]
 //! berth-monitor delete --state-dir DIR [--force]
@@ -43,6 +43,8 @@ const UTS: &str = "--uts";
 const PID: &str = "--pid";
 const HOSTNAME: &str = "--hostname";
 const SYSCTL: &str = "--sysctl";
+const UID_MAP: &str = "--uid-map";
+const GID_MAP: &str = "--gid-map";
 const SIGNAL: &str = "--signal";
 const ALL: &str = "--all";
 const FORCE: &str = "--force";
@@ -143,6 +145,12 @@ impl MonitorCommand {
                     .optional(HOSTNAME, o.hostname.as_deref().map(str::as_bytes));
                 for (k, v) in &o.sysctls {
                     w.value(SYSCTL, format!("{k}={v}").as_bytes());
+                }
+                for m in &o.uid_maps {
+                    w.value(UID_MAP, m.arg().as_bytes());
+                }
+                for m in &o.gid_maps {
+                    w.value(GID_MAP, m.arg().as_bytes());
                 }
             }
             MonitorCommand::Start { state_dir }
@@ -246,6 +254,21 @@ impl MonitorCommand {
                                 ArgError::Invalid(SYSCTL, kv.clone().into_bytes())
                             })?;
                             o.sysctls.push((k.to_string(), v.to_string()));
+                        }
+                        k if k == UID_MAP.as_bytes() || k == GID_MAP.as_bytes() => {
+                            let name = if k == UID_MAP.as_bytes() {
+                                UID_MAP
+                            } else {
+                                GID_MAP
+                            };
+                            let v = utf8(name, r.value(name)?)?;
+                            let m = crate::idmap::IdMap::parse(&v)
+                                .ok_or_else(|| ArgError::Invalid(name, v.clone().into_bytes()))?;
+                            if name == UID_MAP {
+                                o.uid_maps.push(m);
+                            } else {
+                                o.gid_maps.push(m);
+                            }
                         }
                         k => return Err(unknown(k)),
                     }
@@ -396,6 +419,23 @@ mod tests {
                 sysctls: vec![
                     ("net.ipv4.ip_forward".into(), "1".into()),
                     ("kernel.shmmax".into(), "a=b".into()),
+                ],
+                uid_maps: vec![crate::idmap::IdMap {
+                    container_id: 0,
+                    host_id: 65536,
+                    length: 65536,
+                }],
+                gid_maps: vec![
+                    crate::idmap::IdMap {
+                        container_id: 0,
+                        host_id: 131072,
+                        length: 1,
+                    },
+                    crate::idmap::IdMap {
+                        container_id: 1,
+                        host_id: 200000,
+                        length: 10,
+                    },
                 ],
             }),
             MonitorCommand::PinNs(PinOptions {

@@ -71,6 +71,9 @@ impl Syscall for RecordingSyscall {
     fn umount2(&self, target: &Path, flags: i32) -> io::Result<()> {
         self.record(format!("umount2 {} {flags}", target.display()))
     }
+    fn attach_mount(&self, fd: RawFd, target: &Path) -> io::Result<()> {
+        self.record(format!("attach_mount fd {fd} {}", target.display()))
+    }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         self.record(format!(
             "pivot_root {} {}",

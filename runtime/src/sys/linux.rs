@@ -54,6 +54,10 @@ impl Syscall for LinuxSyscall {
         nix::mount::umount2(target, MntFlags::from_bits_retain(flags)).map_err(nix_err)
     }
 
+    fn attach_mount(&self, fd: RawFd, target: &Path) -> io::Result<()> {
+        super::idmap::attach(fd, target)
+    }
+
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         nix::unistd::pivot_root(new_root, put_old).map_err(nix_err)
     }

@@ -8,6 +8,7 @@
 
 pub mod bpf;
 pub mod fake;
+pub mod idmap;
 pub mod inroot;
 pub mod linux;
 pub mod process;
@@ -70,6 +71,8 @@ pub trait Syscall {
     ) -> io::Result<()>;
     /// umount2(2) with `MNT_*` flags.
     fn umount2(&self, target: &Path, flags: i32) -> io::Result<()>;
+    /// move_mount(2) of a detached mount (from open_tree) onto `target`.
+    fn attach_mount(&self, fd: RawFd, target: &Path) -> io::Result<()>;
     /// pivot_root(2).
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     /// chdir(2).

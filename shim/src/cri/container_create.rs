@@ -176,10 +176,17 @@ impl Lifecycle {
                 move || async move { remove_dir_if_exists(&b) },
             );
         }
+        let userns = pod.namespaces.user.clone();
+        spec::userns::probe_mounts(&config.mounts, userns.as_deref())?;
+        let root_ids = spec::userns::pod_maps(&pod.config)?.map(|m| spec::userns::root_ids(&m));
         let rootfs = {
             let images = self.images.clone();
-            let (image_id, cid) = (image.id.clone(), id.to_string());
-            blocking(move || images.prepare_rootfs(&image_id, &cid)).await?
+            let (image_id, cid, ns) = (image.id.clone(), id.to_string(), userns.clone());
+            blocking(move || {
+                let mapped = ns.as_deref().zip(root_ids);
+                images.prepare_rootfs_mapped(&image_id, &cid, mapped)
+            })
+            .await?
         };
         {
             let images = self.images.clone();
@@ -204,6 +211,7 @@ impl Lifecycle {
             ipc: pod.namespaces.ipc.clone(),
             uts: pod.namespaces.uts.clone(),
             pid: pod.namespaces.pid.clone(),
+            user: userns,
         };
         let shm = pod.pod_dir.join("shm");
         let pod_files = PodFiles {

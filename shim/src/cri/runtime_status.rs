@@ -90,7 +90,7 @@ impl CriService {
         Ok(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
             info,
-            runtime_handlers: Vec::new(),
+            runtime_handlers: runtime_handlers(),
             features: None,
         })
     }
@@ -126,4 +126,17 @@ impl CriService {
             }),
         })
     }
+}
+
+/// The one (default, unnamed) handler and what it supports, as a kubelet
+/// reads it: pods with `hostUsers: false` are only sent to a runtime that
+/// says `user_namespaces`. Recursive read-only mounts are not implemented.
+fn runtime_handlers() -> Vec<berth_proto::v1::RuntimeHandler> {
+    vec![berth_proto::v1::RuntimeHandler {
+        name: String::new(),
+        features: Some(berth_proto::v1::RuntimeHandlerFeatures {
+            recursive_read_only_mounts: false,
+            user_namespaces: true,
+        }),
+    }]
 }

@@ -94,6 +94,7 @@ impl Lifecycle {
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.clone())
             .unwrap_or_default();
+        let userns = crate::spec::userns::pod_maps(&config)?;
         let host_net = ns_opts.network == NamespaceMode::Node as i32;
         let host_ipc = ns_opts.ipc == NamespaceMode::Node as i32;
         // pid POD: the pod's containers share one PID namespace, which needs an
@@ -112,8 +113,9 @@ impl Lifecycle {
             ipc: (!host_ipc).then(|| ns_dir.join("ipc")),
             uts: (!host_net).then(|| ns_dir.join("uts")),
             pid: shared_pid.then(|| ns_dir.join("pid")),
+            user: userns.as_ref().map(|_| ns_dir.join("user")),
         };
-        let pinned = !(host_net && host_ipc) || shared_pid;
+        let pinned = !(host_net && host_ipc) || shared_pid || userns.is_some();
         let rec = PodRecord {
             version: RECORD_VERSION,
             id: id.to_string(),
@@ -160,6 +162,8 @@ impl Lifecycle {
                 hostname: (!host_net && !config.hostname.is_empty())
                     .then(|| config.hostname.clone()),
                 sysctls: pod_sysctls(&config, host_net, host_ipc),
+                uid_maps: userns.as_ref().map(|m| m.uids.clone()).unwrap_or_default(),
+                gid_maps: userns.as_ref().map(|m| m.gids.clone()).unwrap_or_default(),
             };
             let dir = ns_dir.clone();
             // Registered before the call: pinning cleans up after itself on
@@ -167,8 +171,9 @@ impl Lifecycle {
             rollback.push("unpin namespaces", move || async move {
                 blocking(move || berth_runtime::unpin_namespaces(&dir).map_err(runtime_error)).await
             });
-            if shared_pid {
-                // The pid namespace's init must be a process of its own.
+            if shared_pid || userns.is_some() {
+                // The pid namespace's init must be a process of its own, and
+                // only a single-threaded process may create a user namespace.
                 self.run_monitor(&MonitorCommand::PinNs(pin)).await?;
             } else {
                 // Net/IPC/UTS are per thread: a thread of berthd pins them
@@ -313,13 +318,7 @@ fn validate(config: &PodSandboxConfig, runtime_handler: &str) -> Result<()> {
             )));
         }
     }
-    if let Some(u) = &ns.userns_options {
-        if u.mode != NamespaceMode::Node as i32 {
-            return Err(Error::Unimplemented(
-                "config.linux.security_context.namespace_options.userns_options: user namespaces are not supported yet".into(),
-            ));
-        }
-    }
+    crate::spec::userns::pod_maps(config)?;
     Ok(())
 }
 

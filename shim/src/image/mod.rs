@@ -270,5 +270,3 @@ impl ImageService {
         }
     }
 }
-
-impl Inner {}

@@ -8,6 +8,19 @@ impl ImageService {
     /// its own upper dir) at `containers/<id>/rootfs` and returns that path.
     /// Calling it again for a mounted rootfs returns the same path.
     pub fn prepare_rootfs(&self, image_id: &str, container_id: &str) -> Result<PathBuf> {
+        self.prepare_rootfs_mapped(image_id, container_id, None)
+    }
+
+    /// [`ImageService::prepare_rootfs`] for a pod with its own user namespace
+    /// (`crate::spec::userns`): the lower layers are id-mapped through it and
+    /// the writable layer's root belongs to the pod's root (`root_ids`, host
+    /// uid and gid), so nothing in the shared snapshots is copied or chowned.
+    pub fn prepare_rootfs_mapped(
+        &self,
+        image_id: &str,
+        container_id: &str,
+        userns: Option<(&Path, (u32, u32))>,
+    ) -> Result<PathBuf> {
         snapshot::validate_container_id(container_id)?;
         let inner = &self.inner;
         let _refs = inner.refs.lock().unwrap_or_else(|p| p.into_inner());
@@ -59,6 +72,17 @@ impl ImageService {
                 },
             )?;
             let volatile = inner.volatile_rootfs.load(Ordering::Relaxed);
+            if let Some((ns, (uid, gid))) = userns {
+                std::os::unix::fs::lchown(&upper, Some(uid), Some(gid))
+                    .map_err(Error::io("chown", &upper))?;
+                // Held until the overlay has taken its own copies of them.
+                let layers = berth_runtime::idmap::idmapped_layers(&lowers, ns)?;
+                let paths: Vec<PathBuf> = layers
+                    .iter()
+                    .map(berth_runtime::sys::inroot::fd_path)
+                    .collect();
+                return snapshot::mount_overlay(&paths, &upper, &work, &rootfs, volatile);
+            }
             snapshot::mount_overlay(&lowers, &upper, &work, &rootfs, volatile)
         })();
         if let Err(e) = result {

@@ -19,6 +19,7 @@ pub mod process;
 pub mod resources;
 pub mod seccomp;
 pub mod security;
+pub mod userns;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ pub struct PodNamespaces {
     pub uts: Option<PathBuf>,
     /// PID namespace of the pod's init (shared PID namespace pods only).
     pub pid: Option<PathBuf>,
+    /// The pod's user namespace (userns_options mode POD only).
+    pub user: Option<PathBuf>,
 }
 
 /// Host paths of the per-pod files bind-mounted into every container.
@@ -129,6 +132,21 @@ pub(crate) fn security_context(config: &ContainerConfig) -> LinuxContainerSecuri
 }
 
 /// Translates a CreateContainer request into the OCI runtime spec.
+fn oci_maps(
+    maps: &[berth_runtime::idmap::IdMap],
+) -> Result<Vec<oci_spec::runtime::LinuxIdMapping>> {
+    maps.iter()
+        .map(|m| {
+            oci_spec::runtime::LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.length)
+                .build()
+                .map_err(build_err("linux.uidMappings"))
+        })
+        .collect()
+}
+
 pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     if input.container_id.is_empty() || input.container_id.contains(['/', '\0']) {
         // Ids are ours, not the client's: a bad one is a bug upstream.
@@ -196,8 +214,18 @@ pub fn container_spec(input: &SpecInput) -> Result<Spec> {
     }
     res.set_devices(Some(devs.cgroup_rules));
     let mut linux = Linux::default();
-    linux.set_uid_mappings(None);
-    linux.set_gid_mappings(None);
+    // A pod user namespace: joined by path; its maps ride along so the
+    // runtime can tell an id-mapped mount with the pod's maps from others.
+    match (&input.pod_namespaces.user, userns::pod_maps(input.sandbox)?) {
+        (Some(_), Some(maps)) => {
+            linux.set_uid_mappings(Some(oci_maps(&maps.uids)?));
+            linux.set_gid_mappings(Some(oci_maps(&maps.gids)?));
+        }
+        _ => {
+            linux.set_uid_mappings(None);
+            linux.set_gid_mappings(None);
+        }
+    }
     linux.set_sysctl(Some(namespaces::sysctls(input.sandbox, &modes)?));
     linux.set_resources(Some(res));
     linux.set_cgroups_path(Some(cgroups_path(input.cgroup_parent, input.container_id)?));
@@ -366,6 +394,7 @@ mod tests {
                     ipc: Some("/run/berth/ns/s/ipc".into()),
                     uts: Some("/run/berth/ns/s/uts".into()),
                     pid: Some("/run/berth/ns/s/pid".into()),
+                    user: None,
                 },
                 pod_files: PodFiles {
                     hostname: Some("/run/berth/pods/s/hostname".into()),
@@ -727,6 +756,7 @@ mod tests {
             ipc: Some("/proc/self/ns/ipc".into()),
             uts: Some("/proc/self/ns/uts".into()),
             pid: Some("/proc/self/ns/pid".into()),
+            user: None,
         };
         files
     }

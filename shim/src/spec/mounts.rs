@@ -121,17 +121,13 @@ pub fn cri_mounts(mounts: &[CriMount]) -> Result<(Vec<Mount>, Option<String>)> {
     for (i, m) in mounts.iter().enumerate() {
         let field = |f: &str| format!("mounts[{i}].{f}");
         if m.image.as_ref().is_some_and(|s| !s.image.is_empty()) {
-            return Err(Error::Unimplemented(format!(
-                "{}: image volume mounts are not supported",
+            // CreateContainer takes image volumes out first (spec::image_volume).
+            return Err(Error::Internal(format!(
+                "{}: an image volume reached the bind-mount list",
                 field("image")
             )));
         }
-        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-            return Err(Error::Unimplemented(format!(
-                "{}: id-mapped mounts are not supported",
-                field("uidMappings")
-            )));
-        }
+        let idmap = super::userns::mount_option(i, m)?;
         if !m.container_path.starts_with('/') {
             return Err(Error::InvalidArgument(format!(
                 "{}: {:?} is not an absolute path",
@@ -178,7 +174,8 @@ pub fn cri_mounts(mounts: &[CriMount]) -> Result<(Vec<Mount>, Option<String>)> {
                 field("recursive_read_only")
             )));
         }
-        let opts = [prop, if m.readonly { "ro" } else { "rw" }];
+        let mut opts = vec![prop, if m.readonly { "ro" } else { "rw" }];
+        opts.extend(idmap.as_deref());
         let dest = clean(Path::new(&m.container_path));
         out.push(bind(
             &dest.to_string_lossy(),

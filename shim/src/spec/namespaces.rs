@@ -51,9 +51,13 @@ impl Modes {
             (None, None) => (NamespaceOption::default(), "namespace_options"),
         };
         if let Some(u) = &opts.userns_options {
-            if mode(u.mode, &format!("{field}.userns_options.mode"))? != NamespaceMode::Node {
-                return Err(Error::Unimplemented(format!(
-                    "{field}.userns_options: user namespaces are not supported"
+            // The pod's user namespace is the pod sandbox's (spec::userns);
+            // a container may only say POD or NODE, as the pod does.
+            let m = mode(u.mode, &format!("{field}.userns_options.mode"))?;
+            if !matches!(m, NamespaceMode::Node | NamespaceMode::Pod) {
+                return Err(Error::InvalidArgument(format!(
+                    "{field}.userns_options.mode: a user namespace is POD or NODE, not {}",
+                    m.as_str_name()
                 )));
             }
         }
@@ -116,6 +120,9 @@ pub fn namespaces(
     privileged: bool,
 ) -> Result<Vec<LinuxNamespace>> {
     let mut out = vec![ns(LinuxNamespaceType::Mount, None)?];
+    if let Some(user) = &pod.user {
+        out.push(ns(LinuxNamespaceType::User, Some(user.clone()))?);
+    }
     if !modes.host_network() {
         out.push(ns(
             LinuxNamespaceType::Network,
@@ -238,6 +245,7 @@ mod tests {
             ipc: Some("/run/berth/ns/p/ipc".into()),
             uts: Some("/run/berth/ns/p/uts".into()),
             pid: Some("/run/berth/ns/p/pid".into()),
+            user: None,
         }
     }
 
@@ -299,6 +307,7 @@ mod tests {
             ipc: None,
             uts: None,
             pid: None,
+            user: None,
         };
         let got = namespaces(&modes(M::Node, M::Node, M::Node), &host, None, true).unwrap();
         assert_eq!(render(&got), vec![(T::Mount, None)]);
@@ -358,10 +367,17 @@ mod tests {
                 ..Default::default()
             })
         });
-        assert!(matches!(
-            Modes::of(&userns, &sandbox),
-            Err(Error::Unimplemented(_))
-        ));
+        // POD: the pod sandbox's user namespace (checked at RunPodSandbox).
+        Modes::of(&userns, &sandbox).unwrap();
+        let target = with_opts(&|o| {
+            o.userns_options = Some(UserNamespace {
+                mode: NamespaceMode::Target as i32,
+                ..Default::default()
+            })
+        });
+        let err = Modes::of(&target, &sandbox).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        assert!(err.to_string().contains("userns_options.mode"), "{err}");
         let host_userns = with_opts(&|o| {
             o.userns_options = Some(UserNamespace {
                 mode: NamespaceMode::Node as i32,

@@ -47,6 +47,9 @@ pub struct PodNamespacePaths {
     /// The pod's shared PID namespace (pid mode POD), held by a pause init.
     #[serde(default)]
     pub pid: Option<PathBuf>,
+    /// The pod's user namespace (userns_options mode POD).
+    #[serde(default)]
+    pub user: Option<PathBuf>,
 }
 
 /// Everything berthd keeps about one pod sandbox.
