@@ -8,7 +8,8 @@
 # The guest sees this machine's whole tree read-only over virtio-9p (so CMD, the
 # workspace's binaries and their shared libraries are there at the same paths),
 # with a 64 MiB all-zero block device /dev/vda (for device rules and io.max),
-# with fresh tmpfs at /tmp, /run, /var/tmp, /var/lib and /var/log, its own /proc,
+# with fresh tmpfs at /tmp, /run, /var/tmp, /var/lib and /var/log (the current
+# directory, when under one of them, is bound back over it), its own /proc,
 # /sys, /dev and a cgroup2 mount at /sys/fs/cgroup. CMD runs as root in the
 # current directory. The guest's console (kernel messages and CMD's output) is
 # streamed to stdout as it comes.
@@ -119,6 +120,22 @@ run="$initrd/run.sh"
   echo
 } >"$run"
 
+# A command run from under one of the directories the guest covers with tmpfs
+# (a checkout in /tmp, say) keeps its tree: the guest binds back the top
+# directory of the path below the tmpfs one (/tmp/checkout for
+# /tmp/checkout/integration), which holds the workspace's target/ too.
+keep_cwd=false
+keep_q=
+for d in tmp run var/tmp var/lib var/log; do
+  case "$PWD/" in
+    "/$d/"*)
+      rest=${PWD#/"$d"/}
+      keep_q=$(printf '%q' "/$d/${rest%%/*}")
+      keep_cwd=true
+      ;;
+  esac
+done
+
 cat >"$initrd/init" <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -142,10 +159,12 @@ mount -t devtmpfs dev dev
 mkdir -p dev/pts dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts dev/pts
 mount -t tmpfs shm dev/shm
+if $keep_cwd; then mkdir -p /keep && mount -o bind /newroot$keep_q /keep; fi
 for d in tmp run var/tmp var/lib var/log; do
   [ -d \$d ] && mount -t tmpfs -o mode=0755 tmpfs \$d
 done
 chmod 1777 tmp var/tmp
+if $keep_cwd; then mkdir -p .$keep_q && mount -o bind /keep .$keep_q && umount /keep; fi
 cp /run.sh run/berth-vm-cmd.sh
 ip link set lo up
 echo "BERTH-VM-UP \$(uname -r) controllers: \$(cat sys/fs/cgroup/cgroup.controllers)"
