@@ -68,7 +68,8 @@ pub struct TestEnv {
 pub struct TestEnvOptions {
     pub registry: RegistryOptions,
     /// berthd options; a `[registry]` table pointing `config_path` at the test
-    /// registry's hosts dir is appended to `config_toml` unless it already has one.
+    /// registry's hosts dir is added to `config_toml`'s `[registry]` table (made
+    /// when missing) unless the table already names one.
     pub berthd: BerthdOptions,
     /// Also push the ~100 MB `large` image (slow to build the first time).
     pub with_large: bool,
@@ -146,11 +147,16 @@ impl TestEnv {
         let certs_d = registry.dir().join("certs.d");
         registry.write_hosts_toml(&certs_d)?;
         let mut berthd_options = options.berthd;
-        if !berthd_options.config_toml.contains("[registry]") {
-            berthd_options.config_toml.push_str(&format!(
-                "\n[registry]\nconfig_path = \"{}\"\n",
-                certs_d.display()
-            ));
+        let config_path = format!("config_path = \"{}\"\n", certs_d.display());
+        let toml = &mut berthd_options.config_toml;
+        match toml.find("[registry]\n") {
+            None => toml.push_str(&format!("\n[registry]\n{config_path}")),
+            // The test's own [registry] table without a hosts dir gets the
+            // registry's, as its first key.
+            Some(at) if !toml.contains("config_path") => {
+                toml.insert_str(at + "[registry]\n".len(), &config_path);
+            }
+            Some(_) => {}
         }
         let (cni, bridge) = match &options.cni {
             Cni::AsConfigured => (None, None),

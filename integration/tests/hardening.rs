@@ -8,12 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use berth_integration::berthd::Berthd;
-use berth_integration::env::{container_config, TestEnv};
+use berth_integration::berthd::{Berthd, BerthdOptions};
+use berth_integration::env::{container_config, TestEnv, TestEnvOptions};
 use berth_integration::image_builder::{Compression, Image, LayerBuilder, Platform};
 use berth_integration::{calls, push, skip, skip_if, test_images};
 use berth_proto::v1::*;
 use sha2::Digest as _;
+
+/// `[registry] max_unpacked_layer_size` of the refused-pulls test's berthd.
+const BOMB_LIMIT: usize = 8 << 20;
 
 /// uid/gid of `nobody`: the local user who must reach nothing in the store.
 const NOBODY: &str = "65534";
@@ -272,7 +275,15 @@ type Image2 = (String, Vec<String>);
 #[tokio::test]
 async fn refused_pulls_leave_the_store_as_before() {
     skip_if!(skip::no_pod_env());
-    let mut env = TestEnv::start_for_pods().await.unwrap();
+    // A limit a test can pass cheaply; the default (64 GiB) works the same way.
+    let mut env = TestEnv::start_with(TestEnvOptions {
+        berthd: BerthdOptions::default().config(&format!(
+            "[registry]\nmax_unpacked_layer_size = {BOMB_LIMIT}\n"
+        )),
+        ..TestEnvOptions::for_pods()
+    })
+    .await
+    .unwrap();
     let root = env.berthd.root_dir().to_path_buf();
     let wait_trash_empty = |root: PathBuf| async move {
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -329,12 +340,29 @@ async fn refused_pulls_leave_the_store_as_before() {
         Platform::host(),
     )
     .unwrap();
+    // 4. A decompression bomb: a few KiB of gzip that inflate past the limit.
+    let mut bomb = LayerBuilder::new();
+    bomb.file("zeros", 0o644, &vec![0; 4 * BOMB_LIMIT]).unwrap();
+    let bomb = bomb.finish(Compression::Gzip).unwrap();
+    assert!(
+        bomb.blob.size() < 1 << 20,
+        "bomb blob is {} bytes",
+        bomb.blob.size()
+    );
+    let bomb = Image::build(
+        "bomb",
+        vec![good("bomb"), bomb],
+        &Default::default(),
+        Platform::host(),
+    )
+    .unwrap();
 
     let mut refs = Vec::new();
     for (repo, img) in [
         ("tampered", &tampered),
         ("diff", &diff),
         ("escape", &escape),
+        ("bomb", &bomb),
     ] {
         refs.push((repo, push_image(&env, repo, img).await));
     }
@@ -353,6 +381,9 @@ async fn refused_pulls_leave_the_store_as_before() {
             ),
             "{repo}: {err:?}"
         );
+        if repo == "bomb" {
+            assert!(err.message().contains("max_unpacked_layer_size"), "{err:?}");
+        }
         // At once: nothing of it in the store (the trash drains behind).
         let now = tree(&root, &["trash"]);
         let mut want = before.clone();

@@ -28,6 +28,10 @@ pub struct RegistryConfig {
     pub config_path: PathBuf,
     /// How many layers are downloaded and unpacked at once across all pulls.
     pub max_concurrent_downloads: usize,
+    /// Largest uncompressed size of one layer, in bytes (0: no limit). A
+    /// pull with a larger layer is refused as it streams, before the node's
+    /// disk fills: a few MiB of gzip can inflate to TBs.
+    pub max_unpacked_layer_size: u64,
 }
 
 impl Default for RegistryConfig {
@@ -35,6 +39,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             config_path: PathBuf::from("/etc/berth/certs.d"),
             max_concurrent_downloads: 3,
+            max_unpacked_layer_size: 64 << 30,
         }
     }
 }

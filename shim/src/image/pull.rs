@@ -218,12 +218,13 @@ impl ImageService {
         let diff_id = diff_id.to_string();
         let chain = chain.to_string();
         let worker_inner = self.inner.clone();
+        let max_size = inner.cfg.max_unpacked_layer_size;
 
         if inner.content.has(&layer.digest) {
             let path = inner.content.path(&layer.digest)?;
             return crate::tasks::blocking(move || {
                 let got = content::open_blob(&path)
-                    .and_then(|f| unpack::unpack_layer(f, &media_type, tmp.path()));
+                    .and_then(|f| unpack::unpack_layer(f, &media_type, tmp.path(), max_size));
                 worker_inner.finish_layer(tmp, got, &diff_id, &chain)
             })
             .await;
@@ -242,7 +243,7 @@ impl ImageService {
                 cur: Bytes::new(),
                 blob,
             };
-            let unpacked = unpack::unpack_layer(&mut tee, &media_type, tmp.path());
+            let unpacked = unpack::unpack_layer(&mut tee, &media_type, tmp.path(), max_size);
             // Read to the end even after an unpack error: a tampered blob is
             // reported as a digest mismatch, not as whatever broke first.
             let drained = io::copy(&mut tee, &mut io::sink());

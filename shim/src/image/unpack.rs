@@ -90,9 +90,44 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Passes the decompressed stream through and fails once it has given more
+/// than `left` bytes: a small blob can decompress to far more than the disk
+/// holds (a "decompression bomb"), and the blob's digest is only known to be
+/// right at its end, so the uncompressed size must be bounded as it streams.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    /// Set when the cap was hit, so the caller can tell it from a read error
+    /// (tar-rs wraps the io::Error it gets in its own message).
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Ask for one byte past the cap, so a stream of exactly the cap passes.
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            self.hit.set(true);
+            return Err(io::Error::other("layer exceeds the unpacked size limit"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Decompresses and unpacks `reader` into `dest` (an empty directory) and
-/// returns the layer's diff id (`sha256:` of the uncompressed tar).
-pub fn unpack_layer<R: Read>(reader: R, media_type: &str, dest: &Path) -> Result<String> {
+/// returns the layer's diff id (`sha256:` of the uncompressed tar). A layer
+/// whose uncompressed tar is longer than `max_size` bytes is refused with
+/// `FAILED_PRECONDITION` as soon as the stream passes it (0: no limit).
+pub fn unpack_layer<R: Read>(
+    reader: R,
+    media_type: &str,
+    dest: &Path,
+    max_size: u64,
+) -> Result<String> {
     let mut buf = BufReader::with_capacity(128 * 1024, reader);
     let magic = buf.fill_buf().map_err(Error::io("read layer", dest))?;
     let compression = detect(media_type, magic)?;
@@ -104,14 +139,30 @@ pub fn unpack_layer<R: Read>(reader: R, media_type: &str, dest: &Path) -> Result
                 .map_err(Error::io("start zstd decoder", dest))?,
         ),
     };
+    let hit = std::rc::Rc::new(std::cell::Cell::new(false));
     let mut hashing = HashingReader {
-        inner: decompressed,
+        inner: Capped {
+            inner: decompressed,
+            left: if max_size == 0 { u64::MAX } else { max_size },
+            hit: hit.clone(),
+        },
         hasher: Sha256::new(),
     };
-    unpack_tar(&mut hashing, dest)?;
+    let too_big = || {
+        Error::FailedPrecondition(format!(
+            "layer unpacks to more than {max_size} bytes (registry.max_unpacked_layer_size)"
+        ))
+    };
+    unpack_tar(&mut hashing, dest).map_err(|e| if hit.get() { too_big() } else { e })?;
     // The diff id covers the whole stream, including padding after the
     // end-of-archive blocks.
-    io::copy(&mut hashing, &mut io::sink()).map_err(Error::io("read layer", dest))?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| {
+        if hit.get() {
+            too_big()
+        } else {
+            Error::io("read layer", dest)(e)
+        }
+    })?;
     Ok(format!("sha256:{}", hex::encode(hashing.hasher.finalize())))
 }
 
@@ -651,6 +702,7 @@ mod tests {
             &gz.finish().unwrap()[..],
             "application/vnd.oci.image.layer.v1.tar+gzip",
             d.path(),
+            0,
         )
         .unwrap();
         assert_eq!(got, crate::image::content::sha256_digest(unpadded));
@@ -758,8 +810,48 @@ mod tests {
             ("application/vnd.oci.image.layer.v1.tar", tar.clone()),
         ] {
             let d = tempfile::tempdir().unwrap();
-            assert_eq!(unpack_layer(&blob[..], mt, d.path()).unwrap(), want, "{mt}");
+            assert_eq!(
+                unpack_layer(&blob[..], mt, d.path(), 0).unwrap(),
+                want,
+                "{mt}"
+            );
             assert_eq!(fs::read(d.path().join("a")).unwrap(), b"hello");
         }
+    }
+
+    /// A few KiB of gzip that inflate to 64 MiB are cut off at the limit,
+    /// with a code and message naming it, before the file is written out;
+    /// the same layer passes with no limit or a limit of exactly its size.
+    #[test]
+    fn a_layer_larger_than_the_limit_when_unpacked_is_refused() {
+        let mut l = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(64 << 20);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        l.append_data(&mut h, "zeros", io::repeat(0).take(64 << 20))
+            .unwrap();
+        let tar = l.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        io::Write::write_all(&mut gz, &tar).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 256 << 10, "{}", bomb.len());
+        let mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+        let d = tempfile::tempdir().unwrap();
+        let err = unpack_layer(&bomb[..], mt, d.path(), 1 << 20).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+        assert!(err.to_string().contains("max_unpacked_layer_size"), "{err}");
+        let written = fs::metadata(d.path().join("zeros")).map_or(0, |m| m.len());
+        assert!(written <= 1 << 20, "{written} bytes written past the limit");
+
+        let want = crate::image::content::sha256_digest(&tar);
+        for limit in [0, tar.len() as u64] {
+            let d = tempfile::tempdir().unwrap();
+            assert_eq!(unpack_layer(&bomb[..], mt, d.path(), limit).unwrap(), want);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let err = unpack_layer(&bomb[..], mt, d.path(), tar.len() as u64 - 1).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
     }
 }
