@@ -19,6 +19,58 @@ pub use runtime::v1;
 
 pub mod encoded;
 
+/// The 41 RPCs of the CRI v1 API (Kubernetes 1.36) by name: the 35 of
+/// `RuntimeService`, then the 6 of `ImageService`
+/// ([`RUNTIME_RPC_COUNT`] splits them). `tests/rpc_surface.rs` holds the
+/// `.proto` and the compiled services to exactly this list; berthd's metrics
+/// keep one slot per entry.
+pub const RPCS: [&str; 41] = [
+    "Version",
+    "RunPodSandbox",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+    "PodSandboxStatus",
+    "ListPodSandbox",
+    "StreamPodSandboxes",
+    "CreateContainer",
+    "StartContainer",
+    "StopContainer",
+    "RemoveContainer",
+    "ListContainers",
+    "StreamContainers",
+    "ContainerStatus",
+    "UpdateContainerResources",
+    "ReopenContainerLog",
+    "ExecSync",
+    "Exec",
+    "Attach",
+    "PortForward",
+    "ContainerStats",
+    "ListContainerStats",
+    "StreamContainerStats",
+    "PodSandboxStats",
+    "ListPodSandboxStats",
+    "StreamPodSandboxStats",
+    "UpdateRuntimeConfig",
+    "Status",
+    "CheckpointContainer",
+    "GetContainerEvents",
+    "ListMetricDescriptors",
+    "ListPodSandboxMetrics",
+    "StreamPodSandboxMetrics",
+    "RuntimeConfig",
+    "UpdatePodSandboxResources",
+    "ListImages",
+    "StreamImages",
+    "ImageStatus",
+    "PullImage",
+    "RemoveImage",
+    "ImageFsInfo",
+];
+
+/// How many of [`RPCS`] belong to `RuntimeService` (the rest: `ImageService`).
+pub const RUNTIME_RPC_COUNT: usize = 35;
+
 /// Encoded `FileDescriptorSet` of `api.proto`, for gRPC reflection and introspection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/runtime_v1_descriptor.bin"));

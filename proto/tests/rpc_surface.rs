@@ -6,52 +6,14 @@ use std::collections::BTreeSet;
 
 use prost::Message;
 
-const RUNTIME_RPCS: [&str; 35] = [
-    "Version",
-    "RunPodSandbox",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-    "PodSandboxStatus",
-    "ListPodSandbox",
-    "StreamPodSandboxes",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "ListContainers",
-    "StreamContainers",
-    "ContainerStatus",
-    "UpdateContainerResources",
-    "ReopenContainerLog",
-    "ExecSync",
-    "Exec",
-    "Attach",
-    "PortForward",
-    "ContainerStats",
-    "ListContainerStats",
-    "StreamContainerStats",
-    "PodSandboxStats",
-    "ListPodSandboxStats",
-    "StreamPodSandboxStats",
-    "UpdateRuntimeConfig",
-    "Status",
-    "CheckpointContainer",
-    "GetContainerEvents",
-    "ListMetricDescriptors",
-    "ListPodSandboxMetrics",
-    "StreamPodSandboxMetrics",
-    "RuntimeConfig",
-    "UpdatePodSandboxResources",
-];
+/// `RuntimeService`'s and `ImageService`'s RPCs, as `berth_proto` lists them.
+fn runtime_rpcs() -> &'static [&'static str] {
+    &berth_proto::RPCS[..berth_proto::RUNTIME_RPC_COUNT]
+}
 
-const IMAGE_RPCS: [&str; 6] = [
-    "ListImages",
-    "StreamImages",
-    "ImageStatus",
-    "PullImage",
-    "RemoveImage",
-    "ImageFsInfo",
-];
+fn image_rpcs() -> &'static [&'static str] {
+    &berth_proto::RPCS[berth_proto::RUNTIME_RPC_COUNT..]
+}
 
 /// RPCs whose response is a server stream; every other RPC is unary both ways.
 const SERVER_STREAMING: [&str; 7] = [
@@ -100,11 +62,11 @@ fn proto_source_declares_exactly_the_41_cri_rpcs() {
     assert_eq!(image.len(), 6, "ImageService rpcs: {image:?}");
     assert_eq!(
         runtime.iter().cloned().collect::<BTreeSet<_>>(),
-        set(&RUNTIME_RPCS)
+        set(runtime_rpcs())
     );
     assert_eq!(
         image.iter().cloned().collect::<BTreeSet<_>>(),
-        set(&IMAGE_RPCS)
+        set(image_rpcs())
     );
     assert!(source.contains("package runtime.v1;"));
     assert!(source.contains("syntax = \"proto3\";"));
@@ -122,8 +84,8 @@ fn compiled_descriptor_matches_rpc_names_types_and_streaming() {
     let mut total = 0;
     for service in &file.service {
         let expected = match service.name() {
-            "RuntimeService" => set(&RUNTIME_RPCS),
-            "ImageService" => set(&IMAGE_RPCS),
+            "RuntimeService" => set(runtime_rpcs()),
+            "ImageService" => set(image_rpcs()),
             other => panic!("unexpected service {other}"),
         };
         let got: BTreeSet<String> = service

@@ -15,49 +15,7 @@ use prometheus_client::metrics::MetricType;
 use super::histogram::Slots;
 
 /// Every CRI RPC berthd serves, RuntimeService then ImageService.
-pub const METHODS: [&str; 41] = [
-    "Version",
-    "RunPodSandbox",
-    "StopPodSandbox",
-    "RemovePodSandbox",
-    "PodSandboxStatus",
-    "ListPodSandbox",
-    "StreamPodSandboxes",
-    "CreateContainer",
-    "StartContainer",
-    "StopContainer",
-    "RemoveContainer",
-    "ListContainers",
-    "StreamContainers",
-    "ContainerStatus",
-    "UpdateContainerResources",
-    "ReopenContainerLog",
-    "ExecSync",
-    "Exec",
-    "Attach",
-    "PortForward",
-    "ContainerStats",
-    "ListContainerStats",
-    "StreamContainerStats",
-    "PodSandboxStats",
-    "ListPodSandboxStats",
-    "StreamPodSandboxStats",
-    "UpdateRuntimeConfig",
-    "Status",
-    "CheckpointContainer",
-    "GetContainerEvents",
-    "ListMetricDescriptors",
-    "ListPodSandboxMetrics",
-    "StreamPodSandboxMetrics",
-    "RuntimeConfig",
-    "UpdatePodSandboxResources",
-    "ListImages",
-    "StreamImages",
-    "ImageStatus",
-    "PullImage",
-    "RemoveImage",
-    "ImageFsInfo",
-];
+pub const METHODS: [&str; 41] = berth_proto::RPCS;
 
 /// gRPC code names as grpc-go spells them (`codes.Code.String()`), the
 /// spelling of `grpc_code` in the dashboards operators already have.
