@@ -115,10 +115,23 @@ fn mount(container: &str, host: &Path, maps: Option<u32>) -> Mount {
     }
 }
 
+fn image_mount(container: &str, image: &str) -> Mount {
+    Mount {
+        container_path: container.into(),
+        image: Some(ImageSpec {
+            image: image.into(),
+            ..Default::default()
+        }),
+        readonly: true,
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn userns_pod_root_is_an_unprivileged_host_id_with_idmapped_volumes() {
     skip_if!(skip::no_pod_env());
     let mut env = TestEnv::start_for_pods().await.unwrap();
+    env.pull("layered").await.unwrap();
     let ns = userns(NamespaceMode::Pod, map(BASE_A), map(BASE_A));
     let pod_config = userns_pod(&env, "userns-a", ns.clone());
     let pod = env.run_pod(&pod_config).await.unwrap();
@@ -140,12 +153,17 @@ async fn userns_pod_root_is_an_unprivileged_host_id_with_idmapped_volumes() {
          ls /proc | grep -c '^[0-9]'; \
          kill -0 {berthd_pid} 2>/dev/null && echo sees-berthd || echo no-berthd; \
          echo x > /sys/kernel/uevent_helper 2>/dev/null && echo sys-writable || echo sys-ro; \
+         stat -c %u:%g /img-one/bin/busybox /img-many/data/keep.txt; cat /img-many/data/changed.txt; \
          touch /mapped/ready; exec sleep 600"
     );
     let mut c = container(&env, "main", &ns, &script);
     c.mounts = vec![
         mount("/mapped", &mapped, Some(BASE_A)),
         mount("/plain", &plain, None),
+        // Image volumes: a one-layer image (a bind of its snapshot) and a
+        // three-layer one (an overlay of its snapshots).
+        image_mount("/img-one", &env.image("busybox")),
+        image_mount("/img-many", &env.image("layered")),
     ];
     let id = env.run_container(&pod, &pod_config, c).await.unwrap();
     wait_for("the container's ready file", || {
@@ -166,6 +184,11 @@ async fn userns_pod_root_is_an_unprivileged_host_id_with_idmapped_volumes() {
     assert!(procs <= 3, "sees only its own processes: {out:?}");
     assert_eq!(out[6], "no-berthd", "{out:?}");
     assert_eq!(out[7], "sys-ro", "{out:?}");
+    // Image volumes are id-mapped like the rootfs: root's files are the pod's
+    // root's, not the overflow id.
+    assert_eq!(out[8], "0:0", "one-layer image volume: {out:?}");
+    assert_eq!(out[9], "0:0", "overlay image volume: {out:?}");
+    assert_eq!(out[10], "upper", "{out:?}");
 
     // Through the id-mapped volume container root writes as host root (the
     // volume keeps host ids); without maps, as the pod's host id.

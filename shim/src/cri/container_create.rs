@@ -201,8 +201,9 @@ impl Lifecycle {
         } else {
             // Unmounted by "release rootfs" above.
             let images = self.images.clone();
-            let cid = id.to_string();
-            let mounted = blocking(move || images.mount_volumes(&cid, &volumes)).await?;
+            let (cid, ns) = (id.to_string(), userns.clone());
+            let mounted =
+                blocking(move || images.mount_volumes(&cid, &volumes, ns.as_deref())).await?;
             spec::image_volume::bind_sources(config, &mounted)
         };
         let target_pid = self.target_pid(&config)?;

@@ -74,10 +74,15 @@ impl ImageService {
     /// Mounts the image volumes of container `container_id`, whose rootfs
     /// [`ImageService::prepare_rootfs`] made. On error nothing of them stays
     /// mounted or referenced; [`ImageService::release_rootfs`] unmounts them.
+    ///
+    /// `userns`: the pod's user namespace (pinned), for a pod with its own:
+    /// the image's files are then id-mapped through it, as its rootfs layers
+    /// are, so what root owns in the image the pod's root owns in the volume.
     pub fn mount_volumes(
         &self,
         container_id: &str,
         reqs: &[VolumeRequest],
+        userns: Option<&Path>,
     ) -> Result<Vec<MountedVolume>> {
         if reqs.is_empty() {
             return Ok(Vec::new());
@@ -91,7 +96,7 @@ impl ImageService {
             ))
         })?;
         let dir = inner.root.join("containers").join(container_id);
-        let result = self.mount_each(&dir, container_id, &mut r, reqs);
+        let result = self.mount_each(&dir, container_id, &mut r, reqs, userns);
         if result.is_err() {
             if let Err(e) = unmount_all(&dir) {
                 tracing::warn!(container_id, error = %e, "cannot unmount image volumes of a failed mount");
@@ -110,6 +115,7 @@ impl ImageService {
         container_id: &str,
         r: &mut store::SnapshotRef,
         reqs: &[VolumeRequest],
+        userns: Option<&Path>,
     ) -> Result<Vec<MountedVolume>> {
         let inner = &self.inner;
         let volumes = dir.join("volumes");
@@ -145,7 +151,7 @@ impl ImageService {
             store::put_ref(&inner.store, container_id, r)?;
             let target = volumes.join(req.index.to_string());
             dirs::ensure(&target, dirs::PRIVATE)?;
-            mount_read_only(&lowers, &target)?;
+            mount_read_only(&lowers, &target, userns)?;
             let source = resolve_sub_path(&target, &req.sub_path)
                 .map_err(|e| sub_path_error(req.index, &req.sub_path, &rec.id, e))?;
             tracing::debug!(container_id, index = req.index, image = %rec.id, source = %source.display(), "image volume mounted");
@@ -170,8 +176,12 @@ pub(super) fn refuse_if_mounted(store: &Store, image_id: &str) -> Result<()> {
     }
 }
 
-/// Mounts the snapshots `lowers` (top first) read-only at `target`.
-fn mount_read_only(lowers: &[PathBuf], target: &Path) -> Result<()> {
+/// Mounts the snapshots `lowers` (top first) read-only at `target`, their
+/// owners id-mapped through the user namespace pinned at `userns` if given.
+/// overlayfs cannot be id-mapped itself (the kernel answers `EINVAL`), so an
+/// overlay is made of id-mapped layers, as a user-namespaced rootfs is; a
+/// single layer's bind is replaced by an id-mapped copy of itself.
+fn mount_read_only(lowers: &[PathBuf], target: &Path, userns: Option<&Path>) -> Result<()> {
     let err = |op: &'static str| {
         move |e: nix::errno::Errno| Error::Io {
             op,
@@ -209,10 +219,28 @@ fn mount_read_only(lowers: &[PathBuf], target: &Path) -> Result<()> {
             .map_err(|e| {
                 let _ = snapshot::unmount(target);
                 err("remount image volume read-only")(e)
-            })
+            })?;
+            if let Some(ns) = userns {
+                // The copy keeps the read-only flag of the mount it clones.
+                berth_runtime::idmap::idmap_mount_in_place(target, ns).map_err(|e| {
+                    let _ = snapshot::unmount(target);
+                    Error::from(e)
+                })?;
+            }
+            Ok(())
         }
         _ => {
-            let lower = lowers
+            // Held until the overlay has taken its own copies of them.
+            let mapped = match userns {
+                Some(ns) => berth_runtime::idmap::idmapped_layers(lowers, ns)?,
+                None => Vec::new(),
+            };
+            let paths: Vec<PathBuf> = if mapped.is_empty() {
+                lowers.to_vec()
+            } else {
+                mapped.iter().map(inroot::fd_path).collect()
+            };
+            let lower = paths
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect::<Vec<_>>()
@@ -223,7 +251,7 @@ fn mount_read_only(lowers: &[PathBuf], target: &Path) -> Result<()> {
                 return Err(Error::Unimplemented(format!(
                     "image volume {}: {} layers exceed the overlay mount option limit",
                     target.display(),
-                    lowers.len()
+                    paths.len()
                 )));
             }
             mount(
