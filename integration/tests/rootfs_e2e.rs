@@ -1,6 +1,7 @@
 //! The container's filesystem view through gRPC, as a kubelet asks for it:
 //! hostile image symlinks meet berthd's read of /etc/passwd and a volume
-//! target, and hostPath volumes with each mount propagation.
+//! target, and hostPath volumes with each mount propagation and with
+//! recursive read-only.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -342,4 +343,86 @@ async fn host_path_mounts_propagate_as_asked() {
         "{e:?}"
     );
     teardown_pod(&mut env.cri, &pod).await;
+}
+
+/// A kubelet's `recursiveReadOnly: Enabled` hostPath volume: the mount and
+/// every mount below it are read-only in the container, where a plain
+/// read-only bind leaves the submounts writable; a request the CRI forbids
+/// (not read-only) is refused naming the field. Status advertises it, which
+/// is what makes a kubelet send it.
+#[tokio::test]
+async fn recursive_read_only_mounts_are_read_only_all_the_way_down() {
+    skip_if!(skip::no_pod_env());
+    let mut env = TestEnv::start_for_pods().await.unwrap();
+    let st = env
+        .cri
+        .runtime
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let features = st.runtime_handlers[0].features.unwrap();
+    assert!(features.recursive_read_only_mounts);
+
+    // A host dir with a writable tmpfs mounted inside it ("inner").
+    let host = SharedDir::with(nix::mount::MsFlags::MS_PRIVATE);
+    nix::mount::mount(
+        Some("tmpfs"),
+        &host.path.join("inner"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let vol = |path: &str, recursive| Mount {
+        container_path: path.into(),
+        host_path: host.path.display().to_string(),
+        readonly: true,
+        recursive_read_only: recursive,
+        ..Default::default()
+    };
+    let pod_config = env.pod_config("rro");
+    let pod = env.run_pod(&pod_config).await.unwrap();
+    let script = "for d in /ro /rro; do \
+                  touch $d/top 2>/dev/null && echo $d/top=rw || echo $d/top=ro; \
+                  touch $d/inner/f 2>/dev/null && echo $d/inner=rw || echo $d/inner=ro; done";
+    let mut config = env::container_config("c", &env.image("busybox"), &["sh", "-c", script]);
+    config.mounts = vec![vol("/ro", false), vol("/rro", true)];
+    let id = env.run_container(&pod, &pod_config, config).await.unwrap();
+    let st = wait_exited(&mut env.cri, &id, Duration::from_secs(60)).await;
+    let log = std::fs::read_to_string(Path::new(&pod_config.log_directory).join("c.log"))
+        .unwrap_or_default();
+    assert_eq!(st.exit_code, 0, "{log}");
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.splitn(4, ' ').nth(3))
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["/ro/top=ro", "/ro/inner=rw", "/rro/top=ro", "/rro/inner=ro"],
+        "{log}"
+    );
+
+    let mut config = env::container_config("bad", &env.image("busybox"), &["true"]);
+    config.mounts = vec![Mount {
+        readonly: false,
+        ..vol("/rro", true)
+    }];
+    let e = env
+        .cri
+        .runtime
+        .create_container(CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(config),
+            sandbox_config: Some(pod_config.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("mounts[0].recursive_read_only"),
+        "{e:?}"
+    );
+    teardown_pod(&mut env.cri, &pod).await;
+    let _ = std::fs::remove_file(host.path.join("inner/f"));
 }

@@ -427,7 +427,7 @@ async fn bad_userns_options_are_refused_and_node_mode_is_unchanged() {
     assert_eq!(h.name, "");
     let f = h.features.as_ref().unwrap();
     assert!(f.user_namespaces);
-    assert!(!f.recursive_read_only_mounts);
+    assert!(f.recursive_read_only_mounts);
 
     // NODE: the host's user namespace, as before.
     let ns = userns(NamespaceMode::Node, vec![], vec![]);

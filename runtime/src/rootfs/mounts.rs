@@ -152,6 +152,14 @@ pub(super) fn do_mount(
                 dest.display()
             )))?;
         }
+        if opts.iter().any(|o| o == "rro") {
+            let target = in_root(sys, rootfs, dest, None, field)?;
+            sys.set_readonly_recursive(&target.path)
+                .map_err(sys_err(format!(
+                    "{field}: make {} and its submounts read-only",
+                    dest.display()
+                )))?;
+        }
     } else if typ == "cgroup" || typ == "cgroup2" {
         before_cgroup()?;
         mount_cgroup(sys, host, rootfs, dest, flags, field)?;

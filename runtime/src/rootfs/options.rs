@@ -21,6 +21,9 @@ pub fn mount_option(o: &str) -> Option<MountOpt> {
     Some(match o {
         "defaults" => Flag(false, 0),
         "ro" => Flag(true, MS_RDONLY),
+        // Recursive read-only: MS_RDONLY on the top mount here, and
+        // `do_mount` makes every submount read-only too.
+        "rro" => Flag(true, MS_RDONLY),
         "rw" => Flag(false, MS_RDONLY),
         "suid" => Flag(false, MS_NOSUID),
         "nosuid" => Flag(true, MS_NOSUID),

@@ -74,6 +74,9 @@ impl Syscall for RecordingSyscall {
     fn attach_mount(&self, fd: RawFd, target: &Path) -> io::Result<()> {
         self.record(format!("attach_mount fd {fd} {}", target.display()))
     }
+    fn set_readonly_recursive(&self, target: &Path) -> io::Result<()> {
+        self.record(format!("set_readonly_recursive {}", target.display()))
+    }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         self.record(format!(
             "pivot_root {} {}",

@@ -6,6 +6,8 @@
 //!   (`OPEN_TREE_CLONE`: a detached copy of a mount), `mount_setattr`
 //!   (`MOUNT_ATTR_IDMAP` with a user namespace fd: the copy shows every file
 //!   owner through that namespace's maps) and `move_mount` (attach it);
+//!   `mount_setattr` also makes a mount tree read-only as a whole
+//!   ([`set_readonly_recursive`]);
 //! - [`spawn_userns_child`]: a child in a fresh user namespace whose uid/gid
 //!   maps the *parent* writes. The maps must come from outside the new
 //!   namespace: a process inside may only write a one-line map of its own ids,
@@ -51,6 +53,7 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 /// Follow a final symlink of the target: `/proc/self/fd/N` names are magic links.
 const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 fn cpath(p: &Path) -> io::Result<std::ffi::CString> {
@@ -88,20 +91,50 @@ pub fn set_idmap(mount: &OwnedFd, userns: &impl AsRawFd, recursive: bool) -> io:
         propagation: 0,
         userns_fd: userns.as_raw_fd() as u64,
     };
-    let empty = c"";
     let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
     }
+    mount_setattr(mount.as_raw_fd(), c"", flags, &attr)
+}
+
+/// mount_setattr(2) with `AT_RECURSIVE` and `MOUNT_ATTR_RDONLY` on the mount
+/// at `target` (a path, possibly a `/proc/self/fd/N` name): it and every
+/// mount below it become read-only. A remount with `MS_RDONLY` changes only
+/// the top mount of a recursive bind, leaving its submounts writable; this is
+/// what the OCI `rro` option (CRI `recursive_read_only`) asks for.
+pub fn set_readonly_recursive(target: &Path) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let c = cpath(target)?;
+    mount_setattr(
+        libc::AT_FDCWD,
+        &c,
+        libc::AT_RECURSIVE as libc::c_uint,
+        &attr,
+    )
+}
+
+fn mount_setattr(
+    dirfd: RawFd,
+    path: &std::ffi::CStr,
+    flags: libc::c_uint,
+    attr: &MountAttr,
+) -> io::Result<()> {
     // SAFETY: `attr` is a properly laid out `struct mount_attr` that lives
-    // across the call and whose size is passed; the path is an empty C string.
+    // across the call and whose size is passed; `path` is a NUL-terminated
+    // string that outlives it; the kernel only reads both.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            mount.as_raw_fd(),
-            empty.as_ptr(),
+            dirfd,
+            path.as_ptr(),
             flags,
-            &attr as *const MountAttr,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

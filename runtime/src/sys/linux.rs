@@ -58,6 +58,10 @@ impl Syscall for LinuxSyscall {
         super::idmap::attach(fd, target)
     }
 
+    fn set_readonly_recursive(&self, target: &Path) -> io::Result<()> {
+        super::idmap::set_readonly_recursive(target)
+    }
+
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         nix::unistd::pivot_root(new_root, put_old).map_err(nix_err)
     }

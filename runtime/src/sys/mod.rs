@@ -73,6 +73,8 @@ pub trait Syscall {
     fn umount2(&self, target: &Path, flags: i32) -> io::Result<()>;
     /// move_mount(2) of a detached mount (from open_tree) onto `target`.
     fn attach_mount(&self, fd: RawFd, target: &Path) -> io::Result<()>;
+    /// mount_setattr(2): the mount at `target` and all mounts below it read-only.
+    fn set_readonly_recursive(&self, target: &Path) -> io::Result<()>;
     /// pivot_root(2).
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     /// chdir(2).

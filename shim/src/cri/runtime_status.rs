@@ -130,12 +130,13 @@ impl CriService {
 
 /// The one (default, unnamed) handler and what it supports, as a kubelet
 /// reads it: pods with `hostUsers: false` are only sent to a runtime that
-/// says `user_namespaces`. Recursive read-only mounts are not implemented.
+/// says `user_namespaces`, and `recursiveReadOnly: Enabled` mounts only to
+/// one that says `recursive_read_only_mounts` (mount_setattr, kernel 5.12+).
 fn runtime_handlers() -> Vec<berth_proto::v1::RuntimeHandler> {
     vec![berth_proto::v1::RuntimeHandler {
         name: String::new(),
         features: Some(berth_proto::v1::RuntimeHandlerFeatures {
-            recursive_read_only_mounts: false,
+            recursive_read_only_mounts: true,
             user_namespaces: true,
         }),
     }]

@@ -167,14 +167,28 @@ pub fn cri_mounts(mounts: &[CriMount]) -> Result<(Vec<Mount>, Option<String>)> {
                 "rshared"
             }
         };
-        if m.recursive_read_only {
-            // kubelet only asks when the runtime handler advertises it; we don't.
-            return Err(Error::Unimplemented(format!(
-                "{}: recursive read-only mounts are not supported",
+        // Recursive read-only (the kubelet's `recursiveReadOnly`): the CRI
+        // allows it only on a read-only, private mount, and a runtime must
+        // refuse what it cannot do rather than mount it writable below.
+        if m.recursive_read_only && !m.readonly {
+            return Err(Error::InvalidArgument(format!(
+                "{}: needs readonly to be true",
                 field("recursive_read_only")
             )));
         }
-        let mut opts = vec![prop, if m.readonly { "ro" } else { "rw" }];
+        if m.recursive_read_only && propagation != MountPropagation::PropagationPrivate {
+            return Err(Error::InvalidArgument(format!(
+                "{}: needs propagation PROPAGATION_PRIVATE, not {}",
+                field("recursive_read_only"),
+                propagation.as_str_name()
+            )));
+        }
+        let ro = match (m.readonly, m.recursive_read_only) {
+            (_, true) => "rro",
+            (true, false) => "ro",
+            (false, false) => "rw",
+        };
+        let mut opts = vec![prop, ro];
         opts.extend(idmap.as_deref());
         let dest = clean(Path::new(&m.container_path));
         out.push(bind(
@@ -555,6 +569,39 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(rootprop.as_deref(), Some("rshared"));
+    }
+
+    /// `recursive_read_only` becomes the `rro` option, and is refused
+    /// unless the mount is read-only and private, as the CRI says.
+    #[test]
+    fn recursive_read_only_needs_a_read_only_private_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().to_str().unwrap();
+        let rro = |readonly, prop| CriMount {
+            recursive_read_only: true,
+            ..cri("/data", host, readonly, prop)
+        };
+        let (ms, _) = cri_mounts(&[rro(true, MountPropagation::PropagationPrivate)]).unwrap();
+        assert_eq!(opts(&ms[0]), vec!["rbind", "rprivate", "rro"]);
+        let cases = [
+            (
+                rro(false, MountPropagation::PropagationPrivate),
+                "needs readonly",
+            ),
+            (
+                rro(true, MountPropagation::PropagationHostToContainer),
+                "PROPAGATION_HOST_TO_CONTAINER",
+            ),
+        ];
+        for (m, want) in cases {
+            let err = cri_mounts(&[m]).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains("mounts[0].recursive_read_only") && msg.contains(want),
+                "{msg}"
+            );
+        }
     }
 
     #[test]
