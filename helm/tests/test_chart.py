@@ -265,7 +265,8 @@ def test_full_config_toml_carries_every_value(full_render, full_values):
     assert cfg["cgroup_driver"] == "systemd" and cfg["monitor_path"] == c["monitorPath"]
     assert cfg["restrict_oom_score_adj"] is True and cfg["cgroup_parent"] == "/berth-pods"
     assert cfg["volatile_rootfs"] is False
-    assert cfg["registry"] == {"config_path": "/etc/containerd/certs.d", "max_concurrent_downloads": 5}
+    assert cfg["registry"] == {"config_path": "/etc/containerd/certs.d", "max_concurrent_downloads": 5,
+                               "max_unpacked_layer_size": 16 << 30}
     assert cfg["cni"] == {"conf_dir": "/etc/cni/custom.d", "bin_dirs": ["/opt/cni/bin", "/usr/lib/cni"],
                           "cache_dir": "/var/lib/cni/berth", "plugin_timeout_secs": 30}
     assert cfg["streaming"] == {"address": "0.0.0.0", "port": 10010, "token_ttl_secs": 120,

@@ -88,6 +88,9 @@ config_path = {{ .Values.registry.configPath | toJson }}
 {{- with .Values.registry.maxConcurrentDownloads }}
 max_concurrent_downloads = {{ int . }}
 {{- end }}
+{{- if not (kindIs "invalid" .Values.registry.maxUnpackedLayerSize) }}
+max_unpacked_layer_size = {{ int64 .Values.registry.maxUnpackedLayerSize }}
+{{- end }}
 {{- $cni := .Values.cni }}
 {{- if or $cni.confDir $cni.binDirs $cni.cacheDir $cni.pluginTimeoutSecs }}
 
