@@ -180,7 +180,7 @@ mod tests {
     use crate::image::ImageService;
     use crate::state::{PodNamespacePaths, RECORD_VERSION};
     use crate::store::Store;
-    use berth_proto::v1::{ContainerConfig, ContainerMetadata, PodSandboxConfig};
+    use berth_proto::v1::PodSandboxConfig;
 
     fn lifecycle(dir: &std::path::Path) -> Arc<Lifecycle> {
         let config = Config {
@@ -214,34 +214,7 @@ mod tests {
     }
 
     fn container(lc: &Lifecycle, id: &str, pod: &str, state: ContainerState) -> ContainerRecord {
-        ContainerRecord {
-            version: RECORD_VERSION,
-            id: id.into(),
-            pod_id: pod.into(),
-            name: format!("{id}_{pod}_ns_uid_0"),
-            config: ContainerConfig {
-                metadata: Some(ContainerMetadata {
-                    name: id.into(),
-                    attempt: 0,
-                }),
-                ..Default::default()
-            },
-            state,
-            created_at: 1,
-            started_at: 2,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
-            image_id: "sha256:00".into(),
-            image_ref: "sha256:00".into(),
-            stop_signal: 15,
-            bundle: lc.bundle_dir(id),
-            state_dir: lc.container_state_dir(id),
-            log_path: None,
-            pid: 0,
-            user: None,
-        }
+        crate::cri::lifecycle::fake::container_record(lc, id, pod, state)
     }
 
     #[tokio::test]

@@ -385,30 +385,10 @@ mod tests {
     use super::*;
     use berth_proto::v1::{
         DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
-        PodSandboxMetadata,
     };
 
     fn config() -> PodSandboxConfig {
-        PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: "web".into(),
-                uid: "u1".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: "web".into(),
-            linux: Some(LinuxPodSandboxConfig {
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        pid: NamespaceMode::Container as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        crate::cri::lifecycle::fake::web_pod()
     }
 
     fn err(c: &PodSandboxConfig) -> String {

@@ -421,28 +421,16 @@ mod tests {
     /// A pod on the node's network and IPC: no mounts, namespaces or CNI, so
     /// RunPodSandbox only writes files under the test's directory.
     fn node_pod() -> PodSandboxConfig {
-        PodSandboxConfig {
-            metadata: Some(PodSandboxMetadata {
-                name: "web".into(),
-                uid: "u1".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
-            hostname: "web".into(),
-            linux: Some(LinuxPodSandboxConfig {
-                security_context: Some(LinuxSandboxSecurityContext {
-                    namespace_options: Some(NamespaceOption {
-                        network: NamespaceMode::Node as i32,
-                        ipc: NamespaceMode::Node as i32,
-                        pid: NamespaceMode::Container as i32,
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        let mut pod = crate::cri::lifecycle::fake::web_pod();
+        let ns = pod
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+            .expect("web_pod has namespace options");
+        ns.network = NamespaceMode::Node as i32;
+        ns.ipc = NamespaceMode::Node as i32;
+        pod
     }
 
     // Regression: the body of RunPodSandbox runs in a detached task that logged

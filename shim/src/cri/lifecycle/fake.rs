@@ -267,9 +267,6 @@ impl TestCri {
         let spec = r#"{"process":{"args":["sleep"],"cwd":"/","user":{"uid":0,"gid":0}}}"#;
         std::fs::write(bundle.join("config.json"), spec).expect("bundle config");
         let rec = ContainerRecord {
-            version: RECORD_VERSION,
-            id: id.clone(),
-            pod_id: "p".repeat(64),
             name: format!("{name}_pod_default_uid_0"),
             config: ContainerConfig {
                 metadata: Some(ContainerMetadata {
@@ -278,21 +275,12 @@ impl TestCri {
                 }),
                 ..Default::default()
             },
-            state,
-            created_at: 1,
             started_at: 0,
-            finished_at: 0,
-            exit_code: 0,
-            reason: String::new(),
-            message: String::new(),
             image_id: format!("sha256:{}", "a".repeat(64)),
             image_ref: format!("sha256:{}", "a".repeat(64)),
             stop_signal: libc::SIGTERM,
-            bundle,
-            state_dir: state_dir.clone(),
-            log_path: None,
             pid: 4242,
-            user: None,
+            ..container_record(lc, &id, &"p".repeat(64), state)
         };
         lc.containers
             .insert(&lc.store, &id, rec)
@@ -321,5 +309,72 @@ impl TestCri {
     /// The runtime-side state dir of container `id`.
     pub fn state_dir(&self, id: &str) -> PathBuf {
         self.cri.lifecycle.container_state_dir(id)
+    }
+}
+
+/// A container record of container `id` in pod `pod`, with `lifecycle`'s
+/// bundle and state dirs; tests change the fields they are about.
+pub(crate) fn container_record(
+    lifecycle: &super::Lifecycle,
+    id: &str,
+    pod: &str,
+    state: ContainerState,
+) -> ContainerRecord {
+    ContainerRecord {
+        version: RECORD_VERSION,
+        id: id.into(),
+        pod_id: pod.into(),
+        name: format!("{id}_{pod}_ns_uid_0"),
+        config: ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: id.into(),
+                attempt: 0,
+            }),
+            ..Default::default()
+        },
+        state,
+        created_at: 1,
+        started_at: 2,
+        finished_at: 0,
+        exit_code: 0,
+        reason: String::new(),
+        message: String::new(),
+        image_id: "sha256:00".into(),
+        image_ref: "sha256:00".into(),
+        stop_signal: 15,
+        bundle: lifecycle.bundle_dir(id),
+        state_dir: lifecycle.container_state_dir(id),
+        log_path: None,
+        pid: 0,
+        user: None,
+    }
+}
+
+/// A valid pod config (`web` in `default`, its own network, IPC and
+/// pid namespaces): what RunPodSandbox tests start from.
+pub(crate) fn web_pod() -> berth_proto::v1::PodSandboxConfig {
+    use berth_proto::v1::{
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+        PodSandboxConfig, PodSandboxMetadata,
+    };
+    PodSandboxConfig {
+        metadata: Some(PodSandboxMetadata {
+            name: "web".into(),
+            uid: "u1".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "web".into(),
+        linux: Some(LinuxPodSandboxConfig {
+            security_context: Some(LinuxSandboxSecurityContext {
+                namespace_options: Some(NamespaceOption {
+                    pid: NamespaceMode::Container as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
