@@ -292,6 +292,17 @@ fn read_frame(s: &mut UnixStream) -> (u8, Vec<u8>) {
     (hdr[0], p)
 }
 
+/// Creates `f`'s container with an attach socket taking stdin (not started).
+fn create_with_stdin(f: &Fixture) -> berth_runtime::Container {
+    let out = f.create_raw(&["--stdin"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    berth_runtime::Container::load(&f.state_dir()).unwrap()
+}
+
 #[test]
 fn attach_socket_carries_stdin_and_output() {
     if !can_run() {
@@ -299,13 +310,7 @@ fn attach_socket_carries_stdin_and_output() {
     }
     let mut f = Fixture::new("attach");
     f.args("while read line; do echo got:$line; echo err:$line >&2; done; echo bye; exit 3");
-    let out = f.create_raw(&["--stdin"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let c = berth_runtime::Container::load(&f.state_dir()).unwrap();
+    let c = create_with_stdin(&f);
     let mut s = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     c.start().unwrap();
@@ -351,13 +356,7 @@ fn attach_client_that_ends_its_input_still_gets_output_and_the_exit() {
     }
     let mut f = Fixture::new("attach-half");
     f.args("read line; echo got:$line; read line; echo bye; exit 4");
-    let out = f.create_raw(&["--stdin"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let c = berth_runtime::Container::load(&f.state_dir()).unwrap();
+    let c = create_with_stdin(&f);
     // One client feeds stdin then ends its input; one never sends anything.
     let mut feeder = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
     let mut watcher = UnixStream::connect(f.state_dir().join("attach.sock")).unwrap();
