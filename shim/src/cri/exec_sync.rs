@@ -287,10 +287,22 @@ mod tests {
                 .trim()
                 .parse()
                 .unwrap();
-            // Killed; a zombie (reaped later by init) counts as gone.
-            let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim().to_string()));
+            // Killed; a zombie (reaped later by init) counts as gone. SIGKILL
+            // takes effect when the process next runs, which on a loaded
+            // machine can be a moment after kill(2) returned (CI saw one
+            // still runnable, `R`): wait for it, with a deadline.
+            let state = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim().to_string()))
+            };
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while state().is_some_and(|s| !s.starts_with('Z'))
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let state = state();
             assert!(
                 state.as_deref().is_none_or(|s| s.starts_with('Z')),
                 "{f} {pid} still alive: {state:?}"
