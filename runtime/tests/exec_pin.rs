@@ -78,6 +78,12 @@ fn exec_runs_inside_the_container_with_its_exit_code() {
         return;
     }
     let (f, c) = running("exec", "echo started; exec sleep 1000");
+    // Exec only once the shell has become `sleep`: the test reads pid 1's
+    // command line, and CI once exec'd in between.
+    let cmdline = format!("/proc/{}/cmdline", c.pid());
+    wait_for("the init to exec sleep", || {
+        std::fs::read(&cmdline).is_ok_and(|b| b == b"sleep\x001000\x00")
+    });
     let out = exec(&f, proc_json("hostname; echo pid=$$; pwd; echo $X; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '; echo oops >&2; exit 4"));
     assert_eq!(
         out.status.code(),
