@@ -53,6 +53,15 @@ fn pin_ns(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Waits until `c`'s init runs `cmdline` (NUL-separated, as in
+/// /proc/<pid>/cmdline): a script's `exec` happens a moment after start.
+fn wait_for_cmdline(c: &berth_runtime::Container, cmdline: &[u8]) {
+    let path = format!("/proc/{}/cmdline", c.pid());
+    wait_for("the container's init to exec its command", || {
+        std::fs::read(&path).is_ok_and(|b| b == cmdline)
+    });
+}
+
 /// A started container `name` running `script`.
 fn running(name: &str, script: &str) -> (Fixture, berth_runtime::Container) {
     let mut f = Fixture::new(name);
@@ -78,12 +87,8 @@ fn exec_runs_inside_the_container_with_its_exit_code() {
         return;
     }
     let (f, c) = running("exec", "echo started; exec sleep 1000");
-    // Exec only once the shell has become `sleep`: the test reads pid 1's
-    // command line, and CI once exec'd in between.
-    let cmdline = format!("/proc/{}/cmdline", c.pid());
-    wait_for("the init to exec sleep", || {
-        std::fs::read(&cmdline).is_ok_and(|b| b == b"sleep\x001000\x00")
-    });
+    // The test reads pid 1's command line; CI once exec'd in between.
+    wait_for_cmdline(&c, b"sleep\x001000\x00");
     let out = exec(&f, proc_json("hostname; echo pid=$$; pwd; echo $X; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '; echo oops >&2; exit 4"));
     assert_eq!(
         out.status.code(),
@@ -524,6 +529,7 @@ fn container_joins_another_containers_pid_namespace() {
     a.args("exec sleep 1001");
     let ca = a.create();
     ca.start().unwrap();
+    wait_for_cmdline(&ca, b"sleep\x001001\x00");
     let mut b = Fixture::new("pidns-b");
     b.spec["linux"]["namespaces"][0] =
         json!({"type": "pid", "path": format!("/proc/{}/ns/pid", ca.pid())});
