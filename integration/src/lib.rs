@@ -44,5 +44,6 @@ pub mod procmem;
 pub mod push;
 pub mod registry;
 pub mod replay;
+pub mod shared_dir;
 pub mod skip;
 pub mod wait;

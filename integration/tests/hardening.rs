@@ -677,16 +677,7 @@ async fn bad_input_is_refused_at_the_door_naming_the_field() {
     for (field, edit) in &container_cases {
         let mut c = container_config("app", &image, &["sleep", "60"]);
         edit(&mut c);
-        let e = env
-            .cri
-            .runtime
-            .create_container(CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(c),
-                sandbox_config: Some(base.clone()),
-            })
-            .await
-            .unwrap_err();
+        let e = env.create_container(&pod, &base, c).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{field}: {e:?}");
         assert!(
             e.message().starts_with(field) && e.message().len() < 1000,

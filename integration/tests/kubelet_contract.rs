@@ -98,16 +98,7 @@ async fn create_with_hugepages(env: &mut TestEnv, name: &str) -> Result<String, 
         resources: Some(kubelet_hugepages()),
         ..Default::default()
     });
-    let created = env
-        .cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod_config),
-        })
-        .await
-        .map(|r| r.into_inner().container_id);
+    let created = env.create_container(&pod, &pod_config, config).await;
     if let Ok(id) = &created {
         calls::start_container(&mut env.cri, id).await;
         let st = calls::container_status(&mut env.cri, id).await;

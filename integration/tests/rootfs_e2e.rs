@@ -3,7 +3,7 @@
 //! target, and hostPath volumes with each mount propagation and with
 //! recursive read-only.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use berth_integration::calls::{self, teardown_pod, wait_exited};
@@ -11,6 +11,7 @@ use berth_integration::env::{self, TestEnv, TAG};
 use berth_integration::image_builder::{
     Compression, Image, ImageConfig, Layer, LayerBuilder, Platform,
 };
+use berth_integration::shared_dir::SharedDir;
 use berth_integration::{skip, skip_if, test_images, wait};
 use berth_proto::v1::*;
 
@@ -153,59 +154,6 @@ async fn image_symlink_chains_past_the_limit_fail_closed() {
     teardown_pod(&mut env.cri, &pod).await;
 }
 
-/// A host directory that is a shared tmpfs mount of its own, as a kubelet's
-/// pod volume directories are on a systemd host; unmounted on drop with
-/// whatever was propagated into it.
-struct SharedDir {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl SharedDir {
-    fn new() -> SharedDir {
-        Self::with(nix::mount::MsFlags::MS_SHARED)
-    }
-
-    /// A tmpfs mount with propagation `prop` (`MS_SHARED`, `MS_PRIVATE`).
-    fn with(prop: nix::mount::MsFlags) -> SharedDir {
-        use nix::mount::{mount, MsFlags};
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("shared");
-        std::fs::create_dir(&path).unwrap();
-        mount(
-            Some("tmpfs"),
-            &path,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
-        mount(None::<&str>, &path, None::<&str>, prop, None::<&str>).unwrap();
-        for d in ["inner", "fromhost"] {
-            std::fs::create_dir(path.join(d)).unwrap();
-        }
-        SharedDir { _tmp: tmp, path }
-    }
-
-    fn is_mount_point(&self, sub: &str) -> bool {
-        let want = self.path.join(sub).to_string_lossy().into_owned();
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-    }
-}
-
-impl Drop for SharedDir {
-    fn drop(&mut self) {
-        use nix::mount::{umount2, MntFlags};
-        for sub in ["inner", "fromhost"] {
-            while umount2(&self.path.join(sub), MntFlags::MNT_DETACH).is_ok() {}
-        }
-        let _ = umount2(&self.path, MntFlags::MNT_DETACH);
-    }
-}
-
 #[tokio::test]
 async fn host_path_mounts_propagate_as_asked() {
     skip_if!(skip::no_pod_env());
@@ -327,13 +275,7 @@ async fn host_path_mounts_propagate_as_asked() {
         },
     ];
     let e = env
-        .cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
+        .create_container(&pod, &pod_config, config)
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
@@ -409,13 +351,7 @@ async fn recursive_read_only_mounts_are_read_only_all_the_way_down() {
         ..vol("/rro", true)
     }];
     let e = env
-        .cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(config),
-            sandbox_config: Some(pod_config.clone()),
-        })
+        .create_container(&pod, &pod_config, config)
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");

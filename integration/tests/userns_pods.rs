@@ -451,13 +451,7 @@ async fn bad_userns_options_are_refused_and_node_mode_is_unchanged() {
     let mut c = container(&env, "c", &ns, "true");
     c.mounts = vec![mount("/hostproc", Path::new("/proc"), Some(BASE_B))];
     let e = env
-        .cri
-        .runtime
-        .create_container(CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(c),
-            sandbox_config: Some(pod_config.clone()),
-        })
+        .create_container(&pod, &pod_config, c)
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");

@@ -5,7 +5,12 @@
 mod common;
 
 use common::*;
+// `SharedDir::with` serves the integration tests only.
+#[allow(dead_code)]
+#[path = "../../integration/src/shared_dir.rs"]
+mod shared_dir;
 use serde_json::json;
+use shared_dir::SharedDir;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -167,58 +172,6 @@ fn symlink_swapped_during_create_never_lands_outside() {
     assert_eq!(entries(&vol), vec!["marker"]);
 }
 
-/// Whether `path` is a mount point in this process's mount namespace.
-fn is_mount_point(path: &Path) -> bool {
-    let want = path.to_string_lossy().into_owned();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
-/// A host directory that is a shared mount of its own, as a kubelet's
-/// volume directories are on a systemd host; unmounted (lazily, with what
-/// the container propagated into it) on drop.
-struct SharedDir {
-    _tmp: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl SharedDir {
-    fn new() -> SharedDir {
-        use nix::mount::{mount, MsFlags};
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("shared");
-        std::fs::create_dir(&path).unwrap();
-        mount(
-            Some("tmpfs"),
-            &path,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
-        mount(
-            None::<&str>,
-            &path,
-            None::<&str>,
-            MsFlags::MS_SHARED,
-            None::<&str>,
-        )
-        .unwrap();
-        SharedDir { _tmp: tmp, path }
-    }
-}
-
-impl Drop for SharedDir {
-    fn drop(&mut self) {
-        for sub in ["inner", "fromhost"] {
-            let _ = nix::mount::umount2(&self.path.join(sub), nix::mount::MntFlags::MNT_DETACH);
-        }
-        let _ = nix::mount::umount2(&self.path, nix::mount::MntFlags::MNT_DETACH);
-    }
-}
-
 /// Runs a container with `shared` bound at /vol with `opts` (and the
 /// rootfs propagation a CRI runtime sets with them). The container mounts a
 /// tmpfs on /vol/inner and reports, after the host mounted one on
@@ -227,9 +180,6 @@ impl Drop for SharedDir {
 fn propagation_round(name: &str, opts: &[&str], rootfs_prop: Option<&str>) -> (bool, bool) {
     let shared = SharedDir::new();
     let dir = &shared.path;
-    for d in ["inner", "fromhost"] {
-        std::fs::create_dir(dir.join(d)).unwrap();
-    }
     let mut f = Fixture::new(name);
     let mut caps = all_caps();
     caps.push("CAP_SYS_ADMIN");
@@ -249,7 +199,7 @@ fn propagation_round(name: &str, opts: &[&str], rootfs_prop: Option<&str>) -> (b
     let c = f.create();
     c.start().unwrap();
     wait_for("the container's mount", || f.log().contains("mounted"));
-    let host_saw = is_mount_point(&dir.join("inner"));
+    let host_saw = shared.is_mount_point("inner");
     nix::mount::mount(
         Some("tmpfs"),
         &dir.join("fromhost"),
