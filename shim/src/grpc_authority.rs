@@ -226,12 +226,11 @@ impl<S> AuthorityFix<S> {
                 p = &rest[..keep];
             }
             let priority = if flags & PRIORITY != 0 {
-                if p.len() < 5 {
-                    return Err(refuse("HEADERS priority"));
-                }
-                let (prio, rest) = p.split_at(5);
+                let (prio, rest) = p
+                    .split_first_chunk::<5>()
+                    .ok_or_else(|| refuse("HEADERS priority"))?;
                 p = rest;
-                Some(<[u8; 5]>::try_from(prio).expect("split at 5"))
+                Some(*prio)
             } else {
                 None
             };
@@ -248,7 +247,12 @@ impl<S> AuthorityFix<S> {
             }
         }
         if flags & END_HEADERS != 0 {
-            let block = self.open.take().expect("a block is open");
+            // Both branches above leave a block open; no panic on a client's
+            // bytes even if that changes.
+            let block = self
+                .open
+                .take()
+                .ok_or_else(|| refuse("END_HEADERS without a header block"))?;
             self.rewrite(block)?;
         }
         Ok(())
